@@ -1,0 +1,78 @@
+package fanout
+
+import (
+	"context"
+	"errors"
+)
+
+// ErrClosed is returned by Publish after Close.
+var ErrClosed = errors.New("fanout: broker closed")
+
+// Kind says who a message is for.
+type Kind uint8
+
+const (
+	// ToUser reaches every socket of Target.ID, on every replica.
+	ToUser Kind = iota + 1
+	// ToSocket reaches the one socket whose id is Target.ID.
+	ToSocket
+	// ToAll reaches every socket on every replica; Target.ID is empty.
+	ToAll
+)
+
+// Target names the recipients of a published message.
+type Target struct {
+	Kind Kind
+	ID   string
+}
+
+// User, Socket and All build Targets.
+func User(id string) Target   { return Target{Kind: ToUser, ID: id} }
+func Socket(id string) Target { return Target{Kind: ToSocket, ID: id} }
+func All() Target             { return Target{Kind: ToAll} }
+
+// Control is a command on the control channel. Op "disconnect" closes every
+// socket of UserID with 4000; Reason is informational (logged).
+type Control struct {
+	Op     string `json:"op"`
+	UserID string `json:"user_id"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// Handler receives what a broker delivers to this replica. The broker calls
+// it from a single goroutine; implementations must return quickly and never
+// block on a socket. payload is owned by the callee after the call.
+type Handler interface {
+	// Deliver hands over a message for local sockets.
+	Deliver(to Target, payload []byte)
+	// Control applies a control command.
+	Control(c Control)
+	// Resync is called after the broker's connection was lost and restored
+	// and every subscription is active again: messages may have been missed.
+	Resync()
+}
+
+// Broker is the replica's view of the message bus.
+type Broker interface {
+	// Start begins delivering to h. It is called once, before any other method.
+	Start(h Handler) error
+	// Subscribe asks for the messages of userID. It never blocks; the
+	// returned channel is closed once the subscription is active, so that a
+	// message published after that reaches this replica. Calls for one user
+	// are balanced: Subscribe when the replica gains its first socket of the
+	// user, Unsubscribe when it loses its last one.
+	Subscribe(userID string) <-chan struct{}
+	// Unsubscribe drops the subscription of userID, possibly after a grace
+	// period during which a new Subscribe cancels it. It never blocks.
+	Unsubscribe(userID string)
+	// Publish sends payload to the target through the bus, so that it takes
+	// the same path as a message from a backend service.
+	Publish(ctx context.Context, to Target, payload []byte) error
+	// PublishControl sends a control command to every replica.
+	PublishControl(ctx context.Context, c Control) error
+	// Ready reports whether the broker is connected and subscribed.
+	Ready() bool
+	// Close stops delivery and releases resources. Nothing is delivered
+	// after Close returns.
+	Close() error
+}

@@ -1,0 +1,110 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os/exec"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Redis is a redis-server process owned by one test. It listens on a fixed
+// loopback port for its whole life, so Kill followed by Start brings it back
+// at the same address, empty (nothing is persisted).
+type Redis struct {
+	t    testing.TB
+	bin  string
+	port int
+	dir  string
+
+	mu  sync.Mutex
+	cmd *exec.Cmd // guarded by mu; nil while stopped
+}
+
+// StartRedis starts a private redis-server on a free loopback port and stops
+// it when the test ends.
+func StartRedis(t testing.TB) *Redis {
+	t.Helper()
+	r := &Redis{
+		t:    t,
+		bin:  LookBinary(t, "redis-server", "redis-server"),
+		port: FreePort(t),
+		dir:  t.TempDir(),
+	}
+	r.Start()
+	t.Cleanup(r.Kill)
+	return r
+}
+
+// Addr is host:port of the server.
+func (r *Redis) Addr() string { return net.JoinHostPort("127.0.0.1", itoa(r.port)) }
+
+// URL is the redis:// URL herald's --redis-url takes.
+func (r *Redis) URL() string { return "redis://" + r.Addr() + "/0" }
+
+// Client returns a go-redis client for the server, closed when the test ends.
+func (r *Redis) Client() *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: r.Addr(), MaxRetries: -1, DialTimeout: time.Second})
+	r.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Start (re)starts the server and waits until it answers PING.
+func (r *Redis) Start() {
+	r.t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd != nil {
+		return
+	}
+	cmd := exec.Command(r.bin,
+		"--bind", "127.0.0.1",
+		"--port", itoa(r.port),
+		"--save", "",
+		"--appendonly", "no",
+		"--dir", r.dir,
+		"--daemonize", "no",
+		"--loglevel", "warning",
+	)
+	if err := cmd.Start(); err != nil {
+		r.t.Fatalf("start redis-server: %v", err)
+	}
+	r.cmd = cmd
+	if err := r.waitPing(5 * time.Second); err != nil {
+		r.t.Fatalf("redis-server on %s: %v", r.Addr(), err)
+	}
+}
+
+func (r *Redis) waitPing(within time.Duration) error {
+	c := redis.NewClient(&redis.Options{Addr: r.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	defer c.Close()
+	deadline := time.Now().Add(within)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		err := c.Ping(ctx).Err()
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no PONG after %s: %w", within, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Kill stops the server with SIGKILL, as a crash would, and waits for it.
+func (r *Redis) Kill() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd == nil {
+		return
+	}
+	_ = r.cmd.Process.Kill()
+	_ = r.cmd.Wait()
+	r.cmd = nil
+}
