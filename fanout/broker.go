@@ -39,9 +39,9 @@ type Control struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-// Handler receives what a broker delivers to this replica. The broker calls
-// it from a single goroutine; implementations must return quickly and never
-// block on a socket. payload is owned by the callee after the call.
+// Handler receives what a broker delivers to this replica. Implementations
+// must be safe for concurrent use, return quickly and never block on a
+// socket. payload is owned by the callee after the call.
 type Handler interface {
 	// Deliver hands over a message for local sockets.
 	Deliver(to Target, payload []byte)
