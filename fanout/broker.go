@@ -16,7 +16,8 @@ const (
 	ToUser Kind = iota + 1
 	// ToSocket reaches the one socket whose id is Target.ID.
 	ToSocket
-	// ToAll reaches every socket on every replica; Target.ID is empty.
+	// ToAll reaches every socket on every replica except, when Target.ID is
+	// set, the sockets of the user Target.ID (BroadcastExcept).
 	ToAll
 )
 
@@ -30,6 +31,9 @@ type Target struct {
 func User(id string) Target   { return Target{Kind: ToUser, ID: id} }
 func Socket(id string) Target { return Target{Kind: ToSocket, ID: id} }
 func All() Target             { return Target{Kind: ToAll} }
+
+// AllExcept reaches every socket except those of userID.
+func AllExcept(userID string) Target { return Target{Kind: ToAll, ID: userID} }
 
 // Control is a command on the control channel. Op "disconnect" closes every
 // socket of UserID with 4000; Reason is informational (logged).

@@ -1,0 +1,233 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+)
+
+// options are herald's settings. Each is a flag and an environment variable
+// (HERALD_ + the flag name in capitals, dashes as underscores); a flag given
+// on the command line wins. Secrets may also come from a file named by
+// HERALD_<NAME>_FILE (or --<name>-file).
+type options struct {
+	Addr         string
+	RedisURL     string
+	RedisTimeout time.Duration
+	Prefix       string
+	NodeID       string
+	Dev          bool
+
+	SessionSecret    string
+	SessionPublicKey string
+	SessionJWKS      string
+	SessionAlgs      string
+	SessionCookie    string
+	SessionIssuer    string
+	SessionAudience  string
+	UserClaim        string
+	ClockSkew        time.Duration
+	WSTokenSecret    string
+	WSTokenTTL       time.Duration
+
+	AllowedOrigins string
+	TrustedProxies string
+
+	PingInterval      time.Duration
+	IdleTimeout       time.Duration
+	MaxMessageBytes   int
+	MaxSocketsPerUser int
+	MaxQueueBytes     int
+	WriteTimeout      time.Duration
+	CloseTimeout      time.Duration
+	HandshakeTimeout  time.Duration
+	TokenRate         float64
+	TokenBurst        int
+	HandshakeRate     float64
+	HandshakeBurst    int
+	UnsubscribeGrace  time.Duration
+
+	DrainWindow      time.Duration
+	DrainConcurrency int
+	ShutdownTimeout  time.Duration
+
+	LogLevel  string
+	LogFormat string
+
+	addrSet bool // --addr or HERALD_ADDR was given
+}
+
+// secretFlags may be given as files.
+var secretFlags = []string{"session-secret", "ws-token-secret"}
+
+func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("herald", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&o.Addr, "addr", ":8080", "listen address (with --dev: 127.0.0.1:8080)")
+	fs.StringVar(&o.RedisURL, "redis-url", "", "Redis URL (redis://host:6379/0); empty runs the embedded single-process mode")
+	fs.DurationVar(&o.RedisTimeout, "redis-timeout", 500*time.Millisecond, "bound on one jti check in Redis; past it the socket gets 1013")
+	fs.StringVar(&o.Prefix, "channel-prefix", "", "prefix of every Redis channel and key")
+	fs.StringVar(&o.NodeID, "node-id", "", "replica id carried in socket ids (letters, digits, - and _); empty means random")
+	fs.BoolVar(&o.Dev, "dev", false, "development mode: generate secrets, serve POST /dev/login and a test page; loopback only")
+
+	fs.StringVar(&o.SessionSecret, "session-secret", "", "HS* secret of session JWTs (at least 32 bytes)")
+	fs.StringVar(&o.SessionPublicKey, "session-public-key", "", "path of the PEM public key of session JWTs")
+	fs.StringVar(&o.SessionJWKS, "session-jwks", "", "JWKS of session JWTs: a file path or an https URL (refreshed)")
+	fs.StringVar(&o.SessionAlgs, "session-algs", "HS256", "comma-separated algorithms session JWTs may use")
+	fs.StringVar(&o.SessionCookie, "session-cookie", "access_token", "cookie holding the session JWT")
+	fs.StringVar(&o.SessionIssuer, "session-issuer", "", "required iss of session JWTs (empty: not checked)")
+	fs.StringVar(&o.SessionAudience, "session-audience", "", "required aud of session JWTs (empty: not checked)")
+	fs.StringVar(&o.UserClaim, "user-claim", "sub", "claim holding the user id")
+	fs.DurationVar(&o.ClockSkew, "clock-skew", 5*time.Second, "clock skew tolerated on exp, nbf and iat")
+	fs.StringVar(&o.WSTokenSecret, "ws-token-secret", "", "HS256 secret of WS tokens, shared by every replica (required with Redis; random per process without)")
+	fs.DurationVar(&o.WSTokenTTL, "ws-token-ttl", 30*time.Second, "lifetime of a WS token")
+
+	fs.StringVar(&o.AllowedOrigins, "allowed-origins", "", "comma-separated origins allowed cross-origin (https://app.example.com, https://*.example.com); empty: same origin only")
+	fs.StringVar(&o.TrustedProxies, "trusted-proxies", "", "comma-separated proxy addresses or CIDRs whose X-Forwarded-For is believed")
+
+	fs.DurationVar(&o.PingInterval, "ping-interval", 30*time.Second, "how often every socket is pinged")
+	fs.DurationVar(&o.IdleTimeout, "idle-timeout", 60*time.Second, "a socket silent this long is closed")
+	fs.IntVar(&o.MaxMessageBytes, "max-message-bytes", 4096, "largest client message; larger closes with 1009")
+	fs.IntVar(&o.MaxSocketsPerUser, "max-sockets-per-user", 16, "sockets one user may hold on a replica; the next gets 4008")
+	fs.IntVar(&o.MaxQueueBytes, "max-queue-bytes", 256<<10, "unsent bytes a socket may queue; past it the socket gets 4009")
+	fs.DurationVar(&o.WriteTimeout, "write-timeout", 10*time.Second, "a socket whose output makes no progress this long is dropped")
+	fs.DurationVar(&o.CloseTimeout, "close-timeout", 5*time.Second, "how long a closed socket may take to answer the close frame")
+	fs.DurationVar(&o.HandshakeTimeout, "handshake-timeout", 10*time.Second, "bound on a WebSocket handshake, subscription included")
+	fs.Float64Var(&o.TokenRate, "token-rate", 2, "WS tokens per second one user may fetch on average")
+	fs.IntVar(&o.TokenBurst, "token-burst", 30, "WS tokens one user may fetch at once")
+	fs.Float64Var(&o.HandshakeRate, "handshake-rate", 0, "WebSocket handshakes per second a replica admits; over it sockets get 4029 (0: no cap)")
+	fs.IntVar(&o.HandshakeBurst, "handshake-burst", 0, "handshakes admitted at once (0: the rate)")
+	fs.DurationVar(&o.UnsubscribeGrace, "unsubscribe-grace", 2*time.Second, "how long a user's channel stays subscribed after its last socket leaves")
+
+	fs.DurationVar(&o.DrainWindow, "drain-window", 5*time.Second, "on shutdown, sockets are told to reconnect after a random delay below this")
+	fs.IntVar(&o.DrainConcurrency, "drain-concurrency", 1024, "sockets in their close handshake at once while draining")
+	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 25*time.Second, "graceful shutdown deadline; sockets left then are dropped")
+
+	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.LogFormat, "log-format", "json", "json or console")
+	for _, name := range secretFlags {
+		fs.String(name+"-file", "", "file holding --"+name)
+	}
+	return fs
+}
+
+// envName maps a flag name to its environment variable.
+func envName(flagName string) string {
+	return "HERALD_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// parseOptions reads flags from args and, for every flag not on the command
+// line, its environment variable.
+func parseOptions(args []string, getenv func(string) string, out io.Writer) (*options, error) {
+	o := &options{}
+	fs := newFlagSet(o, out)
+	fs.Usage = func() {
+		fmt.Fprintln(out, "Usage: herald [flags]\n\nEvery flag is also an environment variable: --ping-interval is HERALD_PING_INTERVAL.\nSecrets may be given as files: HERALD_SESSION_SECRET_FILE, HERALD_WS_TOKEN_SECRET_FILE.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	onCommandLine := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if onCommandLine[f.Name] {
+			return
+		}
+		if v, ok := lookup(getenv, envName(f.Name)); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", envName(f.Name), v, err))
+			}
+		}
+	})
+	for _, name := range secretFlags {
+		file := fs.Lookup(name + "-file").Value.String()
+		value := fs.Lookup(name).Value.String()
+		if file == "" {
+			continue
+		}
+		if value != "" {
+			errs = append(errs, fmt.Errorf("--%s and --%s-file (or %s and %s_FILE) are both set; give one", name, name, envName(name), envName(name)))
+			continue
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("reading %s: %w", envName(name)+"_FILE", err))
+			continue
+		}
+		_ = fs.Set(name, strings.TrimRight(string(b), "\r\n"))
+	}
+	o.addrSet = onCommandLine["addr"] || getenv(envName("addr")) != ""
+	if o.Dev && !o.addrSet {
+		o.Addr = "127.0.0.1:8080"
+	}
+	if o.Dev {
+		if err := requireLoopback(o.Addr); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return o, errors.Join(errs...)
+}
+
+func lookup(getenv func(string) string, name string) (string, bool) {
+	v := getenv(name)
+	return v, v != ""
+}
+
+// requireLoopback refuses a listen address that other machines can reach.
+func requireLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--addr %q: %w", addr, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || !ip.IsLoopback() {
+		return fmt.Errorf("--dev serves a login that mints sessions for anyone, so it only listens on loopback: --addr %q is not a loopback address (use 127.0.0.1:8080)", addr)
+	}
+	return nil
+}
+
+// list splits a comma-separated setting, dropping empty entries.
+func list(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}
+
+// prefixes parses trusted proxies: addresses or CIDRs.
+func prefixes(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, item := range list(s) {
+		if strings.Contains(item, "/") {
+			p, err := netip.ParsePrefix(item)
+			if err != nil {
+				return nil, fmt.Errorf("trusted proxy %q: %w", item, err)
+			}
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(item)
+		if err != nil {
+			return nil, fmt.Errorf("trusted proxy %q: want an address or a CIDR", item)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return out, nil
+}

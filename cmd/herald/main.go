@@ -1,0 +1,229 @@
+// Command herald runs one replica of the herald WebSocket notification
+// gateway. It only turns flags and environment into configuration; the work
+// is done by the gateway, auth, replay and fanout packages.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/herald-gw/herald/auth"
+	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/gateway"
+	"github.com/herald-gw/herald/replay"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "herald:", err)
+		os.Exit(1)
+	}
+}
+
+// run starts herald and blocks until ctx is cancelled (SIGTERM, SIGINT), then
+// shuts it down gracefully.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	o, err := parseOptions(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	if o.Dev {
+		if err := devSecrets(o, stdout); err != nil {
+			return err
+		}
+	}
+	log, err := newLogger(o.LogLevel, o.LogFormat, stderr)
+	if err != nil {
+		return err
+	}
+	defer log.Sync() //nolint:errcheck // stderr may not sync
+
+	authCfg, err := authConfig(o)
+	if err != nil {
+		return err
+	}
+	authn, err := auth.New(ctx, authCfg)
+	if err != nil {
+		return err
+	}
+	defer authn.Close()
+
+	nodeID := o.NodeID
+	if nodeID == "" {
+		nodeID = fanout.NewNodeID()
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	var (
+		store  replay.Store
+		broker fanout.Broker
+	)
+	if o.RedisURL == "" {
+		store = replay.NewMemory(replay.MemoryConfig{})
+		broker = fanout.NewMemory(fanout.MemoryConfig{Logger: log.Named("broker"), Registerer: reg})
+		log.Info("embedded mode: in-memory broker and jti store; run one replica only")
+	} else {
+		ropts, err := redis.ParseURL(o.RedisURL)
+		if err != nil {
+			return fmt.Errorf("--redis-url: %w", err)
+		}
+		ropts.ContextTimeoutEnabled = true
+		ropts.MaxRetries = 0 // a retried SET NX could answer "reused" for the first use
+		ropts.DialTimeout = 2 * time.Second
+		client := redis.NewClient(ropts)
+		defer client.Close()
+		store = replay.NewRedis(client, replay.RedisConfig{Prefix: o.Prefix, Timeout: o.RedisTimeout})
+		rb, err := fanout.NewRedis(client, fanout.RedisConfig{
+			Prefix:           o.Prefix,
+			NodeID:           nodeID,
+			UnsubscribeGrace: o.UnsubscribeGrace,
+			Logger:           log.Named("broker"),
+			Registerer:       reg,
+		})
+		if err != nil {
+			return err
+		}
+		broker = rb
+		log.Info("cluster mode: Redis broker and jti store", zap.String("redis", ropts.Addr), zap.String("prefix", o.Prefix))
+	}
+	defer store.Close()
+	defer broker.Close()
+
+	trusted, err := prefixes(o.TrustedProxies)
+	if err != nil {
+		return err
+	}
+	gw, err := gateway.New(gateway.Config{
+		Auth:              authn,
+		Replay:            store,
+		Broker:            broker,
+		NodeID:            nodeID,
+		SessionCookie:     o.SessionCookie,
+		AllowedOrigins:    list(o.AllowedOrigins),
+		TrustedProxies:    trusted,
+		PingInterval:      o.PingInterval,
+		IdleTimeout:       o.IdleTimeout,
+		MaxMessageBytes:   o.MaxMessageBytes,
+		MaxSocketsPerUser: o.MaxSocketsPerUser,
+		MaxQueueBytes:     o.MaxQueueBytes,
+		WriteTimeout:      o.WriteTimeout,
+		CloseTimeout:      o.CloseTimeout,
+		HandshakeTimeout:  o.HandshakeTimeout,
+		TokenRate:         o.TokenRate,
+		TokenBurst:        o.TokenBurst,
+		HandshakeRate:     o.HandshakeRate,
+		HandshakeBurst:    o.HandshakeBurst,
+		DrainWindow:       o.DrainWindow,
+		DrainConcurrency:  o.DrainConcurrency,
+		Logger:            log,
+		Registerer:        reg,
+		Gatherer:          reg,
+	})
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", o.Addr)
+	if err != nil {
+		gw.Shutdown(context.Background())
+		return err
+	}
+	handler := gw.Handler()
+	if o.Dev {
+		handler = devHandler(o, handler)
+	}
+	served := make(chan error, 1)
+	go func() { served <- gw.Serve(ln, handler) }()
+	log.Info("herald listening", zap.String("addr", ln.Addr().String()), zap.String("node_id", nodeID), zap.Bool("dev", o.Dev))
+
+	select {
+	case <-ctx.Done():
+		log.Info("signal received: shutting down", zap.Duration("deadline", o.ShutdownTimeout))
+	case err := <-served:
+		log.Error("server stopped", zap.Error(err))
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), o.ShutdownTimeout)
+	defer cancel()
+	if err := gw.Shutdown(sctx); err != nil {
+		log.Warn("shutdown", zap.Error(err))
+	}
+	log.Info("bye")
+	return nil
+}
+
+func authConfig(o *options) (auth.Config, error) {
+	cfg := auth.Config{
+		SessionJWKS:     o.SessionJWKS,
+		SessionAlgs:     list(o.SessionAlgs),
+		SessionIssuer:   o.SessionIssuer,
+		SessionAudience: o.SessionAudience,
+		UserClaim:       o.UserClaim,
+		ClockSkew:       o.ClockSkew,
+		WSTokenTTL:      o.WSTokenTTL,
+	}
+	if o.SessionSecret != "" {
+		cfg.SessionSecret = []byte(o.SessionSecret)
+	}
+	if o.SessionPublicKey != "" {
+		pem, err := os.ReadFile(o.SessionPublicKey)
+		if err != nil {
+			return cfg, fmt.Errorf("--session-public-key: %w", err)
+		}
+		cfg.SessionPublicKeyPEM = pem
+	}
+	switch {
+	case o.WSTokenSecret != "":
+		cfg.WSTokenSecret = []byte(o.WSTokenSecret)
+	case o.RedisURL != "":
+		return cfg, errors.New("--ws-token-secret (HERALD_WS_TOKEN_SECRET) is required with Redis: every replica must verify the tokens the others mint")
+	}
+	return cfg, nil
+}
+
+// newLogger builds the zap logger: JSON (or console) on stderr, sampled per
+// message so that a connect storm cannot flood the log.
+func newLogger(level, format string, w io.Writer) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	encCfg := zap.NewProductionEncoderConfig()
+	encCfg.TimeKey = "ts"
+	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
+	var enc zapcore.Encoder
+	switch strings.ToLower(format) {
+	case "json":
+		enc = zapcore.NewJSONEncoder(encCfg)
+	case "console":
+		encCfg.EncodeLevel = zapcore.CapitalLevelEncoder
+		enc = zapcore.NewConsoleEncoder(encCfg)
+	default:
+		return nil, fmt.Errorf("--log-format %q: want json or console", format)
+	}
+	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), lvl)
+	// The first 100 lines of each message per second are kept, then 1 in 100.
+	core = zapcore.NewSamplerWithOptions(core, time.Second, 100, 100)
+	return zap.New(core, zap.AddStacktrace(zapcore.ErrorLevel)), nil
+}

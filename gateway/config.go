@@ -1,0 +1,172 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"runtime"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/herald-gw/herald/auth"
+	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/replay"
+)
+
+// Config configures a Server. New fills the zero values with the defaults
+// given in each field's comment and refuses unsafe or inconsistent settings.
+type Config struct {
+	// Auth verifies session JWTs and mints and checks WS tokens. Required.
+	Auth *auth.Authenticator
+	// Replay records consumed WS token ids. Required.
+	Replay replay.Store
+	// Broker carries messages between replicas. Required.
+	Broker fanout.Broker
+	// NodeID names this replica in socket ids ("<NodeID>.<suffix>"); it must
+	// be the id the broker was given. Empty means a random id (only safe with
+	// a broker that does not route by node, such as fanout.Memory).
+	NodeID string
+
+	// SessionCookie is the cookie holding the session JWT. Empty means
+	// "access_token".
+	SessionCookie string
+	// AllowedOrigins lists the browser origins (scheme://host[:port]) allowed
+	// to fetch tokens and open sockets cross-origin; an entry may start with
+	// "*." after the scheme to allow every subdomain ("https://*.example.com").
+	// A request without Origin, or whose Origin is the request's own Host, is
+	// always allowed. Empty means same-origin only.
+	AllowedOrigins []string
+	// TrustedProxies are the networks whose X-Forwarded-For is believed when
+	// taking a client's IP. Empty means the TCP peer is the client.
+	TrustedProxies []netip.Prefix
+
+	// PingInterval is how often the server pings every socket. Zero means 30s.
+	PingInterval time.Duration
+	// IdleTimeout closes a socket from which nothing arrived for this long.
+	// Zero means 60s. It must exceed PingInterval.
+	IdleTimeout time.Duration
+	// MaxMessageBytes bounds a client message; larger ones close the socket
+	// with 1009. Zero means 4096.
+	MaxMessageBytes int
+	// MaxSocketsPerUser caps one user's sockets on this replica; the socket
+	// over the cap is closed with 4008. Zero means 16.
+	MaxSocketsPerUser int
+	// MaxQueueBytes caps a socket's unsent output; a socket over it is closed
+	// with 4009. Zero means 256 KiB.
+	MaxQueueBytes int
+	// WriteTimeout closes a socket whose output made no progress for this
+	// long. Zero means 10s.
+	WriteTimeout time.Duration
+	// CloseTimeout is how long a socket the server closes may take to answer
+	// with its close frame before it is dropped. Zero means 5s.
+	CloseTimeout time.Duration
+	// HandshakeTimeout bounds a WebSocket handshake from the HTTP request to
+	// the welcome frame, including the broker subscription. Zero means 10s.
+	HandshakeTimeout time.Duration
+
+	// TokenRate is how many WS tokens one user may fetch per second, on
+	// average, on this replica; TokenBurst how many at once. Zero means 2
+	// and 30 (a user re-opening 16 tabs at once gets all of them).
+	TokenRate  float64
+	TokenBurst int
+	// HandshakeRate caps WebSocket handshakes per second on this replica;
+	// sockets over it are closed with 4029 after the upgrade. Zero means no
+	// cap. HandshakeBurst is how many may come at once; zero means
+	// HandshakeRate.
+	HandshakeRate  float64
+	HandshakeBurst int
+
+	// DrainWindow spreads the reconnects of a graceful shutdown: each socket
+	// is told to reconnect after a random delay below it. Zero means 5s.
+	DrainWindow time.Duration
+	// DrainConcurrency bounds how many sockets are in their close handshake
+	// at once during a graceful shutdown. Zero means 1024.
+	DrainConcurrency int
+
+	// Pollers is the number of epoll loops; Writers the number of write
+	// workers. Zero means GOMAXPROCS for each.
+	Pollers int
+	Writers int
+
+	// Logger receives the gateway's logs. Nil means no logs.
+	Logger *zap.Logger
+	// Registerer receives the gateway's metrics; Gatherer serves /metrics.
+	// Nil means no metrics, and no /metrics endpoint.
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+}
+
+func (c *Config) setDefaults() {
+	def := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defInt := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	if c.SessionCookie == "" {
+		c.SessionCookie = "access_token"
+	}
+	def(&c.PingInterval, 30*time.Second)
+	def(&c.IdleTimeout, 60*time.Second)
+	def(&c.WriteTimeout, 10*time.Second)
+	def(&c.CloseTimeout, 5*time.Second)
+	def(&c.HandshakeTimeout, 10*time.Second)
+	def(&c.DrainWindow, 5*time.Second)
+	defInt(&c.MaxMessageBytes, 4096)
+	defInt(&c.MaxSocketsPerUser, 16)
+	defInt(&c.MaxQueueBytes, 256<<10)
+	defInt(&c.DrainConcurrency, 1024)
+	defInt(&c.Pollers, runtime.GOMAXPROCS(0))
+	defInt(&c.Writers, runtime.GOMAXPROCS(0))
+	defInt(&c.TokenBurst, 30)
+	if c.TokenRate == 0 {
+		c.TokenRate = 2
+	}
+	if c.HandshakeBurst == 0 {
+		c.HandshakeBurst = max(1, int(c.HandshakeRate))
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.Auth == nil {
+		errs = append(errs, errors.New("Auth is required"))
+	}
+	if c.Replay == nil {
+		errs = append(errs, errors.New("Replay is required"))
+	}
+	if c.Broker == nil {
+		errs = append(errs, errors.New("Broker is required"))
+	}
+	if c.NodeID != "" && !fanout.ValidNodeID(c.NodeID) {
+		errs = append(errs, fmt.Errorf("node id %q: use 1 to 64 letters, digits, '-' or '_'", c.NodeID))
+	}
+	if c.IdleTimeout <= c.PingInterval {
+		errs = append(errs, fmt.Errorf("idle timeout (%s) must be longer than the ping interval (%s), or live sockets are reaped between pings", c.IdleTimeout, c.PingInterval))
+	}
+	if c.PingInterval < 0 || c.WriteTimeout < 0 || c.CloseTimeout < 0 || c.HandshakeTimeout < 0 || c.DrainWindow < 0 {
+		errs = append(errs, errors.New("durations must not be negative"))
+	}
+	if c.MaxMessageBytes < 125 {
+		errs = append(errs, fmt.Errorf("max message bytes %d: must be at least 125", c.MaxMessageBytes))
+	}
+	if c.MaxQueueBytes < 4096 {
+		errs = append(errs, fmt.Errorf("max queue bytes %d: must be at least 4096", c.MaxQueueBytes))
+	}
+	if c.MaxSocketsPerUser < 0 || c.DrainConcurrency < 0 || c.Pollers < 0 || c.Writers < 0 || c.TokenBurst < 0 || c.TokenRate < 0 || c.HandshakeRate < 0 {
+		errs = append(errs, errors.New("counts and rates must not be negative"))
+	}
+	if _, err := newOriginPolicy(c.AllowedOrigins); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

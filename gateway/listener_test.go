@@ -1,0 +1,86 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// exhaustedListener fails Accept with EMFILE until it is told to recover.
+type exhaustedListener struct {
+	net.Listener
+	calls     atomic.Int64
+	recovered atomic.Bool
+	conn      net.Conn
+}
+
+func (l *exhaustedListener) Accept() (net.Conn, error) {
+	l.calls.Add(1)
+	if !l.recovered.Load() {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: syscall.EMFILE}
+	}
+	return l.conn, nil
+}
+
+// TestAcceptBacksOffOnEMFILE: out of descriptors, accept is retried with a
+// growing pause, not in a spin, the condition is logged and counted, and
+// accepting resumes when descriptors are back.
+func TestAcceptBacksOffOnEMFILE(t *testing.T) {
+	var logs bytes.Buffer
+	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(&logs), zapcore.InfoLevel))
+	client, server := net.Pipe()
+	defer client.Close()
+	fake := &exhaustedListener{conn: server}
+	m := newMetrics(nil, nil)
+	bl := &backoffListener{Listener: fake, log: log, metrics: m, stop: make(chan struct{})}
+
+	got := make(chan net.Conn, 1)
+	go func() {
+		c, err := bl.Accept()
+		if err != nil {
+			t.Errorf("Accept: %v", err)
+		}
+		got <- c
+	}()
+	time.Sleep(500 * time.Millisecond)
+	calls := fake.calls.Load()
+	fake.recovered.Store(true)
+	if c := <-got; c != server {
+		t.Fatalf("Accept returned %v, want the connection after recovery", c)
+	}
+	// 5+10+20+40+80+160+320 ms: about 7 attempts in 500 ms. A spin would
+	// make millions.
+	if calls < 3 || calls > 20 {
+		t.Errorf("%d accept attempts in 500ms, want a backoff (about 7)", calls)
+	}
+	if !bytes.Contains(logs.Bytes(), []byte("backing off")) || !bytes.Contains(logs.Bytes(), []byte("too many open files")) {
+		t.Errorf("log does not report the backoff:\n%s", logs.String())
+	}
+}
+
+func TestAcceptBackoffStopsOnShutdown(t *testing.T) {
+	stop := make(chan struct{})
+	bl := &backoffListener{Listener: &exhaustedListener{}, log: zap.NewNop(), metrics: newMetrics(nil, nil), stop: stop}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := bl.Accept()
+		errc <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	close(stop)
+	select {
+	case err := <-errc:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Accept after stop = %v, want net.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Accept kept backing off after stop")
+	}
+}

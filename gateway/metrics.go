@@ -1,0 +1,87 @@
+package gateway
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the gateway's Prometheus collectors. Every labelled series
+// that can occur is created at start, so that it reads 0 before it happens.
+type metrics struct {
+	connects       prometheus.Counter
+	disconnects    *prometheus.CounterVec // by close code
+	authFailures   *prometheus.CounterVec // by reason
+	tokensIssued   prometheus.Counter
+	slowConsumers  prometheus.Counter
+	writeTimeouts  prometheus.Counter
+	delivered      prometheus.Counter
+	acceptBackoffs prometheus.Counter
+	handshake      prometheus.Histogram
+}
+
+// authFailureReasons are the values of herald_auth_failures_total's label.
+var authFailureReasons = []string{
+	"missing_session", "invalid_session", "expired_session", "origin_not_allowed",
+	"rate_limited", "token_expired", "token_invalid", "token_reused", "replay_unavailable",
+}
+
+func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
+	m := &metrics{
+		connects: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_connects_total", Help: "Sockets that completed the handshake and got the welcome frame.",
+		}),
+		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_disconnects_total", Help: "Sockets closed, by close code (1006: no close handshake).",
+		}, []string{"code"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_auth_failures_total", Help: "Refused token requests and socket handshakes, by reason.",
+		}, []string{"reason"}),
+		tokensIssued: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_ws_tokens_issued_total", Help: "WS tokens minted.",
+		}),
+		slowConsumers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_slow_consumers_total", Help: "Sockets closed with 4009 because their send queue passed its cap.",
+		}),
+		writeTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_write_timeouts_total", Help: "Sockets dropped because their output made no progress within the write timeout.",
+		}),
+		delivered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_messages_delivered_total", Help: "Frames queued to sockets by fan-out (one per target socket).",
+		}),
+		acceptBackoffs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_accept_backoffs_total", Help: "Accept calls that failed for lack of file descriptors or memory and backed off.",
+		}),
+		handshake: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "herald_handshake_seconds", Help: "Time from the /ws request to the queued welcome frame.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+	}
+	for _, d := range knownCodes {
+		m.disconnects.WithLabelValues(strconv.Itoa(int(d.Code)))
+	}
+	for _, r := range authFailureReasons {
+		m.authFailures.WithLabelValues(r)
+	}
+	if reg == nil {
+		return m
+	}
+	reg.MustRegister(m.connects, m.disconnects, m.authFailures, m.tokensIssued, m.slowConsumers,
+		m.writeTimeouts, m.delivered, m.acceptBackoffs, m.handshake,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "herald_sockets", Help: "Open sockets on this replica.",
+		}, func() float64 { return float64(s.reg.total.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "herald_users", Help: "Users with at least one socket on this replica.",
+		}, func() float64 { return float64(s.reg.nusers.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "herald_draining", Help: "1 while a graceful shutdown is in progress.",
+		}, func() float64 {
+			if s.draining.Load() {
+				return 1
+			}
+			return 0
+		}),
+	)
+	return m
+}

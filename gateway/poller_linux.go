@@ -1,0 +1,202 @@
+//go:build linux
+
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// poller is one epoll instance and the goroutine that waits on it. Sockets
+// are registered level-triggered for input; output readiness is watched only
+// while a socket's queue is stuck on a full kernel buffer. Readiness is
+// handled inline by the loop goroutine, which never blocks on a socket:
+// reads and writes are non-blocking system calls.
+type poller struct {
+	epfd int
+	wake int // eventfd that interrupts epoll_wait on close
+
+	mu    sync.Mutex
+	conns map[int32]*Conn // registered sockets by fd; guarded by mu
+
+	done chan struct{} // closed when the loop returns
+}
+
+const (
+	pollIn  = unix.EPOLLIN | unix.EPOLLRDHUP
+	pollOut = unix.EPOLLOUT
+	pollEnd = unix.EPOLLHUP | unix.EPOLLERR | unix.EPOLLRDHUP
+)
+
+func newPoller() (*poller, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
+		unix.Close(epfd)
+		unix.Close(wake)
+		return nil, fmt.Errorf("epoll_ctl add eventfd: %w", err)
+	}
+	return &poller{epfd: epfd, wake: wake, conns: make(map[int32]*Conn), done: make(chan struct{})}, nil
+}
+
+// ctl runs epoll_ctl on c's descriptor while holding a reference to it, so
+// that a concurrent Close can never make it act on a reused fd number.
+func (p *poller) ctl(c *Conn, op int, events uint32) error {
+	var opErr error
+	err := c.raw.Control(func(fd uintptr) {
+		ev := unix.EpollEvent{Events: events, Fd: int32(fd)}
+		opErr = unix.EpollCtl(p.epfd, op, int(fd), &ev)
+	})
+	if err != nil {
+		return err
+	}
+	return opErr
+}
+
+// add starts watching c for input.
+func (p *poller) add(c *Conn) error {
+	p.mu.Lock()
+	p.conns[c.fd] = c
+	p.mu.Unlock()
+	if err := p.ctl(c, unix.EPOLL_CTL_ADD, pollIn); err != nil {
+		p.mu.Lock()
+		delete(p.conns, c.fd)
+		p.mu.Unlock()
+		return fmt.Errorf("epoll_ctl add: %w", err)
+	}
+	return nil
+}
+
+// watchWrite turns output readiness reports for c on or off.
+func (p *poller) watchWrite(c *Conn, on bool) error {
+	var ev uint32 = pollIn
+	if on {
+		ev |= pollOut
+	}
+	return p.ctl(c, unix.EPOLL_CTL_MOD, ev)
+}
+
+// remove stops watching c. It must be called before c's socket is closed.
+func (p *poller) remove(c *Conn) {
+	_ = p.ctl(c, unix.EPOLL_CTL_DEL, 0)
+	p.mu.Lock()
+	if p.conns[c.fd] == c {
+		delete(p.conns, c.fd)
+	}
+	p.mu.Unlock()
+}
+
+// snapshot returns the sockets registered now.
+func (p *poller) snapshot() []*Conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	conns := make([]*Conn, 0, len(p.conns))
+	for _, c := range p.conns {
+		conns = append(conns, c)
+	}
+	return conns
+}
+
+// run waits for readiness and hands it to c.onReadable and c.onWritable
+// until close is called. buf is the loop's read buffer, shared by every
+// socket of this poller.
+func (p *poller) run(bufSize int) {
+	defer close(p.done)
+	events := make([]unix.EpollEvent, 256)
+	buf := make([]byte, bufSize)
+	for {
+		n, err := unix.EpollWait(p.epfd, events, -1)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			return
+		}
+		for i := range events[:n] {
+			ev := &events[i]
+			if ev.Fd == int32(p.wake) {
+				return
+			}
+			p.mu.Lock()
+			c := p.conns[ev.Fd]
+			p.mu.Unlock()
+			if c == nil {
+				continue
+			}
+			if ev.Events&pollOut != 0 {
+				c.onWritable()
+			}
+			if ev.Events&(unix.EPOLLIN|pollEnd) != 0 {
+				c.onReadable(buf)
+			}
+		}
+	}
+}
+
+// close stops the loop and releases the epoll instance. Sockets still
+// registered are left to their owners.
+func (p *poller) close() {
+	var one = [8]byte{1}
+	_, _ = unix.Write(p.wake, one[:])
+	<-p.done
+	unix.Close(p.epfd)
+	unix.Close(p.wake)
+}
+
+// readRaw reads what is available without blocking. It returns n == 0 and
+// err == nil at end of stream, and errWouldBlock when nothing is available.
+func readRaw(raw syscall.RawConn, buf []byte) (n int, err error) {
+	var opErr error
+	err = raw.Read(func(fd uintptr) bool {
+		n, opErr = unix.Read(int(fd), buf)
+		return true
+	})
+	if err != nil {
+		return 0, err
+	}
+	if opErr == unix.EAGAIN {
+		return 0, errWouldBlock
+	}
+	if n < 0 {
+		n = 0
+	}
+	return n, opErr
+}
+
+// writeRaw writes as much of bufs as the kernel takes without blocking.
+func writeRaw(raw syscall.RawConn, bufs [][]byte) (n int, err error) {
+	var opErr error
+	err = raw.Write(func(fd uintptr) bool {
+		n, opErr = unix.Writev(int(fd), bufs)
+		return true
+	})
+	if err != nil {
+		return 0, err
+	}
+	if opErr == unix.EAGAIN {
+		return 0, errWouldBlock
+	}
+	if n < 0 {
+		n = 0
+	}
+	return n, opErr
+}
+
+// isFDExhausted reports an accept error caused by running out of file
+// descriptors or kernel memory, which passes once sockets close.
+func isFDExhausted(err error) bool {
+	return errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) ||
+		errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.ENOMEM)
+}

@@ -1,0 +1,162 @@
+package gateway
+
+import (
+	"errors"
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+
+	"github.com/herald-gw/herald/fanout"
+)
+
+// errTooMany refuses a socket over the per-user cap.
+var errTooMany = errors.New("gateway: too many sockets for this user")
+
+const registryShards = 64
+
+// registry maps user id → socket id → socket, and socket id → socket, in
+// shards keyed by a hash of the id. Readers copy the sockets they need under
+// a shard's read lock and write to them after releasing it.
+//
+// The registry drives the broker: it subscribes to a user when the replica
+// gains the user's first socket and unsubscribes when it loses the last, under
+// the user's shard lock, so the broker sees the calls for one user in order.
+type registry struct {
+	seed    maphash.Seed
+	broker  fanout.Broker
+	maxUser int // sockets per user
+
+	users   [registryShards]userShard
+	sockets [registryShards]socketShard
+
+	total  atomic.Int64 // sockets
+	nusers atomic.Int64 // users with at least one socket
+}
+
+type userShard struct {
+	mu sync.RWMutex
+	m  map[string]map[string]*Conn // user → socket id → socket; guarded by mu
+	// subscribed holds the channel the broker closes once the user's
+	// subscription is active; guarded by mu.
+	ready map[string]<-chan struct{}
+}
+
+type socketShard struct {
+	mu sync.RWMutex
+	m  map[string]*Conn // guarded by mu
+}
+
+func newRegistry(b fanout.Broker, maxPerUser int) *registry {
+	r := &registry{seed: maphash.MakeSeed(), broker: b, maxUser: maxPerUser}
+	for i := range r.users {
+		r.users[i].m = make(map[string]map[string]*Conn)
+		r.users[i].ready = make(map[string]<-chan struct{})
+		r.sockets[i].m = make(map[string]*Conn)
+	}
+	return r
+}
+
+func (r *registry) shard(id string) int {
+	return int(maphash.String(r.seed, id) % registryShards)
+}
+
+// add registers c. It returns the channel that is closed once messages for
+// c's user reach this replica, or errTooMany.
+func (r *registry) add(c *Conn) (<-chan struct{}, error) {
+	us := &r.users[r.shard(c.user)]
+	us.mu.Lock()
+	conns := us.m[c.user]
+	if len(conns) >= r.maxUser {
+		us.mu.Unlock()
+		return nil, errTooMany
+	}
+	if conns == nil {
+		conns = make(map[string]*Conn, 1)
+		us.m[c.user] = conns
+		us.ready[c.user] = r.broker.Subscribe(c.user)
+		r.nusers.Add(1)
+	}
+	conns[c.id] = c
+	ready := us.ready[c.user]
+	us.mu.Unlock()
+
+	ss := &r.sockets[r.shard(c.id)]
+	ss.mu.Lock()
+	ss.m[c.id] = c
+	ss.mu.Unlock()
+	r.total.Add(1)
+	return ready, nil
+}
+
+// remove unregisters c; it is a no-op for a socket that is not registered.
+func (r *registry) remove(c *Conn) {
+	ss := &r.sockets[r.shard(c.id)]
+	ss.mu.Lock()
+	if ss.m[c.id] != c {
+		ss.mu.Unlock()
+		return
+	}
+	delete(ss.m, c.id)
+	ss.mu.Unlock()
+	r.total.Add(-1)
+
+	us := &r.users[r.shard(c.user)]
+	us.mu.Lock()
+	conns := us.m[c.user]
+	delete(conns, c.id)
+	if len(conns) == 0 {
+		delete(us.m, c.user)
+		delete(us.ready, c.user)
+		r.broker.Unsubscribe(c.user)
+		r.nusers.Add(-1)
+	}
+	us.mu.Unlock()
+}
+
+// appendUser appends the sockets of user to dst.
+func (r *registry) appendUser(dst []*Conn, user string) []*Conn {
+	us := &r.users[r.shard(user)]
+	us.mu.RLock()
+	for _, c := range us.m[user] {
+		dst = append(dst, c)
+	}
+	us.mu.RUnlock()
+	return dst
+}
+
+// socket returns the socket with this id, or nil.
+func (r *registry) socket(id string) *Conn {
+	ss := &r.sockets[r.shard(id)]
+	ss.mu.RLock()
+	c := ss.m[id]
+	ss.mu.RUnlock()
+	return c
+}
+
+// each calls fn for every socket, one shard at a time, outside the shard's
+// lock. buf is scratch space that each returns for reuse.
+func (r *registry) each(buf []*Conn, fn func(*Conn)) []*Conn {
+	for i := range r.sockets {
+		ss := &r.sockets[i]
+		ss.mu.RLock()
+		for _, c := range ss.m {
+			buf = append(buf, c)
+		}
+		ss.mu.RUnlock()
+		for _, c := range buf {
+			fn(c)
+		}
+		clear(buf)
+		buf = buf[:0]
+	}
+	return buf
+}
+
+// userCount returns how many sockets user has here.
+func (r *registry) userCount(user string) int {
+	us := &r.users[r.shard(user)]
+	us.mu.RLock()
+	n := len(us.m[user])
+	us.mu.RUnlock()
+	return n
+}

@@ -1,0 +1,174 @@
+package gateway
+
+import (
+	"sync"
+	"time"
+)
+
+// writePool flushes sockets that have queued output. A socket is in the pool's
+// queue at most once (Conn.scheduled), so the queue never holds more entries
+// than there are sockets. Workers never block on a socket: a write that
+// would block hands the socket to its poller, which reports when it can take
+// more.
+type writePool struct {
+	mu     sync.Mutex
+	cond   sync.Cond
+	queue  []*Conn // sockets waiting for a worker, oldest at head; guarded by mu
+	head   int     // index of the oldest entry; guarded by mu
+	closed bool    // guarded by mu
+	wg     sync.WaitGroup
+}
+
+const (
+	maxIovecs   = 256 // frames handed to one writev
+	flushRounds = 8   // writev calls for one socket before it yields its worker
+)
+
+func newWritePool(workers int) *writePool {
+	w := &writePool{}
+	w.cond.L = &w.mu
+	w.wg.Add(workers)
+	for range workers {
+		go w.work()
+	}
+	return w
+}
+
+// schedule queues c for a worker. The caller has set c.scheduled.
+func (w *writePool) schedule(c *Conn) {
+	w.mu.Lock()
+	if !w.closed {
+		w.queue = append(w.queue, c)
+		w.cond.Signal()
+	}
+	w.mu.Unlock()
+}
+
+func (w *writePool) next() *Conn {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for w.head == len(w.queue) && !w.closed {
+		w.cond.Wait()
+	}
+	if w.closed {
+		return nil
+	}
+	c := w.queue[w.head]
+	w.queue[w.head] = nil
+	w.head++
+	switch {
+	case w.head == len(w.queue):
+		w.queue, w.head = w.queue[:0], 0
+	case w.head > 1024 && w.head > len(w.queue)/2:
+		n := copy(w.queue, w.queue[w.head:])
+		clear(w.queue[n:])
+		w.queue, w.head = w.queue[:n], 0
+	}
+	return c
+}
+
+func (w *writePool) work() {
+	defer w.wg.Done()
+	iov := make([][]byte, 0, maxIovecs)
+	for {
+		c := w.next()
+		if c == nil {
+			return
+		}
+		c.flush(iov)
+	}
+}
+
+// close stops the workers once they finish the socket in hand. Sockets still
+// queued are left unflushed: the caller is shutting down.
+func (w *writePool) close() {
+	w.mu.Lock()
+	w.closed = true
+	clear(w.queue)
+	w.queue = nil
+	w.cond.Broadcast()
+	w.mu.Unlock()
+	w.wg.Wait()
+}
+
+// flush writes c's queued frames until they are all out, the kernel buffer
+// is full, or the socket has had its share of the worker.
+func (c *Conn) flush(iov [][]byte) {
+	for round := 0; ; round++ {
+		c.mu.Lock()
+		if c.state == stateClosed {
+			c.scheduled = false
+			c.mu.Unlock()
+			return
+		}
+		if len(c.out) == 0 {
+			c.scheduled = false
+			c.stalled = 0
+			done := c.state == stateClosing && c.endAfter
+			c.mu.Unlock()
+			if done {
+				c.teardown(nil)
+			}
+			return
+		}
+		if round == flushRounds {
+			c.srv.writers.schedule(c) // still scheduled: go to the back of the line
+			c.mu.Unlock()
+			return
+		}
+		iov = append(iov[:0], c.out[0][c.head:])
+		total := len(iov[0])
+		for _, f := range c.out[1:min(len(c.out), maxIovecs)] {
+			iov = append(iov, f)
+			total += len(f)
+		}
+		c.writing = len(iov)
+		c.mu.Unlock()
+
+		n, err := writeRaw(c.raw, iov)
+		clear(iov)
+
+		c.mu.Lock()
+		c.writing = 0
+		c.consumeLocked(n)
+		if err == nil && n == total {
+			c.mu.Unlock()
+			continue
+		}
+		if err != nil && err != errWouldBlock {
+			c.mu.Unlock()
+			c.teardown(endWriteError)
+			return
+		}
+		// The kernel buffer is full: wait for the poller to report room.
+		if n > 0 || c.stalled == 0 {
+			c.stalled = time.Now().UnixNano()
+		}
+		c.scheduled = false
+		c.waitOut = true
+		c.mu.Unlock()
+		if err := c.poller.watchWrite(c, true); err != nil {
+			c.teardown(endWriteError)
+		}
+		return
+	}
+}
+
+// consumeLocked drops n written bytes from the head of the queue.
+func (c *Conn) consumeLocked(n int) {
+	c.outBytes -= n
+	for n > 0 && len(c.out) > 0 {
+		left := len(c.out[0]) - c.head
+		if n < left {
+			c.head += n
+			return
+		}
+		n -= left
+		c.out[0] = nil
+		c.out = c.out[1:]
+		c.head = 0
+	}
+	if len(c.out) == 0 {
+		c.out = nil // an idle socket keeps no buffer
+	}
+}

@@ -1,0 +1,242 @@
+package replay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/herald-gw/herald/internal/testenv"
+	"github.com/redis/go-redis/v9"
+)
+
+func TestTTLMillis(t *testing.T) {
+	tests := []struct {
+		ttl  time.Duration
+		want int64
+	}{
+		{time.Nanosecond, 1},
+		{time.Millisecond - 1, 1},
+		{time.Millisecond, 1},
+		{time.Millisecond + 1, 2},
+		{1500 * time.Microsecond, 2},
+		{30 * time.Second, 30000},
+		{35 * time.Second, 35000},
+		{1<<63 - 1, (1<<63-1)/int64(time.Millisecond) + 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.ttl.String(), func(t *testing.T) {
+			if got := ttlMillis(tc.ttl); got != tc.want {
+				t.Errorf("got %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestNewRedisDefaults(t *testing.T) {
+	testenv.NoLeaks(t)
+	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer client.Close()
+	tests := []struct {
+		name        string
+		cfg         RedisConfig
+		wantPrefix  string
+		wantTimeout time.Duration
+	}{
+		{"zero", RedisConfig{}, "jti:", 500 * time.Millisecond},
+		{"negative timeout", RedisConfig{Timeout: -time.Second}, "jti:", 500 * time.Millisecond},
+		{"set", RedisConfig{Prefix: "herald:", Timeout: 2 * time.Second}, "herald:jti:", 2 * time.Second},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := NewRedis(client, tc.cfg)
+			if r.prefix != tc.wantPrefix || r.timeout != tc.wantTimeout {
+				t.Errorf("got prefix %q timeout %v, want %q %v", r.prefix, r.timeout, tc.wantPrefix, tc.wantTimeout)
+			}
+		})
+	}
+}
+
+func TestRedisKeyLayout(t *testing.T) {
+	testenv.NoLeaks(t)
+	rd := testenv.StartRedis(t)
+	client := rd.Client()
+	ctx := context.Background()
+	const ttl = 30 * time.Second
+
+	tests := []struct {
+		name   string
+		prefix string
+	}{
+		{"no prefix", ""},
+		{"prefix", "herald:"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := NewRedis(client, RedisConfig{Prefix: tc.prefix})
+			defer s.Close()
+			jti := newJTI()
+			if got := mustConsume(t, s, jti, ttl); !got {
+				t.Fatalf("got first=false, want true")
+			}
+			key := tc.prefix + "jti:" + jti
+
+			val, err := client.Get(ctx, key).Result()
+			if err != nil {
+				t.Fatalf("GET %s: %v", key, err)
+			}
+			if val != "1" {
+				t.Errorf("GET %s: got %q, want %q", key, val, "1")
+			}
+			pttl, err := client.PTTL(ctx, key).Result()
+			if err != nil {
+				t.Fatalf("PTTL %s: %v", key, err)
+			}
+			if pttl <= ttl-5*time.Second || pttl > ttl {
+				t.Errorf("PTTL %s: got %v, want in (%v, %v]", key, pttl, ttl-5*time.Second, ttl)
+			}
+			// Nothing else was written.
+			keys, err := client.Keys(ctx, "*"+jti+"*").Result()
+			if err != nil {
+				t.Fatalf("KEYS: %v", err)
+			}
+			if len(keys) != 1 || keys[0] != key {
+				t.Errorf("keys holding the jti: got %q, want [%q]", keys, key)
+			}
+		})
+	}
+}
+
+func TestRedisUnavailable(t *testing.T) {
+	testenv.NoLeaks(t)
+	rd := testenv.StartRedis(t)
+	s := NewRedis(rd.Client(), RedisConfig{Timeout: 500 * time.Millisecond})
+	defer s.Close()
+
+	if got := mustConsume(t, s, newJTI(), time.Minute); !got {
+		t.Fatalf("before the kill: got first=false, want true")
+	}
+
+	rd.Kill()
+	// The generous deadline only keeps a hang from stalling the test run.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	first, err := s.Consume(ctx, newJTI(), time.Minute)
+	if first || !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("server killed: got (%v, %v), want (false, an error wrapping ErrUnavailable)", first, err)
+	}
+	checkCauseVisible(t, err)
+	if ctx.Err() != nil {
+		t.Fatalf("Consume returned only after the test's own deadline: %v", err)
+	}
+
+	rd.Start()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		first, err := s.Consume(context.Background(), newJTI(), time.Minute)
+		if err != nil || !first {
+			return fmt.Errorf("after restart: got (%v, %v), want (true, nil)", first, err)
+		}
+		return nil
+	})
+}
+
+func TestRedisCancelledContext(t *testing.T) {
+	testenv.NoLeaks(t)
+	rd := testenv.StartRedis(t)
+	s := NewRedis(rd.Client(), RedisConfig{})
+	defer s.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	first, err := s.Consume(ctx, newJTI(), time.Minute)
+	if first || !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("got (%v, %v), want (false, an error wrapping ErrUnavailable and context.Canceled)", first, err)
+	}
+}
+
+// TestRedisTimeout points the store at a server that accepts connections and
+// never answers: Consume must give up after Timeout.
+func TestRedisTimeout(t *testing.T) {
+	testenv.NoLeaks(t)
+	addr := silentServer(t)
+	client := redis.NewClient(&redis.Options{
+		Addr:                  addr,
+		MaxRetries:            -1,
+		ContextTimeoutEnabled: true, // let the per-call deadline reach the socket
+		ReadTimeout:           time.Minute,
+		WriteTimeout:          time.Minute,
+	})
+	defer client.Close()
+	s := NewRedis(client, RedisConfig{Timeout: 100 * time.Millisecond})
+	defer s.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	first, err := s.Consume(ctx, newJTI(), time.Minute)
+	if first || !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("got (%v, %v), want (false, an error wrapping ErrUnavailable)", first, err)
+	}
+	checkCauseVisible(t, err)
+	if ctx.Err() != nil {
+		t.Fatalf("Consume returned only after the test's own deadline: %v", err)
+	}
+}
+
+// checkCauseVisible fails unless err says more than ErrUnavailable does.
+func checkCauseVisible(t *testing.T, err error) {
+	t.Helper()
+	msg := err.Error()
+	if !strings.HasPrefix(msg, ErrUnavailable.Error()+": ") || len(msg) <= len(ErrUnavailable.Error())+2 {
+		t.Errorf("error %q does not name a cause after %q", msg, ErrUnavailable)
+	}
+	causes, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		t.Fatalf("error %q (%T) does not wrap a cause beside ErrUnavailable", msg, err)
+	}
+	for _, c := range causes.Unwrap() {
+		if c != ErrUnavailable {
+			return
+		}
+	}
+	t.Errorf("error %q wraps nothing but ErrUnavailable", msg)
+}
+
+// silentServer listens on loopback, accepts connections and never writes to
+// them. Everything is closed when the test ends.
+func silentServer(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	var (
+		mu    sync.Mutex
+		conns []net.Conn // guarded by mu
+		wg    sync.WaitGroup
+	)
+	wg.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	})
+	t.Cleanup(func() {
+		l.Close()
+		wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return l.Addr().String()
+}
