@@ -2,13 +2,40 @@
 // the gateway replicas that hold the sockets.
 //
 // A Broker carries four kinds of message, named by a Target: to every socket
-// of a user, to one socket, to every socket (broadcast), and control
-// commands (disconnect a user). A replica subscribes to a user's messages
-// while it holds at least one of that user's sockets. Messages are delivered
-// to a Handler from one goroutine per broker, in the order the broker
-// received them; Handler methods must not block.
+// of a user, to one socket, to every socket (broadcast, optionally except
+// one user's), and control commands (disconnect a user). A replica
+// subscribes to a user's messages while it holds at least one of that user's
+// sockets. Handler methods must not block, and must not call the broker's
+// Close.
 //
-// Memory is the embedded single-process broker; Redis uses Redis pub/sub so
-// that N replicas behave as one gateway. Publisher is the small client that
-// backend services use to publish through Redis.
+// Memory is the embedded single-process broker: it delivers synchronously on
+// the publisher's goroutine. Redis uses Redis pub/sub so that N replicas
+// behave as one gateway; it delivers from one goroutine, in the order Redis
+// sent the messages. Publisher is the small client that backend services
+// written in Go use to publish through Redis.
+//
+// # Redis channels
+//
+// Channels names everything, under a configurable prefix (empty by default):
+// "<prefix>user:<user_id>", "<prefix>socket:<socket_id>",
+// "<prefix>broadcast", "<prefix>broadcast:except:<user_id>" and
+// "<prefix>herald:control", whose payload is a Control as JSON. Payloads are
+// delivered verbatim.
+//
+// Each replica has a node id (ValidNodeID, NewNodeID), and its socket ids
+// are "<node_id>.<suffix>". A replica subscribes once, at connection time,
+// to what every replica needs: SUBSCRIBE "<prefix>broadcast" and
+// "<prefix>herald:control", and PSUBSCRIBE "<prefix>socket:<node_id>.*" (the
+// messages of its own sockets, whatever their number, with one pattern) and
+// "<prefix>broadcast:except:*". User channels are subscribed on demand:
+// Subscribe and Unsubscribe only record what is wanted, and a flusher sends
+// batched SUBSCRIBE and UNSUBSCRIBE commands, keeping a user subscribed for
+// a grace period after its last Unsubscribe. The channel Subscribe returns
+// closes once Redis has confirmed the subscription.
+//
+// When the pub/sub connection fails (a read error, or a health PING left
+// unanswered), the Redis broker reports not Ready, reconnects with jittered
+// exponential backoff, subscribes again to everything wanted in batches, and
+// once Redis has confirmed it all, reports Ready and calls Handler.Resync:
+// messages published meanwhile were lost.
 package fanout

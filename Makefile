@@ -1,0 +1,32 @@
+# herald: two commands matter.
+#   make run    herald on its embedded default (no Redis), in --dev mode
+#   make test   everything CI runs: installs what the tests need, then
+#               gofmt, go vet, go test -race, and the deployment checks
+
+GO ?= go
+
+.PHONY: run test deps check test-go build fuzz bench
+
+run:
+	$(GO) run ./cmd/herald --dev --log-format console
+
+test: deps check test-go
+
+deps:
+	./scripts/test-deps.sh
+
+check:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+test-go:
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/herald ./cmd/herald
+
+fuzz:
+	$(GO) test -run=^$$ -fuzz=FuzzInbound -fuzztime=30s ./gateway/
+
+bench:
+	$(GO) test -run=^$$ -bench=. -benchmem ./...

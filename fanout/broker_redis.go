@@ -1,0 +1,663 @@
+package fanout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// RedisConfig configures NewRedis. Every zero value means the default named
+// in the field's comment.
+type RedisConfig struct {
+	// Prefix starts every channel name (see Channels). Empty means none.
+	Prefix string
+	// NodeID names this replica: the socket ids it hands out are
+	// "<NodeID>.<suffix>", and it receives the messages of exactly those
+	// sockets. Required; see ValidNodeID and NewNodeID. Two live replicas
+	// must never share one.
+	NodeID string
+	// UnsubscribeGrace is how long a user's channel stays subscribed after
+	// its last Unsubscribe; a Subscribe within it cancels the UNSUBSCRIBE, so
+	// reconnect churn sends no UNSUBSCRIBE/SUBSCRIBE pairs. Zero means 2s; a
+	// negative value means none (unsubscribe at the next flush).
+	UnsubscribeGrace time.Duration
+	// BatchSize is the most channels one SUBSCRIBE or UNSUBSCRIBE names.
+	// Zero means 500.
+	BatchSize int
+	// FlushInterval is how long Subscribe and Unsubscribe calls are gathered
+	// before the flusher sends them as batched commands. Zero means 2ms; a
+	// negative value means no gathering (each wake-up flushes at once).
+	FlushInterval time.Duration
+	// HealthInterval is how often the broker PINGs its pub/sub connection.
+	// A PING not answered before the next one is due counts as a lost
+	// connection. Zero means 5s.
+	HealthInterval time.Duration
+	// ReconnectMin and ReconnectMax bound the jittered exponential backoff
+	// between connection attempts: attempt n waits a random duration in
+	// [d/2, d] with d = ReconnectMin·2^(n-1), at most ReconnectMax. Zero means
+	// 100ms and 5s.
+	ReconnectMin, ReconnectMax time.Duration
+	// Logger receives connection state changes and dropped messages
+	// (sampled). Nil means no logging.
+	Logger *zap.Logger
+	// Registerer receives the herald_broker_* metrics. Nil means none.
+	Registerer prometheus.Registerer
+}
+
+func (c *RedisConfig) setDefaults() {
+	if c.UnsubscribeGrace == 0 {
+		c.UnsubscribeGrace = 2 * time.Second
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = 500
+	}
+	if c.FlushInterval == 0 {
+		c.FlushInterval = 2 * time.Millisecond
+	}
+	if c.HealthInterval == 0 {
+		c.HealthInterval = 5 * time.Second
+	}
+	if c.ReconnectMin == 0 {
+		c.ReconnectMin = 100 * time.Millisecond
+	}
+	if c.ReconnectMax == 0 {
+		c.ReconnectMax = 5 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+}
+
+func (c *RedisConfig) validate() error {
+	var errs []error
+	if !ValidNodeID(c.NodeID) {
+		errs = append(errs, fmt.Errorf("node id %q: use 1 to 64 ASCII letters, digits, '_' or '-'", c.NodeID))
+	}
+	if c.BatchSize < 0 {
+		errs = append(errs, fmt.Errorf("batch size %d: must not be negative", c.BatchSize))
+	}
+	if c.HealthInterval < 0 || c.ReconnectMin < 0 || c.ReconnectMax < 0 {
+		errs = append(errs, errors.New("health and reconnect intervals must not be negative"))
+	}
+	if c.ReconnectMin > c.ReconnectMax {
+		errs = append(errs, fmt.Errorf("reconnect min %s exceeds reconnect max %s", c.ReconnectMin, c.ReconnectMax))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("fanout: redis config: %w", err)
+	}
+	return nil
+}
+
+// Redis is the Broker of the multi-replica mode, on Redis pub/sub. See the
+// package documentation for the channels and the subscription protocol.
+//
+// Redis delivers from one goroutine, its receive loop, which reads the
+// pub/sub connection and calls the Handler for each message in the order
+// Redis sent them; a Handler must not call Close. Subscribe and Unsubscribe
+// only record what is wanted and never wait for the network; a flusher
+// goroutine turns them into batched commands.
+type Redis struct {
+	client *redis.Client // owned by the caller; used for PUBLISH and to open the pub/sub connection
+	cfg    RedisConfig   // defaults filled; read-only
+	ch     Channels
+	log    *zap.Logger
+	drops  *zap.Logger // log, sampled to one line a second
+	m      *metrics
+
+	// The static subscriptions; read-only.
+	socketPattern, exceptPattern, broadcast, control string
+
+	ctx     context.Context    // cancelled by Close
+	cancel  context.CancelFunc // cancels ctx
+	guarded context.Context    // ctx, marked so that go-redis does not reconnect by itself
+	loops   sync.WaitGroup     // the run and flush loops
+	wake    chan struct{}      // capacity 1; a token means the flusher has work
+	ready   atomic.Bool        // connected, and every wanted subscription confirmed
+	closed  atomic.Bool        // set by Close
+	pongs   atomic.Uint64      // the latest health PING answered on the current connection
+
+	mu            sync.Mutex
+	started       bool           // guarded by mu
+	closing       bool           // guarded by mu; set by Close
+	ps            *redis.PubSub  // guarded by mu; the current connection, nil while there is none
+	subs          *subscriptions // guarded by mu
+	staticPending int            // guarded by mu; static subscriptions not yet confirmed on ps
+	sessionReady  bool           // guarded by mu; ready was set for ps
+
+	// Owned by the run loop (h is set by Start before the loop starts).
+	h         Handler
+	everReady bool      // ready was set once: the next time is a recovery
+	downSince time.Time // when ready was last cleared
+}
+
+var _ Broker = (*Redis)(nil)
+
+// staticCount is the number of static subscriptions a connection confirms:
+// the socket and broadcast-except patterns, broadcast and control.
+const staticCount = 4
+
+// kickPing is a PING payload that only asks the receive loop to look at
+// readiness again (health PINGs carry a number).
+const kickPing = "ready?"
+
+// NewRedis returns a Redis broker that uses client. It does not contact
+// Redis; Start does.
+//
+// The client stays the caller's, who closes it after Close. NewRedis adds a
+// hook to it that refuses the dials go-redis's PubSub makes on its own to
+// replace a broken connection, so that this broker reconnects on its own
+// terms (batches, backoff, Resync); it changes nothing else.
+func NewRedis(client *redis.Client, cfg RedisConfig) (*Redis, error) {
+	if client == nil {
+		return nil, errors.New("fanout: NewRedis with a nil client")
+	}
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("fanout: register metrics: %w", err)
+	}
+	client.AddHook(dialGuard{})
+	log := cfg.Logger.With(zap.String("node", cfg.NodeID))
+	ch := NewChannels(cfg.Prefix)
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Redis{
+		client: client,
+		cfg:    cfg,
+		ch:     ch,
+		log:    log,
+		drops: log.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
+			return zapcore.NewSamplerWithOptions(c, time.Second, 1, 0)
+		})),
+		m:             m,
+		socketPattern: ch.SocketPattern(cfg.NodeID),
+		exceptPattern: ch.ExceptPattern(),
+		broadcast:     ch.Broadcast(),
+		control:       ch.Control(),
+		ctx:           ctx,
+		cancel:        cancel,
+		guarded:       context.WithValue(ctx, noDialKey{}, true),
+		wake:          make(chan struct{}, 1),
+		subs:          newSubscriptions(cfg.UnsubscribeGrace),
+	}
+	return r, nil
+}
+
+// NodeID returns the replica's node id.
+func (r *Redis) NodeID() string { return r.cfg.NodeID }
+
+// Start begins connecting and delivering to h, and returns at once: Start
+// does not wait for Redis. Until the pub/sub connection is up and its
+// subscriptions are confirmed, Ready reports false; an unreachable Redis is
+// retried in the background with backoff, and each failure is logged. The
+// error is for a misuse: a nil handler, a second Start, or Start after Close.
+func (r *Redis) Start(h Handler) error {
+	if h == nil {
+		return errors.New("fanout: Start with a nil handler")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case r.closing:
+		return ErrClosed
+	case r.started:
+		return errors.New("fanout: Start called twice")
+	}
+	r.started = true
+	r.h = h
+	r.loops.Add(2)
+	go r.run()
+	go r.flushLoop()
+	return nil
+}
+
+// Subscribe records that userID is wanted and returns the channel that is
+// closed once Redis has confirmed the subscription (at once if it is
+// active). Calls are counted: the user stays subscribed until as many
+// Unsubscribe calls. Calls made while Redis is unreachable take effect after
+// the reconnection. An empty userID, and any call after Close, get a closed
+// channel and change nothing. If Unsubscribe undoes the Subscribe before the
+// subscription becomes active, the channel may never close.
+func (r *Redis) Subscribe(userID string) <-chan struct{} {
+	if userID == "" {
+		r.log.Error("Subscribe with an empty user id")
+		return closedChan
+	}
+	r.mu.Lock()
+	if r.closing {
+		r.mu.Unlock()
+		return closedChan
+	}
+	ready, work := r.subs.add(userID)
+	r.mu.Unlock()
+	if work {
+		r.wakeFlusher()
+	}
+	return ready
+}
+
+// Unsubscribe undoes one Subscribe of userID. When none is left, the
+// channel is unsubscribed after the grace period, unless a Subscribe comes
+// first.
+func (r *Redis) Unsubscribe(userID string) {
+	r.mu.Lock()
+	if r.closing {
+		r.mu.Unlock()
+		return
+	}
+	ok, work := r.subs.remove(userID, time.Now())
+	r.mu.Unlock()
+	if !ok {
+		r.log.Warn("Unsubscribe without a Subscribe", zap.String("user", userID))
+	}
+	if work {
+		r.wakeFlusher()
+	}
+}
+
+// Publish runs PUBLISH on the channel of to (see Channels) with the client.
+func (r *Redis) Publish(ctx context.Context, to Target, payload []byte) error {
+	if r.closed.Load() {
+		return ErrClosed
+	}
+	name, err := r.ch.Name(to)
+	if err != nil {
+		return err
+	}
+	if err := r.client.Publish(ctx, name, payload).Err(); err != nil {
+		return fmt.Errorf("fanout: publish to %s: %w", name, err)
+	}
+	return nil
+}
+
+// PublishControl publishes c as JSON on the control channel. It refuses a
+// command no replica would apply with ErrInvalidControl.
+func (r *Redis) PublishControl(ctx context.Context, c Control) error {
+	if r.closed.Load() {
+		return ErrClosed
+	}
+	payload, err := encodeControl(c)
+	if err != nil {
+		return err
+	}
+	if err := r.client.Publish(ctx, r.control, payload).Err(); err != nil {
+		return fmt.Errorf("fanout: publish to %s: %w", r.control, err)
+	}
+	return nil
+}
+
+// Ready reports whether the pub/sub connection is up and Redis has
+// confirmed the static subscriptions and every user subscription wanted
+// when the connection was made.
+func (r *Redis) Ready() bool { return r.ready.Load() }
+
+// Close stops the loops and closes the pub/sub connection; Redis drops its
+// subscriptions with it. Nothing is delivered after Close returns, and
+// Publish then fails with ErrClosed. Close does not close the client. It
+// must not be called from a Handler method. It returns nil.
+func (r *Redis) Close() error {
+	r.mu.Lock()
+	if r.closing {
+		r.mu.Unlock()
+		r.loops.Wait()
+		return nil
+	}
+	r.closing = true
+	r.closed.Store(true)
+	ps := r.ps
+	r.mu.Unlock()
+
+	r.cancel()
+	if ps != nil {
+		_ = ps.Close() // ends the receive loop's read
+	}
+	r.loops.Wait()
+	r.ready.Store(false)
+	r.m.up.Set(0)
+	r.m.subscriptions.Set(0)
+	return nil
+}
+
+func (r *Redis) wakeFlusher() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run is the connection loop: connect, receive until the connection fails,
+// back off, and again, until Close.
+func (r *Redis) run() {
+	defer r.loops.Done()
+	attempt := 0 // connection attempts since the last connection was made
+	for {
+		if attempt > 0 {
+			d := backoff(attempt, r.cfg.ReconnectMin, r.cfg.ReconnectMax)
+			r.log.Info("redis pub/sub reconnecting", zap.Int("attempt", attempt), zap.Duration("backoff", d))
+			if !sleepCtx(r.ctx, d) {
+				return
+			}
+		}
+		ps, err := r.dial()
+		if err != nil {
+			if r.ctx.Err() != nil {
+				return
+			}
+			attempt++
+			r.log.Warn("redis pub/sub connection failed", zap.Int("attempt", attempt), zap.Error(err))
+			continue
+		}
+		attempt = 1
+		err = r.session(ps)
+		if r.ctx.Err() != nil {
+			return
+		}
+		r.mu.Lock()
+		wanted := len(r.subs.users)
+		r.mu.Unlock()
+		r.log.Warn("redis pub/sub connection lost", zap.Error(err), zap.Int("user_channels", wanted))
+	}
+}
+
+// dial opens a pub/sub connection and sends the static subscriptions.
+func (r *Redis) dial() (*redis.PubSub, error) {
+	ps := r.client.Subscribe(r.ctx) // without channels: no connection yet
+	// The first command opens the connection, so it alone may dial.
+	if err := ps.PSubscribe(r.ctx, r.socketPattern, r.exceptPattern); err != nil {
+		_ = ps.Close()
+		return nil, err
+	}
+	if err := ps.Subscribe(r.guarded, r.broadcast, r.control); err != nil {
+		_ = ps.Close()
+		return nil, err
+	}
+	return ps, nil
+}
+
+// session makes ps the current connection, has the flusher subscribe every
+// wanted user on it, and receives from it until it fails. It returns why.
+func (r *Redis) session(ps *redis.PubSub) error {
+	r.mu.Lock()
+	if r.closing {
+		r.mu.Unlock()
+		_ = ps.Close()
+		return ErrClosed
+	}
+	r.ps = ps
+	r.staticPending = staticCount
+	r.sessionReady = false
+	r.subs.connected()
+	r.mu.Unlock()
+	r.pongs.Store(0)
+	r.wakeFlusher()
+
+	done := make(chan struct{})
+	var health sync.WaitGroup
+	health.Go(func() { r.health(ps, done) })
+
+	err := r.receive(ps)
+
+	r.mu.Lock()
+	r.ps = nil
+	r.sessionReady = false
+	r.subs.lost()
+	r.m.subscriptions.Set(0)
+	r.mu.Unlock()
+	if r.ready.Swap(false) {
+		r.downSince = time.Now()
+		r.m.up.Set(0)
+	}
+	_ = ps.Close()
+	close(done)
+	health.Wait()
+	return err
+}
+
+// receive hands what ps delivers to the handler until a read fails. It is
+// the only reader of ps, and reads without a deadline: a dead connection
+// is noticed by its error, by the health check, which closes ps, or by Close.
+func (r *Redis) receive(ps *redis.PubSub) error {
+	for {
+		msg, err := ps.Receive(r.guarded)
+		if err != nil {
+			return err
+		}
+		switch msg := msg.(type) {
+		case *redis.Message:
+			r.dispatch(msg)
+		case *redis.Subscription:
+			r.onSubscription(msg)
+		case *redis.Pong:
+			r.onPong(msg)
+		}
+	}
+}
+
+// dispatch hands one message to the handler, or counts why not.
+func (r *Redis) dispatch(msg *redis.Message) {
+	if msg.Channel == r.control {
+		c, reason := decodeControl([]byte(msg.Payload))
+		if reason != "" {
+			r.dropped(reason, msg.Channel, zap.String("op", c.Op))
+			return
+		}
+		r.m.msgControl.Inc()
+		r.h.Control(c)
+		return
+	}
+	to, ok := r.ch.Parse(msg.Channel)
+	if !ok {
+		r.dropped(dropBadChannel, msg.Channel)
+		return
+	}
+	r.m.delivered(to)
+	r.h.Deliver(to, []byte(msg.Payload))
+}
+
+func (r *Redis) dropped(reason, channel string, fields ...zap.Field) {
+	r.m.drop[reason].Inc()
+	r.drops.Warn("dropped a pub/sub message", append(fields, zap.String("reason", reason), zap.String("channel", channel))...)
+}
+
+// onSubscription counts Redis's confirmation of a SUBSCRIBE or PSUBSCRIBE.
+func (r *Redis) onSubscription(s *redis.Subscription) {
+	r.mu.Lock()
+	switch s.Kind {
+	case "psubscribe":
+		if s.Channel == r.socketPattern || s.Channel == r.exceptPattern {
+			r.staticPending--
+		}
+	case "subscribe":
+		if s.Channel == r.broadcast || s.Channel == r.control {
+			r.staticPending--
+		} else if user, ok := r.ch.userID(s.Channel); ok {
+			r.subs.confirm(user)
+			r.m.subscriptions.Set(float64(r.subs.active))
+		}
+	}
+	ready, users := r.checkReadyLocked()
+	r.mu.Unlock()
+	if ready {
+		r.markReady(users)
+	}
+}
+
+func (r *Redis) onPong(p *redis.Pong) {
+	if n, err := strconv.ParseUint(p.Payload, 10, 64); err == nil {
+		r.pongs.Store(n)
+		return
+	}
+	if p.Payload == kickPing {
+		r.mu.Lock()
+		ready, users := r.checkReadyLocked()
+		r.mu.Unlock()
+		if ready {
+			r.markReady(users)
+		}
+	}
+}
+
+// checkReadyLocked reports whether the current connection just became
+// ready, with the number of user subscriptions.
+func (r *Redis) checkReadyLocked() (bool, int) {
+	if r.sessionReady || r.staticPending > 0 || r.subs.resyncPending > 0 {
+		return false, 0
+	}
+	r.sessionReady = true
+	return true, r.subs.active
+}
+
+// markReady sets Ready and, when this ends an outage, logs it and calls the
+// handler's Resync. Only the receive loop calls it.
+func (r *Redis) markReady(users int) {
+	r.ready.Store(true)
+	r.m.up.Set(1)
+	if !r.everReady {
+		r.everReady = true
+		r.log.Info("redis pub/sub connected", zap.Int("user_channels", users))
+		return
+	}
+	r.m.reconnects.Inc()
+	r.log.Info("redis pub/sub restored",
+		zap.Int("user_channels", users), zap.Duration("downtime", time.Since(r.downSince)))
+	r.h.Resync()
+}
+
+// health PINGs ps every HealthInterval until done is closed, and closes ps
+// when the previous PING is still unanswered or a PING cannot be sent.
+func (r *Redis) health(ps *redis.PubSub, done <-chan struct{}) {
+	t := time.NewTicker(r.cfg.HealthInterval)
+	defer t.Stop()
+	var sent uint64
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+		if sent > 0 && r.pongs.Load() < sent {
+			r.log.Warn("redis pub/sub health check: PING unanswered", zap.Duration("after", r.cfg.HealthInterval))
+			_ = ps.Close()
+			return
+		}
+		sent++
+		ctx, cancel := context.WithTimeout(r.guarded, r.cfg.HealthInterval)
+		err := ps.Ping(ctx, strconv.FormatUint(sent, 10))
+		cancel()
+		if err != nil {
+			// ErrClosed: the receive loop or Close closed ps, and knows.
+			if !errors.Is(err, redis.ErrClosed) {
+				r.log.Warn("redis pub/sub health check: PING failed", zap.Error(err))
+				_ = ps.Close()
+			}
+			return
+		}
+	}
+}
+
+// flushLoop sends the subscription changes: woken by Subscribe or
+// Unsubscribe, it waits FlushInterval to gather more, then flushes; it also
+// wakes when a grace period ends.
+func (r *Redis) flushLoop() {
+	defer r.loops.Done()
+	grace := time.NewTimer(time.Hour)
+	grace.Stop()
+	defer grace.Stop()
+	gather := time.NewTimer(time.Hour)
+	gather.Stop()
+	defer gather.Stop()
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-r.wake:
+		case <-grace.C:
+		}
+		if r.cfg.FlushInterval > 0 {
+			gather.Reset(r.cfg.FlushInterval)
+			select {
+			case <-r.ctx.Done():
+				return
+			case <-gather.C:
+			}
+		}
+		if next := r.flush(); next.IsZero() {
+			grace.Stop()
+		} else {
+			grace.Reset(time.Until(next))
+		}
+	}
+}
+
+// flush sends what changed since the last flush, and returns when the next
+// grace period ends (zero for none).
+func (r *Redis) flush() time.Time {
+	r.mu.Lock()
+	r.subs.expire(time.Now())
+	ps := r.ps
+	sub, unsub := r.subs.plan(ps != nil)
+	r.m.subscriptions.Set(float64(r.subs.active))
+	// Dropping the last unconfirmed user of a resubscription can make the
+	// connection ready without a confirmation left to notice it: a PING
+	// makes the receive loop look.
+	kick := ps != nil && !r.sessionReady && r.staticPending == 0 && r.subs.resyncPending == 0
+	next := r.subs.nextDeadline()
+	r.mu.Unlock()
+	if ps == nil {
+		return next
+	}
+
+	err := r.send(ps, unsub, false)
+	if err == nil {
+		err = r.send(ps, sub, true)
+	}
+	if err == nil && kick {
+		err = ps.Ping(r.guarded, kickPing)
+	}
+	if err != nil {
+		// A command lost on its way invalidates the bookkeeping of this
+		// connection: replace it. (When ps is already closed, so is that.)
+		if !errors.Is(err, redis.ErrClosed) {
+			r.log.Warn("redis pub/sub: sending subscriptions failed", zap.Error(err))
+		}
+		_ = ps.Close()
+	} else if len(sub)+len(unsub) > 0 {
+		r.log.Debug("redis pub/sub: subscriptions sent", zap.Int("subscribe", len(sub)), zap.Int("unsubscribe", len(unsub)))
+	}
+	return next
+}
+
+// send SUBSCRIBEs (or UNSUBSCRIBEs) the user channels of users, BatchSize
+// channels a command.
+func (r *Redis) send(ps *redis.PubSub, users []string, subscribe bool) error {
+	var names []string
+	for len(users) > 0 {
+		n := min(len(users), r.cfg.BatchSize)
+		names = names[:0]
+		for _, u := range users[:n] {
+			names = append(names, r.ch.User(u))
+		}
+		var err error
+		if subscribe {
+			err = ps.Subscribe(r.guarded, names...)
+		} else {
+			err = ps.Unsubscribe(r.guarded, names...) // never empty: that would mean all
+		}
+		if err != nil {
+			return err
+		}
+		users = users[n:]
+	}
+	return nil
+}

@@ -1,0 +1,534 @@
+package fanout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/herald-gw/herald/internal/testenv"
+)
+
+// Once Subscribe's channel is closed, a PUBLISH reaches the replica: Redis
+// counts it as a receiver, and the message arrives.
+func TestRedisSubscribeConfirmedThenDelivered(t *testing.T) {
+	testenv.NoLeaks(t)
+	srv := testenv.StartRedis(t)
+	b, rec := startBroker(t, srv.Client(), RedisConfig{})
+	waitReady(t, b)
+	pub := srv.Client()
+	ctx := context.Background()
+
+	for i := range 300 {
+		user := "u" + strconv.Itoa(i)
+		waitClosed(t, b.Subscribe(user), 5*time.Second, user)
+		n, err := pub.Publish(ctx, "user:"+user, "m"+strconv.Itoa(i)).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != 1 {
+			t.Fatalf("%s: PUBLISH right after confirmation reached %d subscribers, want 1", user, n)
+		}
+	}
+	for i := range 300 {
+		rec.waitFor(t, User("u"+strconv.Itoa(i)), "m"+strconv.Itoa(i))
+	}
+}
+
+// SUBSCRIBE, UNSUBSCRIBE and SUBSCRIBE of one user in quick succession, with
+// neither grace nor gathering: the channel closes only when the last
+// SUBSCRIBE is active.
+func TestRedisResubscribeInFlight(t *testing.T) {
+	testenv.NoLeaks(t)
+	srv := testenv.StartRedis(t)
+	b, _ := startBroker(t, srv.Client(), RedisConfig{UnsubscribeGrace: -1, FlushInterval: -1})
+	waitReady(t, b)
+	pub := srv.Client()
+	ctx := context.Background()
+
+	for i := range 200 {
+		user := "flip" + strconv.Itoa(i%3)
+		b.Subscribe(user)
+		if i%2 == 0 {
+			time.Sleep(time.Duration(i%5) * 100 * time.Microsecond) // vary the interleaving
+		}
+		b.Unsubscribe(user)
+		ch := b.Subscribe(user)
+		waitClosed(t, ch, 5*time.Second, user)
+		if n := pub.Publish(ctx, "user:"+user, "x").Val(); n != 1 {
+			t.Fatalf("round %d: PUBLISH after confirmation reached %d subscribers, want 1", i, n)
+		}
+		b.Unsubscribe(user)
+	}
+}
+
+func TestRedisRouting(t *testing.T) {
+	testenv.NoLeaks(t)
+	srv := testenv.StartRedis(t)
+	b1, rec1 := startBroker(t, srv.Client(), RedisConfig{NodeID: "n1"})
+	b2, rec2 := startBroker(t, srv.Client(), RedisConfig{NodeID: "n2"})
+	waitReady(t, b1)
+	waitReady(t, b2)
+	waitClosed(t, b1.Subscribe("both"), 5*time.Second, "both@n1")
+	waitClosed(t, b2.Subscribe("both"), 5*time.Second, "both@n2")
+	waitClosed(t, b1.Subscribe("only1"), 5*time.Second, "only1")
+	pub := srv.Client()
+	ctx := context.Background()
+
+	publish := func(channel, payload string) {
+		t.Helper()
+		if err := pub.Publish(ctx, channel, payload).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish("user:both", "to both")
+	publish("user:only1", "to only1")
+	publish("user:nobody", "to nobody")
+	publish("socket:n1.abc", "to n1 socket")
+	publish("socket:n2.abc", "to n2 socket")
+	publish("socket:n1x.abc", "to n1x socket") // another node whose id starts with n1
+	publish("broadcast", "to all")
+	publish("broadcast:except:7", "to all but 7")
+	publish("herald:control", `{"op":"disconnect","user_id":"42","reason":"logout"}`)
+	// Published through a broker: the same path.
+	if err := b2.Publish(ctx, User("only1"), []byte("via b2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b2.PublishControl(ctx, Control{Op: OpDisconnect, UserID: "43"}); err != nil {
+		t.Fatal(err)
+	}
+	// A marker published last: once both have it, everything before arrived.
+	publish("broadcast", "end")
+	rec1.waitFor(t, All(), "end")
+	rec2.waitFor(t, All(), "end")
+
+	tests := []struct {
+		name     string
+		rec      *recorder
+		to       Target
+		payload  string
+		received bool
+	}{
+		{"user on n1", rec1, User("both"), "to both", true},
+		{"user on n2", rec2, User("both"), "to both", true},
+		{"only1 on n1", rec1, User("only1"), "to only1", true},
+		{"only1 not on n2", rec2, User("only1"), "to only1", false},
+		{"via broker", rec1, User("only1"), "via b2", true},
+		{"nobody on n1", rec1, User("nobody"), "to nobody", false},
+		{"nobody on n2", rec2, User("nobody"), "to nobody", false},
+		{"own socket n1", rec1, Socket("n1.abc"), "to n1 socket", true},
+		{"other socket not on n1", rec1, Socket("n2.abc"), "to n2 socket", false},
+		{"own socket n2", rec2, Socket("n2.abc"), "to n2 socket", true},
+		{"other socket not on n2", rec2, Socket("n1.abc"), "to n1 socket", false},
+		{"prefix node not on n1", rec1, Socket("n1x.abc"), "to n1x socket", false},
+		{"broadcast n1", rec1, All(), "to all", true},
+		{"broadcast n2", rec2, All(), "to all", true},
+		{"except n1", rec1, AllExcept("7"), "to all but 7", true},
+		{"except n2", rec2, AllExcept("7"), "to all but 7", true},
+	}
+	for _, tt := range tests {
+		if got := tt.rec.has(tt.to, tt.payload); got != tt.received {
+			t.Errorf("%s: received %v, want %v", tt.name, got, tt.received)
+		}
+	}
+	want := []Control{{Op: OpDisconnect, UserID: "42", Reason: "logout"}, {Op: OpDisconnect, UserID: "43"}}
+	for i, rec := range []*recorder{rec1, rec2} {
+		if got := rec.controlList(); len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+			t.Errorf("n%d controls = %+v, want %+v", i+1, got, want)
+		}
+	}
+}
+
+func TestRedisUnsubscribeGrace(t *testing.T) {
+	testenv.NoLeaks(t)
+	srv := testenv.StartRedis(t)
+	const grace = 300 * time.Millisecond
+	b, _ := startBroker(t, srv.Client(), RedisConfig{UnsubscribeGrace: grace})
+	waitReady(t, b)
+	admin := srv.Client()
+
+	waitClosed(t, b.Subscribe("42"), 5*time.Second, "42")
+	if n := numSub(t, admin, "user:42")["user:42"]; n != 1 {
+		t.Fatalf("NUMSUB while subscribed = %d, want 1", n)
+	}
+
+	// Within the grace, a new Subscribe keeps the channel: no UNSUBSCRIBE.
+	for range 3 {
+		b.Unsubscribe("42")
+		time.Sleep(grace / 3)
+		if ch := b.Subscribe("42"); !isClosed(ch) {
+			t.Fatal("Subscribe within the grace returned an open channel")
+		}
+	}
+	time.Sleep(grace * 3 / 2)
+	if n := numSub(t, admin, "user:42")["user:42"]; n != 1 {
+		t.Fatalf("NUMSUB after resubscribing within the grace = %d, want 1", n)
+	}
+	if n := commandCalls(t, admin, "unsubscribe"); n != 0 {
+		t.Fatalf("%d UNSUBSCRIBE commands sent, want 0", n)
+	}
+
+	// After the grace, the channel goes.
+	start := time.Now()
+	b.Unsubscribe("42")
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if n := numSub(t, admin, "user:42")["user:42"]; n != 0 {
+			return fmt.Errorf("NUMSUB = %d, want 0", n)
+		}
+		return nil
+	})
+	if d := time.Since(start); d < grace {
+		t.Fatalf("unsubscribed after %s, before the grace of %s", d, grace)
+	}
+	// And a Subscribe brings it back.
+	waitClosed(t, b.Subscribe("42"), 5*time.Second, "42 again")
+	if n := numSub(t, admin, "user:42")["user:42"]; n != 1 {
+		t.Fatalf("NUMSUB after a new Subscribe = %d, want 1", n)
+	}
+}
+
+func TestRedisBatching(t *testing.T) {
+	testenv.NoLeaks(t)
+	srv := testenv.StartRedis(t)
+	admin := srv.Client()
+	b, _ := startBroker(t, srv.Client(), RedisConfig{UnsubscribeGrace: -1})
+	waitReady(t, b)
+	before := commandCalls(t, admin, "subscribe")
+
+	const users = 2000
+	chans := make([]<-chan struct{}, users)
+	names := make([]string, users)
+	for i := range users {
+		names[i] = "user:b" + strconv.Itoa(i)
+		chans[i] = b.Subscribe("b" + strconv.Itoa(i))
+	}
+	for i, ch := range chans {
+		waitClosed(t, ch, 10*time.Second, names[i])
+	}
+	subs := commandCalls(t, admin, "subscribe") - before
+	t.Logf("%d users subscribed with %d SUBSCRIBE commands", users, subs)
+	if subs > users/100 {
+		t.Fatalf("%d SUBSCRIBE commands for %d users, want at most %d", subs, users, users/100)
+	}
+	for name, n := range numSub(t, admin, names...) {
+		if n != 1 {
+			t.Fatalf("NUMSUB %s = %d, want 1", name, n)
+		}
+	}
+
+	for i := range users {
+		b.Unsubscribe("b" + strconv.Itoa(i))
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		for name, n := range numSub(t, admin, names...) {
+			if n != 0 {
+				return fmt.Errorf("NUMSUB %s = %d", name, n)
+			}
+		}
+		return nil
+	})
+	unsubs := commandCalls(t, admin, "unsubscribe")
+	t.Logf("%d users unsubscribed with %d UNSUBSCRIBE commands", users, unsubs)
+	if unsubs > users/100 {
+		t.Fatalf("%d UNSUBSCRIBE commands for %d users, want at most %d", unsubs, users, users/100)
+	}
+}
+
+// 20,000 messages published as fast as Redis takes them all arrive, in order.
+func TestRedisNoDrops(t *testing.T) {
+	testenv.NoLeaks(t)
+	srv := testenv.StartRedis(t)
+	b, rec := startBroker(t, srv.Client(), RedisConfig{})
+	waitReady(t, b)
+	waitClosed(t, b.Subscribe("42"), 5*time.Second, "42")
+	pub := srv.Client()
+	ctx := context.Background()
+
+	const total, batch = 20000, 1000
+	for start := 0; start < total; start += batch {
+		p := pub.Pipeline()
+		for i := start; i < start+batch; i++ {
+			p.Publish(ctx, "user:42", strconv.Itoa(i))
+		}
+		if _, err := p.Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if n := rec.count(); n < total {
+			return fmt.Errorf("%d of %d messages delivered", n, total)
+		}
+		return nil
+	})
+	got := rec.payloads(User("42"))
+	if len(got) != total {
+		t.Fatalf("%d messages delivered, want %d", len(got), total)
+	}
+	for i, p := range got {
+		if p != strconv.Itoa(i) {
+			t.Fatalf("message %d is %q: out of order or lost", i, p)
+		}
+	}
+}
+
+func TestRedisPrefix(t *testing.T) {
+	tests := []struct {
+		name, prefix, lookalike string
+	}{
+		{"plain", "app1:", "app2:"},
+		// Unescaped, the pattern "t[1]*:socket:n1.*" would match "t1x:…".
+		{"glob characters", "t[1]*:", "t1x:"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			testenv.NoLeaks(t)
+			srv := testenv.StartRedis(t)
+			admin := srv.Client()
+			ctx := context.Background()
+			b, rec := startBroker(t, srv.Client(), RedisConfig{Prefix: tt.prefix})
+			waitReady(t, b)
+			waitClosed(t, b.Subscribe("42"), 5*time.Second, "42")
+
+			channels, err := admin.PubSubChannels(ctx, "*").Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(channels) != 3 {
+				t.Fatalf("channels = %q, want 3", channels)
+			}
+			for _, c := range channels {
+				if !strings.HasPrefix(c, tt.prefix) {
+					t.Fatalf("channel %q lacks the prefix %q", c, tt.prefix)
+				}
+			}
+			for _, other := range []string{"", tt.lookalike} {
+				for _, name := range []string{"user:42", "socket:n1.s", "broadcast", "broadcast:except:1", "herald:control"} {
+					payload := name
+					if name == "herald:control" {
+						payload = `{"op":"disconnect","user_id":"42"}`
+					}
+					if err := admin.Publish(ctx, other+name, payload).Err(); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			for _, name := range []string{"user:42", "socket:n1.s", "broadcast", "broadcast:except:1"} {
+				if err := admin.Publish(ctx, tt.prefix+name, "prefixed "+name).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := b.Publish(ctx, Socket("n1.t"), []byte("via broker")); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.PublishControl(ctx, Control{Op: OpDisconnect, UserID: "7"}); err != nil {
+				t.Fatal(err)
+			}
+			rec.waitFor(t, Socket("n1.t"), "via broker")
+			testenv.Eventually(t, 5*time.Second, func() error {
+				if len(rec.controlList()) == 0 {
+					return errors.New("no control")
+				}
+				return nil
+			})
+			want := map[Target]string{
+				User("42"):     "prefixed user:42",
+				Socket("n1.s"): "prefixed socket:n1.s",
+				All():          "prefixed broadcast",
+				AllExcept("1"): "prefixed broadcast:except:1",
+				Socket("n1.t"): "via broker",
+			}
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			if len(rec.msgs) != len(want) {
+				t.Fatalf("delivered %+v, want exactly %v", rec.msgs, want)
+			}
+			for _, m := range rec.msgs {
+				if want[m.to] != m.payload {
+					t.Errorf("delivered %q to %+v, want %q", m.payload, m.to, want[m.to])
+				}
+			}
+			if len(rec.controls) != 1 || rec.controls[0].UserID != "7" {
+				t.Errorf("controls = %+v, want only the prefixed one for 7", rec.controls)
+			}
+		})
+	}
+}
+
+// The broker works over RESP2 and RESP3 connections, and with the client
+// options cmd/herald uses.
+func TestRedisProtocols(t *testing.T) {
+	tests := []struct {
+		name string
+		opts redis.Options
+	}{
+		{"RESP2", redis.Options{Protocol: 2}},
+		{"RESP3", redis.Options{Protocol: 3}},
+		{"context timeouts", redis.Options{ContextTimeoutEnabled: true, MaxRetries: -1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			testenv.NoLeaks(t)
+			srv := testenv.StartRedis(t)
+			opts := tt.opts
+			opts.Addr = srv.Addr()
+			client := redis.NewClient(&opts)
+			t.Cleanup(func() { client.Close() })
+			b, rec := startBroker(t, client, RedisConfig{HealthInterval: 50 * time.Millisecond})
+			waitReady(t, b)
+			waitClosed(t, b.Subscribe("42"), 5*time.Second, "42")
+			if err := b.Publish(context.Background(), User("42"), []byte("hi")); err != nil {
+				t.Fatal(err)
+			}
+			rec.waitFor(t, User("42"), "hi")
+			// The health PINGs are answered and recognised.
+			testenv.Eventually(t, 5*time.Second, func() error {
+				if n := b.pongs.Load(); n < 3 {
+					return fmt.Errorf("%d PINGs answered", n)
+				}
+				return nil
+			})
+		})
+	}
+}
+
+func TestRedisClose(t *testing.T) {
+	testenv.NoLeaks(t)
+	srv := testenv.StartRedis(t)
+	b, rec := startBroker(t, srv.Client(), RedisConfig{})
+	waitReady(t, b)
+	waitClosed(t, b.Subscribe("42"), 5*time.Second, "42")
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if b.Ready() {
+		t.Fatal("ready after Close")
+	}
+	n := rec.count()
+	admin := srv.Client()
+	ctx := context.Background()
+	if got := admin.Publish(ctx, "user:42", "late").Val(); got != 0 {
+		t.Fatalf("PUBLISH after Close reached %d subscribers", got)
+	}
+	if err := b.Publish(ctx, User("42"), []byte("x")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Publish after Close = %v, want ErrClosed", err)
+	}
+	if err := b.PublishControl(ctx, Control{Op: OpDisconnect, UserID: "1"}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("PublishControl after Close = %v, want ErrClosed", err)
+	}
+	if ch := b.Subscribe("43"); !isClosed(ch) {
+		t.Fatal("Subscribe after Close returned an open channel")
+	}
+	b.Unsubscribe("42")
+	if err := b.Start(rec); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Start after Close = %v", err)
+	}
+	if rec.count() != n {
+		t.Fatal("delivered after Close")
+	}
+}
+
+func TestRedisDroppedMessages(t *testing.T) {
+	testenv.NoLeaks(t)
+	srv := testenv.StartRedis(t)
+	reg := prometheus.NewRegistry()
+	b, rec := startBroker(t, srv.Client(), RedisConfig{Registerer: reg})
+	for _, r := range dropReasons {
+		if v, ok := metricValue(t, reg, "herald_broker_dropped_total", "reason", r); !ok || v != 0 {
+			t.Fatalf("dropped{reason=%q} = %v, %v before anything; want 0, present", r, v, ok)
+		}
+	}
+	waitReady(t, b)
+	admin := srv.Client()
+	ctx := context.Background()
+	for _, payload := range []string{`not json`, `{"op":"disconnect"}`, `{"op":"explode","user_id":"1"}`, `{"op":"disconnect","user_id":"9"}`} {
+		if err := admin.Publish(ctx, "herald:control", payload).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if len(rec.controlList()) == 0 {
+			return errors.New("valid control not delivered")
+		}
+		return nil
+	})
+	// bad_channel cannot come from a subscription; feed one in directly.
+	b.dispatch(&redis.Message{Channel: "user:", Payload: "x"})
+	checks := map[string]float64{dropBadControl: 2, dropUnknownOp: 1, dropBadChannel: 1}
+	for reason, want := range checks {
+		if v, _ := metricValue(t, reg, "herald_broker_dropped_total", "reason", reason); v != want {
+			t.Errorf("dropped{reason=%q} = %v, want %v", reason, v, want)
+		}
+	}
+	if v, _ := metricValue(t, reg, "herald_broker_messages_total", "kind", "control"); v != 1 {
+		t.Errorf("messages{kind=control} = %v, want 1", v)
+	}
+	if got := rec.controlList(); len(got) != 1 || got[0].UserID != "9" {
+		t.Errorf("controls = %+v", got)
+	}
+	for _, bad := range []Control{{Op: "explode", UserID: "1"}, {Op: OpDisconnect}} {
+		if err := b.PublishControl(ctx, bad); !errors.Is(err, ErrInvalidControl) {
+			t.Errorf("PublishControl(%+v) = %v, want ErrInvalidControl", bad, err)
+		}
+	}
+	if err := b.Publish(ctx, Socket(""), nil); !errors.Is(err, ErrInvalidTarget) {
+		t.Errorf("Publish to an empty socket id = %v, want ErrInvalidTarget", err)
+	}
+}
+
+func TestRedisConfig(t *testing.T) {
+	testenv.NoLeaks(t)
+	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer client.Close()
+	tests := []struct {
+		name string
+		cfg  RedisConfig
+		ok   bool
+	}{
+		{"minimal", RedisConfig{NodeID: "n1"}, true},
+		{"no node id", RedisConfig{}, false},
+		{"node id with a dot", RedisConfig{NodeID: "a.b"}, false},
+		{"node id with a glob", RedisConfig{NodeID: "a*"}, false},
+		{"negative batch", RedisConfig{NodeID: "n1", BatchSize: -1}, false},
+		{"negative health", RedisConfig{NodeID: "n1", HealthInterval: -time.Second}, false},
+		{"min over max", RedisConfig{NodeID: "n1", ReconnectMin: time.Minute}, false},
+		{"negative grace and flush", RedisConfig{NodeID: "n1", UnsubscribeGrace: -1, FlushInterval: -1}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := NewRedis(client, tt.cfg)
+			if (err == nil) != tt.ok {
+				t.Fatalf("NewRedis error = %v, want ok %v", err, tt.ok)
+			}
+			if err == nil {
+				b.Close()
+			}
+		})
+	}
+	b, err := NewRedis(client, RedisConfig{NodeID: "n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	want := RedisConfig{NodeID: "n1", UnsubscribeGrace: 2 * time.Second, BatchSize: 500, FlushInterval: 2 * time.Millisecond,
+		HealthInterval: 5 * time.Second, ReconnectMin: 100 * time.Millisecond, ReconnectMax: 5 * time.Second}
+	got := b.cfg
+	got.Logger = nil
+	if got != want {
+		t.Fatalf("defaults = %+v, want %+v", got, want)
+	}
+	if _, err := NewRedis(nil, RedisConfig{NodeID: "n1"}); err == nil {
+		t.Fatal("NewRedis(nil) succeeded")
+	}
+	if err := b.Start(nil); err == nil {
+		t.Fatal("Start(nil) succeeded")
+	}
+}

@@ -1,0 +1,175 @@
+package fanout
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"strings"
+)
+
+// ErrInvalidTarget is returned for a Target that names nobody: an unknown
+// Kind, or ToUser or ToSocket with an empty ID.
+var ErrInvalidTarget = errors.New("fanout: invalid target")
+
+// The parts of the channel names, after the prefix.
+const (
+	userPart      = "user:"
+	socketPart    = "socket:"
+	broadcastPart = "broadcast"
+	exceptPart    = "broadcast:except:"
+	controlPart   = "herald:control"
+)
+
+// Channels names the Redis channels of one deployment. Every name starts with
+// the deployment's prefix:
+//
+//	<prefix>user:<user_id>                  ToUser
+//	<prefix>socket:<socket_id>              ToSocket
+//	<prefix>broadcast                       ToAll
+//	<prefix>broadcast:except:<user_id>      ToAll with ID set (AllExcept)
+//	<prefix>herald:control                  Control commands, as JSON
+//
+// The zero value has an empty prefix. Channels is a small value, safe to copy
+// and to use from any goroutine.
+type Channels struct {
+	prefix string
+}
+
+// NewChannels returns the names under prefix ("" for none).
+func NewChannels(prefix string) Channels { return Channels{prefix: prefix} }
+
+// Prefix returns the prefix every name starts with.
+func (c Channels) Prefix() string { return c.prefix }
+
+// User returns the channel of userID's messages.
+func (c Channels) User(userID string) string { return c.prefix + userPart + userID }
+
+// Socket returns the channel of one socket's messages.
+func (c Channels) Socket(socketID string) string { return c.prefix + socketPart + socketID }
+
+// Broadcast returns the channel of messages for every socket.
+func (c Channels) Broadcast() string { return c.prefix + broadcastPart }
+
+// BroadcastExcept returns the channel of messages for every socket except
+// those of userID.
+func (c Channels) BroadcastExcept(userID string) string { return c.prefix + exceptPart + userID }
+
+// Control returns the channel of control commands.
+func (c Channels) Control() string { return c.prefix + controlPart }
+
+// SocketPattern returns the PSUBSCRIBE pattern that matches the socket
+// channels of every socket whose id is "<nodeID>.<suffix>". Glob characters
+// in the prefix are escaped, so the pattern matches the prefix literally.
+// nodeID must satisfy ValidNodeID, whose alphabet has no glob characters.
+func (c Channels) SocketPattern(nodeID string) string {
+	return globEscape(c.prefix) + socketPart + nodeID + ".*"
+}
+
+// ExceptPattern returns the PSUBSCRIBE pattern that matches every
+// BroadcastExcept channel.
+func (c Channels) ExceptPattern() string {
+	return globEscape(c.prefix) + exceptPart + "*"
+}
+
+// Name returns the channel a message for t is published on.
+func (c Channels) Name(t Target) (string, error) {
+	switch t.Kind {
+	case ToUser:
+		if t.ID != "" {
+			return c.User(t.ID), nil
+		}
+	case ToSocket:
+		if t.ID != "" {
+			return c.Socket(t.ID), nil
+		}
+	case ToAll:
+		if t.ID == "" {
+			return c.Broadcast(), nil
+		}
+		return c.BroadcastExcept(t.ID), nil
+	}
+	return "", ErrInvalidTarget
+}
+
+// Parse returns the Target whose messages travel on channel. It reports
+// false for the control channel (see IsControl) and for any name that is not
+// one of this prefix's message channels, such as "<prefix>user:" with no id.
+// Parse does not allocate.
+func (c Channels) Parse(channel string) (Target, bool) {
+	rest, ok := strings.CutPrefix(channel, c.prefix)
+	if !ok {
+		return Target{}, false
+	}
+	if id, ok := strings.CutPrefix(rest, userPart); ok && id != "" {
+		return User(id), true
+	}
+	if id, ok := strings.CutPrefix(rest, socketPart); ok && id != "" {
+		return Socket(id), true
+	}
+	if rest == broadcastPart {
+		return All(), true
+	}
+	if id, ok := strings.CutPrefix(rest, exceptPart); ok && id != "" {
+		return AllExcept(id), true
+	}
+	return Target{}, false
+}
+
+// IsControl reports whether channel is the control channel.
+func (c Channels) IsControl(channel string) bool {
+	return len(channel) == len(c.prefix)+len(controlPart) &&
+		strings.HasPrefix(channel, c.prefix) && strings.HasSuffix(channel, controlPart)
+}
+
+// userID returns the user id of a user channel.
+func (c Channels) userID(channel string) (string, bool) {
+	rest, ok := strings.CutPrefix(channel, c.prefix)
+	if !ok {
+		return "", false
+	}
+	id, ok := strings.CutPrefix(rest, userPart)
+	return id, ok && id != ""
+}
+
+// globEscape backslash-escapes the characters Redis glob patterns give a
+// meaning to.
+func globEscape(s string) string {
+	if !strings.ContainsAny(s, `*?[]\`) {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(2 * len(s))
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '*', '?', '[', ']', '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// ValidNodeID reports whether id can name a replica: 1 to 64 ASCII letters,
+// digits, '_' or '-'. Such an id needs no escaping in a glob pattern and
+// contains no '.', which separates it from the rest of a socket id.
+func ValidNodeID(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		b := id[i]
+		switch {
+		case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9', b == '_', b == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// NewNodeID returns a random node id of 8 lowercase hex characters.
+func NewNodeID() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return hex.EncodeToString(b[:])
+}

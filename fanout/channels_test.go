@@ -1,0 +1,210 @@
+package fanout
+
+import (
+	"errors"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+func TestChannelsRoundTrip(t *testing.T) {
+	tests := []struct {
+		name   string
+		prefix string
+		to     Target
+		want   string
+	}{
+		{"user", "", User("42"), "user:42"},
+		{"user with prefix", "app1:", User("42"), "app1:user:42"},
+		{"user id with colons and glob chars", "", User("a:b*[c]"), "user:a:b*[c]"},
+		{"socket", "", Socket("n1.abc"), "socket:n1.abc"},
+		{"socket with prefix", "p.", Socket("n1.abc.def"), "p.socket:n1.abc.def"},
+		{"broadcast", "", All(), "broadcast"},
+		{"broadcast with prefix", "x:", All(), "x:broadcast"},
+		{"broadcast except", "", AllExcept("7"), "broadcast:except:7"},
+		{"broadcast except with prefix", "x:", AllExcept("7"), "x:broadcast:except:7"},
+		{"prefix that looks like a name", "user:", User("1"), "user:user:1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := NewChannels(tt.prefix)
+			got, err := c.Name(tt.to)
+			if err != nil {
+				t.Fatalf("Name(%+v): %v", tt.to, err)
+			}
+			if got != tt.want {
+				t.Fatalf("Name(%+v) = %q, want %q", tt.to, got, tt.want)
+			}
+			back, ok := c.Parse(got)
+			if !ok || back != tt.to {
+				t.Fatalf("Parse(%q) = %+v, %v; want %+v, true", got, back, ok, tt.to)
+			}
+			if c.IsControl(got) {
+				t.Fatalf("IsControl(%q) = true", got)
+			}
+		})
+	}
+}
+
+func TestChannelsParseRejects(t *testing.T) {
+	tests := []struct {
+		name    string
+		prefix  string
+		channel string
+	}{
+		{"empty", "", ""},
+		{"user without id", "", "user:"},
+		{"socket without id", "", "socket:"},
+		{"except without id", "", "broadcast:except:"},
+		{"control", "", "herald:control"},
+		{"control with prefix", "p:", "p:herald:control"},
+		{"unknown", "", "news:1"},
+		{"broadcast with suffix", "", "broadcastx"},
+		{"missing prefix", "p:", "user:1"},
+		{"other prefix", "p:", "q:user:1"},
+		{"prefix only", "p:", "p:"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got, ok := NewChannels(tt.prefix).Parse(tt.channel); ok {
+				t.Fatalf("Parse(%q) with prefix %q = %+v, true; want false", tt.channel, tt.prefix, got)
+			}
+		})
+	}
+}
+
+func TestChannelsNameRejects(t *testing.T) {
+	for _, to := range []Target{User(""), Socket(""), {}, {Kind: 9, ID: "x"}} {
+		if got, err := (Channels{}).Name(to); !errors.Is(err, ErrInvalidTarget) {
+			t.Errorf("Name(%+v) = %q, %v; want ErrInvalidTarget", to, got, err)
+		}
+	}
+}
+
+func TestChannelsControl(t *testing.T) {
+	tests := []struct {
+		prefix, channel string
+		want            bool
+	}{
+		{"", "herald:control", true},
+		{"p:", "p:herald:control", true},
+		{"p:", "herald:control", false},
+		{"", "p:herald:control", false},
+		{"", "herald:controlx", false},
+		{"", "user:1", false},
+	}
+	for _, tt := range tests {
+		c := NewChannels(tt.prefix)
+		if got := c.IsControl(tt.channel); got != tt.want {
+			t.Errorf("prefix %q: IsControl(%q) = %v, want %v", tt.prefix, tt.channel, got, tt.want)
+		}
+		if tt.want && c.Control() != tt.channel {
+			t.Errorf("prefix %q: Control() = %q, want %q", tt.prefix, c.Control(), tt.channel)
+		}
+	}
+}
+
+func TestChannelsPatterns(t *testing.T) {
+	tests := []struct {
+		prefix, socket, except string
+	}{
+		{"", "socket:n1.*", "broadcast:except:*"},
+		{"app:", "app:socket:n1.*", "app:broadcast:except:*"},
+		{`a*b?[c]\d:`, `a\*b\?\[c\]\\d:socket:n1.*`, `a\*b\?\[c\]\\d:broadcast:except:*`},
+	}
+	for _, tt := range tests {
+		c := NewChannels(tt.prefix)
+		if got := c.SocketPattern("n1"); got != tt.socket {
+			t.Errorf("prefix %q: SocketPattern = %q, want %q", tt.prefix, got, tt.socket)
+		}
+		if got := c.ExceptPattern(); got != tt.except {
+			t.Errorf("prefix %q: ExceptPattern = %q, want %q", tt.prefix, got, tt.except)
+		}
+	}
+}
+
+func TestValidNodeID(t *testing.T) {
+	tests := []struct {
+		id   string
+		want bool
+	}{
+		{"n1", true},
+		{"a", true},
+		{"Node_01-x", true},
+		{strings.Repeat("a", 64), true},
+		{"", false},
+		{strings.Repeat("a", 65), false},
+		{"a.b", false},
+		{"a*", false},
+		{"a?", false},
+		{"a[b]", false},
+		{"a b", false},
+		{"é", false},
+		{"a:b", false},
+	}
+	for _, tt := range tests {
+		if got := ValidNodeID(tt.id); got != tt.want {
+			t.Errorf("ValidNodeID(%q) = %v, want %v", tt.id, got, tt.want)
+		}
+	}
+}
+
+func TestNewNodeID(t *testing.T) {
+	re := regexp.MustCompile(`^[0-9a-f]{8}$`)
+	seen := make(map[string]bool)
+	for range 1000 {
+		id := NewNodeID()
+		if !re.MatchString(id) || !ValidNodeID(id) {
+			t.Fatalf("NewNodeID() = %q, want 8 lowercase hex characters", id)
+		}
+		if seen[id] {
+			t.Fatalf("NewNodeID() returned %q twice in 1000 calls", id)
+		}
+		seen[id] = true
+	}
+}
+
+func TestChannelsParseAllocs(t *testing.T) {
+	c := NewChannels("app:")
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, ok := c.Parse("app:user:42"); !ok {
+			t.Fatal("not parsed")
+		}
+		if !c.IsControl("app:herald:control") {
+			t.Fatal("not control")
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("Parse and IsControl allocate %v times, want 0", allocs)
+	}
+}
+
+// FuzzChannelsParse checks that Parse never panics, that what it accepts is
+// exactly what Name produces, and that the control channel and the message
+// channels never overlap.
+func FuzzChannelsParse(f *testing.F) {
+	for _, s := range []string{"user:1", "socket:n1.x", "broadcast", "broadcast:except:9", "herald:control", "p:user:", "", "user:user:"} {
+		f.Add("", s)
+		f.Add("p:", "p:"+s)
+	}
+	f.Fuzz(func(t *testing.T, prefix, channel string) {
+		c := NewChannels(prefix)
+		to, ok := c.Parse(channel)
+		if c.IsControl(channel) {
+			if ok {
+				t.Fatalf("prefix %q: %q is both control and %+v", prefix, channel, to)
+			}
+			return
+		}
+		if !ok {
+			return
+		}
+		if to.Kind != ToAll && to.ID == "" {
+			t.Fatalf("prefix %q: Parse(%q) = %+v: empty id", prefix, channel, to)
+		}
+		name, err := c.Name(to)
+		if err != nil || name != channel {
+			t.Fatalf("prefix %q: Parse(%q) = %+v, whose Name is %q, %v", prefix, channel, to, name, err)
+		}
+	})
+}

@@ -1,0 +1,154 @@
+package fanout
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+)
+
+// PublisherConfig configures NewPublisher. Every zero value means the default
+// named in the field's comment.
+type PublisherConfig struct {
+	// Prefix starts every channel name; it must be herald's
+	// --channel-prefix. Empty means none.
+	Prefix string
+	// Now stamps the notifications' "ts". Nil means time.Now.
+	Now func() time.Time
+}
+
+// Publisher is what a backend service written in Go uses to reach sockets
+// through herald: it PUBLISHes on the channels of the contract, so it needs
+// only the Redis client the service already has. It is safe for concurrent
+// use.
+//
+// Each send returns the number of receivers Redis reported for the PUBLISH:
+// the herald replicas subscribed to that channel (0 when no replica holds a
+// socket of the user, for instance), plus any other subscriber, such as a
+// redis-cli SUBSCRIBE session. With Redis Cluster it counts only the
+// subscribers of the node that ran the command. It helps debugging; a
+// message that found no receiver is not an error.
+type Publisher struct {
+	client redis.UniversalClient // the caller's
+	ch     Channels
+	now    func() time.Time
+}
+
+// NewPublisher returns a Publisher that publishes with client, which stays
+// the caller's. It panics if client is nil.
+func NewPublisher(client redis.UniversalClient, cfg PublisherConfig) *Publisher {
+	if client == nil {
+		panic("fanout: NewPublisher with a nil client")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Publisher{client: client, ch: NewChannels(cfg.Prefix), now: cfg.Now}
+}
+
+// Channels returns the names the Publisher publishes on.
+func (p *Publisher) Channels() Channels { return p.ch }
+
+// Publish sends payload, verbatim, to the sockets to names.
+func (p *Publisher) Publish(ctx context.Context, to Target, payload []byte) (receivers int64, err error) {
+	name, err := p.ch.Name(to)
+	if err != nil {
+		return 0, err
+	}
+	return p.publish(ctx, name, payload)
+}
+
+// SendToUser sends payload to every socket of userID, on every replica.
+func (p *Publisher) SendToUser(ctx context.Context, userID string, payload []byte) (receivers int64, err error) {
+	return p.Publish(ctx, User(userID), payload)
+}
+
+// SendToSocket sends payload to the one socket with this id.
+func (p *Publisher) SendToSocket(ctx context.Context, socketID string, payload []byte) (receivers int64, err error) {
+	return p.Publish(ctx, Socket(socketID), payload)
+}
+
+// Broadcast sends payload to every socket on every replica.
+func (p *Publisher) Broadcast(ctx context.Context, payload []byte) (receivers int64, err error) {
+	return p.Publish(ctx, All(), payload)
+}
+
+// BroadcastExcept sends payload to every socket except those of userID.
+func (p *Publisher) BroadcastExcept(ctx context.Context, userID string, payload []byte) (receivers int64, err error) {
+	return p.Publish(ctx, AllExcept(userID), payload)
+}
+
+// Disconnect closes every socket of userID, on every replica, with close
+// code 4000; reason is logged by herald.
+func (p *Publisher) Disconnect(ctx context.Context, userID, reason string) (receivers int64, err error) {
+	payload, err := encodeControl(Control{Op: OpDisconnect, UserID: userID, Reason: reason})
+	if err != nil {
+		return 0, err
+	}
+	return p.publish(ctx, p.ch.Control(), payload)
+}
+
+// Person names the user a notification comes from.
+type Person struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+// Notification is the envelope of the contract's notification payloads:
+//
+//	{"type":"…","id":"<uuid>","ts":<unix ms>,"data":{…}}
+type Notification struct {
+	Type string `json:"type"`
+	ID   string `json:"id"`
+	TS   int64  `json:"ts"` // Unix milliseconds
+	Data any    `json:"data"`
+}
+
+// Notify sends a notification of type typ with data (marshalled with
+// encoding/json) to every socket of toUserID. It returns the notification's
+// id, a fresh UUID, also when the PUBLISH fails.
+func (p *Publisher) Notify(ctx context.Context, toUserID, typ string, data any) (id string, err error) {
+	n := Notification{Type: typ, ID: uuid.NewString(), TS: p.now().UnixMilli(), Data: data}
+	payload, err := json.Marshal(n)
+	if err != nil {
+		return n.ID, fmt.Errorf("fanout: encode %s notification: %w", typ, err)
+	}
+	_, err = p.SendToUser(ctx, toUserID, payload)
+	return n.ID, err
+}
+
+// NotifyFriendRequest tells toUserID that from sent a friend request:
+//
+//	{"type":"friend_request","id":"<uuid>","ts":<unix ms>,"data":{"from":{"id":"7","name":"alice"}}}
+func (p *Publisher) NotifyFriendRequest(ctx context.Context, toUserID string, from Person) (id string, err error) {
+	return p.Notify(ctx, toUserID, "friend_request", friendRequest{From: from})
+}
+
+// NotifyGameInvite tells toUserID that from invites them to gameID until
+// expiresAt:
+//
+//	{"type":"game_invite","id":"<uuid>","ts":<unix ms>,"data":{"from":{"id":"7","name":"alice"},"game_id":"g-91","expires_at":<unix ms>}}
+func (p *Publisher) NotifyGameInvite(ctx context.Context, toUserID string, from Person, gameID string, expiresAt time.Time) (id string, err error) {
+	return p.Notify(ctx, toUserID, "game_invite", gameInvite{From: from, GameID: gameID, ExpiresAt: expiresAt.UnixMilli()})
+}
+
+type friendRequest struct {
+	From Person `json:"from"`
+}
+
+type gameInvite struct {
+	From      Person `json:"from"`
+	GameID    string `json:"game_id"`
+	ExpiresAt int64  `json:"expires_at"` // Unix milliseconds
+}
+
+func (p *Publisher) publish(ctx context.Context, channel string, payload []byte) (int64, error) {
+	n, err := p.client.Publish(ctx, channel, payload).Result()
+	if err != nil {
+		return 0, fmt.Errorf("fanout: publish to %s: %w", channel, err)
+	}
+	return n, nil
+}

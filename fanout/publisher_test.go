@@ -1,0 +1,218 @@
+package fanout
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/herald-gw/herald/internal/testenv"
+)
+
+// listen subscribes a plain client to channels and returns a function that
+// returns the next message, for checking the exact bytes on the wire.
+func listen(t *testing.T, c *redis.Client, channels ...string) func() *redis.Message {
+	t.Helper()
+	ctx := context.Background()
+	ps := c.Subscribe(ctx, channels...)
+	t.Cleanup(func() { ps.Close() })
+	for range channels {
+		if _, err := ps.ReceiveTimeout(ctx, 5*time.Second); err != nil {
+			t.Fatalf("subscribe %q: %v", channels, err)
+		}
+	}
+	return func() *redis.Message {
+		t.Helper()
+		msg, err := ps.ReceiveTimeout(ctx, 5*time.Second)
+		if err != nil {
+			t.Fatalf("receive: %v", err)
+		}
+		m, ok := msg.(*redis.Message)
+		if !ok {
+			t.Fatalf("received %T, want a message", msg)
+		}
+		return m
+	}
+}
+
+func TestPublisherNotifications(t *testing.T) {
+	testenv.NoLeaks(t)
+	srv := testenv.StartRedis(t)
+	now := time.UnixMilli(1764150000000)
+	p := NewPublisher(srv.Client(), PublisherConfig{Prefix: "app:", Now: func() time.Time { return now }})
+	next := listen(t, srv.Client(), "app:user:42")
+	ctx := context.Background()
+	alice := Person{ID: "7", Name: "alice"}
+
+	tests := []struct {
+		name string
+		send func() (string, error)
+		want string // with ID for the notification's id
+	}{
+		{
+			"friend request",
+			func() (string, error) { return p.NotifyFriendRequest(ctx, "42", alice) },
+			`{"type":"friend_request","id":"ID","ts":1764150000000,"data":{"from":{"id":"7","name":"alice"}}}`,
+		},
+		{
+			"game invite",
+			func() (string, error) {
+				return p.NotifyGameInvite(ctx, "42", alice, "g-91", time.UnixMilli(1764150060000))
+			},
+			`{"type":"game_invite","id":"ID","ts":1764150000000,"data":{"from":{"id":"7","name":"alice"},"game_id":"g-91","expires_at":1764150060000}}`,
+		},
+		{
+			"escaping",
+			func() (string, error) { return p.NotifyFriendRequest(ctx, "42", Person{ID: "8", Name: `bob "<b>"`}) },
+			`{"type":"friend_request","id":"ID","ts":1764150000000,"data":{"from":{"id":"8","name":"bob \"\u003cb\u003e\""}}}`,
+		},
+	}
+	seen := make(map[string]bool)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id, err := tt.send()
+			if err != nil {
+				t.Fatal(err)
+			}
+			u, err := uuid.Parse(id)
+			if err != nil || u.String() != id || u.Version() != 4 {
+				t.Fatalf("id %q is not a canonical v4 UUID (%v)", id, err)
+			}
+			if seen[id] {
+				t.Fatalf("id %q reused", id)
+			}
+			seen[id] = true
+			msg := next()
+			if want := strings.Replace(tt.want, "ID", id, 1); msg.Payload != want {
+				t.Fatalf("payload\n got %s\nwant %s", msg.Payload, want)
+			}
+			// And field by field, as a consumer decodes it.
+			var n struct {
+				Type string `json:"type"`
+				ID   string `json:"id"`
+				TS   int64  `json:"ts"`
+				Data struct {
+					From      Person `json:"from"`
+					GameID    string `json:"game_id"`
+					ExpiresAt int64  `json:"expires_at"`
+				} `json:"data"`
+			}
+			if err := json.Unmarshal([]byte(msg.Payload), &n); err != nil {
+				t.Fatal(err)
+			}
+			if n.ID != id || n.TS != now.UnixMilli() || n.Data.From.ID == "" || n.Type == "" {
+				t.Fatalf("decoded %+v", n)
+			}
+		})
+	}
+}
+
+func TestPublisherSends(t *testing.T) {
+	testenv.NoLeaks(t)
+	srv := testenv.StartRedis(t)
+	p := NewPublisher(srv.Client(), PublisherConfig{})
+	ctx := context.Background()
+
+	// Without a subscriber, a send reports 0 receivers and no error.
+	if n, err := p.SendToUser(ctx, "42", []byte("x")); n != 0 || err != nil {
+		t.Fatalf("SendToUser without subscriber = %d, %v; want 0, nil", n, err)
+	}
+	next := listen(t, srv.Client(), "user:42", "socket:n1.s", "broadcast", "broadcast:except:42", "herald:control")
+	tests := []struct {
+		name          string
+		send          func() (int64, error)
+		channel, want string
+	}{
+		{"user", func() (int64, error) { return p.SendToUser(ctx, "42", []byte("u")) }, "user:42", "u"},
+		{"socket", func() (int64, error) { return p.SendToSocket(ctx, "n1.s", []byte("s")) }, "socket:n1.s", "s"},
+		{"broadcast", func() (int64, error) { return p.Broadcast(ctx, []byte("b")) }, "broadcast", "b"},
+		{"broadcast except", func() (int64, error) { return p.BroadcastExcept(ctx, "42", []byte("e")) }, "broadcast:except:42", "e"},
+		{"disconnect", func() (int64, error) { return p.Disconnect(ctx, "42", "logout") }, "herald:control",
+			`{"op":"disconnect","user_id":"42","reason":"logout"}`},
+		{"disconnect without reason", func() (int64, error) { return p.Disconnect(ctx, "42", "") }, "herald:control",
+			`{"op":"disconnect","user_id":"42"}`},
+		{"binary payload", func() (int64, error) { return p.SendToUser(ctx, "42", []byte{0, 0xff, '\n'}) }, "user:42", "\x00\xff\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n, err := tt.send()
+			if err != nil || n != 1 {
+				t.Fatalf("send = %d, %v; want 1 receiver", n, err)
+			}
+			msg := next()
+			if msg.Channel != tt.channel || msg.Payload != tt.want {
+				t.Fatalf("got %q on %q, want %q on %q", msg.Payload, msg.Channel, tt.want, tt.channel)
+			}
+		})
+	}
+
+	if _, err := p.SendToUser(ctx, "", []byte("x")); !errors.Is(err, ErrInvalidTarget) {
+		t.Errorf("SendToUser to an empty id = %v, want ErrInvalidTarget", err)
+	}
+	if _, err := p.Disconnect(ctx, "", "x"); !errors.Is(err, ErrInvalidControl) {
+		t.Errorf("Disconnect of an empty id = %v, want ErrInvalidControl", err)
+	}
+	if _, err := p.NotifyFriendRequest(ctx, "", Person{}); !errors.Is(err, ErrInvalidTarget) {
+		t.Errorf("NotifyFriendRequest to an empty id = %v, want ErrInvalidTarget", err)
+	}
+	if _, err := p.Notify(ctx, "42", "bad", func() {}); err == nil {
+		t.Error("Notify with data that cannot be encoded succeeded")
+	}
+}
+
+// Publisher → Redis → Redis broker → Handler, with a prefix.
+func TestPublisherToBroker(t *testing.T) {
+	testenv.NoLeaks(t)
+	srv := testenv.StartRedis(t)
+	const prefix = "herald-test:"
+	b, rec := startBroker(t, srv.Client(), RedisConfig{Prefix: prefix, NodeID: "web-1"})
+	waitReady(t, b)
+	waitClosed(t, b.Subscribe("42"), 5*time.Second, "42")
+	p := NewPublisher(srv.Client(), PublisherConfig{Prefix: prefix})
+	ctx := context.Background()
+
+	id, err := p.NotifyFriendRequest(ctx, "42", Person{ID: "7", Name: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sends := []func() (int64, error){
+		func() (int64, error) { return p.SendToSocket(ctx, "web-1.abc", []byte("socket")) },
+		func() (int64, error) { return p.Broadcast(ctx, []byte("all")) },
+		func() (int64, error) { return p.BroadcastExcept(ctx, "42", []byte("all but 42")) },
+		func() (int64, error) { return p.Disconnect(ctx, "42", "ban") },
+	}
+	for i, send := range sends {
+		if n, err := send(); n != 1 || err != nil {
+			t.Fatalf("send %d = %d, %v; want 1 receiver", i, n, err)
+		}
+	}
+	// Nobody holds user 43 or node web-2's sockets.
+	if n, _ := p.SendToUser(ctx, "43", []byte("x")); n != 0 {
+		t.Fatalf("SendToUser 43 reached %d replicas", n)
+	}
+	if n, _ := p.SendToSocket(ctx, "web-2.abc", []byte("x")); n != 0 {
+		t.Fatalf("SendToSocket web-2.abc reached %d replicas", n)
+	}
+
+	rec.waitFor(t, Socket("web-1.abc"), "socket")
+	rec.waitFor(t, All(), "all")
+	rec.waitFor(t, AllExcept("42"), "all but 42")
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if len(rec.controlList()) == 0 {
+			return errors.New("no control")
+		}
+		return nil
+	})
+	if got := rec.controlList(); got[0] != (Control{Op: OpDisconnect, UserID: "42", Reason: "ban"}) {
+		t.Fatalf("control = %+v", got[0])
+	}
+	got := rec.payloads(User("42"))
+	if len(got) != 1 || !strings.Contains(got[0], `"id":"`+id+`"`) {
+		t.Fatalf("user 42 got %q, want the friend request %s", got, id)
+	}
+}
