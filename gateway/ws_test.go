@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -138,40 +139,7 @@ func TestOneTokenOneSocket(t *testing.T) {
 			testenv.NoLeaks(t)
 			h := start(t, harnessOpts{store: newStore(t)})
 			for round := range 3 {
-				token := h.token("42")
-				var wg sync.WaitGroup
-				results := make(chan string, 40)
-				start := make(chan struct{})
-				for range 40 {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						<-start
-						c, err := h.dial(token)
-						if err != nil {
-							results <- "dial: " + err.Error()
-							return
-						}
-						defer c.Close()
-						msg, err := c.ReadText(5 * time.Second)
-						var cf *testenv.CloseFrame
-						switch {
-						case err == nil && strings.Contains(msg, `"welcome"`):
-							results <- "welcome"
-						case errors.As(err, &cf):
-							results <- cf.Reason
-						default:
-							results <- "unexpected: " + msg + " " + errorString(err)
-						}
-					}()
-				}
-				close(start)
-				wg.Wait()
-				close(results)
-				counts := map[string]int{}
-				for r := range results {
-					counts[r]++
-				}
+				counts := raceOneToken(h.token("42"), []*harness{h})
 				if counts["welcome"] != 1 || counts["token_reused"] != 39 {
 					t.Fatalf("round %d: outcomes %v, want 1 welcome and 39 token_reused", round, counts)
 				}
@@ -180,11 +148,44 @@ func TestOneTokenOneSocket(t *testing.T) {
 	}
 }
 
-func errorString(err error) string {
-	if err == nil {
-		return ""
+// raceOneToken dials 40 sockets with one token at the same moment, spread
+// over the replicas, and counts the outcomes: "welcome" or a close reason.
+func raceOneToken(token string, replicas []*harness) map[string]int {
+	var wg sync.WaitGroup
+	outcomes := make(chan string, 40)
+	gate := make(chan struct{})
+	for i := range 40 {
+		h := replicas[i%len(replicas)]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-gate
+			c, err := h.dial(token)
+			if err != nil {
+				outcomes <- "dial error: " + err.Error()
+				return
+			}
+			defer c.Close()
+			msg, err := c.ReadText(5 * time.Second)
+			var cf *testenv.CloseFrame
+			switch {
+			case err == nil && strings.Contains(msg, `"welcome"`):
+				outcomes <- "welcome"
+			case errors.As(err, &cf):
+				outcomes <- cf.Reason
+			default:
+				outcomes <- fmt.Sprintf("unexpected %q %v", msg, err)
+			}
+		}()
 	}
-	return err.Error()
+	close(gate)
+	wg.Wait()
+	close(outcomes)
+	counts := map[string]int{}
+	for o := range outcomes {
+		counts[o]++
+	}
+	return counts
 }
 
 func TestReplayStoreDownFailsClosed(t *testing.T) {
