@@ -33,7 +33,7 @@ var (
 // harness is one gateway on a loopback port with its own broker, jti store
 // and log buffer.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *gateway.Server
 	base   string // http://127.0.0.1:port
 	ws     string // ws://127.0.0.1:port/ws
@@ -52,7 +52,7 @@ type harnessOpts struct {
 	broker fanout.Broker // nil: memory
 }
 
-func start(t *testing.T, o harnessOpts) *harness {
+func start(t testing.TB, o harnessOpts) *harness {
 	t.Helper()
 	acfg := auth.Config{SessionSecret: sessionSecret, WSTokenSecret: wsSecret}
 	if o.auth != nil {
