@@ -23,6 +23,8 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jws"
 	"go.uber.org/goleak"
+
+	"github.com/herald-gw/herald/internal/testenv"
 )
 
 // TestMain fails the run if any goroutine outlives the tests (for example a
@@ -32,25 +34,8 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // t0 is the fixed "now" of most tests.
 var t0 = time.Unix(1_764_150_000, 0)
 
-// testClock is a settable clock for Config.Now.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock(t time.Time) *testClock { return &testClock{t: t} }
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+// newClock returns a settable clock for Config.Now.
+func newClock(t time.Time) *testenv.Clock { return testenv.NewClock(t) }
 
 func fixedNow(t time.Time) func() time.Time { return func() time.Time { return t } }
 

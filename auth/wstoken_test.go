@@ -169,9 +169,7 @@ func TestVerifyWSToken(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			clock.mu.Lock()
-			clock.t = t0.Add(tc.advance)
-			clock.mu.Unlock()
+			clock.Set(t0.Add(tc.advance))
 			got, err := a.VerifyWSToken(tc.tok)
 			t.Logf("%s: got %q, %v", tc.why, got, err)
 			checkErr(t, err, tc.wantErr, tc.tok)

@@ -165,8 +165,5 @@ func (c *Config) validate() error {
 	if c.MaxSocketsPerUser < 0 || c.DrainConcurrency < 0 || c.Pollers < 0 || c.Writers < 0 || c.TokenBurst < 0 || c.TokenRate < 0 || c.HandshakeRate < 0 {
 		errs = append(errs, errors.New("counts and rates must not be negative"))
 	}
-	if _, err := newOriginPolicy(c.AllowedOrigins); err != nil {
-		errs = append(errs, err)
-	}
 	return errors.Join(errs...)
 }

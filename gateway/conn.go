@@ -153,14 +153,19 @@ func (c *Conn) closeLocked(d *Disconnect, drop bool, deadline int64) {
 
 // fail ends a socket whose handshake failed: only the close frame for d is
 // written, and the socket is torn down once it is.
-func (c *Conn) fail(d *Disconnect) {
+func (c *Conn) fail(d *Disconnect) { c.shed(d, c.srv.cfg.CloseTimeout) }
+
+// shed closes a socket without waiting for the client: queued frames not yet
+// started are dropped, the close frame for d is written, and the socket is
+// torn down once it is, or after within.
+func (c *Conn) shed(d *Disconnect, within time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.state > stateOpen {
 		return
 	}
 	c.endAfter = true
-	c.closeLocked(d, true, time.Now().Add(c.srv.cfg.CloseTimeout).UnixNano())
+	c.closeLocked(d, true, time.Now().Add(within).UnixNano())
 }
 
 // activate hands a socket whose handshake is over to its poller and starts
@@ -197,17 +202,18 @@ func (c *Conn) onReadable(buf []byte) {
 		return
 	}
 	c.lastSeen.Store(time.Now().UnixNano())
-	err = c.in.feed(buf[:n], c.srv.cfg.MaxMessageBytes, c.onFrame)
+	c.consume(buf[:n])
+}
+
+// consume parses bytes read from the client. A client that breaks the
+// protocol is shed with the matching close code.
+func (c *Conn) consume(p []byte) {
+	err := c.in.feed(p, c.srv.cfg.MaxMessageBytes, c.onFrame)
 	var d *Disconnect
 	switch {
 	case err == nil, err == errStopRead:
 	case errors.As(err, &d):
-		c.mu.Lock()
-		if c.state <= stateOpen {
-			c.endAfter = true
-			c.closeLocked(d, true, time.Now().Add(time.Second).UnixNano())
-		}
-		c.mu.Unlock()
+		c.shed(d, time.Second)
 		c.in = inbound{}
 	default:
 		c.teardown(endClientGone)
@@ -306,12 +312,7 @@ func (c *Conn) tick(now int64, cfg *Config) {
 		c.srv.metrics.writeTimeouts.Inc()
 		c.teardown(endWriteTimeout)
 	case now-c.lastSeen.Load() > int64(cfg.IdleTimeout):
-		c.mu.Lock()
-		if c.state == stateOpen {
-			c.endAfter = true
-			c.closeLocked(DisconnectIdle, true, now+int64(time.Second))
-		}
-		c.mu.Unlock()
+		c.shed(DisconnectIdle, time.Second)
 	case now >= c.nextPing:
 		c.nextPing = now + int64(cfg.PingInterval)
 		c.enqueue(framePing)

@@ -26,9 +26,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "draining")
 		return
 	}
-	if ok, _ := s.origins.check(r); !ok {
-		s.authFailed(r, "origin_not_allowed")
-		writeError(w, http.StatusForbidden, "origin_not_allowed")
+	if !s.allowOrigin(w, r) {
 		return
 	}
 	token := r.URL.Query().Get("token")
@@ -56,7 +54,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 			// A client that wrote frames before reading the 101: parse
 			// them before the poller takes over.
 			early, _ := rw.Reader.Peek(n)
-			c.readEarly(early)
+			c.consume(early)
 		}
 		s.metrics.connects.Inc()
 		s.metrics.handshake.Observe(time.Since(start).Seconds())
@@ -159,16 +157,6 @@ func (s *Server) newConn(nc net.Conn, r *http.Request) (*Conn, error) {
 	}
 	c.lastSeen.Store(now.UnixNano())
 	return c, nil
-}
-
-// readEarly parses bytes the client sent before the handshake finished.
-func (c *Conn) readEarly(p []byte) {
-	if err := c.in.feed(p, c.srv.cfg.MaxMessageBytes, c.onFrame); err != nil && err != errStopRead {
-		var d *Disconnect
-		if errors.As(err, &d) {
-			c.fail(d)
-		}
-	}
 }
 
 func truncate(s string, n int) string {

@@ -1,8 +1,6 @@
 package gateway
 
 import (
-	"strconv"
-
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -58,7 +56,7 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 		}),
 	}
 	for _, d := range knownCodes {
-		m.disconnects.WithLabelValues(strconv.Itoa(int(d.Code)))
+		m.disconnects.WithLabelValues(codeLabel(d))
 	}
 	for _, r := range authFailureReasons {
 		m.authFailures.WithLabelValues(r)

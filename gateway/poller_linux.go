@@ -157,41 +157,34 @@ func (p *poller) close() {
 
 // readRaw reads what is available without blocking. It returns n == 0 and
 // err == nil at end of stream, and errWouldBlock when nothing is available.
-func readRaw(raw syscall.RawConn, buf []byte) (n int, err error) {
-	var opErr error
-	err = raw.Read(func(fd uintptr) bool {
-		n, opErr = unix.Read(int(fd), buf)
-		return true
-	})
-	if err != nil {
-		return 0, err
-	}
-	if opErr == unix.EAGAIN {
-		return 0, errWouldBlock
-	}
-	if n < 0 {
-		n = 0
-	}
-	return n, opErr
+func readRaw(raw syscall.RawConn, buf []byte) (int, error) {
+	return nonBlocking(raw.Read, func(fd int) (int, error) { return unix.Read(fd, buf) })
 }
 
 // writeRaw writes as much of bufs as the kernel takes without blocking.
-func writeRaw(raw syscall.RawConn, bufs [][]byte) (n int, err error) {
+func writeRaw(raw syscall.RawConn, bufs [][]byte) (int, error) {
+	if len(bufs) == 1 { // write(2) needs no iovec array
+		return nonBlocking(raw.Write, func(fd int) (int, error) { return unix.Write(fd, bufs[0]) })
+	}
+	return nonBlocking(raw.Write, func(fd int) (int, error) { return unix.Writev(fd, bufs) })
+}
+
+// nonBlocking runs op once on the descriptor through a RawConn's Read or
+// Write, which holds a reference to it but never waits for readiness.
+func nonBlocking(use func(func(uintptr) bool) error, op func(fd int) (int, error)) (int, error) {
+	var n int
 	var opErr error
-	err = raw.Write(func(fd uintptr) bool {
-		n, opErr = unix.Writev(int(fd), bufs)
+	err := use(func(fd uintptr) bool {
+		n, opErr = op(int(fd))
 		return true
 	})
-	if err != nil {
+	switch {
+	case err != nil:
 		return 0, err
-	}
-	if opErr == unix.EAGAIN {
+	case opErr == unix.EAGAIN:
 		return 0, errWouldBlock
 	}
-	if n < 0 {
-		n = 0
-	}
-	return n, opErr
+	return max(n, 0), opErr
 }
 
 // isFDExhausted reports an accept error caused by running out of file

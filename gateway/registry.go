@@ -36,7 +36,7 @@ type registry struct {
 type userShard struct {
 	mu sync.RWMutex
 	m  map[string]map[string]*Conn // user → socket id → socket; guarded by mu
-	// subscribed holds the channel the broker closes once the user's
+	// ready holds, per user, the channel the broker closes once the user's
 	// subscription is active; guarded by mu.
 	ready map[string]<-chan struct{}
 }
@@ -150,13 +150,4 @@ func (r *registry) each(buf []*Conn, fn func(*Conn)) []*Conn {
 		buf = buf[:0]
 	}
 	return buf
-}
-
-// userCount returns how many sockets user has here.
-func (r *registry) userCount(user string) int {
-	us := &r.users[r.shard(user)]
-	us.mu.RLock()
-	n := len(us.m[user])
-	us.mu.RUnlock()
-	return n
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,7 +39,6 @@ type Server struct {
 	live       atomic.Int64 // sockets past the upgrade, until torn down
 	draining   atomic.Bool
 	stop       chan struct{} // closed when the core stops
-	stopOnce   sync.Once
 	quit       chan struct{} // closed when Shutdown begins: the accept loop stops
 	quitOnce   sync.Once
 	loops      sync.WaitGroup // pollers and the heartbeat loop
@@ -49,13 +49,13 @@ type Server struct {
 // workers, heartbeat) and subscribes it to the broker.
 func New(cfg Config) (*Server, error) {
 	cfg.setDefaults()
-	if err := cfg.validate(); err != nil {
+	origins, err := newOriginPolicy(cfg.AllowedOrigins)
+	if err := errors.Join(cfg.validate(), err); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	if cfg.NodeID == "" {
-		cfg.NodeID = randomHex(4)
+		cfg.NodeID = fanout.NewNodeID()
 	}
-	origins, _ := newOriginPolicy(cfg.AllowedOrigins)
 	s := &Server{
 		cfg:     cfg,
 		log:     cfg.Logger,
@@ -136,7 +136,7 @@ func (s *Server) stopAccept() { s.quitOnce.Do(func() { close(s.quit) }) }
 func (s *Server) closeCore() {
 	s.closeOnce.Do(func() {
 		s.stopAccept()
-		s.stopOnce.Do(func() { close(s.stop) })
+		close(s.stop)
 		for _, p := range s.pollers {
 			p.close()
 		}
@@ -179,4 +179,5 @@ func (s *Server) connEnded(c *Conn, end *Disconnect) {
 	s.live.Add(-1)
 }
 
-func codeLabel(d *Disconnect) string { return fmt.Sprint(int(d.Code)) }
+// codeLabel is the disconnect counter's label for d.
+func codeLabel(d *Disconnect) string { return strconv.Itoa(int(d.Code)) }

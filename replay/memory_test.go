@@ -12,26 +12,9 @@ import (
 	"github.com/herald-gw/herald/internal/testenv"
 )
 
-// fakeClock is a clock that moves only when told to.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time // guarded by mu
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
+// newFakeClock returns a clock that moves only when told to.
+func newFakeClock() *testenv.Clock {
+	return testenv.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 }
 
 // len returns the number of records the store holds, expired or not.
@@ -89,7 +72,7 @@ func TestMemoryExpiryBoundary(t *testing.T) {
 		{ttl - time.Nanosecond, false}, // the new record has its own ttl
 	}
 	for i, st := range steps {
-		clock.Advance(st.advance)
+		clock.Add(st.advance)
 		if got := mustConsume(t, m, "jti", ttl); got != st.want {
 			t.Errorf("step %d (+%v): got first=%v, want %v", i+1, st.advance, got, st.want)
 		}
@@ -101,7 +84,7 @@ func TestMemoryHugeTTL(t *testing.T) {
 	clock := newFakeClock()
 	m := NewMemory(MemoryConfig{Now: clock.Now})
 	defer m.Close()
-	clock.Advance(time.Hour) // now is positive, so now+ttl would wrap
+	clock.Add(time.Hour) // now is positive, so now+ttl would wrap
 	for i, want := range []bool{true, false} {
 		if got := mustConsume(t, m, "jti", 1<<63-1); got != want {
 			t.Errorf("call %d: got first=%v, want %v", i+1, got, want)
@@ -126,7 +109,7 @@ func TestMemorySweep(t *testing.T) {
 		t.Fatalf("before expiry: got %d records, want %d", got, want)
 	}
 
-	clock.Advance(2 * time.Second)
+	clock.Add(2 * time.Second)
 	testenv.Eventually(t, 5*time.Second, func() error {
 		if got, want := m.len(), long; got != want {
 			return fmt.Errorf("got %d records, want %d", got, want)

@@ -40,7 +40,7 @@ func harnesses(t *testing.T) []harness {
 				return s
 			},
 			shortTTL: time.Second,
-			pass:     clock.Advance,
+			pass:     clock.Add,
 		},
 		{
 			name: "redis",

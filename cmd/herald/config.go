@@ -144,7 +144,7 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (*op
 		if onCommandLine[f.Name] {
 			return
 		}
-		if v, ok := lookup(getenv, envName(f.Name)); ok {
+		if v := getenv(envName(f.Name)); v != "" {
 			if err := fs.Set(f.Name, v); err != nil {
 				errs = append(errs, fmt.Errorf("%s=%q: %w", envName(f.Name), v, err))
 			}
@@ -177,11 +177,6 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (*op
 		}
 	}
 	return o, errors.Join(errs...)
-}
-
-func lookup(getenv func(string) string, name string) (string, bool) {
-	v := getenv(name)
-	return v, v != ""
 }
 
 // requireLoopback refuses a listen address that other machines can reach.
