@@ -28,6 +28,9 @@ import (
 	"github.com/herald-gw/herald/replay"
 )
 
+// listen opens the listener; tests replace it.
+var listen = net.Listen
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -149,7 +152,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 
-	ln, err := net.Listen("tcp", o.Addr)
+	ln, err := listen("tcp", o.Addr)
 	if err != nil {
 		gw.Shutdown(context.Background())
 		return err
