@@ -53,9 +53,12 @@ type RedisConfig struct {
 	Registerer prometheus.Registerer
 }
 
+// DefaultUnsubscribeGrace is RedisConfig.UnsubscribeGrace's zero value.
+const DefaultUnsubscribeGrace = 2 * time.Second
+
 func (c *RedisConfig) setDefaults() {
 	if c.UnsubscribeGrace == 0 {
-		c.UnsubscribeGrace = 2 * time.Second
+		c.UnsubscribeGrace = DefaultUnsubscribeGrace
 	}
 	if c.BatchSize == 0 {
 		c.BatchSize = 500

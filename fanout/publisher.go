@@ -3,6 +3,7 @@ package fanout
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -37,16 +38,19 @@ type Publisher struct {
 	now    func() time.Time
 }
 
+// ErrNilClient is returned by NewPublisher without a client.
+var ErrNilClient = errors.New("fanout: NewPublisher needs a Redis client")
+
 // NewPublisher returns a Publisher that publishes with client, which stays
-// the caller's. It panics if client is nil.
-func NewPublisher(client redis.UniversalClient, cfg PublisherConfig) *Publisher {
+// the caller's. It returns ErrNilClient if client is nil.
+func NewPublisher(client redis.UniversalClient, cfg PublisherConfig) (*Publisher, error) {
 	if client == nil {
-		panic("fanout: NewPublisher with a nil client")
+		return nil, ErrNilClient
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Publisher{client: client, ch: NewChannels(cfg.Prefix), now: cfg.Now}
+	return &Publisher{client: client, ch: NewChannels(cfg.Prefix), now: cfg.Now}, nil
 }
 
 // Channels returns the names the Publisher publishes on.

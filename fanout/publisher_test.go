@@ -44,7 +44,10 @@ func TestPublisherNotifications(t *testing.T) {
 	testenv.NoLeaks(t)
 	srv := testenv.StartRedis(t)
 	now := time.UnixMilli(1764150000000)
-	p := NewPublisher(srv.Client(), PublisherConfig{Prefix: "app:", Now: func() time.Time { return now }})
+	p, err := NewPublisher(srv.Client(), PublisherConfig{Prefix: "app:", Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
 	next := listen(t, srv.Client(), "app:user:42")
 	ctx := context.Background()
 	alice := Person{ID: "7", Name: "alice"}
@@ -115,7 +118,10 @@ func TestPublisherNotifications(t *testing.T) {
 func TestPublisherSends(t *testing.T) {
 	testenv.NoLeaks(t)
 	srv := testenv.StartRedis(t)
-	p := NewPublisher(srv.Client(), PublisherConfig{})
+	p, err := NewPublisher(srv.Client(), PublisherConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 
 	// Without a subscriber, a send reports 0 receivers and no error.
@@ -173,7 +179,10 @@ func TestPublisherToBroker(t *testing.T) {
 	b, rec := startBroker(t, srv.Client(), RedisConfig{Prefix: prefix, NodeID: "web-1"})
 	waitReady(t, b)
 	waitClosed(t, b.Subscribe("42"), 5*time.Second, "42")
-	p := NewPublisher(srv.Client(), PublisherConfig{Prefix: prefix})
+	p, err := NewPublisher(srv.Client(), PublisherConfig{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 
 	id, err := p.NotifyFriendRequest(ctx, "42", Person{ID: "7", Name: "alice"})
@@ -214,5 +223,11 @@ func TestPublisherToBroker(t *testing.T) {
 	got := rec.payloads(User("42"))
 	if len(got) != 1 || !strings.Contains(got[0], `"id":"`+id+`"`) {
 		t.Fatalf("user 42 got %q, want the friend request %s", got, id)
+	}
+}
+
+func TestNewPublisherNilClient(t *testing.T) {
+	if _, err := NewPublisher(nil, PublisherConfig{}); !errors.Is(err, ErrNilClient) {
+		t.Fatalf("NewPublisher(nil) = %v, want ErrNilClient", err)
 	}
 }

@@ -39,7 +39,7 @@ func startReplica(t *testing.T, r *testenv.Redis, node string, mod func(*gateway
 		t.Fatal(err)
 	}
 	h := start(t, harnessOpts{
-		store:  replay.NewRedis(client, replay.RedisConfig{Timeout: 300 * time.Millisecond}),
+		store:  must(replay.NewRedis(client, replay.RedisConfig{Timeout: 300 * time.Millisecond})),
 		broker: b,
 		gw: func(c *gateway.Config) {
 			c.NodeID = node
@@ -101,7 +101,7 @@ func TestClusterFanout(t *testing.T) {
 	r := testenv.StartRedis(t)
 	a := startReplica(t, r, "a", nil)
 	b := startReplica(t, r, "b", nil)
-	pub := fanout.NewPublisher(r.Client(), fanout.PublisherConfig{})
+	pub := must(fanout.NewPublisher(r.Client(), fanout.PublisherConfig{}))
 	ctx := context.Background()
 
 	ua, _ := a.connect("u")
@@ -238,7 +238,7 @@ func TestClusterRedisRestart(t *testing.T) {
 			return nil
 		})
 	}
-	pub := fanout.NewPublisher(r.Client(), fanout.PublisherConfig{})
+	pub := must(fanout.NewPublisher(r.Client(), fanout.PublisherConfig{}))
 	for u := range 4 {
 		if _, err := pub.SendToUser(context.Background(), fmt.Sprintf("user%d", u), []byte("after restart")); err != nil {
 			t.Fatal(err)

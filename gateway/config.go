@@ -12,6 +12,7 @@ import (
 
 	"github.com/herald-gw/herald/auth"
 	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/gateway/wscore"
 	"github.com/herald-gw/herald/replay"
 )
 
@@ -54,7 +55,8 @@ type Config struct {
 	// over the cap is closed with 4008. Zero means 16.
 	MaxSocketsPerUser int
 	// MaxQueueBytes caps a socket's unsent output; a socket over it is closed
-	// with 4009. Zero means 256 KiB.
+	// with 4009. Zero means 256 KiB. The largest message relayed to sockets
+	// is half of it: a larger one is dropped (and counted), never queued.
 	MaxQueueBytes int
 	// WriteTimeout closes a socket whose output made no progress for this
 	// long. Zero means 10s.
@@ -98,6 +100,24 @@ type Config struct {
 	Gatherer   prometheus.Gatherer
 }
 
+// The defaults of Config's zero values. cmd/herald uses them as its flags'
+// defaults, so that each is written once.
+const (
+	DefaultSessionCookie     = "access_token"
+	DefaultPingInterval      = wscore.DefaultPingInterval
+	DefaultIdleTimeout       = wscore.DefaultIdleTimeout
+	DefaultMaxMessageBytes   = wscore.DefaultMaxMessageBytes
+	DefaultMaxSocketsPerUser = 16
+	DefaultMaxQueueBytes     = wscore.DefaultMaxQueueBytes
+	DefaultWriteTimeout      = wscore.DefaultWriteTimeout
+	DefaultCloseTimeout      = wscore.DefaultCloseTimeout
+	DefaultHandshakeTimeout  = 10 * time.Second
+	DefaultTokenRate         = 2.0
+	DefaultTokenBurst        = 30
+	DefaultDrainWindow       = 5 * time.Second
+	DefaultDrainConcurrency  = 1024
+)
+
 func (c *Config) setDefaults() {
 	def := func(v *time.Duration, d time.Duration) {
 		if *v == 0 {
@@ -110,23 +130,23 @@ func (c *Config) setDefaults() {
 		}
 	}
 	if c.SessionCookie == "" {
-		c.SessionCookie = "access_token"
+		c.SessionCookie = DefaultSessionCookie
 	}
-	def(&c.PingInterval, 30*time.Second)
-	def(&c.IdleTimeout, 60*time.Second)
-	def(&c.WriteTimeout, 10*time.Second)
-	def(&c.CloseTimeout, 5*time.Second)
-	def(&c.HandshakeTimeout, 10*time.Second)
-	def(&c.DrainWindow, 5*time.Second)
-	defInt(&c.MaxMessageBytes, 4096)
-	defInt(&c.MaxSocketsPerUser, 16)
-	defInt(&c.MaxQueueBytes, 256<<10)
-	defInt(&c.DrainConcurrency, 1024)
+	def(&c.PingInterval, DefaultPingInterval)
+	def(&c.IdleTimeout, DefaultIdleTimeout)
+	def(&c.WriteTimeout, DefaultWriteTimeout)
+	def(&c.CloseTimeout, DefaultCloseTimeout)
+	def(&c.HandshakeTimeout, DefaultHandshakeTimeout)
+	def(&c.DrainWindow, DefaultDrainWindow)
+	defInt(&c.MaxMessageBytes, DefaultMaxMessageBytes)
+	defInt(&c.MaxSocketsPerUser, DefaultMaxSocketsPerUser)
+	defInt(&c.MaxQueueBytes, DefaultMaxQueueBytes)
+	defInt(&c.DrainConcurrency, DefaultDrainConcurrency)
 	defInt(&c.Pollers, runtime.GOMAXPROCS(0))
 	defInt(&c.Writers, runtime.GOMAXPROCS(0))
-	defInt(&c.TokenBurst, 30)
+	defInt(&c.TokenBurst, DefaultTokenBurst)
 	if c.TokenRate == 0 {
-		c.TokenRate = 2
+		c.TokenRate = DefaultTokenRate
 	}
 	if c.HandshakeBurst == 0 {
 		c.HandshakeBurst = max(1, int(c.HandshakeRate))
@@ -150,20 +170,29 @@ func (c *Config) validate() error {
 	if c.NodeID != "" && !fanout.ValidNodeID(c.NodeID) {
 		errs = append(errs, fmt.Errorf("node id %q: use 1 to 64 letters, digits, '-' or '_'", c.NodeID))
 	}
-	if c.IdleTimeout <= c.PingInterval {
-		errs = append(errs, fmt.Errorf("idle timeout (%s) must be longer than the ping interval (%s), or live sockets are reaped between pings", c.IdleTimeout, c.PingInterval))
+	core := c.coreConfig()
+	if err := core.Validate(); err != nil {
+		errs = append(errs, err)
 	}
-	if c.PingInterval < 0 || c.WriteTimeout < 0 || c.CloseTimeout < 0 || c.HandshakeTimeout < 0 || c.DrainWindow < 0 {
+	if c.HandshakeTimeout < 0 || c.DrainWindow < 0 {
 		errs = append(errs, errors.New("durations must not be negative"))
 	}
-	if c.MaxMessageBytes < 125 {
-		errs = append(errs, fmt.Errorf("max message bytes %d: must be at least 125", c.MaxMessageBytes))
-	}
-	if c.MaxQueueBytes < 4096 {
-		errs = append(errs, fmt.Errorf("max queue bytes %d: must be at least 4096", c.MaxQueueBytes))
-	}
-	if c.MaxSocketsPerUser < 0 || c.DrainConcurrency < 0 || c.Pollers < 0 || c.Writers < 0 || c.TokenBurst < 0 || c.TokenRate < 0 || c.HandshakeRate < 0 {
+	if c.MaxSocketsPerUser < 0 || c.DrainConcurrency < 0 || c.TokenBurst < 0 || c.TokenRate < 0 || c.HandshakeRate < 0 {
 		errs = append(errs, errors.New("counts and rates must not be negative"))
 	}
 	return errors.Join(errs...)
+}
+
+// coreConfig is the socket core's part of c.
+func (c *Config) coreConfig() wscore.Config {
+	return wscore.Config{
+		Pollers:         c.Pollers,
+		Writers:         c.Writers,
+		MaxMessageBytes: c.MaxMessageBytes,
+		MaxQueueBytes:   c.MaxQueueBytes,
+		PingInterval:    c.PingInterval,
+		IdleTimeout:     c.IdleTimeout,
+		WriteTimeout:    c.WriteTimeout,
+		CloseTimeout:    c.CloseTimeout,
+	}
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/herald-gw/herald/gateway"
 	"github.com/herald-gw/herald/internal/testenv"
 )
 
@@ -83,4 +85,54 @@ func TestInProcessAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	expectText(t, b1, "still here", "bob")
+}
+
+// TestUndeliverableMessagesAreDropped: a broadcast larger than a socket can
+// carry and one that is not valid UTF-8 are dropped and counted; the fast
+// sockets they were meant for stay open and get the next valid message.
+func TestUndeliverableMessagesAreDropped(t *testing.T) {
+	testenv.NoLeaks(t)
+	h := start(t, harnessOpts{})
+	ctx := context.Background()
+	var clients []*testenv.WSClient
+	for i := range 4 {
+		c, _ := h.connect(fmt.Sprint("u", i))
+		clients = append(clients, c)
+	}
+	tests := []struct {
+		name, reason string
+		payload      []byte
+	}{
+		{"larger than the queue cap", "too_large", []byte(strings.Repeat("x", 300<<10))},
+		{"larger than the largest relayed message", "too_large", []byte(strings.Repeat("y", gateway.DefaultMaxQueueBytes/2+1))},
+		{"invalid UTF-8", "invalid_utf8", []byte("{\"type\":\"bad\",\"s\":\"\xff\xfe\"}")},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := h.srv.Broadcast(ctx, tt.payload); err != nil {
+				t.Fatal(err)
+			}
+			next := fmt.Sprintf(`{"type":"next","n":%d}`, i)
+			if err := h.srv.Broadcast(ctx, []byte(next)); err != nil {
+				t.Fatal(err)
+			}
+			for j, c := range clients {
+				expectText(t, c, next, fmt.Sprint("socket ", j))
+			}
+		})
+	}
+	for reason, want := range map[string]float64{"too_large": 2, "invalid_utf8": 1} {
+		if got := h.metric(`herald_messages_dropped_total{reason="` + reason + `"}`); got != want {
+			t.Errorf("dropped{reason=%s} = %v, want %v", reason, got, want)
+		}
+	}
+	if n := h.srv.Sockets(); n != len(clients) {
+		t.Errorf("%d sockets open, want %d", n, len(clients))
+	}
+	if got := h.metric(`herald_disconnects_total{code="4009"}`); got != 0 {
+		t.Errorf("%v sockets shed as slow consumers, want 0", got)
+	}
+	if len(h.logs.lines("message dropped")) == 0 {
+		t.Error("no log line for the dropped messages")
+	}
 }

@@ -1,31 +1,35 @@
-// Package gateway is herald's socket core and HTTP surface: the token
-// endpoint, the WebSocket handshake, the per-user registry, heartbeats,
-// fan-out to sockets and graceful shutdown.
+// Package gateway is herald's HTTP surface and socket registry: the token
+// endpoint, the WebSocket handshake, the per-user registry, fan-out of
+// broker messages to sockets, and graceful shutdown. The sockets themselves,
+// after the upgrade, are served by the epoll core in gateway/wscore.
 //
-// # Sockets without goroutines
+// # Files
 //
-// After the handshake a socket holds no goroutine and, between frames, no
-// buffer. Its descriptor sits in one of a few epoll instances (pollers), each
-// served by one goroutine that reads whatever is ready with non-blocking
-// reads into the poller's shared buffer and parses it in place. Output is a
-// per-socket queue of frames counted in bytes; a socket with queued output is
-// handed to a small pool of write workers, which write it with non-blocking
-// writev and, when the kernel buffer is full, ask the poller to report when
-// it can take more. No worker ever waits on a socket. A socket whose queue
-// would pass MaxQueueBytes is closed with 4009; one whose output makes no
-// progress for WriteTimeout is dropped.
+//   - server.go: Server, New, Serve; config.go: Config and its defaults.
+//   - http.go, origin.go, clientip.go, ratelimit.go: the HTTP endpoints.
+//   - handshake.go: GET /ws, from the upgrade to the welcome frame.
+//   - conn.go: the gateway's view of a socket and the core's callbacks.
+//   - registry.go: user → sockets and socket id → socket, in shards.
+//   - api.go: the in-process API (SendToUser, Broadcast, …).
+//   - delivery.go: the broker's handler: checks, frames and queues messages.
+//   - shutdown.go: draining; listener.go: accept with back-off.
 //
-// # Fan-out
+// # Messages
 //
-// Messages arrive from a fanout.Broker (the in-process API publishes through
-// it too). Each message is framed once and the same bytes are queued to every
-// target socket; the registry's shard locks are held only while copying the
-// target list.
+// Each message from the broker is checked once: a payload larger than half
+// of MaxQueueBytes (the largest message herald relays) or not valid UTF-8
+// is dropped and counted in herald_messages_dropped_total{reason}; it never
+// costs a socket. A valid one is framed once and the same bytes are queued
+// to every target socket; the registry's shard locks are held only while
+// copying the target list.
 //
 // # Concurrency
 //
-// Server's exported methods are safe for concurrent use. Each Conn field
-// documents its owner: the poller goroutine (read state), the heartbeat loop
-// (ping schedule) or Conn.mu (output queue and lifecycle). A socket is torn
-// down exactly once, by whichever of them sees it end first.
+// Server's exported methods are safe for concurrent use. A socket's
+// handshake runs in its net/http goroutine until wscore's Conn.Start; from
+// then on the core owns the socket and reports its end through OnClose,
+// which unregisters it. Lock order: a registry user shard's lock before
+// the broker's lock (Subscribe and Unsubscribe are called under it); no
+// registry lock is held while calling into a socket. See wscore's package
+// documentation for the core's own locks.
 package gateway

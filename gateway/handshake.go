@@ -7,21 +7,30 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
 	"go.uber.org/zap"
 
 	"github.com/herald-gw/herald/auth"
+	"github.com/herald-gw/herald/gateway/wscore"
 )
 
 // handleWS upgrades GET /ws?token=… to a WebSocket. Problems a browser must
 // be able to read (token expired, invalid or reused; try again later; too
 // many sockets) are reported after the upgrade as close codes. The handler's
-// goroutine ends with the handshake: the socket then belongs to its poller.
+// goroutine ends with the handshake: the socket then belongs to the core.
 func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	// Counted before the draining check: Shutdown sets draining first and
+	// then waits for live to reach 0, so no request slips between them.
+	s.live.Add(1)
+	owned := false // the socket core reports this request's end
+	defer func() {
+		if !owned {
+			s.live.Add(-1)
+		}
+	}()
 	if s.draining.Load() {
 		writeError(w, http.StatusServiceUnavailable, "draining")
 		return
@@ -44,28 +53,35 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		nc.Close()
 		return
 	}
-	s.live.Add(1)
+	owned = true
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.HandshakeTimeout)
 	defer cancel()
+	var early []byte
 	if d := s.admitSocket(ctx, c, r, token); d != nil {
-		c.fail(d)
+		c.ws.Shed(d, s.cfg.CloseTimeout)
 	} else {
 		if n := rw.Reader.Buffered(); n > 0 {
-			// A client that wrote frames before reading the 101: parse
-			// them before the poller takes over.
-			early, _ := rw.Reader.Peek(n)
-			c.consume(early)
+			// A client that wrote frames before reading the 101: they
+			// are parsed before the poller takes over.
+			early, _ = rw.Reader.Peek(n)
 		}
-		s.metrics.connects.Inc()
-		s.metrics.handshake.Observe(time.Since(start).Seconds())
-		s.log.Info("connect",
-			zap.String("user", c.user),
-			zap.String("socket_id", c.id),
-			zap.String("ip", c.remoteIP),
-			zap.String("user_agent", c.userAgent),
-		)
+		c.welcomed.Store(true) // before Start: its disconnect may be logged at once
 	}
-	_ = c.activate()
+	if state, _ := c.ws.Start(early); state != wscore.Active {
+		// Refused, or closed while its handshake ran (a disconnect
+		// command, a drain): the client gets the close frame and never
+		// the welcome.
+		c.welcomed.Store(false)
+		return
+	}
+	s.metrics.connects.Inc()
+	s.metrics.handshake.Observe(time.Since(start).Seconds())
+	s.log.Info("connect",
+		zap.String("user", c.user),
+		zap.String("socket_id", c.id),
+		zap.String("ip", c.remoteIP),
+		zap.String("user_agent", c.userAgent),
+	)
 }
 
 // admitSocket checks the token, consumes it, registers the socket and waits
@@ -98,6 +114,8 @@ func (s *Server) admitSocket(ctx context.Context, c *Conn, r *http.Request, toke
 
 	c.user = claims.UserID
 	c.id = s.newSocketID()
+	// The welcome is queued first (the core holds it until Start), so that
+	// messages delivered once the socket is registered come after it.
 	c.enqueue(s.welcomeFrame(c))
 	ready, err := s.reg.add(c)
 	if err != nil {
@@ -105,57 +123,48 @@ func (s *Server) admitSocket(ctx context.Context, c *Conn, r *http.Request, toke
 		return DisconnectTooMany
 	}
 	c.registered.Store(true)
+	if c.ws.State() == wscore.Closed { // dropped meanwhile: its OnClose may have missed the registration
+		s.reg.remove(c)
+	}
+	if s.draining.Load() { // registered after the drain listed the sockets
+		return DisconnectServiceRestart
+	}
 	select {
 	case <-ready:
+	case <-s.drainCh:
+		return DisconnectServiceRestart
 	case <-ctx.Done():
 		s.log.Warn("socket refused: broker subscription not confirmed in time",
 			zap.String("user", c.user), zap.Duration("timeout", s.cfg.HandshakeTimeout))
 		return DisconnectTryAgainLater
 	}
-	c.welcomed.Store(true)
 	return nil
 }
 
-func (s *Server) welcomeFrame(c *Conn) []byte {
+func (s *Server) welcomeFrame(c *Conn) wscore.Frame {
 	b, _ := json.Marshal(struct {
 		Type       string `json:"type"`
 		SocketID   string `json:"socket_id"`
 		UserID     string `json:"user_id"`
 		HeartbeatS int    `json:"heartbeat_s"`
 	}{"welcome", c.id, c.user, max(1, int(math.Ceil(s.cfg.PingInterval.Seconds())))})
-	return textFrame(b)
+	return wscore.TextFrame(b)
 }
 
-// newConn wraps an upgraded connection. The socket is not yet watched.
+// newConn wraps an upgraded connection. The socket is in its handshake:
+// the core neither reads nor writes it until Start.
 func (s *Server) newConn(nc net.Conn, r *http.Request) (*Conn, error) {
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return nil, errors.New("connection has no file descriptor")
+	c := &Conn{
+		srv:         s,
+		remoteIP:    clientIP(r, s.cfg.TrustedProxies),
+		userAgent:   truncate(r.UserAgent(), 256),
+		connectedAt: time.Now(),
 	}
-	raw, err := sc.SyscallConn()
+	wc, err := s.core.NewConn(nc, (*connEvents)(c))
 	if err != nil {
 		return nil, err
 	}
-	var fd int32
-	if err := raw.Control(func(f uintptr) { fd = int32(f) }); err != nil {
-		return nil, err
-	}
-	if err := nc.SetDeadline(time.Time{}); err != nil {
-		return nil, err
-	}
-	now := time.Now()
-	c := &Conn{
-		srv:         s,
-		poller:      s.pickPoller(),
-		nc:          nc,
-		raw:         raw,
-		fd:          fd,
-		remoteIP:    clientIP(r, s.cfg.TrustedProxies),
-		userAgent:   truncate(r.UserAgent(), 256),
-		connectedAt: now,
-		nextPing:    now.Add(s.cfg.PingInterval).UnixNano(),
-	}
-	c.lastSeen.Store(now.UnixNano())
+	c.ws = wc
 	return c, nil
 }
 

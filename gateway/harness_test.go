@@ -50,6 +50,9 @@ type harnessOpts struct {
 	auth   func(*auth.Config)
 	store  replay.Store  // nil: memory
 	broker fanout.Broker // nil: memory
+	// sendBuffer, when set, fixes SO_SNDBUF of every accepted socket, so
+	// that the server's writes fill the kernel buffer quickly.
+	sendBuffer int
 }
 
 func start(t testing.TB, o harnessOpts) *harness {
@@ -87,6 +90,9 @@ func start(t testing.TB, o harnessOpts) *harness {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if o.sendBuffer > 0 {
+		ln = &sendBufferListener{Listener: ln, size: o.sendBuffer}
 	}
 	go func() { h.served <- srv.Serve(ln, nil) }()
 	h.base = "http://" + ln.Addr().String()
@@ -262,4 +268,63 @@ func (b *syncBuffer) lines(msg string) []map[string]any {
 		}
 	}
 	return out
+}
+
+// holdBroker is a memory broker that holds back the subscription
+// confirmation of one user until release is closed, as a slow Redis would.
+type holdBroker struct {
+	fanout.Broker
+	user    string
+	release chan struct{}
+	once    sync.Once
+}
+
+func newHoldBroker(user string) *holdBroker {
+	return &holdBroker{Broker: fanout.NewMemory(fanout.MemoryConfig{}), user: user, release: make(chan struct{})}
+}
+
+func (b *holdBroker) Subscribe(user string) <-chan struct{} {
+	ready := b.Broker.Subscribe(user)
+	if user != b.user {
+		return ready
+	}
+	held := make(chan struct{})
+	go func() {
+		<-ready
+		<-b.release
+		close(held)
+	}()
+	return held
+}
+
+// Release confirms the held subscription; it may be called more than once.
+func (b *holdBroker) Release() { b.once.Do(func() { close(b.release) }) }
+
+// sendBufferListener sets SO_SNDBUF on every connection it accepts.
+type sendBufferListener struct {
+	net.Listener
+	size int
+}
+
+func (l *sendBufferListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		if err := tc.SetWriteBuffer(l.size); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// must returns v, or panics with err: for constructors that cannot fail
+// with the arguments a test gives them.
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

@@ -1,7 +1,9 @@
 package gateway
 
 import (
+	"errors"
 	"net"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -48,4 +50,11 @@ func (l *backoffListener) Accept() (net.Conn, error) {
 			return nil, net.ErrClosed
 		}
 	}
+}
+
+// isFDExhausted reports an accept error caused by running out of file
+// descriptors or kernel memory, which passes once sockets close.
+func isFDExhausted(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
 }

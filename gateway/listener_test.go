@@ -38,7 +38,7 @@ func TestAcceptBacksOffOnEMFILE(t *testing.T) {
 	client, server := net.Pipe()
 	defer client.Close()
 	fake := &exhaustedListener{conn: server}
-	m := newMetrics(nil, nil)
+	m, _ := newMetrics(nil, nil)
 	bl := &backoffListener{Listener: fake, log: log, metrics: m, stop: make(chan struct{})}
 
 	got := make(chan net.Conn, 1)
@@ -67,7 +67,8 @@ func TestAcceptBacksOffOnEMFILE(t *testing.T) {
 
 func TestAcceptBackoffStopsOnShutdown(t *testing.T) {
 	stop := make(chan struct{})
-	bl := &backoffListener{Listener: &exhaustedListener{}, log: zap.NewNop(), metrics: newMetrics(nil, nil), stop: stop}
+	m, _ := newMetrics(nil, nil)
+	bl := &backoffListener{Listener: &exhaustedListener{}, log: zap.NewNop(), metrics: m, stop: stop}
 	errc := make(chan error, 1)
 	go func() {
 		_, err := bl.Accept()

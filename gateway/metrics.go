@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"fmt"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -11,11 +13,15 @@ type metrics struct {
 	disconnects    *prometheus.CounterVec // by close code
 	authFailures   *prometheus.CounterVec // by reason
 	tokensIssued   prometheus.Counter
-	slowConsumers  prometheus.Counter
-	writeTimeouts  prometheus.Counter
 	delivered      prometheus.Counter
 	acceptBackoffs prometheus.Counter
 	handshake      prometheus.Histogram
+
+	messages                                     *prometheus.CounterVec // by kind
+	msgUser, msgSocket, msgBroadcast, msgControl prometheus.Counter     // messages' series
+	droppedVec                                   *prometheus.CounterVec // by reason
+	dropped                                      [numDropReasons]prometheus.Counter
+	deliveryLatency                              prometheus.Histogram
 }
 
 // authFailureReasons are the values of herald_auth_failures_total's label.
@@ -24,7 +30,7 @@ var authFailureReasons = []string{
 	"rate_limited", "token_expired", "token_invalid", "token_reused", "replay_unavailable",
 }
 
-func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
+func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 	m := &metrics{
 		connects: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_connects_total", Help: "Sockets that completed the handshake and got the welcome frame.",
@@ -38,12 +44,6 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 		tokensIssued: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_ws_tokens_issued_total", Help: "WS tokens minted.",
 		}),
-		slowConsumers: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "herald_slow_consumers_total", Help: "Sockets closed with 4009 because their send queue passed its cap.",
-		}),
-		writeTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "herald_write_timeouts_total", Help: "Sockets dropped because their output made no progress within the write timeout.",
-		}),
 		delivered: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_messages_delivered_total", Help: "Frames queued to sockets by fan-out (one per target socket).",
 		}),
@@ -54,6 +54,24 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 			Name: "herald_handshake_seconds", Help: "Time from the /ws request to the queued welcome frame.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_messages_total", Help: "Messages the gateway received from the broker, by kind (user, socket, broadcast, control).",
+		}, []string{"kind"}),
+		droppedVec: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_messages_dropped_total", Help: "Messages not relayed to any socket, by reason (too_large, invalid_utf8).",
+		}, []string{"reason"}),
+		deliveryLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "herald_delivery_latency_seconds",
+			Help:    "Time from a message's receipt at this replica to the end of the socket write that sent it; one observation per write, for the oldest message it completed.",
+			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 18),
+		}),
+	}
+	m.msgUser = m.messages.WithLabelValues("user")
+	m.msgSocket = m.messages.WithLabelValues("socket")
+	m.msgBroadcast = m.messages.WithLabelValues("broadcast")
+	m.msgControl = m.messages.WithLabelValues("control")
+	for i, r := range dropReasons {
+		m.dropped[i] = m.droppedVec.WithLabelValues(r)
 	}
 	for _, d := range knownCodes {
 		m.disconnects.WithLabelValues(codeLabel(d))
@@ -62,10 +80,16 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 		m.authFailures.WithLabelValues(r)
 	}
 	if reg == nil {
-		return m
+		return m, nil
 	}
-	reg.MustRegister(m.connects, m.disconnects, m.authFailures, m.tokensIssued, m.slowConsumers,
-		m.writeTimeouts, m.delivered, m.acceptBackoffs, m.handshake,
+	cs := []prometheus.Collector{m.connects, m.disconnects, m.authFailures, m.tokensIssued,
+		m.delivered, m.acceptBackoffs, m.handshake, m.messages, m.droppedVec, m.deliveryLatency,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "herald_slow_consumers_total", Help: "Sockets closed with 4009 because their send queue passed its cap.",
+		}, func() float64 { return float64(s.core.Stats().SlowConsumers) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "herald_write_timeouts_total", Help: "Sockets dropped because their output made no progress within the write timeout.",
+		}, func() float64 { return float64(s.core.Stats().WriteTimeouts) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "herald_sockets", Help: "Open sockets on this replica.",
 		}, func() float64 { return float64(s.reg.total.Load()) }),
@@ -80,6 +104,11 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 			}
 			return 0
 		}),
-	)
-	return m
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register metrics: %w", err)
+		}
+	}
+	return m, nil
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/gateway/wscore"
 )
 
 // Server is one herald replica: its HTTP endpoints, its sockets and their
@@ -27,21 +27,26 @@ type Server struct {
 	origins *originPolicy
 	metrics *metrics
 	reg     *registry
-	writers *writePool
-	pollers []*poller
+	core    *wscore.Core
 	tokens  *userLimiter
 	admit   *rate.Limiter // WebSocket handshakes; nil when not capped
+
+	maxRelay int // largest payload relayed to sockets: MaxQueueBytes/2
 
 	http *http.Server
 	mux  *http.ServeMux
 
-	nextPoller atomic.Uint32
-	live       atomic.Int64 // sockets past the upgrade, until torn down
+	// live counts /ws requests from the moment they are accepted (before
+	// the draining check) until their socket is closed, or until the
+	// request ends without one. Shutdown waits for it to reach 0.
+	live       atomic.Int64
 	draining   atomic.Bool
+	drainCh    chan struct{} // closed when Shutdown begins: handshakes waiting for a subscription give up
+	drainSlots chan struct{} // sockets in their drain close handshake; set by Shutdown before any socket takes one
 	stop       chan struct{} // closed when the core stops
-	quit       chan struct{} // closed when Shutdown begins: the accept loop stops
+	quit       chan struct{} // closed when the listener stops: the accept loop returns
 	quitOnce   sync.Once
-	loops      sync.WaitGroup // pollers and the heartbeat loop
+	loops      sync.WaitGroup // the sweep loop
 	closeOnce  sync.Once
 }
 
@@ -63,36 +68,26 @@ func New(cfg Config) (*Server, error) {
 		origins: origins,
 		reg:     newRegistry(cfg.Broker, cfg.MaxSocketsPerUser),
 		tokens:  newUserLimiter(cfg.TokenRate, cfg.TokenBurst),
+		drainCh: make(chan struct{}),
 		stop:    make(chan struct{}),
 		quit:    make(chan struct{}),
+
+		maxRelay: cfg.MaxQueueBytes / 2,
 	}
 	if cfg.HandshakeRate > 0 {
 		s.admit = rate.NewLimiter(rate.Limit(cfg.HandshakeRate), cfg.HandshakeBurst)
 	}
-	s.metrics = newMetrics(cfg.Registerer, s)
-	for range cfg.Pollers {
-		p, err := newPoller()
-		if err != nil {
-			for _, p := range s.pollers {
-				p.close()
-			}
-			return nil, fmt.Errorf("gateway: %w", err)
-		}
-		s.pollers = append(s.pollers, p)
+	if s.metrics, err = newMetrics(cfg.Registerer, s); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	s.writers = newWritePool(cfg.Writers)
-	readBuf := max(16<<10, cfg.MaxMessageBytes+14)
-	for _, p := range s.pollers {
-		s.loops.Add(1)
-		go func() {
-			defer s.loops.Done()
-			p.run(readBuf)
-		}()
+	s.core, err = wscore.New(cfg.coreConfig())
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	s.loops.Add(1)
 	go func() {
 		defer s.loops.Done()
-		s.heartbeat()
+		s.sweepTokens()
 	}()
 	if err := cfg.Broker.Start(&delivery{s: s}); err != nil {
 		s.closeCore()
@@ -131,23 +126,29 @@ func (s *Server) Serve(ln net.Listener, h http.Handler) error {
 
 func (s *Server) stopAccept() { s.quitOnce.Do(func() { close(s.quit) }) }
 
-// closeCore stops the pollers, write workers and heartbeat. Sockets must be
+// closeCore stops the socket core and the sweep loop. Sockets must be
 // gone already.
 func (s *Server) closeCore() {
 	s.closeOnce.Do(func() {
 		s.stopAccept()
 		close(s.stop)
-		for _, p := range s.pollers {
-			p.close()
-		}
-		s.writers.close()
+		s.core.Close()
 		s.loops.Wait()
 	})
 }
 
-// pickPoller spreads sockets over the epoll loops.
-func (s *Server) pickPoller() *poller {
-	return s.pollers[int(s.nextPoller.Add(1))%len(s.pollers)]
+// sweepTokens forgets idle token rate-limit buckets once a minute.
+func (s *Server) sweepTokens() {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case now := <-t.C:
+			s.tokens.sweep(now)
+		}
+	}
 }
 
 // newSocketID returns "<node>.<16 hex digits>".
@@ -161,10 +162,13 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// connEnded is called once per socket by teardown.
+// connEnded is called once per socket, by the core, when it is closed.
 func (s *Server) connEnded(c *Conn, end *Disconnect) {
 	if c.registered.Load() {
 		s.reg.remove(c)
+	}
+	if c.drainSlot.CompareAndSwap(true, false) {
+		<-s.drainSlots
 	}
 	s.metrics.disconnects.WithLabelValues(codeLabel(end)).Inc()
 	if c.welcomed.Load() {
@@ -178,6 +182,3 @@ func (s *Server) connEnded(c *Conn, end *Disconnect) {
 	}
 	s.live.Add(-1)
 }
-
-// codeLabel is the disconnect counter's label for d.
-func codeLabel(d *Disconnect) string { return strconv.Itoa(int(d.Code)) }

@@ -7,28 +7,33 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/herald-gw/herald/gateway/wscore"
 )
 
 // Shutdown drains the replica. /readyz and new /ws requests answer 503 (a
 // load balancer can retry another replica); every socket is sent
 // {"type":"reconnect","after_ms":N}, N jittered below DrainWindow, then
-// closed with 1012, at most DrainConcurrency at a time. Once the sockets are
-// gone the listener closes. Shutdown returns when every socket is closed, or
-// at ctx's deadline, when the sockets left are dropped. The broker and
-// replay store are the caller's to close afterwards.
+// closed with 1012, at most DrainConcurrency at a time. A socket still in
+// its handshake is refused with 1012 before its welcome. Once the sockets
+// are gone the listener closes. Shutdown returns when every socket is
+// closed, or at ctx's deadline, when the sockets left are dropped. The
+// broker and replay store are the caller's to close afterwards.
 func (s *Server) Shutdown(ctx context.Context) error {
 	if !s.draining.CompareAndSwap(false, true) {
 		return nil
 	}
 	start := time.Now()
+	s.drainSlots = make(chan struct{}, s.cfg.DrainConcurrency)
+	close(s.drainCh) // handshakes waiting for their subscription give up
 	s.log.Info("draining: refusing new sockets", zap.Int("sockets", s.Sockets()))
 	s.drain(ctx)
+	// Every /ws request counted in live either saw draining and answers
+	// 503, or ends in a socket that the drain above closed or that refuses
+	// itself once registered: live reaches 0 with no socket left behind.
 	s.waitSockets(ctx)
-	// Close the listener and let handshakes already under way finish, then
-	// drain the sockets they opened.
 	s.stopAccept()
 	httpErr := s.http.Shutdown(ctx)
-	s.drain(ctx)
 	s.waitSockets(ctx)
 	left := s.live.Load()
 	if left > 0 {
@@ -40,41 +45,25 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return httpErr
 }
 
-// drain tells every socket to reconnect and closes it with 1012, keeping at
-// most DrainConcurrency sockets in their close handshake at once.
+// drain tells every registered socket to reconnect and closes it with 1012,
+// keeping at most DrainConcurrency sockets in their close handshake at once.
 func (s *Server) drain(ctx context.Context) {
-	slots := make(chan struct{}, s.cfg.DrainConcurrency)
 	window := int64(s.cfg.DrainWindow / time.Millisecond)
 	var conns []*Conn
 	s.reg.each(nil, func(c *Conn) { conns = append(conns, c) })
 	for _, c := range conns {
 		select {
-		case slots <- struct{}{}:
+		case s.drainSlots <- struct{}{}:
 		case <-ctx.Done():
 			return
 		}
 		after := rand.Int64N(max(window, 1))
-		frame := textFrame([]byte(`{"type":"reconnect","after_ms":` + strconv.FormatInt(after, 10) + `}`))
-		if !c.drain(frame, slots) {
-			<-slots
+		frame := wscore.TextFrame([]byte(`{"type":"reconnect","after_ms":` + strconv.FormatInt(after, 10) + `}`))
+		c.drainSlot.Store(true) // released by connEnded
+		if !c.ws.CloseAfter(frame, DisconnectServiceRestart) && c.drainSlot.CompareAndSwap(true, false) {
+			<-s.drainSlots // already closing: it holds no slot
 		}
 	}
-}
-
-// drain queues the reconnect frame and a 1012 close; slot is released when
-// the socket is torn down. It reports false for a socket already closing.
-func (c *Conn) drain(reconnect []byte, slots chan struct{}) bool {
-	if !c.enqueue(reconnect) {
-		return false
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.state != stateOpen {
-		return false
-	}
-	c.slots = slots
-	c.closeLocked(DisconnectServiceRestart, false, time.Now().Add(c.srv.cfg.CloseTimeout).UnixNano())
-	return true
 }
 
 // waitSockets waits until every socket is gone or ctx is done.
@@ -90,12 +79,10 @@ func (s *Server) waitSockets(ctx context.Context) {
 	}
 }
 
-// dropAll tears down every socket the pollers still watch.
+// dropAll closes every socket left, without a close handshake.
 func (s *Server) dropAll() {
-	for _, p := range s.pollers {
-		for _, c := range p.snapshot() {
-			c.teardown(endShutdownForce)
-		}
+	for _, c := range s.core.AppendConns(nil) {
+		c.Drop(wscore.EndShutdownForce)
 	}
-	s.reg.each(nil, func(c *Conn) { c.teardown(endShutdownForce) })
+	s.reg.each(nil, func(c *Conn) { c.ws.Drop(wscore.EndShutdownForce) })
 }

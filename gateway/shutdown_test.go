@@ -1,12 +1,17 @@
 package gateway_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gobwas/ws"
 
 	"github.com/herald-gw/herald/gateway"
 	"github.com/herald-gw/herald/internal/testenv"
@@ -120,5 +125,70 @@ func TestDrainingRefusesNewSockets(t *testing.T) {
 	<-done
 	if got := ready(); got != -1 {
 		t.Errorf("/readyz after shutdown = %d, want the listener closed", got)
+	}
+}
+
+// TestShutdownWithHandshakeInFlight: a socket whose subscription is still
+// unconfirmed when the drain begins is refused before its welcome with 1012
+// (or gets the reconnect frame and then 1012), and Shutdown returns as soon
+// as the sockets are gone rather than at its deadline.
+func TestShutdownWithHandshakeInFlight(t *testing.T) {
+	testenv.NoLeaks(t)
+	broker := newHoldBroker("held")
+	defer broker.Release()
+	h := start(t, harnessOpts{broker: broker, gw: func(c *gateway.Config) {
+		c.DrainWindow = 10 * time.Millisecond
+		c.HandshakeTimeout = 8 * time.Second
+	}})
+	open, _ := h.connect("open")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	held, err := testenv.DialWS(ctx, h.ws+"?token="+url.QueryEscape(h.token("held")), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if len(h.srv.UserSockets("held")) != 1 {
+			return errors.New("held socket not registered yet")
+		}
+		return nil
+	})
+
+	const deadline = 6 * time.Second
+	began := time.Now()
+	done := make(chan time.Duration)
+	go func() {
+		h.shutdown(deadline)
+		done <- time.Since(began)
+	}()
+	go func() { // the open socket answers its close frame
+		_, _ = open.ExpectClose(5 * time.Second)
+	}()
+
+	var got []string
+	for {
+		f, err := held.ReadFrame(5 * time.Second)
+		if err != nil {
+			t.Errorf("held socket: %v after %q, want a close frame 1012", err, got)
+			break
+		}
+		if f.Op == ws.OpClose {
+			code, _ := ws.ParseCloseFrameData(f.Payload)
+			got = append(got, fmt.Sprintf("close %d", code))
+			_ = held.WriteFrame(ws.OpClose, f.Payload)
+			break
+		}
+		var m struct{ Type string }
+		_ = json.Unmarshal(f.Payload, &m)
+		got = append(got, m.Type)
+	}
+	want1, want2 := "[close 1012]", "[reconnect close 1012]"
+	if s := fmt.Sprint(got); s != want1 && s != want2 {
+		t.Errorf("held socket received %s, want %s or %s", s, want1, want2)
+	}
+	took := <-done
+	if took > deadline/2 {
+		t.Errorf("Shutdown took %s with a %s deadline: it must return once the sockets are gone", took, deadline)
 	}
 }

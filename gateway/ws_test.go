@@ -131,7 +131,7 @@ func TestOneTokenOneSocket(t *testing.T) {
 	stores := map[string]func(t *testing.T) replay.Store{
 		"memory": func(t *testing.T) replay.Store { return replay.NewMemory(replay.MemoryConfig{}) },
 		"redis": func(t *testing.T) replay.Store {
-			return replay.NewRedis(testenv.StartRedis(t).Client(), replay.RedisConfig{})
+			return must(replay.NewRedis(testenv.StartRedis(t).Client(), replay.RedisConfig{}))
 		},
 	}
 	for name, newStore := range stores {
@@ -191,7 +191,7 @@ func raceOneToken(token string, replicas []*harness) map[string]int {
 func TestReplayStoreDownFailsClosed(t *testing.T) {
 	testenv.NoLeaks(t)
 	r := testenv.StartRedis(t)
-	h := start(t, harnessOpts{store: replay.NewRedis(r.Client(), replay.RedisConfig{Timeout: 300 * time.Millisecond})})
+	h := start(t, harnessOpts{store: must(replay.NewRedis(r.Client(), replay.RedisConfig{Timeout: 300 * time.Millisecond}))})
 	token := h.token("42")
 	r.Kill()
 	c, err := h.dial(token)

@@ -44,21 +44,27 @@ var errRedisClosed = fmt.Errorf("%w: redis store closed", ErrUnavailable)
 
 var _ Store = (*Redis)(nil)
 
+// DefaultRedisTimeout bounds one Consume when RedisConfig.Timeout is zero.
+const DefaultRedisTimeout = 500 * time.Millisecond
+
+// ErrNilClient is returned by NewRedis without a client.
+var ErrNilClient = errors.New("replay: NewRedis needs a Redis client")
+
 // NewRedis returns a Redis store that uses client, with cfg's zero fields set
-// to their defaults. It does not contact the server. It panics if client is
-// nil.
-func NewRedis(client redis.UniversalClient, cfg RedisConfig) *Redis {
+// to their defaults. It does not contact the server. It returns
+// ErrNilClient if client is nil.
+func NewRedis(client redis.UniversalClient, cfg RedisConfig) (*Redis, error) {
 	if client == nil {
-		panic("replay: NewRedis with a nil client")
+		return nil, ErrNilClient
 	}
 	if cfg.Timeout <= 0 {
-		cfg.Timeout = 500 * time.Millisecond
+		cfg.Timeout = DefaultRedisTimeout
 	}
 	return &Redis{
 		client:  client,
 		prefix:  cfg.Prefix + "jti:",
 		timeout: cfg.Timeout,
-	}
+	}, nil
 }
 
 // Consume runs `SET <prefix>jti:<jti> 1 NX PX <ms>`, with ttl rounded up to

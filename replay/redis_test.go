@@ -53,7 +53,7 @@ func TestNewRedisDefaults(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r := NewRedis(client, tc.cfg)
+			r := mustRedis(NewRedis(client, tc.cfg))
 			if r.prefix != tc.wantPrefix || r.timeout != tc.wantTimeout {
 				t.Errorf("got prefix %q timeout %v, want %q %v", r.prefix, r.timeout, tc.wantPrefix, tc.wantTimeout)
 			}
@@ -77,7 +77,7 @@ func TestRedisKeyLayout(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := NewRedis(client, RedisConfig{Prefix: tc.prefix})
+			s := mustRedis(NewRedis(client, RedisConfig{Prefix: tc.prefix}))
 			defer s.Close()
 			jti := newJTI()
 			if got := mustConsume(t, s, jti, ttl); !got {
@@ -114,7 +114,7 @@ func TestRedisKeyLayout(t *testing.T) {
 func TestRedisUnavailable(t *testing.T) {
 	testenv.NoLeaks(t)
 	rd := testenv.StartRedis(t)
-	s := NewRedis(rd.Client(), RedisConfig{Timeout: 500 * time.Millisecond})
+	s := mustRedis(NewRedis(rd.Client(), RedisConfig{Timeout: 500 * time.Millisecond}))
 	defer s.Close()
 
 	if got := mustConsume(t, s, newJTI(), time.Minute); !got {
@@ -147,7 +147,7 @@ func TestRedisUnavailable(t *testing.T) {
 func TestRedisCancelledContext(t *testing.T) {
 	testenv.NoLeaks(t)
 	rd := testenv.StartRedis(t)
-	s := NewRedis(rd.Client(), RedisConfig{})
+	s := mustRedis(NewRedis(rd.Client(), RedisConfig{}))
 	defer s.Close()
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -171,7 +171,7 @@ func TestRedisTimeout(t *testing.T) {
 		WriteTimeout:          time.Minute,
 	})
 	defer client.Close()
-	s := NewRedis(client, RedisConfig{Timeout: 100 * time.Millisecond})
+	s := mustRedis(NewRedis(client, RedisConfig{Timeout: 100 * time.Millisecond}))
 	defer s.Close()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -239,4 +239,18 @@ func silentServer(t *testing.T) string {
 		}
 	})
 	return l.Addr().String()
+}
+
+// mustRedis returns r, or panics with err.
+func mustRedis(r *Redis, err error) *Redis {
+	if err != nil {
+		panic(err)
+	}
+	return r
+}
+
+func TestNewRedisNilClient(t *testing.T) {
+	if _, err := NewRedis(nil, RedisConfig{}); !errors.Is(err, ErrNilClient) {
+		t.Fatalf("NewRedis(nil) = %v, want ErrNilClient", err)
+	}
 }

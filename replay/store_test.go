@@ -45,7 +45,7 @@ func harnesses(t *testing.T) []harness {
 		{
 			name: "redis",
 			open: func(t *testing.T) Store {
-				s := NewRedis(client, RedisConfig{Prefix: "test:"})
+				s := mustRedis(NewRedis(client, RedisConfig{Prefix: "test:"}))
 				t.Cleanup(func() { s.Close() })
 				return s
 			},

@@ -10,6 +10,11 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/herald-gw/herald/auth"
+	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/gateway"
+	"github.com/herald-gw/herald/replay"
 )
 
 // options are herald's settings. Each is a flag and an environment variable
@@ -71,7 +76,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.SetOutput(out)
 	fs.StringVar(&o.Addr, "addr", ":8080", "listen address (with --dev: 127.0.0.1:8080)")
 	fs.StringVar(&o.RedisURL, "redis-url", "", "Redis URL (redis://host:6379/0); empty runs the embedded single-process mode")
-	fs.DurationVar(&o.RedisTimeout, "redis-timeout", 500*time.Millisecond, "bound on one jti check in Redis; past it the socket gets 1013")
+	fs.DurationVar(&o.RedisTimeout, "redis-timeout", replay.DefaultRedisTimeout, "bound on one jti check in Redis; past it the socket gets 1013")
 	fs.StringVar(&o.Prefix, "channel-prefix", "", "prefix of every Redis channel and key")
 	fs.StringVar(&o.NodeID, "node-id", "", "replica id carried in socket ids (letters, digits, - and _); empty means random")
 	fs.BoolVar(&o.Dev, "dev", false, "development mode: generate secrets, serve POST /dev/login and a test page; loopback only")
@@ -79,34 +84,34 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.SessionSecret, "session-secret", "", "HS* secret of session JWTs (at least 32 bytes)")
 	fs.StringVar(&o.SessionPublicKey, "session-public-key", "", "path of the PEM public key of session JWTs")
 	fs.StringVar(&o.SessionJWKS, "session-jwks", "", "JWKS of session JWTs: a file path or an https URL (refreshed)")
-	fs.StringVar(&o.SessionAlgs, "session-algs", "HS256", "comma-separated algorithms session JWTs may use")
-	fs.StringVar(&o.SessionCookie, "session-cookie", "access_token", "cookie holding the session JWT")
+	fs.StringVar(&o.SessionAlgs, "session-algs", auth.DefaultSessionAlg, "comma-separated algorithms session JWTs may use")
+	fs.StringVar(&o.SessionCookie, "session-cookie", gateway.DefaultSessionCookie, "cookie holding the session JWT")
 	fs.StringVar(&o.SessionIssuer, "session-issuer", "", "required iss of session JWTs (empty: not checked)")
 	fs.StringVar(&o.SessionAudience, "session-audience", "", "required aud of session JWTs (empty: not checked)")
-	fs.StringVar(&o.UserClaim, "user-claim", "sub", "claim holding the user id")
-	fs.DurationVar(&o.ClockSkew, "clock-skew", 5*time.Second, "clock skew tolerated on exp, nbf and iat")
+	fs.StringVar(&o.UserClaim, "user-claim", auth.DefaultUserClaim, "claim holding the user id")
+	fs.DurationVar(&o.ClockSkew, "clock-skew", auth.DefaultClockSkew, "clock skew tolerated on exp, nbf and iat")
 	fs.StringVar(&o.WSTokenSecret, "ws-token-secret", "", "HS256 secret of WS tokens, shared by every replica (required with Redis; random per process without)")
-	fs.DurationVar(&o.WSTokenTTL, "ws-token-ttl", 30*time.Second, "lifetime of a WS token")
+	fs.DurationVar(&o.WSTokenTTL, "ws-token-ttl", auth.DefaultWSTokenTTL, "lifetime of a WS token")
 
 	fs.StringVar(&o.AllowedOrigins, "allowed-origins", "", "comma-separated origins allowed cross-origin (https://app.example.com, https://*.example.com); empty: same origin only")
 	fs.StringVar(&o.TrustedProxies, "trusted-proxies", "", "comma-separated proxy addresses or CIDRs whose X-Forwarded-For is believed")
 
-	fs.DurationVar(&o.PingInterval, "ping-interval", 30*time.Second, "how often every socket is pinged")
-	fs.DurationVar(&o.IdleTimeout, "idle-timeout", 60*time.Second, "a socket silent this long is closed")
-	fs.IntVar(&o.MaxMessageBytes, "max-message-bytes", 4096, "largest client message; larger closes with 1009")
-	fs.IntVar(&o.MaxSocketsPerUser, "max-sockets-per-user", 16, "sockets one user may hold on a replica; the next gets 4008")
-	fs.IntVar(&o.MaxQueueBytes, "max-queue-bytes", 256<<10, "unsent bytes a socket may queue; past it the socket gets 4009")
-	fs.DurationVar(&o.WriteTimeout, "write-timeout", 10*time.Second, "a socket whose output makes no progress this long is dropped")
-	fs.DurationVar(&o.CloseTimeout, "close-timeout", 5*time.Second, "how long a closed socket may take to answer the close frame")
-	fs.DurationVar(&o.HandshakeTimeout, "handshake-timeout", 10*time.Second, "bound on a WebSocket handshake, subscription included")
-	fs.Float64Var(&o.TokenRate, "token-rate", 2, "WS tokens per second one user may fetch on average")
-	fs.IntVar(&o.TokenBurst, "token-burst", 30, "WS tokens one user may fetch at once")
+	fs.DurationVar(&o.PingInterval, "ping-interval", gateway.DefaultPingInterval, "how often every socket is pinged")
+	fs.DurationVar(&o.IdleTimeout, "idle-timeout", gateway.DefaultIdleTimeout, "a socket silent this long is closed")
+	fs.IntVar(&o.MaxMessageBytes, "max-message-bytes", gateway.DefaultMaxMessageBytes, "largest client message; larger closes with 1009")
+	fs.IntVar(&o.MaxSocketsPerUser, "max-sockets-per-user", gateway.DefaultMaxSocketsPerUser, "sockets one user may hold on a replica; the next gets 4008")
+	fs.IntVar(&o.MaxQueueBytes, "max-queue-bytes", gateway.DefaultMaxQueueBytes, "unsent bytes a socket may queue; past it the socket gets 4009 (messages over half of it are dropped)")
+	fs.DurationVar(&o.WriteTimeout, "write-timeout", gateway.DefaultWriteTimeout, "a socket whose output makes no progress this long is dropped")
+	fs.DurationVar(&o.CloseTimeout, "close-timeout", gateway.DefaultCloseTimeout, "how long a closed socket may take to answer the close frame")
+	fs.DurationVar(&o.HandshakeTimeout, "handshake-timeout", gateway.DefaultHandshakeTimeout, "bound on a WebSocket handshake, subscription included")
+	fs.Float64Var(&o.TokenRate, "token-rate", gateway.DefaultTokenRate, "WS tokens per second one user may fetch on average")
+	fs.IntVar(&o.TokenBurst, "token-burst", gateway.DefaultTokenBurst, "WS tokens one user may fetch at once")
 	fs.Float64Var(&o.HandshakeRate, "handshake-rate", 0, "WebSocket handshakes per second a replica admits; over it sockets get 4029 (0: no cap)")
 	fs.IntVar(&o.HandshakeBurst, "handshake-burst", 0, "handshakes admitted at once (0: the rate)")
-	fs.DurationVar(&o.UnsubscribeGrace, "unsubscribe-grace", 2*time.Second, "how long a user's channel stays subscribed after its last socket leaves")
+	fs.DurationVar(&o.UnsubscribeGrace, "unsubscribe-grace", fanout.DefaultUnsubscribeGrace, "how long a user's channel stays subscribed after its last socket leaves")
 
-	fs.DurationVar(&o.DrainWindow, "drain-window", 5*time.Second, "on shutdown, sockets are told to reconnect after a random delay below this")
-	fs.IntVar(&o.DrainConcurrency, "drain-concurrency", 1024, "sockets in their close handshake at once while draining")
+	fs.DurationVar(&o.DrainWindow, "drain-window", gateway.DefaultDrainWindow, "on shutdown, sockets are told to reconnect after a random delay below this")
+	fs.IntVar(&o.DrainConcurrency, "drain-concurrency", gateway.DefaultDrainConcurrency, "sockets in their close handshake at once while draining")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 25*time.Second, "graceful shutdown deadline; sockets left then are dropped")
 
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")

@@ -28,6 +28,9 @@ import (
 	"github.com/herald-gw/herald/replay"
 )
 
+// listen opens the listener; tests replace it.
+var listen = net.Listen
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -94,7 +97,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		ropts.DialTimeout = 2 * time.Second
 		client := redis.NewClient(ropts)
 		defer client.Close()
-		store = replay.NewRedis(client, replay.RedisConfig{Prefix: o.Prefix, Timeout: o.RedisTimeout})
+		rs, err := replay.NewRedis(client, replay.RedisConfig{Prefix: o.Prefix, Timeout: o.RedisTimeout})
+		if err != nil {
+			return err
+		}
+		store = rs
 		rb, err := fanout.NewRedis(client, fanout.RedisConfig{
 			Prefix:           o.Prefix,
 			NodeID:           nodeID,
@@ -145,7 +152,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 
-	ln, err := net.Listen("tcp", o.Addr)
+	ln, err := listen("tcp", o.Addr)
 	if err != nil {
 		gw.Shutdown(context.Background())
 		return err
@@ -158,11 +165,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	go func() { served <- gw.Serve(ln, handler) }()
 	log.Info("herald listening", zap.String("addr", ln.Addr().String()), zap.String("node_id", nodeID), zap.Bool("dev", o.Dev))
 
+	var serveErr error
 	select {
 	case <-ctx.Done():
 		log.Info("signal received: shutting down", zap.Duration("deadline", o.ShutdownTimeout))
-	case err := <-served:
-		log.Error("server stopped", zap.Error(err))
+	case serveErr = <-served:
+		log.Error("server stopped", zap.Error(serveErr))
+		if serveErr == nil { // Serve returns nil only after a Shutdown, which nobody called
+			serveErr = errors.New("server stopped unexpectedly")
+		}
+		serveErr = fmt.Errorf("serve: %w", serveErr)
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), o.ShutdownTimeout)
 	defer cancel()
@@ -170,7 +182,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		log.Warn("shutdown", zap.Error(err))
 	}
 	log.Info("bye")
-	return nil
+	return serveErr // non-nil: main exits 1
 }
 
 func authConfig(o *options) (auth.Config, error) {

@@ -1,4 +1,4 @@
-package gateway
+package wscore
 
 import (
 	"bytes"
@@ -161,29 +161,12 @@ func TestParseClose(t *testing.T) {
 func TestServerFramesDecode(t *testing.T) {
 	for _, n := range []int{0, 125, 126, 65535, 65536, 70000} {
 		payload := bytes.Repeat([]byte("a"), n)
-		f, err := ws.ReadFrame(bytes.NewReader(textFrame(payload)))
+		f, err := ws.ReadFrame(bytes.NewReader(TextFrame(payload).Bytes()))
 		if err != nil {
 			t.Fatalf("len %d: %v", n, err)
 		}
 		if f.Header.OpCode != ws.OpText || !f.Header.Fin || f.Header.Masked || !bytes.Equal(f.Payload, payload) {
 			t.Fatalf("len %d: decoded %+v", n, f.Header)
-		}
-	}
-}
-
-func TestIsPing(t *testing.T) {
-	for in, want := range map[string]bool{
-		`{"type":"ping"}`:          true,
-		`{ "type" : "ping" }`:      true,
-		`{"type":"ping","id":7}`:   true,
-		`{"type":"pong"}`:          false,
-		`ping`:                     false,
-		`{"type":"pingpong"}`:      false,
-		`{"data":{"type":"ping"}}`: false,
-		`{"type":"ping"`:           false,
-	} {
-		if got := isPing([]byte(in)); got != want {
-			t.Errorf("isPing(%s) = %v, want %v", in, got, want)
 		}
 	}
 }

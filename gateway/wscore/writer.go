@@ -1,8 +1,7 @@
-package gateway
+package wscore
 
 import (
 	"sync"
-	"time"
 )
 
 // writePool flushes sockets that have queued output. A socket is in the pool's
@@ -92,19 +91,21 @@ func (w *writePool) close() {
 }
 
 // flush writes c's queued frames until they are all out, the kernel buffer
-// is full, or the socket has had its share of the worker.
+// is full, or the socket has had its share of the worker. The write itself
+// runs without c.mu; the frames it covers are in flight, so that a shed
+// meanwhile keeps them.
 func (c *Conn) flush(iov [][]byte) {
 	for round := 0; ; round++ {
 		c.mu.Lock()
-		if c.state == stateClosed {
+		if c.state == Closed {
 			c.scheduled = false
 			c.mu.Unlock()
 			return
 		}
-		if len(c.out) == 0 {
+		if c.out.len() == 0 {
 			c.scheduled = false
 			c.stalled = 0
-			done := c.state == stateClosing && c.endAfter
+			done := c.state == Closing && c.endAfter
 			c.mu.Unlock()
 			if done {
 				c.teardown(nil)
@@ -112,63 +113,50 @@ func (c *Conn) flush(iov [][]byte) {
 			return
 		}
 		if round == flushRounds {
-			c.srv.writers.schedule(c) // still scheduled: go to the back of the line
+			c.core.writers.schedule(c) // still scheduled: go to the back of the line
 			c.mu.Unlock()
 			return
 		}
-		iov = append(iov[:0], c.out[0][c.head:])
-		total := len(iov[0])
-		for _, f := range c.out[1:min(len(c.out), maxIovecs)] {
-			iov = append(iov, f)
-			total += len(f)
-		}
-		c.writing = len(iov)
+		var total int
+		iov, total = c.out.take(iov[:0], maxIovecs)
 		c.mu.Unlock()
 
 		n, err := writeRaw(c.raw, iov)
 		clear(iov)
 
 		c.mu.Lock()
-		c.writing = 0
-		c.consumeLocked(n)
+		frames, oldest := c.out.consume(n)
+		if frames > 0 {
+			c.mu.Unlock()
+			c.h.OnWritten(frames, oldest)
+			c.mu.Lock()
+		}
+		if c.state == Closed {
+			c.scheduled = false
+			c.mu.Unlock()
+			return
+		}
 		if err == nil && n == total {
 			c.mu.Unlock()
 			continue
 		}
 		if err != nil && err != errWouldBlock {
 			c.mu.Unlock()
-			c.teardown(endWriteError)
+			c.teardown(EndWriteError)
 			return
 		}
 		// The kernel buffer is full: wait for the poller to report room.
+		// The interest is armed under c.mu, like every epoll change.
 		if n > 0 || c.stalled == 0 {
-			c.stalled = time.Now().UnixNano()
+			c.stalled = Now()
 		}
 		c.scheduled = false
-		c.waitOut = true
-		c.mu.Unlock()
-		if err := c.poller.watchWrite(c, true); err != nil {
-			c.teardown(endWriteError)
-		}
-		return
-	}
-}
-
-// consumeLocked drops n written bytes from the head of the queue.
-func (c *Conn) consumeLocked(n int) {
-	c.outBytes -= n
-	for n > 0 && len(c.out) > 0 {
-		left := len(c.out[0]) - c.head
-		if n < left {
-			c.head += n
+		if err := c.waitWritableLocked(); err != nil {
+			c.mu.Unlock()
+			c.teardown(EndWriteError)
 			return
 		}
-		n -= left
-		c.out[0] = nil
-		c.out = c.out[1:]
-		c.head = 0
-	}
-	if len(c.out) == 0 {
-		c.out = nil // an idle socket keeps no buffer
+		c.mu.Unlock()
+		return
 	}
 }

@@ -1,4 +1,4 @@
-package gateway
+package wscore
 
 import (
 	"encoding/binary"
@@ -9,7 +9,7 @@ import (
 )
 
 // errStopRead ends parsing after a close frame: nothing after it counts.
-var errStopRead = errors.New("gateway: stop reading")
+var errStopRead = errors.New("wscore: stop reading")
 
 // inbound is the incremental parser of one socket's client frames. It is
 // owned by the poller goroutine that reads the socket. An idle socket holds
@@ -144,21 +144,49 @@ func parseHeader(b []byte) (h ws.Header, n int, err error) {
 	return h, n, nil
 }
 
-// Server frames are never masked. Each builder returns a new slice that may
-// be queued to many sockets and must not be modified afterwards.
-
-// textFrame frames payload as one text message.
-func textFrame(payload []byte) []byte {
-	return appendFrame(make([]byte, 0, 10+len(payload)), ws.OpText, payload)
+// Frame is one server frame, ready for the wire. It is built once and may
+// be sent to any number of sockets: its bytes are never modified. A frame
+// that carries a relayed message may hold the time the message was
+// received (see Received), for the delivery latency reported to
+// Handler.OnWritten. Server frames are never masked.
+type Frame struct {
+	b  []byte
+	at int64 // receipt time on the Now clock; 0 for frames that are not messages
 }
 
+// TextFrame frames payload as one text message.
+func TextFrame(payload []byte) Frame {
+	return Frame{b: appendFrame(make([]byte, 0, 10+len(payload)), ws.OpText, payload)}
+}
+
+// BinaryFrame frames payload as one binary message.
+func BinaryFrame(payload []byte) Frame {
+	return Frame{b: appendFrame(make([]byte, 0, 10+len(payload)), ws.OpBinary, payload)}
+}
+
+// Received returns f stamped with the time its message was received, a
+// value of Now.
+func (f Frame) Received(at int64) Frame {
+	f.at = at
+	return f
+}
+
+// Len returns the frame's size on the wire.
+func (f Frame) Len() int { return len(f.b) }
+
+// Bytes returns the frame's bytes, which must not be modified.
+func (f Frame) Bytes() []byte { return f.b }
+
+// FrameOverhead is the most a frame header adds to a payload.
+const FrameOverhead = 10
+
 // controlFrame frames a control message; payload must be at most 125 bytes.
-func controlFrame(op ws.OpCode, payload []byte) []byte {
-	return appendFrame(make([]byte, 0, 2+len(payload)), op, payload)
+func controlFrame(op ws.OpCode, payload []byte) Frame {
+	return Frame{b: appendFrame(make([]byte, 0, 2+len(payload)), op, payload)}
 }
 
 // closeFrame frames a close message carrying d's code and reason.
-func closeFrame(d *Disconnect) []byte {
+func closeFrame(d *Disconnect) Frame {
 	return controlFrame(ws.OpClose, ws.NewCloseFrameBody(d.Code, d.Reason))
 }
 
@@ -176,11 +204,8 @@ func appendFrame(b []byte, op ws.OpCode, payload []byte) []byte {
 	return append(b, payload...)
 }
 
-// Frames that every socket shares.
-var (
-	framePing = controlFrame(ws.OpPing, nil)
-	framePong = textFrame([]byte(`{"type":"pong"}`))
-)
+// framePing is the ping every socket shares.
+var framePing = controlFrame(ws.OpPing, nil)
 
 // parseClose validates the payload of a client's close frame and returns the
 // code to log and echo. A frame without a code is answered with 1000.

@@ -1,6 +1,6 @@
 //go:build linux
 
-package gateway
+package wscore
 
 import (
 	"errors"
@@ -16,6 +16,10 @@ import (
 // while a socket's queue is stuck on a full kernel buffer. Readiness is
 // handled inline by the loop goroutine, which never blocks on a socket:
 // reads and writes are non-blocking system calls.
+//
+// add, watchWrite and remove are called with the socket's Conn.mu held:
+// every epoll_ctl for a socket happens under its lock, so the interest
+// registered in epoll always matches Conn.waitOut.
 type poller struct {
 	epfd int
 	wake int // eventfd that interrupts epoll_wait on close
@@ -65,21 +69,34 @@ func (p *poller) ctl(c *Conn, op int, events uint32) error {
 	return opErr
 }
 
-// add starts watching c for input.
+// add starts watching c for input. It refuses a descriptor number that is
+// still registered to another socket, and on failure it removes only its
+// own map entry. c.mu is held.
 func (p *poller) add(c *Conn) error {
 	p.mu.Lock()
+	if other := p.conns[c.fd]; other != nil {
+		p.mu.Unlock()
+		return fmt.Errorf("epoll add: descriptor %d is still registered", c.fd)
+	}
 	p.conns[c.fd] = c
 	p.mu.Unlock()
 	if err := p.ctl(c, unix.EPOLL_CTL_ADD, pollIn); err != nil {
-		p.mu.Lock()
-		delete(p.conns, c.fd)
-		p.mu.Unlock()
+		p.forget(c)
 		return fmt.Errorf("epoll_ctl add: %w", err)
 	}
 	return nil
 }
 
-// watchWrite turns output readiness reports for c on or off.
+// forget drops c from the fd map if the entry is still c's.
+func (p *poller) forget(c *Conn) {
+	p.mu.Lock()
+	if p.conns[c.fd] == c {
+		delete(p.conns, c.fd)
+	}
+	p.mu.Unlock()
+}
+
+// watchWrite turns output readiness reports for c on or off. c.mu is held.
 func (p *poller) watchWrite(c *Conn, on bool) error {
 	var ev uint32 = pollIn
 	if on {
@@ -88,25 +105,21 @@ func (p *poller) watchWrite(c *Conn, on bool) error {
 	return p.ctl(c, unix.EPOLL_CTL_MOD, ev)
 }
 
-// remove stops watching c. It must be called before c's socket is closed.
+// remove stops watching c. It is called, with c.mu held, before c's
+// socket is closed.
 func (p *poller) remove(c *Conn) {
 	_ = p.ctl(c, unix.EPOLL_CTL_DEL, 0)
-	p.mu.Lock()
-	if p.conns[c.fd] == c {
-		delete(p.conns, c.fd)
-	}
-	p.mu.Unlock()
+	p.forget(c)
 }
 
-// snapshot returns the sockets registered now.
-func (p *poller) snapshot() []*Conn {
+// appendConns appends the sockets registered now to dst.
+func (p *poller) appendConns(dst []*Conn) []*Conn {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	conns := make([]*Conn, 0, len(p.conns))
 	for _, c := range p.conns {
-		conns = append(conns, c)
+		dst = append(dst, c)
 	}
-	return conns
+	return dst
 }
 
 // run waits for readiness and hands it to c.onReadable and c.onWritable
@@ -185,11 +198,4 @@ func nonBlocking(use func(func(uintptr) bool) error, op func(fd int) (int, error
 		return 0, errWouldBlock
 	}
 	return max(n, 0), opErr
-}
-
-// isFDExhausted reports an accept error caused by running out of file
-// descriptors or kernel memory, which passes once sockets close.
-func isFDExhausted(err error) bool {
-	return errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) ||
-		errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.ENOMEM)
 }

@@ -1,0 +1,155 @@
+package gateway
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"go.uber.org/zap"
+
+	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/gateway/wscore"
+)
+
+// delivery is the Server's fanout.Handler: it checks each message once,
+// frames it once and queues the same bytes to every target socket.
+type delivery struct {
+	s    *Server
+	pool sync.Pool // *[]*Conn scratch for target lists
+
+	dropLogs [numDropReasons]sampledLog
+}
+
+// Why a message is not relayed: the values of
+// herald_messages_dropped_total's reason label.
+const (
+	dropTooLarge = iota // payload over MaxRelayBytes
+	dropInvalidUTF8
+	numDropReasons
+)
+
+var dropReasons = [numDropReasons]string{"too_large", "invalid_utf8"}
+
+// The values of herald_messages_total's kind label.
+var messageKinds = []string{"user", "socket", "broadcast", "control"}
+
+// check returns why payload cannot be relayed, or -1. A message larger than
+// half the queue cap could by itself push a socket that reads perfectly well
+// over the cap, and text frames must be valid UTF-8 (RFC 6455 §8.1: a
+// browser fails the connection otherwise); either is dropped before it
+// reaches any socket.
+func (d *delivery) check(payload []byte) int {
+	switch {
+	case len(payload) > d.s.maxRelay:
+		return dropTooLarge
+	case !utf8.Valid(payload):
+		return dropInvalidUTF8
+	}
+	return -1
+}
+
+func (d *delivery) Deliver(to fanout.Target, payload []byte) {
+	at := wscore.Now()
+	m := d.s.metrics
+	switch to.Kind {
+	case fanout.ToUser:
+		m.msgUser.Inc()
+	case fanout.ToSocket:
+		m.msgSocket.Inc()
+	case fanout.ToAll:
+		m.msgBroadcast.Inc()
+	}
+	if reason := d.check(payload); reason >= 0 {
+		m.dropped[reason].Inc()
+		d.dropLogs[reason].log(d.s.log, "message dropped",
+			zap.String("reason", dropReasons[reason]), zap.Int("bytes", len(payload)), zap.Int("max_bytes", d.s.maxRelay))
+		return
+	}
+	frame := wscore.TextFrame(payload).Received(at)
+	switch to.Kind {
+	case fanout.ToUser:
+		bp := d.scratch()
+		targets := d.s.reg.appendUser((*bp)[:0], to.ID)
+		for _, c := range targets {
+			c.enqueue(frame)
+		}
+		d.release(bp, targets)
+		m.delivered.Add(float64(len(targets)))
+	case fanout.ToSocket:
+		if c := d.s.reg.socket(to.ID); c != nil {
+			c.enqueue(frame)
+			m.delivered.Inc()
+		}
+	case fanout.ToAll:
+		d.all(frame, to.ID)
+	}
+}
+
+// all queues frame to every socket, skipping user except when it is set.
+func (d *delivery) all(frame wscore.Frame, except string) {
+	bp := d.scratch()
+	n := 0
+	*bp = d.s.reg.each((*bp)[:0], func(c *Conn) {
+		if except != "" && c.user == except {
+			return
+		}
+		c.enqueue(frame)
+		n++
+	})
+	d.release(bp, *bp)
+	d.s.metrics.delivered.Add(float64(n))
+}
+
+func (d *delivery) Control(c fanout.Control) {
+	d.s.metrics.msgControl.Inc()
+	if c.Op != fanout.OpDisconnect {
+		d.s.log.Warn("unknown control op", zap.String("op", c.Op))
+		return
+	}
+	bp := d.scratch()
+	targets := d.s.reg.appendUser((*bp)[:0], c.UserID)
+	for _, conn := range targets {
+		conn.close(DisconnectUser, false)
+	}
+	d.release(bp, targets)
+	d.s.log.Info("user disconnected by control command",
+		zap.String("user", c.UserID), zap.String("reason", c.Reason), zap.Int("sockets", len(targets)))
+}
+
+func (d *delivery) Resync() {
+	d.s.log.Info("broker restored: sending resync to every socket", zap.Int("sockets", d.s.Sockets()))
+	d.all(frameResync, "")
+}
+
+var frameResync = wscore.TextFrame([]byte(`{"type":"resync"}`))
+
+func (d *delivery) scratch() *[]*Conn {
+	if bp, ok := d.pool.Get().(*[]*Conn); ok {
+		return bp
+	}
+	return new([]*Conn)
+}
+
+func (d *delivery) release(bp *[]*Conn, used []*Conn) {
+	clear(used)
+	*bp = used[:0]
+	d.pool.Put(bp)
+}
+
+// sampledLog writes at most one line a second, counting the lines it
+// skipped, so that a flood of bad messages cannot flood the log.
+type sampledLog struct {
+	next    atomic.Int64 // unix nanos before which lines are skipped
+	skipped atomic.Int64
+}
+
+func (l *sampledLog) log(log *zap.Logger, msg string, fields ...zap.Field) {
+	now := time.Now().UnixNano()
+	next := l.next.Load()
+	if now < next || !l.next.CompareAndSwap(next, now+int64(time.Second)) {
+		l.skipped.Add(1)
+		return
+	}
+	log.Warn(msg, append(fields, zap.Int64("skipped_since_last", l.skipped.Swap(0)))...)
+}

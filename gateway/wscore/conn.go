@@ -1,0 +1,372 @@
+package wscore
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gobwas/ws"
+)
+
+// Errors of Conn.Send and Conn.Start.
+var (
+	// ErrClosed: the socket is closing or closed; the frame was not queued.
+	ErrClosed = errors.New("wscore: socket closed")
+	// ErrTooLarge: the frame is larger than the queue cap; no socket can
+	// carry it. The socket is not affected.
+	ErrTooLarge = errors.New("wscore: frame larger than the queue cap")
+	// ErrSlowConsumer: the frame did not fit in what is left of the
+	// queue's cap. The socket is shed with DisconnectSlowConsumer.
+	ErrSlowConsumer = errors.New("wscore: slow consumer")
+)
+
+// errWouldBlock is a non-blocking read or write that found nothing to do.
+var errWouldBlock = errors.New("wscore: would block")
+
+// Handler receives a socket's events. Its methods are called without any
+// lock of the core held and must not block: OnMessage runs on the socket's
+// poller goroutine, which serves many sockets.
+type Handler interface {
+	// OnMessage is called for each complete text or binary message from
+	// the client (fragments reassembled; text is valid UTF-8). payload is
+	// only valid during the call.
+	OnMessage(op ws.OpCode, payload []byte)
+	// OnWritten is called by a write worker after one socket write
+	// completed frames stamped with Frame.Received: how many, and the
+	// earliest receipt time among them (a value of Now).
+	OnWritten(frames int, oldest int64)
+	// OnClose is called exactly once, after the socket is closed, with
+	// why it ended.
+	OnClose(end *Disconnect)
+}
+
+// Conn is one WebSocket. It holds no goroutine: until Start the goroutine
+// running its handshake owns it; then the poller that watches it reads it,
+// a write worker flushes it only while it has queued output, and the
+// heartbeat pings and reaps it.
+type Conn struct {
+	core   *Core
+	poller *poller         // never changes
+	nc     net.Conn        // the socket; closed once, by teardown
+	raw    syscall.RawConn // nc's descriptor, for non-blocking I/O
+	fd     int32           // nc's descriptor number, the poller's key
+	h      Handler         // never changes
+
+	lastSeen atomic.Int64 // Now of the last bytes read
+	nextPing int64        // Now of the next ping; owned by the heartbeat
+
+	in inbound // owned by the handshake goroutine until Start, then by the poller goroutine
+
+	mu        sync.Mutex
+	state     State       // guarded by mu; changed only by moveLocked
+	started   bool        // registered with the poller (Start ran); guarded by mu
+	out       outQueue    // guarded by mu
+	scheduled bool        // a write worker owns the flush; guarded by mu
+	waitOut   bool        // EPOLLOUT is armed; guarded by mu, and set only together with the epoll interest
+	stalled   int64       // Now since output has been stuck, or 0; guarded by mu
+	endAfter  bool        // tear down once out is written; guarded by mu
+	deadline  int64       // Now after which a closing socket is torn down; guarded by mu
+	end       *Disconnect // why the socket ends; guarded by mu
+}
+
+// moveLocked applies ev to the socket's state. It reports false, changing
+// nothing, when ev is not allowed in the current state.
+func (c *Conn) moveLocked(ev event) bool {
+	to, ok := transition(c.state, ev)
+	if ok {
+		c.state = to
+	}
+	return ok
+}
+
+// State returns the socket's state now.
+func (c *Conn) State() State {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state
+}
+
+// LastSeen returns when bytes last arrived from the client.
+func (c *Conn) LastSeen() time.Time { return wallTime(c.lastSeen.Load()) }
+
+// Send queues f without blocking. During the handshake frames are held
+// until Start. A frame larger than the queue cap is refused with
+// ErrTooLarge and the socket is not affected; a socket whose queue would
+// pass its cap is shed with DisconnectSlowConsumer (ErrSlowConsumer).
+func (c *Conn) Send(f Frame) error {
+	c.mu.Lock()
+	switch {
+	case c.state > Active:
+		c.mu.Unlock()
+		return ErrClosed
+	case len(f.b) > c.core.cfg.MaxQueueBytes:
+		c.mu.Unlock()
+		return ErrTooLarge
+	case c.out.bytes+len(f.b) > c.core.cfg.MaxQueueBytes:
+		if c.shedLocked(DisconnectSlowConsumer, c.core.cfg.CloseTimeout) {
+			c.core.slowConsumers.Add(1)
+		}
+		c.mu.Unlock()
+		return ErrSlowConsumer
+	}
+	c.out.push(f)
+	c.kickLocked()
+	c.mu.Unlock()
+	return nil
+}
+
+// kickLocked hands the socket to a write worker if it has output and nobody
+// is flushing it or waiting for it to become writable.
+func (c *Conn) kickLocked() {
+	if !c.started || c.state == Closed || c.scheduled || c.waitOut || c.out.len() == 0 {
+		return
+	}
+	c.scheduled = true
+	c.core.writers.schedule(c)
+}
+
+// Close sends the close frame for d after the output already queued and
+// stops accepting output. The socket is torn down when the client answers
+// with its close frame, or at the close timeout. During the handshake the
+// held output is dropped: the client gets only the close frame. It reports
+// whether the socket was open.
+func (c *Conn) Close(d *Disconnect) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closeLocked(d, nil)
+}
+
+// CloseAfter is Close with one last frame queued before the close frame,
+// when the socket is active (a socket in its handshake gets only the close
+// frame).
+func (c *Conn) CloseAfter(last Frame, d *Disconnect) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closeLocked(d, &last)
+}
+
+func (c *Conn) closeLocked(d *Disconnect, last *Frame) bool {
+	from := c.state
+	if !c.moveLocked(evClose) {
+		return false
+	}
+	if from == Handshake {
+		c.out.dropUnstarted()
+	} else if last != nil {
+		c.out.push(*last)
+	}
+	c.queueCloseLocked(d, c.core.cfg.CloseTimeout)
+	return true
+}
+
+// Shed closes the socket without waiting for the client: output not yet
+// started is dropped, the close frame for d is written, and the socket is
+// torn down once it is, or after within.
+func (c *Conn) Shed(d *Disconnect, within time.Duration) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.shedLocked(d, within)
+}
+
+func (c *Conn) shedLocked(d *Disconnect, within time.Duration) bool {
+	if !c.moveLocked(evShed) {
+		return false
+	}
+	c.endAfter = true
+	c.out.dropUnstarted()
+	c.queueCloseLocked(d, within)
+	return true
+}
+
+// queueCloseLocked queues the close frame for d; the socket is torn down at
+// the latest within after it can be written.
+func (c *Conn) queueCloseLocked(d *Disconnect, within time.Duration) {
+	c.out.push(closeFrame(d))
+	c.end = d
+	c.deadline = Now() + int64(within)
+	c.kickLocked() // a socket still in its handshake is flushed by Start
+}
+
+// Start ends the handshake: the socket is handed to its poller and the
+// output held meanwhile starts flowing. early holds bytes the client sent
+// before the handshake's response was read, which are parsed first; it may
+// be nil. Start returns the state after it: Active for a socket whose
+// handshake succeeded, Closing for one closed or shed during its handshake
+// (its close frame is written, and it is never active). A socket already
+// torn down (or a core already closed) returns ErrClosed. Start is called
+// once, by the goroutine that ran the handshake.
+func (c *Conn) Start(early []byte) (State, error) {
+	c.mu.Lock()
+	if c.started || !c.moveLocked(evStart) {
+		c.mu.Unlock()
+		return Closed, ErrClosed
+	}
+	if c.state == Closing {
+		// Closed during the handshake: the close handshake starts now.
+		c.deadline = Now() + int64(c.core.cfg.CloseTimeout)
+	}
+	c.mu.Unlock()
+	if len(early) > 0 {
+		c.lastSeen.Store(Now())
+		c.consume(early) // no poller reads the socket yet: this goroutine owns c.in
+	}
+	c.mu.Lock()
+	if c.state == Closed {
+		c.mu.Unlock()
+		return Closed, ErrClosed
+	}
+	if err := c.core.register(c); err != nil {
+		c.mu.Unlock()
+		c.teardown(EndClientGone)
+		return Closed, err
+	}
+	c.started = true
+	state := c.state
+	c.kickLocked()
+	c.mu.Unlock()
+	return state, nil
+}
+
+// Drop tears the socket down at once, without a close frame: end is what
+// OnClose reports.
+func (c *Conn) Drop(end *Disconnect) { c.teardown(end) }
+
+// onReadable is called by the poller when the socket has input or was hung
+// up. buf is the poller's buffer: nothing may keep a reference to it.
+func (c *Conn) onReadable(buf []byte) {
+	n, err := readRaw(c.raw, buf)
+	if err == errWouldBlock {
+		return
+	}
+	if n == 0 || err != nil {
+		c.teardown(EndClientGone)
+		return
+	}
+	c.lastSeen.Store(Now())
+	c.consume(buf[:n])
+}
+
+// consume parses bytes read from the client. A client that breaks the
+// protocol is shed with the matching close code.
+func (c *Conn) consume(p []byte) {
+	err := c.in.feed(p, c.core.cfg.MaxMessageBytes, c.onFrame)
+	var d *Disconnect
+	switch {
+	case err == nil, err == errStopRead:
+	case errors.As(err, &d):
+		c.Shed(d, time.Second)
+		c.in = inbound{}
+	default:
+		c.teardown(EndClientGone)
+	}
+}
+
+// onFrame handles one client message or control frame.
+func (c *Conn) onFrame(op ws.OpCode, payload []byte) error {
+	switch op {
+	case ws.OpText:
+		if !utf8.Valid(payload) {
+			return DisconnectInvalidUTF8
+		}
+		c.h.OnMessage(op, payload)
+	case ws.OpBinary:
+		c.h.OnMessage(op, payload)
+	case ws.OpPing:
+		_ = c.Send(controlFrame(ws.OpPong, payload))
+	case ws.OpClose:
+		code, err := parseClose(payload)
+		if err != nil {
+			return err
+		}
+		c.onPeerClose(code)
+		return errStopRead
+	}
+	return nil // pongs only count as activity
+}
+
+// onPeerClose answers a client's close frame: an active socket echoes the
+// code; a socket that already sent its own close frame is done once it is
+// written.
+func (c *Conn) onPeerClose(code ws.StatusCode) {
+	c.mu.Lock()
+	from := c.state
+	if !c.moveLocked(evPeerClose) {
+		c.mu.Unlock()
+		return
+	}
+	c.endAfter = true
+	if from == Active {
+		echo := &Disconnect{Code: code}
+		if code == ws.StatusNoStatusRcvd {
+			echo.Code = ws.StatusNormalClosure
+		}
+		c.out.dropUnstarted()
+		c.queueCloseLocked(echo, time.Second)
+		c.end = &Disconnect{Code: code, Reason: "client_closed"}
+		c.mu.Unlock()
+		return
+	}
+	done := c.out.len() == 0
+	c.mu.Unlock()
+	if done {
+		c.teardown(nil)
+	}
+}
+
+// onWritable is called by the poller when a socket whose output was stuck
+// can take more. The interest is turned off under the lock, so that it can
+// never undo a write worker's later request for it.
+func (c *Conn) onWritable() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.waitOut || c.state == Closed {
+		return
+	}
+	if err := c.poller.watchWrite(c, false); err != nil {
+		return // the socket is being closed; teardown removes it
+	}
+	c.waitOut = false
+	c.kickLocked()
+}
+
+// waitWritableLocked asks the poller to report when the socket can take
+// more output.
+func (c *Conn) waitWritableLocked() error {
+	if c.waitOut {
+		return nil
+	}
+	if err := c.poller.watchWrite(c, true); err != nil {
+		return err
+	}
+	c.waitOut = true
+	return nil
+}
+
+// teardown closes the socket and reports its end, once. why is the end
+// reason when none was recorded by a close handshake; nil means a clean end.
+func (c *Conn) teardown(why *Disconnect) {
+	c.mu.Lock()
+	if !c.moveLocked(evTeardown) {
+		c.mu.Unlock()
+		return
+	}
+	c.out.reset()
+	if c.end == nil {
+		c.end = why
+	}
+	if c.end == nil {
+		c.end = EndClientGone
+	}
+	end := c.end
+	if c.started {
+		c.poller.remove(c) // under c.mu, before the descriptor is closed
+		c.waitOut = false
+	}
+	c.mu.Unlock()
+	_ = c.nc.Close()
+	c.h.OnClose(end)
+}

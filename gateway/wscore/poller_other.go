@@ -1,0 +1,27 @@
+//go:build !linux
+
+package wscore
+
+import (
+	"errors"
+	"syscall"
+)
+
+// herald's socket core is built on Linux epoll. Other systems build, so that
+// the packages around it can be developed there, but New refuses to start.
+
+type poller struct{}
+
+func newPoller() (*poller, error) {
+	return nil, errors.New("wscore: the socket core needs Linux (epoll)")
+}
+
+func (p *poller) add(*Conn) error                 { return nil }
+func (p *poller) watchWrite(*Conn, bool) error    { return nil }
+func (p *poller) remove(*Conn)                    {}
+func (p *poller) run(int)                         {}
+func (p *poller) close()                          {}
+func (p *poller) appendConns(dst []*Conn) []*Conn { return dst }
+
+func readRaw(syscall.RawConn, []byte) (int, error)    { return 0, errWouldBlock }
+func writeRaw(syscall.RawConn, [][]byte) (int, error) { return 0, errWouldBlock }
