@@ -19,6 +19,14 @@ type PublisherConfig struct {
 	Prefix string
 	// Now stamps the notifications' "ts". Nil means time.Now.
 	Now func() time.Time
+	// Inbox bounds the users' inboxes: every user event is appended to
+	// "<prefix>inbox:<user_id>" and published with its id (AppendScript),
+	// so that a socket that reconnects with since gets what it missed. Use
+	// herald's --inbox-max-len and --inbox-retention.
+	Inbox InboxConfig
+	// NoInbox makes user events plain PUBLISHes: no id, no replay. False
+	// means user events go through the inbox.
+	NoInbox bool
 }
 
 // Publisher is what a backend service written in Go uses to reach sockets
@@ -33,16 +41,19 @@ type PublisherConfig struct {
 // subscribers of the node that ran the command. It helps debugging; a
 // message that found no receiver is not an error.
 type Publisher struct {
-	client redis.UniversalClient // the caller's
-	ch     Channels
-	now    func() time.Time
+	client  redis.UniversalClient // the caller's
+	ch      Channels
+	now     func() time.Time
+	inbox   InboxConfig // defaults filled
+	noInbox bool
 }
 
 // ErrNilClient is returned by NewPublisher without a client.
 var ErrNilClient = errors.New("fanout: NewPublisher needs a Redis client")
 
 // NewPublisher returns a Publisher that publishes with client, which stays
-// the caller's. It returns ErrNilClient if client is nil.
+// the caller's. It returns ErrNilClient if client is nil, and an error for
+// an invalid cfg.Inbox (a negative size or age).
 func NewPublisher(client redis.UniversalClient, cfg PublisherConfig) (*Publisher, error) {
 	if client == nil {
 		return nil, ErrNilClient
@@ -50,24 +61,43 @@ func NewPublisher(client redis.UniversalClient, cfg PublisherConfig) (*Publisher
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Publisher{client: client, ch: NewChannels(cfg.Prefix), now: cfg.Now}, nil
+	cfg.Inbox.setDefaults()
+	if err := cfg.Inbox.validate(); err != nil {
+		return nil, err
+	}
+	return &Publisher{client: client, ch: NewChannels(cfg.Prefix), now: cfg.Now, inbox: cfg.Inbox, noInbox: cfg.NoInbox}, nil
 }
 
 // Channels returns the names the Publisher publishes on.
 func (p *Publisher) Channels() Channels { return p.ch }
 
-// Publish sends payload, verbatim, to the sockets to names.
+// Publish sends payload to the sockets to names: verbatim, except that a
+// user event goes through the inbox (see SendToUser).
 func (p *Publisher) Publish(ctx context.Context, to Target, payload []byte) (receivers int64, err error) {
 	name, err := p.ch.Name(to)
 	if err != nil {
 		return 0, err
 	}
+	if to.Kind == ToUser && !p.noInbox {
+		_, n, err := appendEvent(ctx, p.client, p.ch, p.inbox, to.ID, payload)
+		return n, err
+	}
 	return p.publish(ctx, name, payload)
 }
 
 // SendToUser sends payload to every socket of userID, on every replica.
+// Unless the Publisher has NoInbox, payload must be a JSON object
+// (ErrNotObject): it is appended to the user's inbox and its sockets
+// receive it with "inbox_id" spliced in first, in one atomic step
+// (AppendScript).
 func (p *Publisher) SendToUser(ctx context.Context, userID string, payload []byte) (receivers int64, err error) {
 	return p.Publish(ctx, User(userID), payload)
+}
+
+// AppendToUser is SendToUser through the inbox whatever NoInbox says; it
+// also returns the event's inbox id.
+func (p *Publisher) AppendToUser(ctx context.Context, userID string, payload []byte) (id string, receivers int64, err error) {
+	return appendEvent(ctx, p.client, p.ch, p.inbox, userID, payload)
 }
 
 // SendToSocket sends payload to the one socket with this id.

@@ -91,8 +91,18 @@ func TestPublisherNotifications(t *testing.T) {
 			}
 			seen[id] = true
 			msg := next()
-			if want := strings.Replace(tt.want, "ID", id, 1); msg.Payload != want {
-				t.Fatalf("payload\n got %s\nwant %s", msg.Payload, want)
+			inboxID, ok := InboxFrameID([]byte(msg.Payload))
+			if !ok {
+				t.Fatalf("payload %s carries no inbox id", msg.Payload)
+			}
+			want := strings.Replace(tt.want, "ID", id, 1)
+			if got := string(InboxFrame(inboxID, []byte(want))); msg.Payload != got {
+				t.Fatalf("payload\n got %s\nwant %s", msg.Payload, got)
+			}
+			// The inbox holds the payload itself, under the prefix.
+			entries, err := srv.Client().XRange(ctx, "app:inbox:42", inboxID, inboxID).Result()
+			if err != nil || len(entries) != 1 || entries[0].Values["p"] != want {
+				t.Fatalf("inbox entry %s = %v, %v; want the payload", inboxID, entries, err)
 			}
 			// And field by field, as a consumer decodes it.
 			var n struct {
@@ -122,10 +132,14 @@ func TestPublisherSends(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	plain, err := NewPublisher(srv.Client(), PublisherConfig{NoInbox: true})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 
 	// Without a subscriber, a send reports 0 receivers and no error.
-	if n, err := p.SendToUser(ctx, "42", []byte("x")); n != 0 || err != nil {
+	if n, err := p.SendToUser(ctx, "42", []byte("{}")); n != 0 || err != nil {
 		t.Fatalf("SendToUser without subscriber = %d, %v; want 0, nil", n, err)
 	}
 	next := listen(t, srv.Client(), "user:42", "socket:n1.s", "broadcast", "broadcast:except:42", "herald:control")
@@ -134,7 +148,7 @@ func TestPublisherSends(t *testing.T) {
 		send          func() (int64, error)
 		channel, want string
 	}{
-		{"user", func() (int64, error) { return p.SendToUser(ctx, "42", []byte("u")) }, "user:42", "u"},
+		{"user without the inbox", func() (int64, error) { return plain.SendToUser(ctx, "42", []byte("u")) }, "user:42", "u"},
 		{"socket", func() (int64, error) { return p.SendToSocket(ctx, "n1.s", []byte("s")) }, "socket:n1.s", "s"},
 		{"broadcast", func() (int64, error) { return p.Broadcast(ctx, []byte("b")) }, "broadcast", "b"},
 		{"broadcast except", func() (int64, error) { return p.BroadcastExcept(ctx, "42", []byte("e")) }, "broadcast:except:42", "e"},
@@ -142,7 +156,8 @@ func TestPublisherSends(t *testing.T) {
 			`{"op":"disconnect","user_id":"42","reason":"logout"}`},
 		{"disconnect without reason", func() (int64, error) { return p.Disconnect(ctx, "42", "") }, "herald:control",
 			`{"op":"disconnect","user_id":"42"}`},
-		{"binary payload", func() (int64, error) { return p.SendToUser(ctx, "42", []byte{0, 0xff, '\n'}) }, "user:42", "\x00\xff\n"},
+		{"binary payload", func() (int64, error) { return plain.SendToUser(ctx, "42", []byte{0, 0xff, '\n'}) }, "user:42", "\x00\xff\n"},
+		{"user through the inbox", func() (int64, error) { return p.SendToUser(ctx, "42", []byte(`{"k":1}`)) }, "user:42", `{"inbox_id":"ID","k":1}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -151,13 +166,19 @@ func TestPublisherSends(t *testing.T) {
 				t.Fatalf("send = %d, %v; want 1 receiver", n, err)
 			}
 			msg := next()
+			if id, ok := InboxFrameID([]byte(msg.Payload)); ok {
+				tt.want = strings.Replace(tt.want, "ID", id, 1)
+			}
 			if msg.Channel != tt.channel || msg.Payload != tt.want {
 				t.Fatalf("got %q on %q, want %q on %q", msg.Payload, msg.Channel, tt.want, tt.channel)
 			}
 		})
 	}
 
-	if _, err := p.SendToUser(ctx, "", []byte("x")); !errors.Is(err, ErrInvalidTarget) {
+	if _, err := p.SendToUser(ctx, "42", []byte(`["not an object"]`)); !errors.Is(err, ErrNotObject) {
+		t.Errorf("SendToUser of an array through the inbox = %v, want ErrNotObject", err)
+	}
+	if _, err := p.SendToUser(ctx, "", []byte("{}")); !errors.Is(err, ErrInvalidTarget) {
 		t.Errorf("SendToUser to an empty id = %v, want ErrInvalidTarget", err)
 	}
 	if _, err := p.Disconnect(ctx, "", "x"); !errors.Is(err, ErrInvalidControl) {
@@ -201,7 +222,7 @@ func TestPublisherToBroker(t *testing.T) {
 		}
 	}
 	// Nobody holds user 43 or node web-2's sockets.
-	if n, _ := p.SendToUser(ctx, "43", []byte("x")); n != 0 {
+	if n, _ := p.SendToUser(ctx, "43", []byte("{}")); n != 0 {
 		t.Fatalf("SendToUser 43 reached %d replicas", n)
 	}
 	if n, _ := p.SendToSocket(ctx, "web-2.abc", []byte("x")); n != 0 {

@@ -11,7 +11,13 @@ import (
 // on every replica. Counts are this replica's.
 
 // SendToUser writes payload as one text frame to every socket of userID.
+// With an inbox (Config.Inbox) payload must be a JSON object: it is
+// appended to the user's inbox and sent with its "inbox_id".
 func (s *Server) SendToUser(ctx context.Context, userID string, payload []byte) error {
+	if s.cfg.Inbox != nil {
+		_, err := s.cfg.Inbox.Append(ctx, userID, payload)
+		return err
+	}
 	return s.broker.Publish(ctx, fanout.User(userID), payload)
 }
 

@@ -72,7 +72,9 @@ func (d *delivery) Deliver(to fanout.Target, payload []byte) {
 		bp := d.scratch()
 		targets := d.s.reg.appendUser((*bp)[:0], to.ID)
 		for _, c := range targets {
-			c.enqueue(frame)
+			if !d.s.inbox.hold(c, payload, frame) { // a socket replaying its inbox (inbox.go)
+				c.enqueue(frame)
+			}
 		}
 		d.release(bp, targets)
 		m.delivered.Add(float64(len(targets)))
@@ -94,7 +96,9 @@ func (d *delivery) all(frame wscore.Frame, except string) {
 		if except != "" && c.user == except {
 			return
 		}
-		c.enqueue(frame)
+		if !d.s.inbox.hold(c, nil, frame) { // a socket replaying its inbox (inbox.go)
+			c.enqueue(frame)
+		}
 		n++
 	})
 	d.release(bp, *bp)

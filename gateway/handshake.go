@@ -115,10 +115,16 @@ func (s *Server) admitSocket(ctx context.Context, c *Conn, r *http.Request, toke
 	c.user = claims.UserID
 	c.id = s.newSocketID()
 	// The welcome is queued first (the core holds it until Start), so that
-	// messages delivered once the socket is registered come after it.
-	c.enqueue(s.welcomeFrame(c))
+	// messages delivered once the socket is registered come after it. With
+	// an inbox it waits for the inbox read, and a gate holds those messages
+	// meanwhile (inbox.go).
+	gate := s.beginInbox(c)
+	if gate == nil {
+		c.enqueue(s.welcomeFrame(c, ""))
+	}
 	ready, err := s.reg.add(c)
 	if err != nil {
+		s.endInbox(c, gate, false, nil)
 		s.log.Info("socket refused: per-user cap", zap.String("user", c.user), zap.Int("cap", s.cfg.MaxSocketsPerUser))
 		return DisconnectTooMany
 	}
@@ -127,27 +133,32 @@ func (s *Server) admitSocket(ctx context.Context, c *Conn, r *http.Request, toke
 		s.reg.remove(c)
 	}
 	if s.draining.Load() { // registered after the drain listed the sockets
+		s.endInbox(c, gate, false, nil)
 		return DisconnectServiceRestart
 	}
 	select {
 	case <-ready:
 	case <-s.drainCh:
+		s.endInbox(c, gate, false, nil)
 		return DisconnectServiceRestart
 	case <-ctx.Done():
+		s.endInbox(c, gate, false, nil)
 		s.log.Warn("socket refused: broker subscription not confirmed in time",
 			zap.String("user", c.user), zap.Duration("timeout", s.cfg.HandshakeTimeout))
 		return DisconnectTryAgainLater
 	}
-	return nil
+	return s.openInbox(ctx, c, gate, r.URL.Query())
 }
 
-func (s *Server) welcomeFrame(c *Conn) wscore.Frame {
+// welcomeFrame is the first frame; inboxID, when set, is the inbox head.
+func (s *Server) welcomeFrame(c *Conn, inboxID string) wscore.Frame {
 	b, _ := json.Marshal(struct {
 		Type       string `json:"type"`
 		SocketID   string `json:"socket_id"`
 		UserID     string `json:"user_id"`
 		HeartbeatS int    `json:"heartbeat_s"`
-	}{"welcome", c.id, c.user, max(1, int(math.Ceil(s.cfg.PingInterval.Seconds())))})
+		InboxID    string `json:"inbox_id,omitempty"`
+	}{"welcome", c.id, c.user, max(1, int(math.Ceil(s.cfg.PingInterval.Seconds()))), inboxID})
 	return wscore.TextFrame(b)
 }
 

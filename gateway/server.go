@@ -26,6 +26,7 @@ type Server struct {
 	broker  fanout.Broker
 	origins *originPolicy
 	metrics *metrics
+	inbox   *inboxState // the inbox replay's gates (inbox.go)
 	reg     *registry
 	core    *wscore.Core
 	tokens  *userLimiter
@@ -78,6 +79,9 @@ func New(cfg Config) (*Server, error) {
 		s.admit = rate.NewLimiter(rate.Limit(cfg.HandshakeRate), cfg.HandshakeBurst)
 	}
 	if s.metrics, err = newMetrics(cfg.Registerer, s); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	if s.inbox, err = newInboxState(cfg.Registerer); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	s.core, err = wscore.New(cfg.coreConfig())

@@ -58,6 +58,10 @@ type options struct {
 	HandshakeBurst    int
 	UnsubscribeGrace  time.Duration
 
+	Inbox          bool
+	InboxMaxLen    int
+	InboxRetention time.Duration
+
 	DrainWindow      time.Duration
 	DrainConcurrency int
 	ShutdownTimeout  time.Duration
@@ -109,6 +113,10 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.Float64Var(&o.HandshakeRate, "handshake-rate", 0, "WebSocket handshakes per second a replica admits; over it sockets get 4029 (0: no cap)")
 	fs.IntVar(&o.HandshakeBurst, "handshake-burst", 0, "handshakes admitted at once (0: the rate)")
 	fs.DurationVar(&o.UnsubscribeGrace, "unsubscribe-grace", fanout.DefaultUnsubscribeGrace, "how long a user's channel stays subscribed after its last socket leaves")
+
+	fs.BoolVar(&o.Inbox, "inbox", true, "keep each user's recent events for replay to sockets that reconnect with since (false: no ids, no replay)")
+	fs.IntVar(&o.InboxMaxLen, "inbox-max-len", fanout.DefaultInboxMaxLen, "events kept per user, and the most replayed per reconnect")
+	fs.DurationVar(&o.InboxRetention, "inbox-retention", fanout.DefaultInboxRetention, "age after which inbox events are dropped; a since older than what is kept gets a resync")
 
 	fs.DurationVar(&o.DrainWindow, "drain-window", gateway.DefaultDrainWindow, "on shutdown, sockets are told to reconnect after a random delay below this")
 	fs.IntVar(&o.DrainConcurrency, "drain-concurrency", gateway.DefaultDrainConcurrency, "sockets in their close handshake at once while draining")

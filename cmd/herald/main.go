@@ -82,10 +82,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	var (
 		store  replay.Store
 		broker fanout.Broker
+		inbox  fanout.Inbox
 	)
+	inboxCfg := fanout.InboxConfig{MaxLen: o.InboxMaxLen, Retention: o.InboxRetention}
 	if o.RedisURL == "" {
 		store = replay.NewMemory(replay.MemoryConfig{})
 		broker = fanout.NewMemory(fanout.MemoryConfig{Logger: log.Named("broker"), Registerer: reg})
+		if o.Inbox {
+			mi, err := fanout.NewMemoryInbox(broker, fanout.MemoryInboxConfig{InboxConfig: inboxCfg})
+			if err != nil {
+				return err
+			}
+			inbox = mi
+		}
 		log.Info("embedded mode: in-memory broker and jti store; run one replica only")
 	} else {
 		ropts, err := redis.ParseURL(o.RedisURL)
@@ -113,10 +122,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 		broker = rb
+		if o.Inbox {
+			ri, err := fanout.NewRedisInbox(client, fanout.RedisInboxConfig{Prefix: o.Prefix, InboxConfig: inboxCfg})
+			if err != nil {
+				return err
+			}
+			inbox = ri
+		}
 		log.Info("cluster mode: Redis broker and jti store", zap.String("redis", ropts.Addr), zap.String("prefix", o.Prefix))
 	}
 	defer store.Close()
 	defer broker.Close()
+	if inbox != nil {
+		defer inbox.Close()
+	}
 
 	trusted, err := prefixes(o.TrustedProxies)
 	if err != nil {
@@ -126,6 +145,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Auth:              authn,
 		Replay:            store,
 		Broker:            broker,
+		Inbox:             inbox,
 		NodeID:            nodeID,
 		SessionCookie:     o.SessionCookie,
 		AllowedOrigins:    list(o.AllowedOrigins),

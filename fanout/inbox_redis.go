@@ -1,0 +1,179 @@
+package fanout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// inboxPart is the key part of a user's inbox stream, after the prefix.
+const inboxPart = "inbox:"
+
+// Inbox returns the key of userID's inbox stream: "<prefix>inbox:<user_id>".
+func (c Channels) Inbox(userID string) string { return c.prefix + inboxPart + userID }
+
+// AppendScript is the publish path of the inbox, for every language: it
+// appends ARGV[2] (a JSON object) to the stream KEYS[1], trims the stream to
+// about ARGV[3] entries and to ARGV[4] milliseconds of age, lets it expire
+// after ARGV[4] ms without appends, and PUBLISHes the event's frame (the
+// payload with "inbox_id" spliced in first) on the channel ARGV[1]. It
+// returns {id, receivers}. It touches one key, so it runs unchanged on
+// Redis Cluster. The README shows how to call it with EVAL.
+const AppendScript = `local p = ARGV[2]
+if string.sub(p, 1, 1) ~= '{' then
+  return redis.error_reply('ERR herald inbox: the payload must be a JSON object')
+end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'p', p)
+local minms = tonumber(string.match(id, '^(%d+)')) - tonumber(ARGV[4])
+if minms > 0 then
+  redis.call('XTRIM', KEYS[1], 'MINID', string.format('%.0f', minms) .. '-0')
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+local rest = string.sub(p, 2)
+local sep = ','
+if string.find(rest, '^%s*}') then sep = '' end
+local n = redis.call('PUBLISH', ARGV[1], '{"inbox_id":"' .. id .. '"' .. sep .. rest)
+return {id, n}
+`
+
+// readScript is Read in one atomic step: KEYS[1] the stream; ARGV[1] since
+// ("" for none, otherwise already validated as "<ms>-<seq>"); ARGV[2] the
+// most events to return; ARGV[3], ARGV[4] as in AppendScript (for the
+// marker entry of an inbox that does not exist). It returns
+// {"ok"|"gap", head, id1, payload1, id2, payload2, …}.
+const readScript = `local key, since, limit = KEYS[1], ARGV[1], tonumber(ARGV[2])
+local first = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)
+if #first == 0 then
+  local id = redis.call('XADD', key, 'MAXLEN', '~', ARGV[3], '*', 'o', '')
+  redis.call('PEXPIRE', key, ARGV[4])
+  if since == '' then return {'ok', id} end
+  return {'gap', id}
+end
+local head = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1][1]
+if since == '' then return {'ok', head} end
+local function less(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  return am < bm or (am == bm and as < bs)
+end
+if less(head, since) or less(since, first[1][1]) then return {'gap', head} end
+local entries = redis.call('XRANGE', key, '(' .. since, '+', 'COUNT', limit + 1)
+if #entries > limit then return {'gap', head} end
+local out = {'ok', head}
+for i = 1, #entries do
+  local f = entries[i][2]
+  for j = 1, #f, 2 do
+    if f[j] == 'p' then
+      out[#out + 1] = entries[i][1]
+      out[#out + 1] = f[j + 1]
+    end
+  end
+end
+return out
+`
+
+var (
+	appendScript = redis.NewScript(AppendScript)
+	readInbox    = redis.NewScript(readScript)
+)
+
+// RedisInboxConfig configures NewRedisInbox.
+type RedisInboxConfig struct {
+	// Prefix starts every key and channel name (see Channels). Empty means
+	// none.
+	Prefix string
+	InboxConfig
+}
+
+// RedisInbox is the Inbox of the multi-replica mode: one Redis Stream per
+// user, "<prefix>inbox:<user_id>", written and read by Lua scripts that
+// touch only that key. Append publishes through Redis, so the event
+// reaches the user's sockets on every replica. It keeps no state of its
+// own and is safe for concurrent use.
+type RedisInbox struct {
+	client redis.UniversalClient // the caller's
+	ch     Channels
+	cfg    InboxConfig
+}
+
+var _ Inbox = (*RedisInbox)(nil)
+
+// NewRedisInbox returns a RedisInbox on client, which stays the caller's.
+func NewRedisInbox(client redis.UniversalClient, cfg RedisInboxConfig) (*RedisInbox, error) {
+	if client == nil {
+		return nil, errors.New("fanout: NewRedisInbox with a nil client")
+	}
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &RedisInbox{client: client, ch: NewChannels(cfg.Prefix), cfg: cfg.InboxConfig}, nil
+}
+
+// Append runs AppendScript for userID.
+func (r *RedisInbox) Append(ctx context.Context, userID string, payload []byte) (string, error) {
+	id, _, err := appendEvent(ctx, r.client, r.ch, r.cfg, userID, payload)
+	return id, err
+}
+
+// appendEvent runs AppendScript; it returns the event id and the PUBLISH
+// receivers.
+func appendEvent(ctx context.Context, c redis.Scripter, ch Channels, cfg InboxConfig, userID string, payload []byte) (string, int64, error) {
+	if userID == "" {
+		return "", 0, ErrInvalidTarget
+	}
+	if err := checkInboxPayload(payload); err != nil {
+		return "", 0, err
+	}
+	res, err := appendScript.Run(ctx, c, []string{ch.Inbox(userID)},
+		ch.User(userID), payload, cfg.MaxLen, cfg.Retention.Milliseconds()).Slice()
+	if err != nil {
+		return "", 0, fmt.Errorf("fanout: inbox append for %s: %w", userID, err)
+	}
+	if len(res) != 2 {
+		return "", 0, fmt.Errorf("fanout: inbox append for %s: unexpected reply %v", userID, res)
+	}
+	id, _ := res[0].(string)
+	n, _ := res[1].(int64)
+	return id, n, nil
+}
+
+// Read runs the read script for userID. A malformed since is a gap that
+// needs no round trip beyond creating a missing inbox.
+func (r *RedisInbox) Read(ctx context.Context, userID, since string) (InboxRead, error) {
+	gap := false
+	if since != "" {
+		if _, ok := ParseStreamID(since); !ok {
+			since, gap = "", true
+		}
+	}
+	res, err := readInbox.Run(ctx, r.client, []string{r.ch.Inbox(userID)},
+		since, r.cfg.MaxLen, r.cfg.MaxLen, r.cfg.Retention.Milliseconds()).Slice()
+	if err != nil {
+		return InboxRead{}, fmt.Errorf("fanout: inbox read for %s: %w", userID, err)
+	}
+	if len(res) < 2 || len(res)%2 != 0 {
+		return InboxRead{}, fmt.Errorf("fanout: inbox read for %s: unexpected reply of %d items", userID, len(res))
+	}
+	status, _ := res[0].(string)
+	head, _ := res[1].(string)
+	out := InboxRead{Head: head, Gap: gap || status == "gap"}
+	if out.Gap {
+		return out, nil
+	}
+	if n := (len(res) - 2) / 2; n > 0 {
+		out.Events = make([]InboxEvent, 0, n)
+	}
+	for i := 2; i < len(res); i += 2 {
+		id, _ := res[i].(string)
+		p, _ := res[i+1].(string)
+		out.Events = append(out.Events, InboxEvent{ID: id, Payload: []byte(p)})
+	}
+	return out, nil
+}
+
+// Close does nothing: the client is the caller's.
+func (r *RedisInbox) Close() error { return nil }

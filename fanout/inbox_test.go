@@ -1,0 +1,324 @@
+package fanout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/herald-gw/herald/internal/testenv"
+)
+
+func TestInboxFrame(t *testing.T) {
+	tests := []struct {
+		name, id, payload, want string
+	}{
+		{"object", "5-1", `{"type":"x"}`, `{"inbox_id":"5-1","type":"x"}`},
+		{"empty object", "5-1", `{}`, `{"inbox_id":"5-1"}`},
+		{"empty object with spaces", "5-1", "{ \n}", `{"inbox_id":"5-1"` + " \n}"},
+		{"leading space inside", "1-0", `{ "a":1}`, `{"inbox_id":"1-0", "a":1}`},
+		{"nested", "1-0", `{"a":{"b":[1,2]}}`, `{"inbox_id":"1-0","a":{"b":[1,2]}}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := string(InboxFrame(tt.id, []byte(tt.payload)))
+			if got != tt.want {
+				t.Fatalf("InboxFrame = %s, want %s", got, tt.want)
+			}
+			id, ok := InboxFrameID([]byte(got))
+			if !ok || id != tt.id {
+				t.Fatalf("InboxFrameID(%s) = %q %v, want %q", got, id, ok, tt.id)
+			}
+		})
+	}
+	for _, p := range []string{`{"type":"x"}`, `{"inbox":"1-0"}`, "plain", "", `{"inbox_id":"unterminated`} {
+		if id, ok := InboxFrameID([]byte(p)); ok {
+			t.Errorf("InboxFrameID(%q) = %q, want none", p, id)
+		}
+	}
+}
+
+func TestParseStreamID(t *testing.T) {
+	tests := []struct {
+		in   string
+		want StreamID
+		ok   bool
+	}{
+		{"1764150000000-0", StreamID{1764150000000, 0}, true},
+		{"0-0", StreamID{}, true},
+		{"5-18", StreamID{5, 18}, true},
+		{"9007199254740992-0", StreamID{1 << 53, 0}, true},
+		{"9007199254740993-0", StreamID{}, false}, // past what Lua compares exactly
+		{"1764150000000", StreamID{}, false},
+		{"", StreamID{}, false},
+		{"-", StreamID{}, false},
+		{"1-", StreamID{}, false},
+		{"-1", StreamID{}, false},
+		{"1-2-3", StreamID{}, false},
+		{"a-1", StreamID{}, false},
+		{"+1-1", StreamID{}, false},
+		{" 1-1", StreamID{}, false},
+		{"99999999999999999999999-0", StreamID{}, false},
+	}
+	for _, tt := range tests {
+		got, ok := ParseStreamID(tt.in)
+		if ok != tt.ok || got != tt.want {
+			t.Errorf("ParseStreamID(%q) = %v %v, want %v %v", tt.in, got, ok, tt.want, tt.ok)
+		}
+		if ok && got.String() != tt.in {
+			t.Errorf("String() = %q, want %q", got.String(), tt.in)
+		}
+	}
+	a, b := StreamID{5, 1}, StreamID{5, 2}
+	if a.Compare(b) != -1 || b.Compare(a) != 1 || a.Compare(a) != 0 || (StreamID{4, 9}).Compare(a) != -1 {
+		t.Error("Compare orders ids wrongly")
+	}
+}
+
+// TestInboxReadRules runs the same rules over both implementations: what a
+// reconnect with since gets, and when it gets a gap instead.
+func TestInboxReadRules(t *testing.T) {
+	testenv.NoLeaks(t)
+	for name, mk := range inboxImplsSimple() {
+		t.Run(name, func(t *testing.T) {
+			in, frames := mk(t, InboxConfig{MaxLen: 5, Retention: time.Hour})
+			ctx := context.Background()
+			read := func(since string) InboxRead {
+				t.Helper()
+				rd, err := in.Read(ctx, "u", since)
+				if err != nil {
+					t.Fatalf("Read(%q): %v", since, err)
+				}
+				if _, ok := ParseStreamID(rd.Head); !ok {
+					t.Fatalf("Read(%q) head %q is not an id", since, rd.Head)
+				}
+				return rd
+			}
+
+			// A user without an inbox: the head is a fresh marker; since
+			// cannot be honoured.
+			if rd := read("1-0"); !rd.Gap || len(rd.Events) != 0 {
+				t.Fatalf("since on a missing inbox = %+v, want a gap", rd)
+			}
+			start := read("")
+			if start.Gap || len(start.Events) != 0 {
+				t.Fatalf("first read = %+v", start)
+			}
+			if again := read(start.Head); again.Gap || len(again.Events) != 0 || again.Head != start.Head {
+				t.Fatalf("since = head on a quiet inbox = %+v, want nothing and no gap", again)
+			}
+
+			var ids []string
+			for i := range 3 {
+				payload := fmt.Sprintf(`{"n":%d}`, i)
+				id, err := in.Append(ctx, "u", []byte(payload))
+				if err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, id)
+			}
+			testenv.Eventually(t, 5*time.Second, func() error {
+				if got := frames(); len(got) != 3 {
+					return fmt.Errorf("frames %q", got)
+				}
+				return nil
+			})
+			for i, f := range frames() {
+				if want := fmt.Sprintf(`{"inbox_id":"%s","n":%d}`, ids[i], i); f != want {
+					t.Fatalf("frame %d = %s, want %s", i, f, want)
+				}
+			}
+
+			rd := read(start.Head)
+			if rd.Gap || rd.Head != ids[2] || len(rd.Events) != 3 {
+				t.Fatalf("since the start = %+v, want the 3 events", rd)
+			}
+			for i, e := range rd.Events {
+				if e.ID != ids[i] || string(e.Payload) != fmt.Sprintf(`{"n":%d}`, i) {
+					t.Fatalf("event %d = %s %s", i, e.ID, e.Payload)
+				}
+			}
+			if rd := read(ids[1]); rd.Gap || len(rd.Events) != 1 || rd.Events[0].ID != ids[2] {
+				t.Fatalf("since the second = %+v, want the third", rd)
+			}
+			if rd := read(ids[2]); rd.Gap || len(rd.Events) != 0 {
+				t.Fatalf("since the head = %+v, want nothing", rd)
+			}
+
+			gaps := map[string]string{
+				"garbage":          "abc",
+				"three parts":      "1-2-3",
+				"bare ms":          "1764150000000",
+				"newer than head":  "9007199254740992-0",
+				"older than first": "0-1",
+			}
+			for why, since := range gaps {
+				if rd := read(since); !rd.Gap || len(rd.Events) != 0 || rd.Head != ids[2] {
+					t.Errorf("%s (%q) = %+v, want a gap at head %s", why, since, rd, ids[2])
+				}
+			}
+
+			// More than MaxLen events after since: a gap, whatever the
+			// trimming kept.
+			for i := range 6 {
+				if _, err := in.Append(ctx, "u", []byte(fmt.Sprintf(`{"more":%d}`, i))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if rd := read(start.Head); !rd.Gap {
+				t.Fatalf("9 events after since with MaxLen 5 = %+v, want a gap", rd)
+			}
+
+			if _, err := in.Append(ctx, "u", []byte(`[1]`)); !errors.Is(err, ErrNotObject) {
+				t.Fatalf("Append of an array = %v, want ErrNotObject", err)
+			}
+			if _, err := in.Append(ctx, "", []byte(`{}`)); !errors.Is(err, ErrInvalidTarget) {
+				t.Fatalf("Append to nobody = %v, want ErrInvalidTarget", err)
+			}
+		})
+	}
+}
+
+// inboxImplsSimple returns constructors of both inboxes for user "u", with a
+// function that returns the frames published to u so far.
+func inboxImplsSimple() map[string]func(t *testing.T, cfg InboxConfig) (Inbox, func() []string) {
+	return map[string]func(t *testing.T, cfg InboxConfig) (Inbox, func() []string){
+		"memory": func(t *testing.T, cfg InboxConfig) (Inbox, func() []string) {
+			b := NewMemory(MemoryConfig{})
+			rec := &recorder{}
+			if err := b.Start(rec); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { b.Close() })
+			b.Subscribe("u")
+			in, err := NewMemoryInbox(b, MemoryInboxConfig{InboxConfig: cfg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { in.Close() })
+			return in, func() []string { return rec.payloads(User("u")) }
+		},
+		"redis": func(t *testing.T, cfg InboxConfig) (Inbox, func() []string) {
+			srv := testenv.StartRedis(t)
+			in, err := NewRedisInbox(srv.Client(), RedisInboxConfig{Prefix: "p:", InboxConfig: cfg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, rec := startBroker(t, srv.Client(), RedisConfig{Prefix: "p:", NodeID: "n"})
+			waitReady(t, b)
+			waitClosed(t, b.Subscribe("u"), 5*time.Second, "u")
+			return in, func() []string { return rec.payloads(User("u")) }
+		},
+	}
+}
+
+// TestRedisInboxKeys pins the stream the script writes: its key, its
+// field, its expiry, and the trimming by count and by age.
+func TestRedisInboxKeys(t *testing.T) {
+	testenv.NoLeaks(t)
+	srv := testenv.StartRedis(t)
+	c := srv.Client()
+	ctx := context.Background()
+	in, err := NewRedisInbox(c, RedisInboxConfig{Prefix: "app:", InboxConfig: InboxConfig{MaxLen: 3, Retention: 400 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := in.Append(ctx, "42", []byte(`{"a":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := c.XRange(ctx, "app:inbox:42", "-", "+").Result()
+	if err != nil || len(entries) != 1 || entries[0].ID != first || entries[0].Values["p"] != `{"a":1}` {
+		t.Fatalf("stream = %v, %v", entries, err)
+	}
+	if ttl := c.PTTL(ctx, "app:inbox:42").Val(); ttl <= 0 || ttl > 400*time.Millisecond {
+		t.Fatalf("PTTL = %s, want up to the retention", ttl)
+	}
+	// Age: once the retention has passed, the next append trims the old
+	// entry (MINID), or the key has expired already; either way it is gone
+	// and a since at it is a gap.
+	firstID, _ := ParseStreamID(first)
+	testenv.Eventually(t, 5*time.Second, func() error {
+		ms, err := c.Time(ctx).Result()
+		if err != nil {
+			return err
+		}
+		if uint64(ms.UnixMilli()) <= firstID.MS+400 {
+			return errors.New("retention not over")
+		}
+		return nil
+	})
+	if _, err := in.Append(ctx, "42", []byte(`{"a":2}`)); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.XLen(ctx, "app:inbox:42").Val(); got != 1 {
+		t.Fatalf("XLEN after the retention = %d, want 1", got)
+	}
+	if rd, err := in.Read(ctx, "42", first); err != nil || !rd.Gap {
+		t.Fatalf("since a trimmed id = %+v, %v; want a gap", rd, err)
+	}
+	// Expiry: an inbox nothing was appended to for the retention is gone.
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if c.Exists(ctx, "app:inbox:42").Val() != 0 {
+			return errors.New("still there")
+		}
+		return nil
+	})
+	// The script refuses what it cannot splice into, from any client.
+	err = c.Eval(ctx, AppendScript, []string{"app:inbox:42"}, "app:user:42", "not json", 3, 1000).Err()
+	if err == nil || !strings.Contains(err.Error(), "JSON object") {
+		t.Fatalf("EVAL with a non-object = %v, want the script's error", err)
+	}
+}
+
+// TestMemoryInboxAge checks trimming by age and expiry with a test clock.
+func TestMemoryInboxAge(t *testing.T) {
+	testenv.NoLeaks(t)
+	b := NewMemory(MemoryConfig{})
+	if err := b.Start(&recorder{}); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	var now atomic.Int64
+	now.Store(1764150000000)
+	in, err := NewMemoryInbox(b, MemoryInboxConfig{
+		InboxConfig: InboxConfig{MaxLen: 10, Retention: time.Second},
+		Now:         func() time.Time { return time.UnixMilli(now.Load()) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	ctx := context.Background()
+	e1, _ := in.Append(ctx, "u", []byte(`{"n":1}`))
+	now.Add(600)
+	e2, _ := in.Append(ctx, "u", []byte(`{"n":2}`))
+	now.Add(600) // e1 is now 1.2 s old
+	e3, _ := in.Append(ctx, "u", []byte(`{"n":3}`))
+	if e1 != "1764150000000-0" || e2 != "1764150000600-0" || e3 != "1764150001200-0" {
+		t.Fatalf("ids %s %s %s", e1, e2, e3)
+	}
+	if rd, _ := in.Read(ctx, "u", e1); !rd.Gap {
+		t.Fatalf("since e1 after e1 aged out = %+v, want a gap", rd)
+	}
+	if rd, _ := in.Read(ctx, "u", e2); rd.Gap || len(rd.Events) != 1 || rd.Events[0].ID != e3 {
+		t.Fatalf("since e2 = %+v, want e3", rd)
+	}
+	// Same millisecond: the sequence part grows.
+	e4, _ := in.Append(ctx, "u", []byte(`{"n":4}`))
+	if e4 != "1764150001200-1" {
+		t.Fatalf("e4 = %s", e4)
+	}
+	// A clock that steps back does not make ids go back.
+	now.Add(-5000)
+	if e5, _ := in.Append(ctx, "u", []byte(`{"n":5}`)); e5 != "1764150001200-2" {
+		t.Fatalf("e5 after a clock step back = %s", e5)
+	}
+	now.Add(5000 + 1000) // a full retention without appends: expired
+	if rd, _ := in.Read(ctx, "u", e4); !rd.Gap {
+		t.Fatalf("since e4 after expiry = %+v, want a gap", rd)
+	}
+}

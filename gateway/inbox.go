@@ -1,0 +1,241 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/gateway/wscore"
+)
+
+// The inbox replay in the handshake.
+//
+// With an inbox (Config.Inbox), a socket's handshake, once the broker has
+// confirmed the user's subscription, reads the inbox and queues, before the
+// socket is activated:
+//
+//	without since: the welcome, with "inbox_id" = the inbox head;
+//	with since:    the welcome, the events after since (the same frames as
+//	               live ones), then {"type":"replay_complete","count":N,
+//	               "inbox_id":head}, or, when the gap cannot be closed,
+//	               {"type":"resync","inbox_id":head} and no event;
+//
+// then the frames fan-out gave the socket meanwhile. From the registration
+// to that point a gate holds them: fan-out (hub.go) asks hold before it
+// queues a user or broadcast frame to a socket. Held inbox frames whose id
+// is at or before the head are dropped (the read included them, or they
+// belong before the welcome's position); the others, and frames without
+// an id, follow in arrival order. The head is read after the subscription
+// is confirmed, so an event newer than the head is always delivered live.
+
+// inboxState is the Server's replay machinery.
+type inboxState struct {
+	active atomic.Int64 // gates installed; fan-out skips the map lookup at 0
+	gates  sync.Map     // *Conn → *inboxGate; an entry lives from the registration to the end of the replay
+
+	replays  *prometheus.CounterVec // by result
+	replayed prometheus.Counter
+}
+
+// inboxGate holds one socket's frames during its replay.
+type inboxGate struct {
+	limit int // bytes held before the socket is shed; read-only
+
+	mu       sync.Mutex
+	held     []heldFrame // guarded by mu
+	bytes    int         // guarded by mu
+	overflow bool        // guarded by mu; held passed limit: the socket is shed
+	done     bool        // guarded by mu; the replay is queued: frames go straight to the socket
+}
+
+type heldFrame struct {
+	id    fanout.StreamID
+	hasID bool
+	frame wscore.Frame
+}
+
+// The values of herald_inbox_replays_total's result label.
+const (
+	replayHead     = "head"     // no since: the welcome carries the head
+	replayReplayed = "replayed" // since given, the gap closed
+	replayResync   = "resync"   // since given, the gap could not be closed
+)
+
+func newInboxState(reg prometheus.Registerer) (*inboxState, error) {
+	in := &inboxState{
+		replays: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_inbox_replays_total",
+			Help: "Handshakes that read the inbox, by result: head (no since), replayed, resync.",
+		}, []string{"result"}),
+		replayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_inbox_replayed_events_total", Help: "Inbox events replayed to reconnecting sockets.",
+		}),
+	}
+	for _, r := range []string{replayHead, replayReplayed, replayResync} {
+		in.replays.WithLabelValues(r)
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{in.replays, in.replayed} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("register inbox metrics: %w", err)
+			}
+		}
+	}
+	return in, nil
+}
+
+// hold is fan-out's hook: it reports whether it took frame (whose message
+// is payload; nil for a broadcast) for c's replay; if not, the caller
+// queues it as usual.
+func (in *inboxState) hold(c *Conn, payload []byte, frame wscore.Frame) bool {
+	if in.active.Load() == 0 {
+		return false
+	}
+	v, ok := in.gates.Load(c)
+	if !ok {
+		return false
+	}
+	g := v.(*inboxGate)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch {
+	case g.done:
+		return false
+	case g.overflow:
+		return true
+	}
+	h := heldFrame{frame: frame}
+	if id, ok := fanout.InboxFrameID(payload); ok {
+		h.id, h.hasID = fanout.ParseStreamID(id)
+	}
+	g.bytes += frame.Len()
+	if g.bytes > g.limit {
+		g.overflow = true
+		clear(g.held)
+		g.held = nil
+		return true
+	}
+	g.held = append(g.held, h)
+	return true
+}
+
+// beginInbox installs c's gate before c is registered; nil without an inbox.
+func (s *Server) beginInbox(c *Conn) *inboxGate {
+	if s.cfg.Inbox == nil {
+		return nil
+	}
+	g := &inboxGate{limit: s.cfg.MaxQueueBytes}
+	s.inbox.gates.Store(c, g)
+	s.inbox.active.Add(1)
+	return g
+}
+
+// endInbox removes c's gate. With flush, it first queues the held frames
+// that come after head (all of them when head is nil); without, it drops
+// them (the handshake failed). It reports whether the gate overflowed.
+func (s *Server) endInbox(c *Conn, g *inboxGate, flush bool, head *fanout.StreamID) (overflow bool) {
+	if g == nil {
+		return false
+	}
+	g.mu.Lock()
+	g.done = true
+	overflow = g.overflow
+	if flush && !overflow {
+		for _, h := range g.held {
+			if head != nil && h.hasID && h.id.Compare(*head) <= 0 {
+				continue
+			}
+			c.enqueue(h.frame)
+		}
+	}
+	clear(g.held)
+	g.held = nil
+	g.mu.Unlock()
+	s.inbox.gates.Delete(c)
+	s.inbox.active.Add(-1)
+	return overflow
+}
+
+// openInbox runs once the user's subscription is confirmed: it queues the
+// welcome and, with an inbox, the replay (see the top of this file). It
+// returns why the socket is refused, or nil.
+func (s *Server) openInbox(ctx context.Context, c *Conn, g *inboxGate, q url.Values) *Disconnect {
+	since, asked := q.Get("since"), q.Has("since")
+	if g == nil { // no inbox: the welcome is queued already
+		if asked {
+			c.enqueue(frameResync)
+		}
+		return nil
+	}
+	if asked && since == "" {
+		since = "-" // malformed: a gap
+	}
+	rd, err := s.cfg.Inbox.Read(ctx, c.user, since)
+	if err != nil {
+		s.endInbox(c, g, false, nil)
+		s.log.Warn("socket refused: inbox unreadable", zap.String("user", c.user), zap.Error(err))
+		return DisconnectTryAgainLater
+	}
+	head, ok := fanout.ParseStreamID(rd.Head)
+	if !ok {
+		s.endInbox(c, g, false, nil)
+		s.log.Error("socket refused: inbox head is not a stream id", zap.String("user", c.user), zap.String("head", rd.Head))
+		return DisconnectTryAgainLater
+	}
+	if !asked {
+		c.enqueue(s.welcomeFrame(c, rd.Head))
+		s.inbox.replays.WithLabelValues(replayHead).Inc()
+	} else {
+		c.enqueue(s.welcomeFrame(c, ""))
+		s.queueReplay(c, rd)
+	}
+	if s.endInbox(c, g, true, &head) {
+		return DisconnectSlowConsumer
+	}
+	return nil
+}
+
+// queueReplay queues the replayed events and their marker, or a resync when
+// the gap cannot be closed. A replay that would take more than half the
+// socket's queue is a gap too: the client refetches instead of being shed.
+func (s *Server) queueReplay(c *Conn, rd fanout.InboxRead) {
+	var frames []wscore.Frame
+	size := 0
+	if !rd.Gap {
+		frames = make([]wscore.Frame, len(rd.Events))
+		for i, e := range rd.Events {
+			frames[i] = wscore.TextFrame(fanout.InboxFrame(e.ID, e.Payload))
+			size += frames[i].Len()
+		}
+	}
+	if rd.Gap || size > s.cfg.MaxQueueBytes/2 {
+		c.enqueue(inboxMarker(struct {
+			Type    string `json:"type"`
+			InboxID string `json:"inbox_id"`
+		}{"resync", rd.Head}))
+		s.inbox.replays.WithLabelValues(replayResync).Inc()
+		return
+	}
+	for _, f := range frames {
+		c.enqueue(f)
+	}
+	c.enqueue(inboxMarker(struct {
+		Type    string `json:"type"`
+		Count   int    `json:"count"`
+		InboxID string `json:"inbox_id"`
+	}{"replay_complete", len(frames), rd.Head}))
+	s.inbox.replays.WithLabelValues(replayReplayed).Inc()
+	s.inbox.replayed.Add(float64(len(frames)))
+}
+
+func inboxMarker(v any) wscore.Frame {
+	b, _ := json.Marshal(v)
+	return wscore.TextFrame(b)
+}
