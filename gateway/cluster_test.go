@@ -101,7 +101,7 @@ func TestClusterFanout(t *testing.T) {
 	r := testenv.StartRedis(t)
 	a := startReplica(t, r, "a", nil)
 	b := startReplica(t, r, "b", nil)
-	pub := must(fanout.NewPublisher(r.Client(), fanout.PublisherConfig{}))
+	pub := must(fanout.NewPublisher(r.Client(), fanout.PublisherConfig{NoInbox: true}))
 	ctx := context.Background()
 
 	ua, _ := a.connect("u")
@@ -238,7 +238,7 @@ func TestClusterRedisRestart(t *testing.T) {
 			return nil
 		})
 	}
-	pub := must(fanout.NewPublisher(r.Client(), fanout.PublisherConfig{}))
+	pub := must(fanout.NewPublisher(r.Client(), fanout.PublisherConfig{NoInbox: true}))
 	for u := range 4 {
 		if _, err := pub.SendToUser(context.Background(), fmt.Sprintf("user%d", u), []byte("after restart")); err != nil {
 			t.Fatal(err)

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -34,6 +35,12 @@ import (
 // belong before the welcome's position); the others, and frames without
 // an id, follow in arrival order. The head is read after the subscription
 // is confirmed, so an event newer than the head is always delivered live.
+//
+// An event published just before the read may still be on its way from
+// Redis when the read returns. So after the read the handshake publishes a
+// sync message on the user's own channel and keeps the gate until that
+// message comes back: everything published before the read arrives before
+// it, on the same channel. The sync message is never written to a socket.
 
 // inboxState is the Server's replay machinery.
 type inboxState struct {
@@ -46,7 +53,8 @@ type inboxState struct {
 
 // inboxGate holds one socket's frames during its replay.
 type inboxGate struct {
-	limit int // bytes held before the socket is shed; read-only
+	limit  int           // bytes held before the socket is shed; read-only
+	synced chan struct{} // closed when the socket's sync message arrives; never nil
 
 	mu       sync.Mutex
 	held     []heldFrame // guarded by mu
@@ -95,17 +103,27 @@ func newInboxState(reg prometheus.Registerer) (*inboxState, error) {
 // is payload; nil for a broadcast) for c's replay; if not, the caller
 // queues it as usual.
 func (in *inboxState) hold(c *Conn, payload []byte, frame wscore.Frame) bool {
+	sync := bytes.HasPrefix(payload, syncPrefix)
 	if in.active.Load() == 0 {
-		return false
+		return sync // a sync message is never written
 	}
 	v, ok := in.gates.Load(c)
 	if !ok {
-		return false
+		return sync
 	}
 	g := v.(*inboxGate)
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	switch {
+	case sync:
+		if bytes.Equal(payload, syncMessage(c.id)) && !g.done {
+			select {
+			case <-g.synced:
+			default:
+				close(g.synced)
+			}
+		}
+		return true
 	case g.done:
 		return false
 	case g.overflow:
@@ -131,7 +149,7 @@ func (s *Server) beginInbox(c *Conn) *inboxGate {
 	if s.cfg.Inbox == nil {
 		return nil
 	}
-	g := &inboxGate{limit: s.cfg.MaxQueueBytes}
+	g := &inboxGate{limit: s.cfg.MaxQueueBytes, synced: make(chan struct{})}
 	s.inbox.gates.Store(c, g)
 	s.inbox.active.Add(1)
 	return g
@@ -189,6 +207,21 @@ func (s *Server) openInbox(ctx context.Context, c *Conn, g *inboxGate, q url.Val
 		s.log.Error("socket refused: inbox head is not a stream id", zap.String("user", c.user), zap.String("head", rd.Head))
 		return DisconnectTryAgainLater
 	}
+	if err := s.broker.Publish(ctx, fanout.User(c.user), syncMessage(c.id)); err != nil {
+		s.endInbox(c, g, false, nil)
+		s.log.Warn("socket refused: cannot publish the inbox sync", zap.String("user", c.user), zap.Error(err))
+		return DisconnectTryAgainLater
+	}
+	select {
+	case <-g.synced:
+	case <-s.drainCh:
+		s.endInbox(c, g, false, nil)
+		return DisconnectServiceRestart
+	case <-ctx.Done():
+		s.endInbox(c, g, false, nil)
+		s.log.Warn("socket refused: inbox sync not received in time", zap.String("user", c.user))
+		return DisconnectTryAgainLater
+	}
 	if !asked {
 		c.enqueue(s.welcomeFrame(c, rd.Head))
 		s.inbox.replays.WithLabelValues(replayHead).Inc()
@@ -233,6 +266,14 @@ func (s *Server) queueReplay(c *Conn, rd fanout.InboxRead) {
 	}{"replay_complete", len(frames), rd.Head}))
 	s.inbox.replays.WithLabelValues(replayReplayed).Inc()
 	s.inbox.replayed.Add(float64(len(frames)))
+}
+
+// syncPrefix starts every sync message; hold keeps them all from sockets.
+var syncPrefix = []byte(`{"type":"herald_inbox_sync","socket_id":"`)
+
+// syncMessage is the sync message of the socket socketID.
+func syncMessage(socketID string) []byte {
+	return append(append(bytes.Clone(syncPrefix), socketID...), `"}`...)
 }
 
 func inboxMarker(v any) wscore.Frame {

@@ -1,0 +1,498 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/gateway"
+	"github.com/herald-gw/herald/internal/testenv"
+)
+
+// inboxFrame is what the tests read from a frame of an inbox socket.
+type inboxFrame struct {
+	Type    string `json:"type"`
+	InboxID string `json:"inbox_id"`
+	Count   int    `json:"count"`
+	N       int    `json:"n"`
+	raw     string
+}
+
+func readInboxFrame(t *testing.T, c *testenv.WSClient, name string) inboxFrame {
+	t.Helper()
+	msg, err := c.ReadText(5 * time.Second)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	var f inboxFrame
+	if err := json.Unmarshal([]byte(msg), &f); err != nil {
+		t.Fatalf("%s: frame %q is not JSON: %v", name, msg, err)
+	}
+	f.raw = msg
+	return f
+}
+
+// inboxEnv is one gateway with an inbox, and how to publish to it.
+type inboxEnv struct {
+	h       *harness
+	inbox   fanout.Inbox
+	publish func(t *testing.T, user, payload string) string // returns the inbox id
+}
+
+type inboxVariant func(t *testing.T, cfg fanout.InboxConfig, wrap func(fanout.Inbox) fanout.Inbox) inboxEnv
+
+// inboxVariants are the embedded mode (memory broker and inbox) and one
+// replica on a real Redis.
+func inboxVariants() map[string]inboxVariant {
+	return map[string]inboxVariant{
+		"memory": func(t *testing.T, cfg fanout.InboxConfig, wrap func(fanout.Inbox) fanout.Inbox) inboxEnv {
+			b := fanout.NewMemory(fanout.MemoryConfig{})
+			mi, err := fanout.NewMemoryInbox(b, fanout.MemoryInboxConfig{InboxConfig: cfg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { mi.Close() })
+			var in fanout.Inbox = mi
+			if wrap != nil {
+				in = wrap(mi)
+			}
+			h := start(t, harnessOpts{broker: b, gw: func(c *gateway.Config) { c.Inbox = in }})
+			return inboxEnv{h: h, inbox: mi, publish: func(t *testing.T, user, payload string) string {
+				t.Helper()
+				id, err := mi.Append(context.Background(), user, []byte(payload))
+				if err != nil {
+					t.Fatalf("append: %v", err)
+				}
+				return id
+			}}
+		},
+		"redis": func(t *testing.T, cfg fanout.InboxConfig, wrap func(fanout.Inbox) fanout.Inbox) inboxEnv {
+			r := testenv.StartRedis(t)
+			return redisInboxReplica(t, r, "a", cfg, wrap)
+		},
+	}
+}
+
+// redisInboxReplica is startReplica with a Redis inbox, and a Publisher.
+func redisInboxReplica(t *testing.T, r *testenv.Redis, node string, cfg fanout.InboxConfig, wrap func(fanout.Inbox) fanout.Inbox) inboxEnv {
+	t.Helper()
+	ri, err := fanout.NewRedisInbox(r.Client(), fanout.RedisInboxConfig{InboxConfig: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var in fanout.Inbox = ri
+	if wrap != nil {
+		in = wrap(ri)
+	}
+	h := startReplica(t, r, node, func(c *gateway.Config) { c.Inbox = in })
+	pub := must(fanout.NewPublisher(r.Client(), fanout.PublisherConfig{Inbox: cfg}))
+	return inboxEnv{h: h, inbox: ri, publish: func(t *testing.T, user, payload string) string {
+		t.Helper()
+		id, _, err := pub.AppendToUser(context.Background(), user, []byte(payload))
+		if err != nil {
+			t.Fatalf("publish: %v", err)
+		}
+		return id
+	}}
+}
+
+// connectSince opens a socket for user with since (none when empty) and
+// returns it with its welcome.
+func (h *harness) connectSince(user, since string, withSince bool) (*testenv.WSClient, inboxFrame) {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	u := h.ws + "?token=" + url.QueryEscape(h.token(user))
+	if withSince {
+		u += "&since=" + url.QueryEscape(since)
+	}
+	c, err := testenv.DialWS(ctx, u, nil)
+	if err != nil {
+		h.t.Fatalf("dial: %v", err)
+	}
+	h.t.Cleanup(func() { c.Close() })
+	t := h.t.(*testing.T)
+	w := readInboxFrame(t, c, "welcome")
+	if w.Type != "welcome" {
+		t.Fatalf("first frame = %s, want the welcome", w.raw)
+	}
+	return c, w
+}
+
+// waitGone waits until user has no socket on h.
+func waitGone(t *testing.T, h *harness, user string) {
+	t.Helper()
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if n := len(h.srv.UserSockets(user)); n != 0 {
+			return fmt.Errorf("%d sockets of %s left", n, user)
+		}
+		return nil
+	})
+}
+
+// TestInboxReplayAfterOffline: a user whose sockets are all closed for 5 s
+// while 20 events are published reconnects with since and gets all 20
+// exactly once, in order, then the marker, then live events.
+func TestInboxReplayAfterOffline(t *testing.T) {
+	testenv.NoLeaks(t)
+	for name, variant := range inboxVariants() {
+		t.Run(name, func(t *testing.T) {
+			env := variant(t, fanout.InboxConfig{}, nil)
+			h := env.h
+			c, w := h.connectSince("u", "", false)
+			if _, ok := fanout.ParseStreamID(w.InboxID); !ok {
+				t.Fatalf("welcome %s carries no inbox id", w.raw)
+			}
+			first := env.publish(t, "u", `{"type":"note","n":-1}`)
+			if f := readInboxFrame(t, c, "live"); f.InboxID != first || f.raw != `{"inbox_id":"`+first+`","type":"note","n":-1}` {
+				t.Fatalf("live frame = %s, want id %s", f.raw, first)
+			}
+			last := first
+			c.Close()
+			waitGone(t, h, "u")
+
+			// 20 events over 5 s while the user has no socket.
+			var ids []string
+			tick := time.NewTicker(250 * time.Millisecond)
+			for i := range 20 {
+				<-tick.C
+				ids = append(ids, env.publish(t, "u", fmt.Sprintf(`{"type":"note","n":%d}`, i)))
+			}
+			tick.Stop()
+
+			c, w = h.connectSince("u", last, true)
+			if w.InboxID != "" {
+				t.Fatalf("welcome with since = %s, want no inbox id (the marker carries it)", w.raw)
+			}
+			for i := range 20 {
+				f := readInboxFrame(t, c, fmt.Sprintf("replayed %d", i))
+				want := fmt.Sprintf(`{"inbox_id":"%s","type":"note","n":%d}`, ids[i], i)
+				if f.raw != want {
+					t.Fatalf("replayed frame %d = %s, want %s", i, f.raw, want)
+				}
+			}
+			m := readInboxFrame(t, c, "marker")
+			if m.Type != "replay_complete" || m.Count != 20 || m.InboxID != ids[19] {
+				t.Fatalf("marker = %s, want replay_complete, count 20, inbox_id %s", m.raw, ids[19])
+			}
+			live := env.publish(t, "u", `{"type":"note","n":20}`)
+			if f := readInboxFrame(t, c, "live after replay"); f.InboxID != live || f.N != 20 {
+				t.Fatalf("after the replay got %s, want the live event %s", f.raw, live)
+			}
+			expectNothing(t, c, "after the live event")
+			if got := h.metric(`herald_inbox_replayed_events_total`); got != 20 {
+				t.Fatalf("herald_inbox_replayed_events_total = %v, want 20", got)
+			}
+		})
+	}
+}
+
+// racingInbox publishes events while a handshake reads the inbox: before
+// the read (so that they are both in the read and on their way live) and
+// after it (so that they arrive while the replay is being queued).
+type racingInbox struct {
+	fanout.Inbox
+	mu      sync.Mutex
+	publish func(phase string) // called under mu, before and after each Read
+	armed   bool               // guarded by mu
+}
+
+func (r *racingInbox) Read(ctx context.Context, user, since string) (fanout.InboxRead, error) {
+	r.mu.Lock()
+	armed := r.armed
+	r.mu.Unlock()
+	if armed {
+		r.publish("before")
+	}
+	rd, err := r.Inbox.Read(ctx, user, since)
+	if armed {
+		r.publish("after")
+	}
+	return rd, err
+}
+
+// laggyBroker is a memory broker whose user messages arrive late, in
+// order, as Redis pub/sub messages may: an event published before the
+// inbox read can reach the gateway after the read returned.
+type laggyBroker struct {
+	*fanout.Memory
+	lag   time.Duration
+	queue chan laggyMsg
+	done  chan struct{}
+}
+
+type laggyMsg struct {
+	to      fanout.Target
+	payload []byte
+}
+
+func newLaggyBroker(lag time.Duration) *laggyBroker {
+	b := &laggyBroker{Memory: fanout.NewMemory(fanout.MemoryConfig{}), lag: lag,
+		queue: make(chan laggyMsg, 1024), done: make(chan struct{})}
+	go func() {
+		defer close(b.done)
+		for m := range b.queue {
+			time.Sleep(b.lag) // the simulated transit; FIFO like one pub/sub connection
+			_ = b.Memory.Publish(context.Background(), m.to, m.payload)
+		}
+	}()
+	return b
+}
+
+func (b *laggyBroker) Publish(ctx context.Context, to fanout.Target, payload []byte) error {
+	if to.Kind != fanout.ToUser {
+		return b.Memory.Publish(ctx, to, payload)
+	}
+	b.queue <- laggyMsg{to, bytes.Clone(payload)}
+	return nil
+}
+
+func (b *laggyBroker) Close() error {
+	select {
+	case <-b.done:
+	default:
+		close(b.queue)
+		<-b.done
+	}
+	return b.Memory.Close()
+}
+
+// TestInboxPublishDuringReplay: events published while a reconnecting
+// socket's replay is read and queued are neither duplicated nor lost.
+func TestInboxPublishDuringReplay(t *testing.T) {
+	testenv.NoLeaks(t)
+	variants := inboxVariants()
+	variants["lagging delivery"] = func(t *testing.T, cfg fanout.InboxConfig, wrap func(fanout.Inbox) fanout.Inbox) inboxEnv {
+		b := newLaggyBroker(20 * time.Millisecond)
+		mi, err := fanout.NewMemoryInbox(b, fanout.MemoryInboxConfig{InboxConfig: cfg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { mi.Close() })
+		h := start(t, harnessOpts{broker: b, gw: func(c *gateway.Config) { c.Inbox = wrap(mi) }})
+		return inboxEnv{h: h, inbox: mi, publish: func(t *testing.T, user, payload string) string {
+			t.Helper()
+			id, err := mi.Append(context.Background(), user, []byte(payload))
+			if err != nil {
+				t.Fatalf("append: %v", err)
+			}
+			return id
+		}}
+	}
+	for name, variant := range variants {
+		t.Run(name, func(t *testing.T) {
+			var race *racingInbox
+			env := variant(t, fanout.InboxConfig{}, func(in fanout.Inbox) fanout.Inbox {
+				race = &racingInbox{Inbox: in}
+				return race
+			})
+			h := env.h
+			var (
+				mu   sync.Mutex
+				want []string // every event's frame, in publish order
+				n    int
+			)
+			pub := func(count int) {
+				for range count {
+					mu.Lock()
+					n++
+					i := n
+					mu.Unlock()
+					id := env.publish(t, "u", fmt.Sprintf(`{"n":%d}`, i))
+					mu.Lock()
+					want = append(want, fmt.Sprintf(`{"inbox_id":"%s","n":%d}`, id, i))
+					mu.Unlock()
+				}
+			}
+			race.publish = func(string) { pub(5) }
+
+			c, w := h.connectSince("u", "", false) // not armed: a plain connect
+			since := w.InboxID
+			c.Close()
+			waitGone(t, h, "u")
+			pub(10) // missed while offline
+
+			race.mu.Lock()
+			race.armed = true
+			race.mu.Unlock()
+			c, _ = h.connectSince("u", since, true)
+			race.mu.Lock()
+			race.armed = false
+			race.mu.Unlock()
+
+			// 10 offline + 5 before the read: replayed; then the marker;
+			// then the 5 published after the read, live.
+			var got []string
+			for len(got) < 20 {
+				f := readInboxFrame(t, c, fmt.Sprintf("frame %d", len(got)))
+				if f.Type == "replay_complete" {
+					if len(got) != 15 || f.Count != 15 {
+						t.Fatalf("marker %s after %d events, want after 15 with count 15", f.raw, len(got))
+					}
+					continue
+				}
+				got = append(got, f.raw)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Fatalf("received\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+			expectNothing(t, c, "after the last event")
+		})
+	}
+}
+
+// TestInboxGapIsAnnounced: a since that cannot be honoured gets a resync
+// and no replay; the socket then carries live events as usual.
+func TestInboxGapIsAnnounced(t *testing.T) {
+	testenv.NoLeaks(t)
+	for name, variant := range inboxVariants() {
+		t.Run(name, func(t *testing.T) {
+			const retention = 300 * time.Millisecond
+			env := variant(t, fanout.InboxConfig{MaxLen: 5, Retention: retention}, nil)
+			h := env.h
+			stale := env.publish(t, "u", `{"n":0}`)
+			published := time.Now()
+			testenv.Eventually(t, 5*time.Second, func() error {
+				if time.Since(published) < 2*retention {
+					return errors.New("retention not over")
+				}
+				return nil
+			})
+			head := env.publish(t, "u", `{"n":1}`) // trims the stale event
+			many := ""
+			for i := range 7 {
+				id := env.publish(t, "u", fmt.Sprintf(`{"n":%d}`, 2+i))
+				if i == 0 {
+					many = id // 6 events follow it: more than MaxLen 5
+				}
+				head = id
+			}
+			tests := []struct{ name, since string }{
+				{"older than the retention", stale},
+				{"more than max len behind", many},
+				{"garbage", "garbage"},
+				{"empty", ""},
+				{"three parts", "1-2-3"},
+				{"newer than the head", "9007199254740992-0"},
+			}
+			for _, tt := range tests {
+				c, w := h.connectSince("u", tt.since, true)
+				if w.InboxID != "" {
+					t.Fatalf("%s: welcome %s", tt.name, w.raw)
+				}
+				f := readInboxFrame(t, c, tt.name)
+				// The head, or a later marker once the short retention has
+				// expired the stream.
+				got, ok := fanout.ParseStreamID(f.InboxID)
+				if f.Type != "resync" || !ok || got.Compare(mustID(t, head)) < 0 || f.raw != `{"type":"resync","inbox_id":"`+f.InboxID+`"}` {
+					t.Fatalf("%s: got %s, want a resync at %s or later, and no replay", tt.name, f.raw, head)
+				}
+				expectNothing(t, c, tt.name)
+				c.Close()
+			}
+			if got := h.metric(`herald_inbox_replays_total{result="resync"}`); got != float64(len(tests)) {
+				t.Fatalf("resync count = %v, want %d", got, len(tests))
+			}
+		})
+	}
+}
+
+func mustID(t *testing.T, s string) fanout.StreamID {
+	t.Helper()
+	id, ok := fanout.ParseStreamID(s)
+	if !ok {
+		t.Fatalf("%q is not a stream id", s)
+	}
+	return id
+}
+
+// TestInboxReplayTooBigForTheQueue: a replay that would fill more than half
+// of the socket's queue is a resync, not a slow-consumer close.
+func TestInboxReplayTooBigForTheQueue(t *testing.T) {
+	testenv.NoLeaks(t)
+	b := fanout.NewMemory(fanout.MemoryConfig{})
+	in, err := fanout.NewMemoryInbox(b, fanout.MemoryInboxConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	h := start(t, harnessOpts{broker: b, gw: func(c *gateway.Config) { c.Inbox = in; c.MaxQueueBytes = 4096 }})
+	_, w := h.connectSince("u", "", false)
+	big := `{"pad":"` + strings.Repeat("x", 1000) + `"}`
+	for range 3 {
+		if _, err := in.Append(context.Background(), "u", []byte(big)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, _ := h.connectSince("u", w.InboxID, true)
+	if f := readInboxFrame(t, c, "after welcome"); f.Type != "resync" {
+		t.Fatalf("got %s, want a resync", f.raw)
+	}
+	expectNothing(t, c, "after the resync")
+}
+
+// TestInboxAfterRedisRestart: Redis without persistence restarts; the
+// inbox is gone, so a since from before gets a resync, also when new events
+// have recreated the stream meanwhile.
+func TestInboxAfterRedisRestart(t *testing.T) {
+	testenv.NoLeaks(t)
+	r := testenv.StartRedis(t)
+	env := redisInboxReplica(t, r, "a", fanout.InboxConfig{}, nil)
+	h := env.h
+	live, _ := h.connectSince("live", "", false)
+	c, _ := h.connectSince("u", "", false)
+	seen := env.publish(t, "u", `{"n":1}`)
+	readInboxFrame(t, c, "before the restart")
+	c.Close()
+	waitGone(t, h, "u")
+
+	r.Kill()
+	r.Start()
+	// A socket that stayed up is told that events may be missing.
+	if f := readInboxFrame(t, live, "live socket"); f.raw != `{"type":"resync"}` {
+		t.Fatalf("live socket got %s, want the broker's resync", f.raw)
+	}
+	after := env.publish(t, "u", `{"n":2}`) // recreates the stream
+	c, _ = h.connectSince("u", seen, true)
+	if f := readInboxFrame(t, c, "reconnect"); f.raw != `{"type":"resync","inbox_id":"`+after+`"}` {
+		t.Fatalf("reconnect after the restart got %s, want a resync at %s", f.raw, after)
+	}
+	expectNothing(t, c, "after the resync")
+}
+
+// TestInboxPlainPublishUnchanged: a plain PUBLISH user:<id> reaches an
+// inbox socket verbatim, without an id, and leaves no inbox entry.
+func TestInboxPlainPublishUnchanged(t *testing.T) {
+	testenv.NoLeaks(t)
+	r := testenv.StartRedis(t)
+	env := redisInboxReplica(t, r, "a", fanout.InboxConfig{}, nil)
+	c, w := env.h.connectSince("u", "", false)
+	rc := r.Client()
+	for _, p := range []string{"not json at all", `{"type":"status"}`, `["array"]`} {
+		if err := rc.Publish(context.Background(), "user:u", p).Err(); err != nil {
+			t.Fatal(err)
+		}
+		expectText(t, c, p, "plain publish")
+	}
+	// Only the marker of the welcome is in the stream.
+	entries, err := rc.XRange(context.Background(), "inbox:u", "-", "+").Result()
+	if err != nil || len(entries) != 1 || entries[0].ID != w.InboxID {
+		t.Fatalf("inbox:u = %v, %v; want only the welcome's marker %s", entries, err, w.InboxID)
+	}
+	if _, ok := entries[0].Values["p"]; ok {
+		t.Fatalf("the marker carries a payload: %v", entries[0].Values)
+	}
+	var _ redis.UniversalClient = rc
+}
