@@ -2,6 +2,7 @@ package fanout
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 
@@ -14,29 +15,17 @@ const inboxPart = "inbox:"
 // Inbox returns the key of userID's inbox stream: "<prefix>inbox:<user_id>".
 func (c Channels) Inbox(userID string) string { return c.prefix + inboxPart + userID }
 
-// AppendScript is the publish path of the inbox, for every language: it
-// appends ARGV[2] (a JSON object) to the stream KEYS[1], trims the stream to
-// about ARGV[3] entries and to ARGV[4] milliseconds of age, lets it expire
-// after ARGV[4] ms without appends, and PUBLISHes the event's frame (the
-// payload with "inbox_id" spliced in first) on the channel ARGV[1]. It
-// returns {id, receivers}. It touches one key, so it runs unchanged on
-// Redis Cluster. The README shows how to call it with EVAL.
-const AppendScript = `local p = ARGV[2]
-if string.sub(p, 1, 1) ~= '{' then
-  return redis.error_reply('ERR herald inbox: the payload must be a JSON object')
-end
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'p', p)
-local minms = tonumber(string.match(id, '^(%d+)')) - tonumber(ARGV[4])
-if minms > 0 then
-  redis.call('XTRIM', KEYS[1], 'MINID', string.format('%.0f', minms) .. '-0')
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-local rest = string.sub(p, 2)
-local sep = ','
-if string.find(rest, '^%s*}') then sep = '' end
-local n = redis.call('PUBLISH', ARGV[1], '{"inbox_id":"' .. id .. '"' .. sep .. rest)
-return {id, n}
-`
+// AppendScript is the publish path of the inbox, for every language (the
+// file fanout/inbox_append.lua): it appends ARGV[2] (a JSON object) to the
+// stream KEYS[1], trims the stream to about ARGV[3] entries and to ARGV[4]
+// milliseconds of age, lets it expire after ARGV[4] ms without appends,
+// and PUBLISHes the event's frame (the payload with "inbox_id" spliced in
+// first) on the channel ARGV[1]. It returns {id, receivers}. It touches
+// one key, so it runs unchanged on Redis Cluster. The README shows how to
+// call it with EVAL.
+//
+//go:embed inbox_append.lua
+var AppendScript string
 
 // readScript is Read in one atomic step: KEYS[1] the stream; ARGV[1] since
 // ("" for none, otherwise already validated as "<ms>-<seq>"); ARGV[2] the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os/exec"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -320,5 +321,33 @@ func TestMemoryInboxAge(t *testing.T) {
 	now.Add(5000 + 1000) // a full retention without appends: expired
 	if rd, _ := in.Read(ctx, "u", e4); !rd.Gap {
 		t.Fatalf("since e4 after expiry = %+v, want a gap", rd)
+	}
+}
+
+// TestAppendScriptWithRedisCLI runs the README's recipe for other
+// languages: redis-cli EVAL of fanout/inbox_append.lua.
+func TestAppendScriptWithRedisCLI(t *testing.T) {
+	testenv.NoLeaks(t)
+	cli := testenv.LookBinary(t, "redis-cli", "redis-tools")
+	srv := testenv.StartRedis(t)
+	next := listen(t, srv.Client(), "user:42")
+	host, port, _ := strings.Cut(srv.Addr(), ":")
+	out, err := exec.Command(cli, "-h", host, "-p", port, "EVAL", AppendScript, "1",
+		"inbox:42", "user:42", `{"type":"friend_request","data":{"from":{"id":"7"}}}`, "100", "86400000").CombinedOutput()
+	if err != nil {
+		t.Fatalf("redis-cli EVAL: %v\n%s", err, out)
+	}
+	lines := strings.Fields(string(out)) // the id, then the receivers
+	if len(lines) != 2 || lines[1] != "1" {
+		t.Fatalf("redis-cli printed %q, want the id and 1 receiver", out)
+	}
+	if _, ok := ParseStreamID(lines[0]); !ok {
+		t.Fatalf("id %q", lines[0])
+	}
+	if msg := next(); msg.Payload != `{"inbox_id":"`+lines[0]+`","type":"friend_request","data":{"from":{"id":"7"}}}` {
+		t.Fatalf("published %s", msg.Payload)
+	}
+	if got := srv.Client().XLen(context.Background(), "inbox:42").Val(); got != 1 {
+		t.Fatalf("XLEN inbox:42 = %d", got)
 	}
 }

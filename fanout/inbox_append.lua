@@ -1,0 +1,22 @@
+-- herald inbox: append one event to a user's inbox and publish it with its id.
+-- KEYS[1]  the inbox stream: <prefix>inbox:<user_id>
+-- ARGV[1]  the user's channel: <prefix>user:<user_id>
+-- ARGV[2]  the event, a JSON object (it must start with '{')
+-- ARGV[3]  the most events to keep (XADD MAXLEN ~), herald's --inbox-max-len
+-- ARGV[4]  the retention in milliseconds (XTRIM MINID, PEXPIRE), herald's --inbox-retention
+-- Returns {id, receivers}: the event's stream id and the PUBLISH count.
+local p = ARGV[2]
+if string.sub(p, 1, 1) ~= '{' then
+  return redis.error_reply('ERR herald inbox: the payload must be a JSON object')
+end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'p', p)
+local minms = tonumber(string.match(id, '^(%d+)')) - tonumber(ARGV[4])
+if minms > 0 then
+  redis.call('XTRIM', KEYS[1], 'MINID', string.format('%.0f', minms) .. '-0')
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+local rest = string.sub(p, 2)
+local sep = ','
+if string.find(rest, '^%s*}') then sep = '' end
+local n = redis.call('PUBLISH', ARGV[1], '{"inbox_id":"' .. id .. '"' .. sep .. rest)
+return {id, n}
