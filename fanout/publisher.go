@@ -30,9 +30,9 @@ type PublisherConfig struct {
 }
 
 // Publisher is what a backend service written in Go uses to reach sockets
-// through herald: it PUBLISHes on the channels of the contract, so it needs
-// only the Redis client the service already has. It is safe for concurrent
-// use.
+// through herald: it PUBLISHes on the channels of the contract, and appends
+// user events to the users' inboxes (AppendScript), so it needs only the
+// Redis client the service already has. It is safe for concurrent use.
 //
 // Each send returns the number of receivers Redis reported for the PUBLISH:
 // the herald replicas subscribed to that channel (0 when no replica holds a

@@ -23,6 +23,15 @@
 // to every target socket; the registry's shard locks are held only while
 // copying the target list.
 //
+// # Inbox replay
+//
+// With Config.Inbox, the handshake reads the user's inbox after the broker
+// confirmed the subscription and queues the welcome, the replay (for a
+// socket opened with since) and its marker before the socket goes live.
+// Meanwhile a per-socket gate (inbox.go) holds what fan-out gives the
+// socket; fan-out asks it through inboxState.hold, one call per target
+// socket. Lock order: a gate's mu, then Conn.mu.
+//
 // # Concurrency
 //
 // Server's exported methods are safe for concurrent use. A socket's
