@@ -26,6 +26,9 @@ func TestParseOptions(t *testing.T) {
 		wantErr string
 	}{
 		{"defaults", nil, nil, func(t *testing.T, o *options) {
+			if !o.Inbox || o.InboxMaxLen != 100 || o.InboxRetention != 24*time.Hour {
+				t.Errorf("inbox defaults = %v, %d, %s", o.Inbox, o.InboxMaxLen, o.InboxRetention)
+			}
 			if o.Addr != ":8080" || o.SessionAlgs != "HS256" || o.SessionCookie != "access_token" || o.UserClaim != "sub" ||
 				o.WSTokenTTL != 30*time.Second || o.PingInterval != 30*time.Second || o.IdleTimeout != 60*time.Second ||
 				o.MaxMessageBytes != 4096 || o.MaxSocketsPerUser != 16 || o.LogLevel != "info" || o.LogFormat != "json" {
@@ -50,6 +53,11 @@ func TestParseOptions(t *testing.T) {
 		{"secret from a file", nil, map[string]string{"HERALD_SESSION_SECRET_FILE": secretFile}, func(t *testing.T, o *options) {
 			if o.SessionSecret != "from-a-file-0123456789abcdef0123456789" {
 				t.Errorf("secret = %q, want the file's first line without its newline", o.SessionSecret)
+			}
+		}, ""},
+		{"inbox", nil, map[string]string{"HERALD_INBOX": "false", "HERALD_INBOX_MAX_LEN": "20", "HERALD_INBOX_RETENTION": "1h"}, func(t *testing.T, o *options) {
+			if o.Inbox || o.InboxMaxLen != 20 || o.InboxRetention != time.Hour {
+				t.Errorf("inbox %v, max len %d, retention %s; want false, 20, 1h", o.Inbox, o.InboxMaxLen, o.InboxRetention)
 			}
 		}, ""},
 		{"secret and secret file", nil, map[string]string{"HERALD_WS_TOKEN_SECRET_FILE": secretFile, "HERALD_WS_TOKEN_SECRET": "x"}, nil, "both set"},

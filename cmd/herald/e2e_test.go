@@ -116,6 +116,7 @@ func TestRefusedAtStart(t *testing.T) {
 		{"no session key at all", nil, nil, "session"},
 		{"dev on a public address", []string{"--dev", "--addr", "0.0.0.0:0"}, nil, "loopback"},
 		{"redis without a shared WS secret", []string{"--session-secret", strings.Repeat("s", 32), "--redis-url", "redis://127.0.0.1:1/0"}, nil, "HERALD_WS_TOKEN_SECRET"},
+		{"inbox without room", []string{"--session-secret", strings.Repeat("s", 32), "--inbox-max-len", "-1"}, nil, "inbox max len"},
 		{"idle shorter than ping", []string{"--session-secret", strings.Repeat("s", 32), "--ping-interval", "10s", "--idle-timeout", "5s"}, nil, "idle timeout"},
 	}
 	for _, tt := range tests {
