@@ -72,7 +72,8 @@ func TestQuickStart(t *testing.T) {
 	}
 	defer ws.Close()
 	msg, err := ws.ReadText(5 * time.Second)
-	if err != nil || !strings.Contains(msg, `"type":"welcome"`) || !strings.Contains(msg, `"user_id":"42"`) {
+	// The embedded inbox is on: the welcome names the inbox position.
+	if err != nil || !strings.Contains(msg, `"type":"welcome"`) || !strings.Contains(msg, `"user_id":"42"`) || !strings.Contains(msg, `"inbox_id":"`) {
 		t.Fatalf("welcome = %q %v", msg, err)
 	}
 	ws.WriteText(`{"type":"ping"}`)
