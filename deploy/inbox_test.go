@@ -41,7 +41,10 @@ func (c *cluster) readFrame(t *testing.T, ws *testenv.WSClient, what string) inb
 // all 20 exactly once, in order, then live events.
 func TestInboxSurvivesReplicaKill(t *testing.T) {
 	c := startCluster(t)
-	pub := fanout.NewPublisher(c.rdb, fanout.PublisherConfig{})
+	pub, err := fanout.NewPublisher(c.rdb, fanout.PublisherConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 
 	tok, err := c.token(c.addrs["h1"], "u")

@@ -16,8 +16,14 @@ func BenchmarkInboxWrite(b *testing.B) {
 	c := srv.Client()
 	ctx := context.Background()
 	payload := []byte(`{"type":"friend_request","id":"5f0c6a8e-2d1b-4c3e-9f7a-1b2c3d4e5f60","ts":1764150000000,"data":{"from":{"id":"7","name":"alice"}}}`)
-	plain := NewPublisher(c, PublisherConfig{NoInbox: true})
-	inbox := NewPublisher(c, PublisherConfig{})
+	plain, err := NewPublisher(c, PublisherConfig{NoInbox: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	inbox, err := NewPublisher(c, PublisherConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
 	if _, err := inbox.SendToUser(ctx, "warm", payload); err != nil { // loads the script
 		b.Fatal(err)
 	}
