@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -242,10 +243,21 @@ func (s *Server) queueReplay(c *Conn, rd fanout.InboxRead) {
 	var frames []wscore.Frame
 	size := 0
 	if !rd.Gap {
-		frames = make([]wscore.Frame, len(rd.Events))
-		for i, e := range rd.Events {
-			frames[i] = wscore.TextFrame(fanout.InboxFrame(e.ID, e.Payload))
-			size += frames[i].Len()
+		frames = make([]wscore.Frame, 0, len(rd.Events))
+		for _, e := range rd.Events {
+			f := fanout.InboxFrame(e.ID, e.Payload)
+			// What fan-out would not relay live is not replayed either
+			// (and counted the same way).
+			switch {
+			case len(f) > s.maxRelay:
+				s.metrics.dropped[dropTooLarge].Inc()
+				continue
+			case !utf8.Valid(f):
+				s.metrics.dropped[dropInvalidUTF8].Inc()
+				continue
+			}
+			frames = append(frames, wscore.TextFrame(f))
+			size += frames[len(frames)-1].Len()
 		}
 	}
 	if rd.Gap || size > s.cfg.MaxQueueBytes/2 {

@@ -496,3 +496,38 @@ func TestInboxPlainPublishUnchanged(t *testing.T) {
 	}
 	var _ redis.UniversalClient = rc
 }
+
+// TestInboxReplaySkipsWhatIsNotRelayed: an event fan-out would drop live
+// (invalid UTF-8 here) is skipped in a replay too, not written.
+func TestInboxReplaySkipsWhatIsNotRelayed(t *testing.T) {
+	testenv.NoLeaks(t)
+	b := fanout.NewMemory(fanout.MemoryConfig{})
+	in, err := fanout.NewMemoryInbox(b, fanout.MemoryInboxConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	h := start(t, harnessOpts{broker: b, gw: func(c *gateway.Config) { c.Inbox = in }})
+	_, w := h.connectSince("u", "", false)
+	var ids []string
+	for _, p := range []string{`{"n":1}`, "{\"n\":\"\xff\"}", `{"n":3}`} {
+		id, err := in.Append(context.Background(), "u", []byte(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	c, _ := h.connectSince("u", w.InboxID, true)
+	for _, want := range []string{`{"inbox_id":"` + ids[0] + `","n":1}`, `{"inbox_id":"` + ids[2] + `","n":3}`} {
+		if f := readInboxFrame(t, c, "replayed"); f.raw != want {
+			t.Fatalf("got %s, want %s", f.raw, want)
+		}
+	}
+	if m := readInboxFrame(t, c, "marker"); m.Type != "replay_complete" || m.Count != 2 || m.InboxID != ids[2] {
+		t.Fatalf("marker = %s", m.raw)
+	}
+	// Once live (to the first socket) and once in the replay.
+	if got := h.metric(`herald_messages_dropped_total{reason="invalid_utf8"}`); got != 2 {
+		t.Fatalf("herald_messages_dropped_total{reason=\"invalid_utf8\"} = %v, want 2", got)
+	}
+}
