@@ -30,7 +30,7 @@
 // socket opened with since) and its marker before the socket goes live.
 // Meanwhile a per-socket gate (inbox.go) holds what fan-out gives the
 // socket; fan-out asks it through inboxState.hold, one call per target
-// socket. Lock order: a gate's mu, then Conn.mu.
+// socket. Lock order: a gate's mu, then the socket core's (a Send to the socket).
 //
 // # Concurrency
 //
