@@ -30,7 +30,7 @@ import (
 //	               {"type":"resync","inbox_id":head} and no event;
 //
 // then the frames fan-out gave the socket meanwhile. From the registration
-// to that point a gate holds them: fan-out (hub.go) asks hold before it
+// to that point a gate holds them: fan-out (delivery.go) asks hold before it
 // queues a user or broadcast frame to a socket. Held inbox frames whose id
 // is at or before the head are dropped (the read included them, or they
 // belong before the welcome's position); the others, and frames without
