@@ -47,7 +47,9 @@ type cluster struct {
 	viaLB   []*socket // every socket opened through nginx
 }
 
-func startCluster(t *testing.T) *cluster {
+// startCluster starts the cluster; extraEnv is added to every replica's
+// environment.
+func startCluster(t *testing.T, extraEnv ...string) *cluster {
 	r := testenv.StartRedis(t)
 	c := &cluster{
 		t:       t,
@@ -79,6 +81,7 @@ func startCluster(t *testing.T) *cluster {
 			"HERALD_TOKEN_RATE=100",
 			"HERALD_TOKEN_BURST=200",
 		}
+		c.env[node] = append(c.env[node], extraEnv...)
 		c.start(node)
 	}
 	nginxAddr := testenv.FreeAddr(t)

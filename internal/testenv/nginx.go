@@ -67,7 +67,7 @@ worker_processes 2;
 pid %s;
 
 events {
-    worker_connections 1024;
+    worker_connections 4096; # two per proxied socket
 }
 
 http {
