@@ -457,7 +457,7 @@ func TestClusterBehindNginx(t *testing.T) {
 		}
 
 		// Restarted (same address, same node id), it gets sockets again
-		// once nginx's fail_timeout has passed.
+		// (nginx never marks it down: max_fails=0).
 		c.start(victim)
 		restarted := time.Now()
 		testenv.Eventually(t, 15*time.Second, func() error {
