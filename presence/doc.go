@@ -1,0 +1,31 @@
+// Package presence is herald's shared membership: how many sockets each
+// replica holds, and how many sockets each user holds across the cluster.
+//
+// Every replica calls Refresh periodically with its socket count; the entry
+// expires after Config.TTL unless refreshed, so a crashed replica drops out
+// on its own. Refresh returns every live replica's count: the gateway
+// rebalances from it. Apply records per-user changes (a socket opened or
+// closed on this replica); Count answers a user's cluster-wide socket count
+// (countConnections).
+//
+// Presence events: when a user's cluster-wide count goes from 0 to 1, an
+// {"type":"presence","user_id":"42","online":true,"ts":<unix ms>} event is
+// published on Config.Channel ("presence" by default, under the prefix).
+// When it falls to 0, an offline event follows once it has stayed at 0 for
+// Config.Debounce, so a page reload is neither an offline nor an online
+// event. A user of a replica that crashed is checked once that replica's
+// entry has expired.
+//
+// Redis keeps everything under "<prefix>presence:": a sorted set of live
+// replicas (score: expiry, Redis' clock), a hash of their socket counts, one
+// hash per replica of its users' counts (expiring with the replica), one key
+// per online user, and a sorted set of pending offline checks, which any
+// replica's Refresh processes. Each method is one Lua script, one round
+// trip; the scripts touch keys they do not declare, so they need a single
+// Redis server, not Redis Cluster. Memory is the single-process equivalent
+// for the embedded mode: it delivers events to a callback.
+//
+// Concurrency: every method of Redis and Memory is safe for concurrent use.
+// Apply's operations for one user must be given in the order the sockets
+// opened and closed; the gateway calls it from one goroutine.
+package presence

@@ -1,0 +1,97 @@
+package presence
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// Store is the shared membership. See the package documentation.
+type Store interface {
+	// Join starts node's membership: the per-user counts a previous process
+	// with the same node id left behind are forgotten (their users are
+	// checked for offline).
+	Join(ctx context.Context, node string) error
+	// Refresh records that node holds sockets sockets, for the TTL, and
+	// returns the socket count of every live replica, node included. It
+	// also runs the offline checks that are due.
+	Refresh(ctx context.Context, node string, sockets int) (map[string]int, error)
+	// Leave removes node from the replicas that count (a draining
+	// replica), with its per-user counts.
+	Leave(ctx context.Context, node string) error
+	// Apply applies ops, in order, to node's per-user counts. It returns
+	// each user's cluster-wide count after its op, or -1 for an op refused
+	// by its Cap (the count is then unchanged).
+	Apply(ctx context.Context, node string, ops []Op) ([]int, error)
+	// Count returns user's socket count across the live replicas.
+	Count(ctx context.Context, user string) (int, error)
+}
+
+// Op is one change of a user's socket count on a replica.
+type Op struct {
+	User  string
+	Delta int // +1: a socket opened; -1: a socket closed
+	// Cap, when positive on a +1, refuses the op if the user already holds
+	// Cap sockets across the cluster.
+	Cap int
+}
+
+// Config configures Redis and Memory.
+type Config struct {
+	// Prefix starts every key and the event channel (the gateway's channel
+	// prefix). Empty means none.
+	Prefix string
+	// TTL is how long a replica's entry lives without a Refresh. Zero
+	// means 6s (three refreshes at the gateway's default 2s interval).
+	TTL time.Duration
+	// Debounce is how long a user's cluster-wide count must stay 0 before
+	// the offline event. Zero means 5s.
+	Debounce time.Duration
+	// Channel receives the presence events, after Prefix. Empty means
+	// "presence".
+	Channel string
+	// OnEvent receives the events of Memory (Redis publishes them). It is
+	// called without locks held, from the goroutine of the change or a timer.
+	// Nil means events are dropped.
+	OnEvent func(Event)
+}
+
+func (c *Config) setDefaults() {
+	if c.TTL == 0 {
+		c.TTL = 6 * time.Second
+	}
+	if c.Debounce == 0 {
+		c.Debounce = 5 * time.Second
+	}
+	if c.Channel == "" {
+		c.Channel = "presence"
+	}
+}
+
+func (c *Config) validate() error {
+	if c.TTL < 0 || c.Debounce < 0 {
+		return errors.New("presence: durations must not be negative")
+	}
+	return nil
+}
+
+// Event is a presence event, as published (JSON).
+type Event struct {
+	Type   string `json:"type"` // "presence"
+	UserID string `json:"user_id"`
+	Online bool   `json:"online"`
+	TS     int64  `json:"ts"` // unix milliseconds
+}
+
+// ParseEvent decodes a payload received on the presence channel.
+func ParseEvent(payload []byte) (Event, error) {
+	var e Event
+	if err := json.Unmarshal(payload, &e); err != nil {
+		return e, err
+	}
+	if e.Type != "presence" || e.UserID == "" {
+		return e, errors.New("presence: not a presence event")
+	}
+	return e, nil
+}

@@ -1,0 +1,193 @@
+package presence
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Redis is the shared membership in Redis. Create it with NewRedis.
+type Redis struct {
+	client redis.UniversalClient
+	cfg    Config
+}
+
+// NewRedis returns a Store in Redis. The client is the caller's to close.
+func NewRedis(client redis.UniversalClient, cfg Config) (*Redis, error) {
+	if client == nil {
+		return nil, errors.New("presence: NewRedis with a nil client")
+	}
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Redis{client: client, cfg: cfg}, nil
+}
+
+// Every script takes ARGV[1] = prefix, ARGV[2] = node and ARGV[3] = TTL in
+// ms, and starts with this prelude: now (Redis' clock, ms), the live
+// replicas, and sum(user), a user's count over them.
+const prelude = `
+local p, node, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local nk, sk, pk = p .. 'presence:nodes', p .. 'presence:sockets', p .. 'presence:pending'
+local function users(n) return p .. 'presence:users:' .. n end
+local function live() return redis.call('ZRANGEBYSCORE', nk, string.format('%d', now), '+inf') end
+local function sum(nodes, user)
+  local s = tonumber(redis.call('HGET', users(node), user) or '0')
+  for _, n in ipairs(nodes) do
+    if n ~= node then s = s + tonumber(redis.call('HGET', users(n), user) or '0') end
+  end
+  return s
+end
+local function event(user, online)
+  return '{"type":"presence","user_id":' .. cjson.encode(user) .. ',"online":' .. tostring(online) .. ',"ts":' .. string.format('%d', now) .. '}'
+end
+local function forget(n, due)
+  for _, u in ipairs(redis.call('HKEYS', users(n))) do redis.call('ZADD', pk, string.format('%d', due), u) end
+  redis.call('DEL', users(n))
+end
+`
+
+// ARGV[4] = this replica's socket count, or -1 to leave; ARGV[5] = the
+// event channel; ARGV[6] = 1 to forget node's users (join, leave); ARGV[7]
+// = debounce ms. The users of a replica whose entry expired are checked at
+// once (it has been gone for a TTL); those of a replica that joins or
+// leaves after the debounce (they may reconnect).
+var refreshScript = redis.NewScript(prelude + `
+local count, channel, debounce = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[7])
+for _, n in ipairs(redis.call('ZRANGEBYSCORE', nk, '-inf', '(' .. string.format('%d', now))) do
+  if n ~= node then forget(n, now) end
+  redis.call('ZREM', nk, n)
+  redis.call('HDEL', sk, n)
+end
+if ARGV[6] == '1' then forget(node, now + debounce) end
+if count < 0 then
+  redis.call('ZREM', nk, node)
+  redis.call('HDEL', sk, node)
+else
+  redis.call('ZADD', nk, string.format('%d', now + ttl), node)
+  redis.call('HSET', sk, node, count)
+  redis.call('PEXPIRE', users(node), 2 * ttl)
+end
+local nodes = live()
+for _, u in ipairs(redis.call('ZRANGEBYSCORE', pk, '-inf', string.format('%d', now), 'LIMIT', 0, 1000)) do
+  redis.call('ZREM', pk, u)
+  if sum(nodes, u) == 0 and redis.call('DEL', p .. 'presence:online:' .. u) == 1 then
+    redis.call('PUBLISH', p .. channel, event(u, false))
+  end
+end
+local out = {}
+for _, n in ipairs(nodes) do
+  out[#out + 1] = n
+  out[#out + 1] = redis.call('HGET', sk, n) or '0'
+end
+return out
+`)
+
+// ARGV[4] = channel, ARGV[5] = debounce ms, then triples user, delta, cap.
+var applyScript = redis.NewScript(prelude + `
+local channel, debounce = ARGV[4], tonumber(ARGV[5])
+local nodes = live()
+local out = {}
+for i = 6, #ARGV, 3 do
+  local user, delta, cap = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  local s = sum(nodes, user)
+  if delta > 0 and cap > 0 and s >= cap then
+    out[#out + 1] = -1
+  else
+    local own = redis.call('HINCRBY', users(node), user, delta)
+    if own <= 0 then redis.call('HDEL', users(node), user) end
+    s = s + delta
+    if s > 0 then
+      if redis.call('SET', p .. 'presence:online:' .. user, '1', 'NX') then
+        redis.call('PUBLISH', p .. channel, event(user, true))
+      end
+    else
+      s = 0
+      redis.call('ZADD', pk, string.format('%d', now + debounce), user)
+    end
+    out[#out + 1] = s
+  end
+end
+redis.call('PEXPIRE', users(node), 2 * ttl)
+return out
+`)
+
+// ARGV[4] = user.
+var countScript = redis.NewScript(prelude + `
+return sum(live(), ARGV[4])
+`)
+
+func (r *Redis) args(node string, more ...any) []any {
+	return append([]any{r.cfg.Prefix, node, r.cfg.TTL.Milliseconds()}, more...)
+}
+
+// Join implements Store.
+func (r *Redis) Join(ctx context.Context, node string) error {
+	_, err := r.refresh(ctx, node, 0, true)
+	return err
+}
+
+// Refresh implements Store.
+func (r *Redis) Refresh(ctx context.Context, node string, sockets int) (map[string]int, error) {
+	return r.refresh(ctx, node, sockets, false)
+}
+
+// Leave implements Store. node's per-user counts are dropped too: its
+// sockets are closing, and the users who do not reconnect elsewhere get
+// their offline event after the debounce even if the process exits first.
+func (r *Redis) Leave(ctx context.Context, node string) error {
+	_, err := r.refresh(ctx, node, -1, true)
+	return err
+}
+
+func (r *Redis) refresh(ctx context.Context, node string, sockets int, join bool) (map[string]int, error) {
+	j := "0"
+	if join {
+		j = "1"
+	}
+	res, err := refreshScript.Run(ctx, r.client, nil, r.args(node, sockets, r.cfg.Channel, j, r.cfg.Debounce.Milliseconds())...).StringSlice()
+	if err != nil {
+		return nil, fmt.Errorf("presence: refresh: %w", err)
+	}
+	out := make(map[string]int, len(res)/2)
+	for i := 0; i+1 < len(res); i += 2 {
+		n, _ := strconv.Atoi(res[i+1])
+		out[res[i]] = n
+	}
+	return out, nil
+}
+
+// Apply implements Store.
+func (r *Redis) Apply(ctx context.Context, node string, ops []Op) ([]int, error) {
+	if len(ops) == 0 {
+		return nil, nil
+	}
+	args := r.args(node, r.cfg.Channel, r.cfg.Debounce.Milliseconds())
+	for _, op := range ops {
+		args = append(args, op.User, op.Delta, op.Cap)
+	}
+	res, err := applyScript.Run(ctx, r.client, nil, args...).Int64Slice()
+	if err != nil {
+		return nil, fmt.Errorf("presence: apply: %w", err)
+	}
+	out := make([]int, len(res))
+	for i, v := range res {
+		out[i] = int(v)
+	}
+	return out, nil
+}
+
+// Count implements Store.
+func (r *Redis) Count(ctx context.Context, user string) (int, error) {
+	n, err := countScript.Run(ctx, r.client, nil, r.args("", user)...).Int()
+	if err != nil {
+		return 0, fmt.Errorf("presence: count: %w", err)
+	}
+	return n, nil
+}
