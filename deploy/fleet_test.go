@@ -50,6 +50,7 @@ type client struct {
 	status5xx  []string          // 5xx answers seen (token or handshake)
 	failures   []string          // other failed attempts
 	overshoot  []time.Duration   // per reconnect after 1012: delay - after_ms
+	slow       []string          // the reconnects past the margin, how they went
 	sheds      []shed            // every 1012 received
 	seqs       map[int]bool      // broadcast sequence numbers received
 	welcomes   int
@@ -138,7 +139,9 @@ func (cl *client) run() {
 			return
 		}
 		backoff = time.Duration(50+rand.IntN(200)) * time.Millisecond
-		ws, node, err := cl.connect()
+		t0 := time.Now()
+		ws, node, steps, err := cl.connect()
+		_ = steps
 		if err != nil {
 			if !f.stopped() {
 				cl.fail(err)
@@ -152,7 +155,12 @@ func (cl *client) run() {
 		if cl.closed1012 {
 			// Reconnected after a 1012: the delay past after_ms is what
 			// the load balancer and the replicas added.
-			cl.overshoot = append(cl.overshoot, now.Sub(cl.closedAt)-time.Duration(cl.afterMS)*time.Millisecond)
+			over := now.Sub(cl.closedAt) - time.Duration(cl.afterMS)*time.Millisecond
+			cl.overshoot = append(cl.overshoot, over)
+			if over > reconnectMargin {
+				cl.slow = append(cl.slow, fmt.Sprintf("%s past after_ms %d: woke %s late, then %s to %s",
+					over.Round(time.Millisecond), cl.afterMS, (t0.Sub(cl.closedAt)-time.Duration(cl.afterMS)*time.Millisecond).Round(time.Millisecond), steps, node))
+			}
 			cl.sheds[len(cl.sheds)-1].welcomed = now
 			cl.closed1012 = false
 		}
@@ -212,35 +220,43 @@ func (cl *client) read(w *testenv.WSClient) (after time.Duration, ok bool) {
 }
 
 // connect fetches a token through nginx and opens a socket with it.
-func (cl *client) connect() (*testenv.WSClient, string, error) {
+func (cl *client) connect() (w *testenv.WSClient, node, steps string, err error) {
+	w, node, steps, err = cl.connectSteps()
+	return
+}
+
+func (cl *client) connectSteps() (*testenv.WSClient, string, string, error) {
 	f := cl.f
+	t0 := time.Now()
 	req, _ := http.NewRequest(http.MethodPost, "http://"+f.lb+"/api/ws/token", nil)
 	req.Header.Set("Authorization", "Bearer "+cl.session)
 	resp, err := f.http.Do(req)
 	if err != nil {
-		return nil, "", fmt.Errorf("token: %w", err)
+		return nil, "", "", fmt.Errorf("token: %w", err)
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, "", statusErr{"token", resp.StatusCode, string(body)}
+		return nil, "", "", statusErr{"token", resp.StatusCode, string(body)}
 	}
 	var tok struct {
 		Token string `json:"token"`
 	}
 	if err := json.Unmarshal(body, &tok); err != nil {
-		return nil, "", fmt.Errorf("token: %q: %w", body, err)
+		return nil, "", "", fmt.Errorf("token: %q: %w", body, err)
 	}
+	t1 := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	w, err := testenv.WSDialer{}.Dial(ctx, "ws://"+f.lb+"/ws?token="+url.QueryEscape(tok.Token))
 	if err != nil {
 		var se ws.StatusError
 		if errors.As(err, &se) {
-			return nil, "", statusErr{"handshake", int(se), ""}
+			return nil, "", "", statusErr{"handshake", int(se), ""}
 		}
-		return nil, "", fmt.Errorf("handshake: %w", err)
+		return nil, "", "", fmt.Errorf("handshake: %w", err)
 	}
+	t2 := time.Now()
 	msg, err := w.ReadText(10 * time.Second)
 	var welcome struct {
 		Type     string `json:"type"`
@@ -248,10 +264,11 @@ func (cl *client) connect() (*testenv.WSClient, string, error) {
 	}
 	if err != nil || json.Unmarshal([]byte(msg), &welcome) != nil || welcome.Type != "welcome" {
 		w.Close()
-		return nil, "", fmt.Errorf("welcome: %q %v", msg, err)
+		return nil, "", "", fmt.Errorf("welcome: %q %v", msg, err)
 	}
 	node, _, _ := strings.Cut(welcome.SocketID, ".")
-	return w, node, nil
+	steps := fmt.Sprintf("token %s, upgrade %s, welcome %s", t1.Sub(t0).Round(time.Millisecond), t2.Sub(t1).Round(time.Millisecond), time.Since(t2).Round(time.Millisecond))
+	return w, node, steps, nil
 }
 
 type statusErr struct {
@@ -303,6 +320,7 @@ type report struct {
 	status5xx []string
 	failures  []string
 	overshoot []time.Duration // sorted
+	slow      []string
 	sheds     []shed
 	welcomes  int
 	missed    int // broadcast ticks a client did not receive between its first and last
@@ -315,6 +333,7 @@ func (f *fleet) report() report {
 		r.status5xx = append(r.status5xx, cl.status5xx...)
 		r.failures = append(r.failures, cl.failures...)
 		r.overshoot = append(r.overshoot, cl.overshoot...)
+		r.slow = append(r.slow, cl.slow...)
 		r.sheds = append(r.sheds, cl.sheds...)
 		r.welcomes += cl.welcomes
 		lo, hi := -1, -1

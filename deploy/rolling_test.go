@@ -108,6 +108,9 @@ func TestRollingRestart(t *testing.T) {
 				late++
 			}
 		}
+		for _, s := range firstN(r.slow, 10) {
+			t.Log("late reconnect: " + s)
+		}
 		if late*100 > len(r.overshoot) {
 			t.Errorf("%d of %d reconnects came more than %s after after_ms; want at most 1%%", late, len(r.overshoot), reconnectMargin)
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/herald-gw/herald/auth"
 	"github.com/herald-gw/herald/fanout"
 	"github.com/herald-gw/herald/gateway/wscore"
+	"github.com/herald-gw/herald/presence"
 	"github.com/herald-gw/herald/replay"
 )
 
@@ -92,6 +93,30 @@ type Config struct {
 	// at once during a graceful shutdown. Zero means 1024.
 	DrainConcurrency int
 
+	// Presence is the membership the replicas share (presence.Redis in a
+	// cluster). Nil means none: no rebalancing, and CountConnections counts
+	// this replica only. The replica refreshes its entry (its socket count)
+	// every PresenceInterval; zero means 2s.
+	Presence         presence.Store
+	PresenceInterval time.Duration
+	// UserPresence also keeps every user's socket count in Presence:
+	// CountConnections across the cluster, and online/offline events. It
+	// costs Presence one operation per connect and per disconnect (batched
+	// off the handshake). ClusterMaxSocketsPerUser, when positive, refuses a
+	// user's socket with 4008 once the user holds that many across the
+	// cluster; it needs UserPresence and costs the handshake one Presence
+	// round trip.
+	UserPresence             bool
+	ClusterMaxSocketsPerUser int
+	// Rebalance lets a replica holding more than (1+RebalanceMargin) × the
+	// cluster's average socket count shed sockets (reconnect frame with an
+	// after_ms below DrainWindow, then 1012) at RebalanceRate × its sockets
+	// per second, never below the average. It needs Presence. Zero margin
+	// means 0.1; zero rate means 0.02 (2% per second).
+	Rebalance       bool
+	RebalanceMargin float64
+	RebalanceRate   float64
+
 	// Pollers is the number of epoll loops; Writers the number of write
 	// workers. Zero means GOMAXPROCS for each.
 	Pollers int
@@ -156,6 +181,13 @@ func (c *Config) setDefaults() {
 	if c.HandshakeBurst == 0 {
 		c.HandshakeBurst = max(1, int(c.HandshakeRate))
 	}
+	def(&c.PresenceInterval, 2*time.Second)
+	if c.RebalanceMargin == 0 {
+		c.RebalanceMargin = 0.1
+	}
+	if c.RebalanceRate == 0 {
+		c.RebalanceRate = 0.02
+	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
@@ -184,6 +216,15 @@ func (c *Config) validate() error {
 	}
 	if c.MaxSocketsPerUser < 0 || c.DrainConcurrency < 0 || c.TokenBurst < 0 || c.TokenRate < 0 || c.HandshakeRate < 0 {
 		errs = append(errs, errors.New("counts and rates must not be negative"))
+	}
+	if c.PresenceInterval < 0 || c.RebalanceMargin < 0 || c.RebalanceRate < 0 || c.RebalanceRate > 1 || c.ClusterMaxSocketsPerUser < 0 {
+		errs = append(errs, errors.New("presence interval, rebalance margin and cluster cap must not be negative; the rebalance rate must be in (0, 1]"))
+	}
+	if c.Presence == nil && (c.Rebalance || c.UserPresence) {
+		errs = append(errs, errors.New("rebalancing and user presence need a Presence store"))
+	}
+	if c.ClusterMaxSocketsPerUser > 0 && !c.UserPresence {
+		errs = append(errs, errors.New("a cluster-wide per-user cap needs user presence"))
 	}
 	return errors.Join(errs...)
 }

@@ -27,6 +27,7 @@ type Conn struct {
 	registered atomic.Bool // added to the registry by the handshake
 	welcomed   atomic.Bool // the handshake succeeded
 	drainSlot  atomic.Bool // holds one of Server.drainSlots, released when the socket ends
+	counted    atomic.Bool // counted in Presence's per-user counts (presence.go)
 }
 
 // SocketInfo describes a connected socket.

@@ -117,13 +117,17 @@ func (s *Server) admitSocket(ctx context.Context, c *Conn, r *http.Request, toke
 	// The welcome is queued first (the core holds it until Start), so that
 	// messages delivered once the socket is registered come after it. With
 	// an inbox it waits for the inbox read, and a gate holds those messages
-	// meanwhile (inbox.go).
+	// meanwhile (inbox.go). A cluster-wide cap refuses before any of it.
+	if d := s.presenceAdmit(ctx, c); d != nil {
+		return d
+	}
 	gate := s.beginInbox(c)
 	if gate == nil {
 		c.enqueue(s.welcomeFrame(c, ""))
 	}
 	ready, err := s.reg.add(c)
 	if err != nil {
+		s.presenceLeft(c)
 		s.endInbox(c, gate, false, nil)
 		s.log.Info("socket refused: per-user cap", zap.String("user", c.user), zap.Int("cap", s.cfg.MaxSocketsPerUser))
 		return DisconnectTooMany
@@ -131,6 +135,7 @@ func (s *Server) admitSocket(ctx context.Context, c *Conn, r *http.Request, toke
 	c.registered.Store(true)
 	if c.ws.State() == wscore.Closed { // dropped meanwhile: its OnClose may have missed the registration
 		s.reg.remove(c)
+		s.presenceLeft(c) // at most once per socket, as in connEnded
 	}
 	if s.draining.Load() { // registered after the drain listed the sockets
 		s.endInbox(c, gate, false, nil)

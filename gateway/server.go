@@ -31,6 +31,7 @@ type Server struct {
 	core    *wscore.Core
 	tokens  *userLimiter
 	admit   *rate.Limiter // WebSocket handshakes; nil when not capped
+	users   *userCounts   // per-user counts for Presence (presence.go)
 
 	maxRelay int // largest payload relayed to sockets: MaxQueueBytes/2
 
@@ -97,6 +98,8 @@ func New(cfg Config) (*Server, error) {
 		s.closeCore()
 		return nil, fmt.Errorf("gateway: start broker: %w", err)
 	}
+	s.users = newUserCounts(s)
+	s.startMembership()
 	s.mux = s.routes()
 	s.http = &http.Server{
 		Handler:           s.mux,
@@ -170,6 +173,7 @@ func randomHex(n int) string {
 func (s *Server) connEnded(c *Conn, end *Disconnect) {
 	if c.registered.Load() {
 		s.reg.remove(c)
+		s.presenceLeft(c)
 	}
 	if c.drainSlot.CompareAndSwap(true, false) {
 		<-s.drainSlots

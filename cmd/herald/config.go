@@ -66,6 +66,14 @@ type options struct {
 	DrainConcurrency int
 	ShutdownTimeout  time.Duration
 
+	PresenceInterval  time.Duration
+	PresenceDebounce  time.Duration
+	Presence          bool
+	ClusterMaxSockets int
+	Rebalance         bool
+	RebalanceMargin   float64
+	RebalanceRate     float64
+
 	LogLevel  string
 	LogFormat string
 
@@ -121,6 +129,14 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.DrainWindow, "drain-window", gateway.DefaultDrainWindow, "on shutdown, sockets are told to reconnect after a random delay below this")
 	fs.IntVar(&o.DrainConcurrency, "drain-concurrency", gateway.DefaultDrainConcurrency, "sockets in their close handshake at once while draining")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 25*time.Second, "graceful shutdown deadline; sockets left then are dropped")
+
+	fs.DurationVar(&o.PresenceInterval, "presence-interval", 2*time.Second, "with Redis: how often a replica refreshes its socket count (it expires after 3 intervals) and reconsiders its balance")
+	fs.BoolVar(&o.Presence, "presence", false, "keep per-user socket counts across the cluster: CountConnections and online/offline events on the presence channel")
+	fs.DurationVar(&o.PresenceDebounce, "presence-debounce", 5*time.Second, "a user's cluster-wide count must stay 0 this long before the offline event")
+	fs.IntVar(&o.ClusterMaxSockets, "max-sockets-per-user-cluster", 0, "sockets one user may hold across the cluster; the next gets 4008 (0: no cap; needs --presence)")
+	fs.BoolVar(&o.Rebalance, "rebalance", true, "with Redis: a replica over (1+margin) x the average socket count sheds the excess gradually")
+	fs.Float64Var(&o.RebalanceMargin, "rebalance-margin", 0.1, "share of the average a replica may hold above it before it sheds")
+	fs.Float64Var(&o.RebalanceRate, "rebalance-rate", 0.02, "fraction of its sockets a replica over the margin sheds per second")
 
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.LogFormat, "log-format", "json", "json or console")

@@ -25,6 +25,7 @@ import (
 	"github.com/herald-gw/herald/auth"
 	"github.com/herald-gw/herald/fanout"
 	"github.com/herald-gw/herald/gateway"
+	"github.com/herald-gw/herald/presence"
 	"github.com/herald-gw/herald/replay"
 )
 
@@ -83,11 +84,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		store  replay.Store
 		broker fanout.Broker
 		inbox  fanout.Inbox
+		pres   presence.Store
 	)
 	inboxCfg := fanout.InboxConfig{MaxLen: o.InboxMaxLen, Retention: o.InboxRetention}
+	presCfg := presence.Config{Prefix: o.Prefix, TTL: 3 * o.PresenceInterval, Debounce: o.PresenceDebounce}
 	if o.RedisURL == "" {
 		store = replay.NewMemory(replay.MemoryConfig{})
 		broker = fanout.NewMemory(fanout.MemoryConfig{Logger: log.Named("broker"), Registerer: reg})
+		if o.Presence || o.ClusterMaxSockets > 0 { // one process: nothing to rebalance, and no presence events
+			if pres, err = presence.NewMemory(presCfg); err != nil {
+				return err
+			}
+		}
 		if o.Inbox {
 			mi, err := fanout.NewMemoryInbox(broker, fanout.MemoryInboxConfig{InboxConfig: inboxCfg})
 			if err != nil {
@@ -122,6 +130,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 		broker = rb
+		if pres, err = presence.NewRedis(client, presCfg); err != nil {
+			return err
+		}
 		if o.Inbox {
 			ri, err := fanout.NewRedisInbox(client, fanout.RedisInboxConfig{Prefix: o.Prefix, InboxConfig: inboxCfg})
 			if err != nil {
@@ -142,31 +153,38 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	gw, err := gateway.New(gateway.Config{
-		Auth:              authn,
-		Replay:            store,
-		Broker:            broker,
-		Inbox:             inbox,
-		NodeID:            nodeID,
-		SessionCookie:     o.SessionCookie,
-		AllowedOrigins:    list(o.AllowedOrigins),
-		TrustedProxies:    trusted,
-		PingInterval:      o.PingInterval,
-		IdleTimeout:       o.IdleTimeout,
-		MaxMessageBytes:   o.MaxMessageBytes,
-		MaxSocketsPerUser: o.MaxSocketsPerUser,
-		MaxQueueBytes:     o.MaxQueueBytes,
-		WriteTimeout:      o.WriteTimeout,
-		CloseTimeout:      o.CloseTimeout,
-		HandshakeTimeout:  o.HandshakeTimeout,
-		TokenRate:         o.TokenRate,
-		TokenBurst:        o.TokenBurst,
-		HandshakeRate:     o.HandshakeRate,
-		HandshakeBurst:    o.HandshakeBurst,
-		DrainWindow:       o.DrainWindow,
-		DrainConcurrency:  o.DrainConcurrency,
-		Logger:            log,
-		Registerer:        reg,
-		Gatherer:          reg,
+		Auth:                     authn,
+		Replay:                   store,
+		Broker:                   broker,
+		Inbox:                    inbox,
+		NodeID:                   nodeID,
+		SessionCookie:            o.SessionCookie,
+		AllowedOrigins:           list(o.AllowedOrigins),
+		TrustedProxies:           trusted,
+		PingInterval:             o.PingInterval,
+		IdleTimeout:              o.IdleTimeout,
+		MaxMessageBytes:          o.MaxMessageBytes,
+		MaxSocketsPerUser:        o.MaxSocketsPerUser,
+		MaxQueueBytes:            o.MaxQueueBytes,
+		WriteTimeout:             o.WriteTimeout,
+		CloseTimeout:             o.CloseTimeout,
+		HandshakeTimeout:         o.HandshakeTimeout,
+		TokenRate:                o.TokenRate,
+		TokenBurst:               o.TokenBurst,
+		HandshakeRate:            o.HandshakeRate,
+		HandshakeBurst:           o.HandshakeBurst,
+		DrainWindow:              o.DrainWindow,
+		DrainConcurrency:         o.DrainConcurrency,
+		Presence:                 pres,
+		PresenceInterval:         o.PresenceInterval,
+		UserPresence:             o.Presence || o.ClusterMaxSockets > 0,
+		ClusterMaxSocketsPerUser: o.ClusterMaxSockets,
+		Rebalance:                o.Rebalance && o.RedisURL != "",
+		RebalanceMargin:          o.RebalanceMargin,
+		RebalanceRate:            o.RebalanceRate,
+		Logger:                   log,
+		Registerer:               reg,
+		Gatherer:                 reg,
 	})
 	if err != nil {
 		return err

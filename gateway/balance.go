@@ -1,0 +1,202 @@
+package gateway
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/herald-gw/herald/gateway/wscore"
+)
+
+// balancer keeps this replica's entry in the shared membership and, with
+// Config.Rebalance, sheds sockets while the replica holds more than its
+// share. It runs on one goroutine (membership), which owns every field.
+type balancer struct {
+	s        *Server
+	budget   float64    // sockets the rate allows to shed, carried between ticks
+	inflight []inflight // shed sockets that may not have reconnected yet
+	next     int        // registry shard where the next shedding starts
+
+	shed     prometheus.Counter
+	average  prometheus.Gauge
+	replicas prometheus.Gauge
+}
+
+// inflight counts n sockets shed, told to reconnect before until.
+type inflight struct {
+	until time.Time
+	n     int
+}
+
+func newBalancer(s *Server) *balancer {
+	b := &balancer{
+		s: s,
+		shed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_rebalance_shed_total", Help: "Sockets told to reconnect elsewhere (reconnect frame, then 1012) because this replica held more than its share.",
+		}),
+		average: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "herald_cluster_average_sockets", Help: "This replica's view of the average socket count of the live replicas.",
+		}),
+		replicas: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "herald_cluster_replicas", Help: "Live replicas in this replica's view of the shared membership.",
+		}),
+	}
+	if s.cfg.Registerer != nil {
+		s.cfg.Registerer.MustRegister(b.shed, b.average, b.replicas)
+	}
+	return b
+}
+
+// startMembership starts the membership loop when a Presence store is
+// configured. New calls it; closeCore stops it (s.stop).
+func (s *Server) startMembership() {
+	if s.cfg.Presence == nil {
+		return
+	}
+	b := newBalancer(s)
+	s.loops.Add(1)
+	go func() {
+		defer s.loops.Done()
+		b.run()
+	}()
+	if s.cfg.UserPresence {
+		s.loops.Add(1)
+		go func() {
+			defer s.loops.Done()
+			s.users.run()
+		}()
+	}
+}
+
+// run joins the membership, refreshes this replica's entry every
+// PresenceInterval and rebalances, and leaves once the replica drains.
+func (b *balancer) run() {
+	s := b.s
+	every := s.cfg.PresenceInterval
+	call := func(f func(ctx context.Context) error) error {
+		ctx, cancel := context.WithTimeout(context.Background(), every)
+		defer cancel()
+		return f(ctx)
+	}
+	if err := call(func(ctx context.Context) error { return s.cfg.Presence.Join(ctx, s.cfg.NodeID) }); err != nil {
+		s.log.Warn("presence: join failed; retrying at the next refresh", zap.Error(err))
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	left := false
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		if s.draining.Load() {
+			if !left {
+				// Out of the average at once: the others must not shed
+				// toward a replica that is going away.
+				if err := call(func(ctx context.Context) error { return s.cfg.Presence.Leave(ctx, s.cfg.NodeID) }); err != nil {
+					s.log.Warn("presence: leave failed; the entry expires on its own", zap.Error(err))
+				}
+				left = true
+			}
+			continue
+		}
+		now := time.Now()
+		live := s.Sockets()
+		var nodes map[string]int
+		err := call(func(ctx context.Context) (err error) {
+			nodes, err = s.cfg.Presence.Refresh(ctx, s.cfg.NodeID, live+b.inFlight(now))
+			return err
+		})
+		if err != nil {
+			s.log.Warn("presence: refresh failed", zap.Error(err))
+			continue
+		}
+		total := 0
+		for _, n := range nodes {
+			total += n
+		}
+		avg := float64(total) / float64(max(1, len(nodes)))
+		b.average.Set(avg)
+		b.replicas.Set(float64(len(nodes)))
+		if s.cfg.Rebalance && s.broker.Ready() {
+			b.balance(now, live, avg)
+		}
+	}
+}
+
+// inFlight returns how many shed sockets may still be on their way to
+// another replica. They stay in this replica's reported count meanwhile,
+// so that the cluster's total, and its average, do not dip.
+func (b *balancer) inFlight(now time.Time) int {
+	n, keep := 0, b.inflight[:0]
+	for _, f := range b.inflight {
+		if f.until.After(now) {
+			n += f.n
+			keep = append(keep, f)
+		}
+	}
+	clear(b.inflight[len(keep):])
+	b.inflight = keep
+	return n
+}
+
+// balance sheds sockets when live is over (1+margin) × avg: RebalanceRate ×
+// live per second, never below avg.
+func (b *balancer) balance(now time.Time, live int, avg float64) {
+	s := b.s
+	if avg <= 0 || float64(live) <= (1+s.cfg.RebalanceMargin)*avg {
+		b.budget = 0
+		return
+	}
+	b.budget += s.cfg.RebalanceRate * float64(live) * s.cfg.PresenceInterval.Seconds()
+	n := min(int(b.budget), live-int(math.Ceil(avg)))
+	if n <= 0 {
+		return
+	}
+	b.budget -= float64(n)
+	shed := b.shedSockets(n)
+	if shed == 0 {
+		return
+	}
+	b.shed.Add(float64(shed))
+	b.inflight = append(b.inflight, inflight{until: now.Add(s.cfg.DrainWindow + 2*s.cfg.PresenceInterval), n: shed})
+	s.log.Info("rebalancing: sockets told to reconnect elsewhere",
+		zap.Int("shed", shed), zap.Int("sockets", live), zap.Float64("cluster_average", avg))
+}
+
+// shedSockets sends up to n welcomed sockets the reconnect frame, with an
+// after_ms jittered below DrainWindow, and closes them with 1012: the same
+// path as a graceful shutdown, for a few sockets. It returns how many.
+func (b *balancer) shedSockets(n int) int {
+	s := b.s
+	window := max(1, s.cfg.DrainWindow.Milliseconds())
+	picked := make([]*Conn, 0, n)
+	for i := 0; i < registryShards && len(picked) < n; i++ {
+		ss := &s.reg.sockets[(b.next+i)%registryShards]
+		ss.mu.RLock()
+		for _, c := range ss.m {
+			if len(picked) == n {
+				break
+			}
+			if c.welcomed.Load() {
+				picked = append(picked, c)
+			}
+		}
+		ss.mu.RUnlock()
+	}
+	b.next = (b.next + 1) % registryShards
+	shed := 0
+	for _, c := range picked {
+		frame := wscore.TextFrame([]byte(`{"type":"reconnect","after_ms":` + strconv.FormatInt(rand.Int64N(window), 10) + `}`))
+		if c.ws.CloseAfter(frame, DisconnectServiceRestart) {
+			shed++
+		}
+	}
+	return shed
+}
