@@ -21,13 +21,16 @@ const (
 	// balanceWithin is how long after a replica is back the test gives the
 	// cluster to be balanced again. A replica holding m sockets sheds
 	// rate×m per second; from the worst case after a rolling restart of
-	// three (300, 300, 0; average 200) that is 100 sockets at 30/s: about
-	// 3.5 s, plus after_ms (< drain window), plus the presence refresh. 20 s
-	// leaves room for a loaded CI machine.
+	// three (300, 300, 0; average 200) that is 2 x 80 sockets at 30/s each:
+	// about 3 s, plus after_ms (< drain window, 2 s), plus the presence
+	// refresh, plus the sockets that reconnect to a full replica and must be
+	// shed again. Measured: 2.5 s after the rolling restart, 9 s after the
+	// SIGKILL. 20 s leaves room for a loaded CI machine.
 	balanceWithin = 20 * time.Second
 )
 
 var rebalanceEnv = []string{
+	"HERALD_REBALANCE=true",
 	// Reconnects spread over 2s rather than the cluster tests' 0.5s: 300
 	// sockets reconnecting within 0.5s is a storm that a CI machine running
 	// race-detector binaries cannot absorb in 500ms each. (The default is 5s.)
