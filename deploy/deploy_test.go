@@ -408,9 +408,10 @@ type container struct {
 }
 
 type deploymentSpec struct {
-	Replicas int           `yaml:"replicas"`
-	Selector labelSelector `yaml:"selector"`
-	Strategy struct {
+	Replicas        int           `yaml:"replicas"`
+	MinReadySeconds int           `yaml:"minReadySeconds"`
+	Selector        labelSelector `yaml:"selector"`
+	Strategy        struct {
 		Type          string `yaml:"type"`
 		RollingUpdate struct {
 			MaxUnavailable any `yaml:"maxUnavailable"`
@@ -510,6 +511,9 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 	if ru := dep.Strategy.RollingUpdate; fmt.Sprint(ru.MaxUnavailable) != "0" || fmt.Sprint(ru.MaxSurge) != "1" {
 		t.Errorf("rolling update maxUnavailable %v maxSurge %v; want 0 and 1", ru.MaxUnavailable, ru.MaxSurge)
+	}
+	if dep.MinReadySeconds < 3 {
+		t.Errorf("minReadySeconds %d; want a few seconds, so that the ingress knows a new pod before the next old one drains", dep.MinReadySeconds)
 	}
 	if len(dep.Template.Spec.Containers) != 1 {
 		t.Fatalf("%d containers; want 1", len(dep.Template.Spec.Containers))

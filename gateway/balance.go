@@ -146,20 +146,14 @@ func (b *balancer) inFlight(now time.Time) int {
 	return n
 }
 
-// balance sheds sockets when live is over (1+margin) × avg: RebalanceRate ×
-// live per second, never below avg.
+// balance sheds sockets when live is over (1+margin) × avg.
 func (b *balancer) balance(now time.Time, live int, avg float64) {
 	s := b.s
-	if avg <= 0 || float64(live) <= (1+s.cfg.RebalanceMargin)*avg {
-		b.budget = 0
+	var n int
+	n, b.budget = shedCount(live, avg, s.cfg.RebalanceMargin, s.cfg.RebalanceRate*s.cfg.PresenceInterval.Seconds(), b.budget)
+	if n == 0 {
 		return
 	}
-	b.budget += s.cfg.RebalanceRate * float64(live) * s.cfg.PresenceInterval.Seconds()
-	n := min(int(b.budget), live-int(math.Ceil(avg)))
-	if n <= 0 {
-		return
-	}
-	b.budget -= float64(n)
 	shed := b.shedSockets(n)
 	if shed == 0 {
 		return
@@ -168,6 +162,21 @@ func (b *balancer) balance(now time.Time, live int, avg float64) {
 	b.inflight = append(b.inflight, inflight{until: now.Add(s.cfg.DrainWindow + 2*s.cfg.PresenceInterval), n: shed})
 	s.log.Info("rebalancing: sockets told to reconnect elsewhere",
 		zap.Int("shed", shed), zap.Int("sockets", live), zap.Float64("cluster_average", avg))
+}
+
+// shedCount decides how many of live sockets to shed in one tick, given the
+// cluster average avg: none unless live > (1+margin) × avg; otherwise
+// perTick × live sockets (perTick is the rate per second × the tick), with
+// the fraction of a socket carried to the next tick in budget, and never so
+// many that live falls below avg.
+func shedCount(live int, avg, margin, perTick, budget float64) (n int, carry float64) {
+	if avg <= 0 || float64(live) <= (1+margin)*avg {
+		return 0, 0
+	}
+	budget += perTick * float64(live)
+	whole := math.Floor(budget)
+	n = max(0, min(int(whole), live-int(math.Ceil(avg))))
+	return n, budget - whole // only the fraction: no burst later
 }
 
 // shedSockets sends up to n welcomed sockets the reconnect frame, with an
