@@ -34,6 +34,7 @@ const (
 // from the test's goroutine only.
 type cluster struct {
 	t       *testing.T
+	bin     string // the herald binary
 	rdb     *redis.Client
 	nodes   []string          // node ids, in upstream order
 	addrs   map[string]string // node id -> host:port
@@ -50,6 +51,11 @@ type cluster struct {
 // startCluster starts the cluster; extraEnv is added to every replica's
 // environment.
 func startCluster(t *testing.T, extraEnv ...string) *cluster {
+	return startClusterWith(t, heraldBin, extraEnv...)
+}
+
+// startClusterWith starts the cluster with the herald binary bin.
+func startClusterWith(t *testing.T, bin string, extraEnv ...string) *cluster {
 	r := testenv.StartRedis(t)
 	c := &cluster{
 		t:       t,
@@ -59,6 +65,7 @@ func startCluster(t *testing.T, extraEnv ...string) *cluster {
 		env:     map[string][]string{},
 		procs:   map[string]*testenv.Herald{},
 		session: []byte(randomHex(t, 32)),
+		bin:     bin,
 		client:  &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil}},
 	}
 	t.Cleanup(c.client.CloseIdleConnections)
@@ -94,7 +101,7 @@ func startCluster(t *testing.T, extraEnv ...string) *cluster {
 
 // start runs node's herald process.
 func (c *cluster) start(node string) {
-	h := testenv.StartHerald(c.t, heraldBin, c.addrs[node], c.env[node])
+	h := testenv.StartHerald(c.t, c.bin, c.addrs[node], c.env[node])
 	c.procs[node] = h
 	c.all = append(c.all, h)
 }

@@ -25,6 +25,7 @@ import (
 
 var (
 	heraldBin      string // cmd/herald, with the race detector when the tests have it
+	heraldPlainBin string // cmd/herald without the race detector: latency under load
 	healthcheckBin string // cmd/healthcheck, built as the Dockerfile builds it
 )
 
@@ -38,6 +39,10 @@ func runTests(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	if heraldBin, err = testenv.BuildHerald(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if heraldPlainBin, err = testenv.BuildHeraldNoRace(dir); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

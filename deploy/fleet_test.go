@@ -49,7 +49,9 @@ type client struct {
 	closed1012 bool              // the socket ended with a reconnect frame and 1012
 	status5xx  []string          // 5xx answers seen (token or handshake)
 	failures   []string          // other failed attempts
-	overshoot  []time.Duration   // per reconnect after 1012: delay - after_ms
+	wokeAt     time.Time         // first attempt after the last 1012
+	overshoot  []time.Duration   // per reconnect after 1012: first attempt to welcome
+	fromClose  []time.Duration   // per reconnect after 1012: close to welcome, minus after_ms
 	slow       []string          // the reconnects past the margin, how they went
 	sheds      []shed            // every 1012 received
 	seqs       map[int]bool      // broadcast sequence numbers received
@@ -140,8 +142,12 @@ func (cl *client) run() {
 		}
 		backoff = time.Duration(50+rand.IntN(200)) * time.Millisecond
 		t0 := time.Now()
+		cl.mu.Lock()
+		if cl.closed1012 && cl.wokeAt.IsZero() {
+			cl.wokeAt = t0
+		}
+		cl.mu.Unlock()
 		ws, node, steps, err := cl.connect()
-		_ = steps
 		if err != nil {
 			if !f.stopped() {
 				cl.fail(err)
@@ -153,16 +159,21 @@ func (cl *client) run() {
 		cl.ws, cl.node = ws, node
 		cl.welcomes++
 		if cl.closed1012 {
-			// Reconnected after a 1012: the delay past after_ms is what
-			// the load balancer and the replicas added.
-			over := now.Sub(cl.closedAt) - time.Duration(cl.afterMS)*time.Millisecond
+			// Reconnected after a 1012. What the load balancer and the
+			// replicas added to after_ms is the time from the client's
+			// first attempt to its welcome, retries included. The time
+			// from the close also counts the test process' own timer
+			// lateness (its goroutines compete for the CPU with nginx and
+			// three replicas): reported, not asserted.
+			over := now.Sub(cl.wokeAt)
 			cl.overshoot = append(cl.overshoot, over)
+			cl.fromClose = append(cl.fromClose, now.Sub(cl.closedAt)-time.Duration(cl.afterMS)*time.Millisecond)
 			if over > reconnectMargin {
-				cl.slow = append(cl.slow, fmt.Sprintf("%s past after_ms %d: woke %s late, then %s to %s",
-					over.Round(time.Millisecond), cl.afterMS, (t0.Sub(cl.closedAt)-time.Duration(cl.afterMS)*time.Millisecond).Round(time.Millisecond), steps, node))
+				cl.slow = append(cl.slow, fmt.Sprintf("%s after the first attempt (after_ms %d, woke %s late), last attempt %s, to %s",
+					over.Round(time.Millisecond), cl.afterMS, (cl.wokeAt.Sub(cl.closedAt)-time.Duration(cl.afterMS)*time.Millisecond).Round(time.Millisecond), steps, node))
 			}
 			cl.sheds[len(cl.sheds)-1].welcomed = now
-			cl.closed1012 = false
+			cl.closed1012, cl.wokeAt = false, time.Time{}
 		}
 		cl.mu.Unlock()
 		after, ok := cl.read(ws)
@@ -320,6 +331,7 @@ type report struct {
 	status5xx []string
 	failures  []string
 	overshoot []time.Duration // sorted
+	fromClose []time.Duration // sorted
 	slow      []string
 	sheds     []shed
 	welcomes  int
@@ -333,6 +345,7 @@ func (f *fleet) report() report {
 		r.status5xx = append(r.status5xx, cl.status5xx...)
 		r.failures = append(r.failures, cl.failures...)
 		r.overshoot = append(r.overshoot, cl.overshoot...)
+		r.fromClose = append(r.fromClose, cl.fromClose...)
 		r.slow = append(r.slow, cl.slow...)
 		r.sheds = append(r.sheds, cl.sheds...)
 		r.welcomes += cl.welcomes
@@ -351,6 +364,7 @@ func (f *fleet) report() report {
 		cl.mu.Unlock()
 	}
 	sort.Slice(r.overshoot, func(i, j int) bool { return r.overshoot[i] < r.overshoot[j] })
+	sort.Slice(r.fromClose, func(i, j int) bool { return r.fromClose[i] < r.fromClose[j] })
 	return r
 }
 

@@ -18,11 +18,17 @@ const (
 	rebalanceMargin = 0.1                    // HERALD_REBALANCE_MARGIN
 	rebalanceRate   = 0.1                    // HERALD_REBALANCE_RATE: fraction of a replica's sockets shed per second
 	presenceEvery   = 200 * time.Millisecond // HERALD_PRESENCE_INTERVAL (and the rebalancing tick)
+	// restartPause is how long a replica stays down between its exit and
+	// the start of its successor, as a container restart takes. Most of
+	// its clients reconnect elsewhere meanwhile (after_ms < 3s), which is
+	// what leaves a rolling restart lopsided; nginx meets refused
+	// connections all along.
+	restartPause = 2 * time.Second
 	// balanceWithin is how long after a replica is back the test gives the
 	// cluster to be balanced again. A replica holding m sockets sheds
 	// rate×m per second; from the worst case after a rolling restart of
 	// three (300, 300, 0; average 200) that is 2 x 80 sockets at 30/s each:
-	// about 3 s, plus after_ms (< drain window, 2 s), plus the presence
+	// about 3 s, plus after_ms (< drain window, 3 s), plus the presence
 	// refresh, plus the sockets that reconnect to a full replica and must be
 	// shed again. Measured: 2.5 s after the rolling restart, 9 s after the
 	// SIGKILL. 20 s leaves room for a loaded CI machine.
@@ -31,18 +37,22 @@ const (
 
 var rebalanceEnv = []string{
 	"HERALD_REBALANCE=true",
-	// Reconnects spread over 2s rather than the cluster tests' 0.5s: 300
+	// Reconnects spread over 3s rather than the cluster tests' 0.5s: 300
 	// sockets reconnecting within 0.5s is a storm that a CI machine running
 	// race-detector binaries cannot absorb in 500ms each. (The default is 5s.)
-	"HERALD_DRAIN_WINDOW=2s",
+	"HERALD_DRAIN_WINDOW=3s",
+	// A shared 2-core CI machine can stall Redis' answers past the 500ms
+	// default; herald then fails closed with 1013 (as it should), which
+	// is not what this test is about.
+	"HERALD_REDIS_TIMEOUT=2s",
 	"HERALD_REBALANCE_MARGIN=" + fmt.Sprint(rebalanceMargin),
 	"HERALD_REBALANCE_RATE=" + fmt.Sprint(rebalanceRate),
 	"HERALD_PRESENCE_INTERVAL=" + presenceEvery.String(),
 }
 
 // restart does what an orchestrator does to one replica in a rolling
-// restart: SIGTERM, wait for the process to exit, start the new one, and
-// return once its /readyz answers 200.
+// restart: SIGTERM, wait for the process to exit, start the new one
+// restartPause later, and return once its /readyz answers 200.
 func (c *cluster) restart(t *testing.T, node string) {
 	t.Helper()
 	h := c.procs[node]
@@ -50,6 +60,7 @@ func (c *cluster) restart(t *testing.T, node string) {
 	if err := h.Wait(30 * time.Second); err != nil {
 		t.Fatalf("%s after SIGTERM: %v", node, err)
 	}
+	time.Sleep(restartPause) // a fixed pause is the scenario, not a wait for a condition
 	c.start(node)
 	c.waitReady(t, node)
 }
@@ -73,14 +84,18 @@ func TestRollingRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("600 clients and three restarts: not in -short")
 	}
-	c := startCluster(t, rebalanceEnv...)
-	c.ticker(t, 100*time.Millisecond)
+	// herald as shipped: the race detector would multiply the CPU cost of
+	// each handshake on a 2-core CI machine, and this test measures
+	// latency. The race detector covers the same code in the other tests.
+	c := startClusterWith(t, heraldPlainBin, rebalanceEnv...)
+	c.ticker(t, 250*time.Millisecond)
 	f := newFleet(t, c, fleetSize)
 	f.start(200)
 	f.waitAllConnected(60 * time.Second)
 	n, _ := f.byNode()
 	t.Logf("%d clients connected through nginx: %v", fleetSize, n)
 
+	var lastReady time.Time
 	if !t.Run("no 5xx and bounded reconnects at the orchestrator's pace", func(t *testing.T) {
 		start := time.Now()
 		for _, node := range c.nodes {
@@ -88,14 +103,17 @@ func TestRollingRestart(t *testing.T) {
 			c.restart(t, node)
 			t.Logf("%s restarted (it held %d sockets); %s since the first SIGTERM", node, before[node], time.Since(start).Round(time.Millisecond))
 		}
+		lastReady = time.Now()
+		after, _ := f.byNode()
+		t.Logf("when the last replica is ready again: %v (clients of the last one still reconnecting)", after)
 		f.waitAllConnected(30 * time.Second)
 		n, _ := f.byNode()
 		r := f.report()
-		t.Logf("rolling restart of 3 replicas in %s: %d reconnects after a 1012; delay past after_ms p50 %s p99 %s max %s; now %v",
-			time.Since(start).Round(time.Millisecond), len(r.overshoot),
-			quantile(r.overshoot, 0.5).Round(time.Millisecond), quantile(r.overshoot, 0.99).Round(time.Millisecond),
-			quantile(r.overshoot, 1).Round(time.Millisecond), n)
-		t.Logf("broadcast ticks (every 100ms) missed during reconnect gaps: %d in total, %.2f per client", r.missed, float64(r.missed)/fleetSize)
+		t.Logf("rolling restart of 3 replicas in %s: %d reconnects after a 1012; now %v", time.Since(start).Round(time.Millisecond), len(r.overshoot), n)
+		t.Logf("reconnect, first attempt to welcome: p50 %s p99 %s max %s; close to welcome minus after_ms (with the test's own timer lateness): p50 %s p99 %s max %s",
+			quantile(r.overshoot, 0.5).Round(time.Millisecond), quantile(r.overshoot, 0.99).Round(time.Millisecond), quantile(r.overshoot, 1).Round(time.Millisecond),
+			quantile(r.fromClose, 0.5).Round(time.Millisecond), quantile(r.fromClose, 0.99).Round(time.Millisecond), quantile(r.fromClose, 1).Round(time.Millisecond))
+		t.Logf("broadcast ticks (every 250ms) missed during reconnect gaps: %d in total, %.2f per client", r.missed, float64(r.missed)/fleetSize)
 		if len(r.status5xx) > 0 {
 			t.Errorf("clients saw %d 5xx answers through nginx; want none. First: %q", len(r.status5xx), firstN(r.status5xx, 5))
 		}
@@ -124,7 +142,7 @@ func TestRollingRestart(t *testing.T) {
 	// After the last restart the last replica is nearly empty. The others
 	// shed their excess until none holds more than (1+margin) x average.
 	t.Run("balanced after the rolling restart", func(t *testing.T) {
-		c.checkBalance(t, f, time.Now())
+		c.checkBalance(t, f, lastReady)
 	})
 
 	t.Run("balanced after a SIGKILL and restart", func(t *testing.T) {
@@ -183,7 +201,7 @@ func (c *cluster) checkBalance(t *testing.T, f *fleet, since time.Time) {
 	for _, s := range secs {
 		series = append(series, perSecond[s])
 	}
-	t.Logf("balanced %v within %s (limit %d per replica): %d sockets shed, per second %v", n, took.Round(time.Millisecond), limit, shed, series)
+	t.Logf("balanced %v within %s of the restart (limit %d per replica): %d sockets shed, per second %v", n, took.Round(time.Millisecond), limit, shed, series)
 	if maxRate := int(1.5 * 2 * rebalanceRate * float64(fleetSize) / 2); peak > maxRate {
 		t.Errorf("%d sockets shed within one second; want at most %d (spread, not a storm)", peak, maxRate)
 	}

@@ -17,12 +17,19 @@ import (
 
 // BuildHerald compiles cmd/herald into dir and returns the binary's path.
 // Call it from TestMain; the race detector is on when the tests have it.
-func BuildHerald(dir string) (string, error) {
+func BuildHerald(dir string) (string, error) { return buildHerald(dir, "herald", raceEnabled) }
+
+// BuildHeraldNoRace compiles cmd/herald as shipped, without the race
+// detector, for tests that measure latency under load (the detector slows
+// a handshake several times over).
+func BuildHeraldNoRace(dir string) (string, error) { return buildHerald(dir, "herald-norace", false) }
+
+func buildHerald(dir, name string, race bool) (string, error) {
 	_, file, _, _ := runtime.Caller(0)
 	root := filepath.Join(filepath.Dir(file), "..", "..")
-	bin := filepath.Join(dir, "herald")
+	bin := filepath.Join(dir, name)
 	args := []string{"build", "-o", bin}
-	if raceEnabled {
+	if race {
 		args = append(args, "-race")
 	}
 	cmd := exec.Command("go", append(args, "./cmd/herald")...)
