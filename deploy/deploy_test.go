@@ -156,6 +156,13 @@ func TestNginxConfigParses(t *testing.T) {
 			t.Errorf("%s = %s; want more than herald's idle timeout %s, or nginx cuts idle sockets first", name, d, heraldIdleTimeout)
 		}
 	}
+	// Passive health checks take every replica out in turn during a
+	// rolling restart (TestRollingRestart): each must say max_fails=0.
+	for _, line := range strings.Split(d, "\n") {
+		if regexp.MustCompile(`^\s*server\s+\S+:\d+`).MatchString(line) && !strings.Contains(line, "max_fails=0") {
+			t.Errorf("upstream server without max_fails=0: %q", strings.TrimSpace(line))
+		}
+	}
 	if !regexp.MustCompile(`proxy_next_upstream\s[^;]*http_503`).MatchString(d) {
 		t.Error("no proxy_next_upstream ... http_503: a handshake on a draining replica would not be retried")
 	}
