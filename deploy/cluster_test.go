@@ -34,6 +34,7 @@ const (
 // from the test's goroutine only.
 type cluster struct {
 	t       *testing.T
+	redis   *testenv.Redis
 	bin     string // the herald binary
 	rdb     *redis.Client
 	nodes   []string          // node ids, in upstream order
@@ -59,6 +60,7 @@ func startClusterWith(t *testing.T, bin string, extraEnv ...string) *cluster {
 	r := testenv.StartRedis(t)
 	c := &cluster{
 		t:       t,
+		redis:   r,
 		rdb:     r.Client(),
 		nodes:   []string{"h1", "h2", "h3"},
 		addrs:   map[string]string{},

@@ -139,5 +139,16 @@ func TestClusterPresence(t *testing.T) {
 	if n := count("carol"); n != 1 {
 		t.Fatalf("Count(carol) = %d after another replica crashed; want 1", n)
 	}
-	_ = carol
+
+	// Redis restarts empty: each replica sees its entry gone at its next
+	// refresh and rebuilds its users' counts from its registry.
+	dave := c.mustConnect(t, c.addrs["h2"], "dave")
+	waitCount("dave", 1)
+	c.redis.Kill()
+	c.redis.Start()
+	waitCount("carol", 1)
+	waitCount("dave", 1)
+	carol.Close()
+	waitCount("carol", 0)
+	_ = dave
 }

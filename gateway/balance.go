@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/herald-gw/herald/gateway/wscore"
+	"github.com/herald-gw/herald/presence"
 )
 
 // balancer keeps this replica's entry in the shared membership and, with
@@ -108,22 +109,32 @@ func (b *balancer) run() {
 		}
 		now := time.Now()
 		live := s.Sockets()
-		var nodes map[string]int
+		var m presence.Replicas
 		err := call(func(ctx context.Context) (err error) {
-			nodes, err = s.cfg.Presence.Refresh(ctx, s.cfg.NodeID, live+b.inFlight(now))
+			m, err = s.cfg.Presence.Refresh(ctx, s.cfg.NodeID, live+b.inFlight(now))
 			return err
 		})
 		if err != nil {
 			s.log.Warn("presence: refresh failed", zap.Error(err))
 			continue
 		}
+		if s.cfg.UserPresence {
+			if m.Rejoined {
+				// Our entry had expired (a stall) or Redis lost its
+				// data: our users' counts may be gone. Rebuild them.
+				s.log.Warn("presence: this replica's entry was gone; rebuilding its per-user counts")
+				s.users.requestResync()
+			} else {
+				s.users.signal() // Redis answers: a rebuild asked for by a failed Apply can run
+			}
+		}
 		total := 0
-		for _, n := range nodes {
+		for _, n := range m.Sockets {
 			total += n
 		}
-		avg := float64(total) / float64(max(1, len(nodes)))
+		avg := float64(total) / float64(max(1, len(m.Sockets)))
 		b.average.Set(avg)
-		b.replicas.Set(float64(len(nodes)))
+		b.replicas.Set(float64(len(m.Sockets)))
 		if s.cfg.Rebalance && s.broker.Ready() {
 			b.balance(now, live, avg)
 		}

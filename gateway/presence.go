@@ -13,11 +13,19 @@ import (
 // userCounts feeds per-user socket counts to the Presence store off the
 // handshake path: the handshake and teardown queue +1 and -1, and one
 // goroutine (run) applies them in order, in batches of one round trip.
+//
+// When Presence may have lost this replica's counts (an Apply failed, or
+// Refresh reports the entry was gone), run rebuilds them: it drops the
+// queued ops, takes the registry's per-user counts, and replaces this
+// replica's counts in Presence with them (Join, then +n per user). A socket
+// whose +1 was queued just before and registered just after the snapshot
+// is missed until it closes.
 type userCounts struct {
-	s    *Server
-	mu   sync.Mutex
-	ops  []presence.Op // guarded by mu
-	wake chan struct{} // capacity 1: ops were queued
+	s      *Server
+	mu     sync.Mutex
+	ops    []presence.Op // guarded by mu
+	resync bool          // guarded by mu
+	wake   chan struct{} // capacity 1: ops were queued
 }
 
 func newUserCounts(s *Server) *userCounts {
@@ -28,10 +36,22 @@ func (u *userCounts) queue(op presence.Op) {
 	u.mu.Lock()
 	u.ops = append(u.ops, op)
 	u.mu.Unlock()
+	u.signal()
+}
+
+func (u *userCounts) signal() {
 	select {
 	case u.wake <- struct{}{}:
 	default:
 	}
+}
+
+// requestResync asks run to rebuild this replica's counts in Presence.
+func (u *userCounts) requestResync() {
+	u.mu.Lock()
+	u.resync = true
+	u.mu.Unlock()
+	u.signal()
 }
 
 // run applies the queued ops until the core stops, then applies what is
@@ -51,22 +71,46 @@ func (u *userCounts) run() {
 const userOpsBatch = 512
 
 func (u *userCounts) flush() {
+	s := u.s
 	u.mu.Lock()
-	ops := u.ops
-	u.ops = nil
+	ops, resync := u.ops, u.resync && !s.draining.Load() // a draining replica has left
+	u.ops, u.resync = nil, false
+	if resync {
+		// The registry's counts replace everything queued so far.
+		ops = ops[:0]
+		counts := map[string]int{}
+		s.reg.each(nil, func(c *Conn) { counts[c.user]++ })
+		for user, n := range counts {
+			ops = append(ops, presence.Op{User: user, Delta: n})
+		}
+	}
 	u.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if resync {
+		if err := s.cfg.Presence.Join(ctx, s.cfg.NodeID); err != nil {
+			u.failed(len(ops), err)
+			return
+		}
+	}
 	for len(ops) > 0 {
 		batch := ops[:min(len(ops), userOpsBatch)]
 		ops = ops[len(batch):]
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err := u.s.cfg.Presence.Apply(ctx, u.s.cfg.NodeID, batch)
-		cancel()
-		if err != nil {
-			// The counts drift until the replica's entry is rebuilt
-			// (restart) or expires; say so.
-			u.s.log.Warn("presence: per-user counts not recorded", zap.Int("ops", len(batch)), zap.Error(err))
+		if _, err := s.cfg.Presence.Apply(ctx, s.cfg.NodeID, batch); err != nil {
+			u.failed(len(batch)+len(ops), err)
+			return
 		}
 	}
+}
+
+// failed drops n ops that could not be applied and asks for a rebuild,
+// which the next flush (the next op, or the next Refresh that succeeds)
+// performs.
+func (u *userCounts) failed(n int, err error) {
+	u.s.log.Warn("presence: per-user counts not recorded; rebuilding them once Redis answers", zap.Int("ops", n), zap.Error(err))
+	u.mu.Lock()
+	u.resync = true
+	u.mu.Unlock()
 }
 
 // presenceAdmit records a socket about to be registered. With a

@@ -39,12 +39,14 @@ func NewMemory(cfg Config) (*Memory, error) {
 func (m *Memory) Join(ctx context.Context, node string) error {
 	m.mu.Lock()
 	m.forgetLocked(node, m.cfg.Debounce)
+	m.expires[node] = time.Now().Add(m.cfg.TTL)
+	m.sockets[node] = 0
 	m.mu.Unlock()
 	return nil
 }
 
 // Refresh implements Store.
-func (m *Memory) Refresh(ctx context.Context, node string, sockets int) (map[string]int, error) {
+func (m *Memory) Refresh(ctx context.Context, node string, sockets int) (Replicas, error) {
 	now := time.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -55,11 +57,12 @@ func (m *Memory) Refresh(ctx context.Context, node string, sockets int) (map[str
 			delete(m.sockets, n)
 		}
 	}
+	exp, ok := m.expires[node]
+	out := Replicas{Sockets: make(map[string]int, len(m.sockets)+1), Rejoined: !ok || now.After(exp)}
 	m.expires[node] = now.Add(m.cfg.TTL)
 	m.sockets[node] = sockets
-	out := make(map[string]int, len(m.sockets))
 	for n, c := range m.sockets {
-		out[n] = c
+		out.Sockets[n] = c
 	}
 	return out, nil
 }

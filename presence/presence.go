@@ -14,9 +14,9 @@ type Store interface {
 	// checked for offline).
 	Join(ctx context.Context, node string) error
 	// Refresh records that node holds sockets sockets, for the TTL, and
-	// returns the socket count of every live replica, node included. It
-	// also runs the offline checks that are due.
-	Refresh(ctx context.Context, node string, sockets int) (map[string]int, error)
+	// returns the membership it sees. It also runs the offline checks that
+	// are due.
+	Refresh(ctx context.Context, node string, sockets int) (Replicas, error)
 	// Leave removes node from the replicas that count (a draining
 	// replica), with its per-user counts.
 	Leave(ctx context.Context, node string) error
@@ -26,6 +26,17 @@ type Store interface {
 	Apply(ctx context.Context, node string, ops []Op) ([]int, error)
 	// Count returns user's socket count across the live replicas.
 	Count(ctx context.Context, user string) (int, error)
+}
+
+// Replicas is the membership as one Refresh saw it.
+type Replicas struct {
+	// Sockets is the socket count of every live replica, the caller's
+	// included.
+	Sockets map[string]int
+	// Rejoined reports that the caller's entry was gone (it expired, or
+	// Redis lost its data): its per-user counts may be gone with it, and
+	// the caller should Join and apply them again.
+	Rejoined bool
 }
 
 // Op is one change of a user's socket count on a replica.

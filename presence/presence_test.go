@@ -113,7 +113,10 @@ func testStore(t *testing.T, s presence.Store, ev *events) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return m
+		if m.Rejoined {
+			t.Fatalf("Refresh(%s) reports its entry was gone", node)
+		}
+		return m.Sockets
 	}
 	bAlive := true
 	waitEvents := func(want ...string) {
@@ -187,6 +190,12 @@ func testStore(t *testing.T, s presence.Store, ev *events) {
 		t.Fatalf("Count(u2) after its replica expired = %d; want 0", n)
 	}
 	waitEvents("u1:true", "u2:true", "u1:false", "u2:false")
+
+	// b comes back after its entry expired without a Join (a replica that
+	// stalled): Refresh says so, so that it rebuilds its counts.
+	if m, err := s.Refresh(ctx, "b", 2); err != nil || !m.Rejoined {
+		t.Fatalf("Refresh of an expired replica: %+v, %v; want Rejoined", m, err)
+	}
 
 	// A replica that leaves stops counting at once.
 	if err := s.Leave(ctx, "a"); err != nil {

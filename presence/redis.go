@@ -60,6 +60,7 @@ end
 // leaves after the debounce (they may reconnect).
 var refreshScript = redis.NewScript(prelude + `
 local count, channel, debounce = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[7])
+local rejoined = 0
 for _, n in ipairs(redis.call('ZRANGEBYSCORE', nk, '-inf', '(' .. string.format('%d', now))) do
   if n ~= node then forget(n, now) end
   redis.call('ZREM', nk, n)
@@ -70,7 +71,7 @@ if count < 0 then
   redis.call('ZREM', nk, node)
   redis.call('HDEL', sk, node)
 else
-  redis.call('ZADD', nk, string.format('%d', now + ttl), node)
+  rejoined = redis.call('ZADD', nk, string.format('%d', now + ttl), node)
   redis.call('HSET', sk, node, count)
   redis.call('PEXPIRE', users(node), 2 * ttl)
 end
@@ -81,7 +82,7 @@ for _, u in ipairs(redis.call('ZRANGEBYSCORE', pk, '-inf', string.format('%d', n
     redis.call('PUBLISH', p .. channel, event(u, false))
   end
 end
-local out = {}
+local out = {tostring(rejoined)}
 for _, n in ipairs(nodes) do
   out[#out + 1] = n
   out[#out + 1] = redis.call('HGET', sk, n) or '0'
@@ -134,7 +135,7 @@ func (r *Redis) Join(ctx context.Context, node string) error {
 }
 
 // Refresh implements Store.
-func (r *Redis) Refresh(ctx context.Context, node string, sockets int) (map[string]int, error) {
+func (r *Redis) Refresh(ctx context.Context, node string, sockets int) (Replicas, error) {
 	return r.refresh(ctx, node, sockets, false)
 }
 
@@ -146,19 +147,19 @@ func (r *Redis) Leave(ctx context.Context, node string) error {
 	return err
 }
 
-func (r *Redis) refresh(ctx context.Context, node string, sockets int, join bool) (map[string]int, error) {
+func (r *Redis) refresh(ctx context.Context, node string, sockets int, join bool) (Replicas, error) {
 	j := "0"
 	if join {
 		j = "1"
 	}
 	res, err := refreshScript.Run(ctx, r.client, nil, r.args(node, sockets, r.cfg.Channel, j, r.cfg.Debounce.Milliseconds())...).StringSlice()
-	if err != nil {
-		return nil, fmt.Errorf("presence: refresh: %w", err)
+	if err != nil || len(res) == 0 {
+		return Replicas{}, fmt.Errorf("presence: refresh: %v %w", res, err)
 	}
-	out := make(map[string]int, len(res)/2)
-	for i := 0; i+1 < len(res); i += 2 {
+	out := Replicas{Sockets: make(map[string]int, len(res)/2), Rejoined: res[0] == "1"}
+	for i := 1; i+1 < len(res); i += 2 {
 		n, _ := strconv.Atoi(res[i+1])
-		out[res[i]] = n
+		out.Sockets[res[i]] = n
 	}
 	return out, nil
 }
