@@ -79,7 +79,11 @@ func (u *userCounts) flush() {
 		// The registry's counts replace everything queued so far.
 		ops = ops[:0]
 		counts := map[string]int{}
-		s.reg.each(nil, func(c *Conn) { counts[c.user]++ })
+		s.reg.each(nil, func(c *Conn) {
+			if c.counted.Load() {
+				counts[c.user]++
+			}
+		})
 		for user, n := range counts {
 			ops = append(ops, presence.Op{User: user, Delta: n})
 		}

@@ -4,7 +4,9 @@
 // Every replica calls Refresh periodically with its socket count; the entry
 // expires after Config.TTL unless refreshed, so a crashed replica drops out
 // on its own. Refresh returns every live replica's count: the gateway
-// rebalances from it. Apply records per-user changes (a socket opened or
+// rebalances from it, and rebuilds its per-user counts when Refresh reports
+// that its entry was gone (it stalled past the TTL, or Redis restarted
+// empty). Apply records per-user changes (a socket opened or
 // closed on this replica); Count answers a user's cluster-wide socket count
 // (countConnections).
 //
