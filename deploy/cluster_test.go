@@ -534,6 +534,11 @@ func TestClusterBehindNginx(t *testing.T) {
 		if got := c.httpStatus(readyz); got != http.StatusServiceUnavailable {
 			t.Fatalf("draining replica's /readyz = %d; want 503", got)
 		}
+		// It keeps minting tokens while it drains: they work on every
+		// replica, and nginx need not retry them.
+		if _, err := c.token(c.addrs[target], "grace"); err != nil {
+			t.Errorf("token from the draining replica: %v; want 200", err)
+		}
 		// The image's healthcheck probe agrees.
 		if out, err := exec.Command(healthcheckBin, "-url", readyz).CombinedOutput(); err == nil {
 			t.Errorf("healthcheck on the draining replica succeeded; want exit 1 (%s)", out)
