@@ -75,7 +75,8 @@ func (s *Server) startMembership() {
 }
 
 // run joins the membership, refreshes this replica's entry every
-// PresenceInterval and rebalances, and leaves once the replica drains.
+// PresenceInterval while the broker is ready and rebalances, and leaves as
+// soon as the replica drains.
 func (b *balancer) run() {
 	s := b.s
 	every := s.cfg.PresenceInterval
@@ -89,22 +90,23 @@ func (b *balancer) run() {
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
-	left := false
 	for {
 		select {
 		case <-s.stop:
 			return
+		case <-s.drainCh:
+			// Out of the average at once: the others must not shed
+			// toward a replica that is going away.
+			if err := call(func(ctx context.Context) error { return s.cfg.Presence.Leave(ctx, s.cfg.NodeID) }); err != nil {
+				s.log.Warn("presence: leave failed; the entry expires on its own", zap.Error(err))
+			}
+			<-s.stop
+			return
 		case <-t.C:
 		}
-		if s.draining.Load() {
-			if !left {
-				// Out of the average at once: the others must not shed
-				// toward a replica that is going away.
-				if err := call(func(ctx context.Context) error { return s.cfg.Presence.Leave(ctx, s.cfg.NodeID) }); err != nil {
-					s.log.Warn("presence: leave failed; the entry expires on its own", zap.Error(err))
-				}
-				left = true
-			}
+		if !s.broker.Ready() {
+			// Not taking sockets (Redis unreachable, or not yet
+			// connected): let the entry expire rather than be counted.
 			continue
 		}
 		now := time.Now()
@@ -135,7 +137,7 @@ func (b *balancer) run() {
 		avg := float64(total) / float64(max(1, len(m.Sockets)))
 		b.average.Set(avg)
 		b.replicas.Set(float64(len(m.Sockets)))
-		if s.cfg.Rebalance && s.broker.Ready() {
+		if s.cfg.Rebalance {
 			b.balance(now, live, avg)
 		}
 	}
