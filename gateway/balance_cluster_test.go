@@ -21,7 +21,7 @@ import (
 // average: it ends at exactly 5 and B at 5. The per-user counts are
 // cluster-wide throughout.
 func TestRebalance(t *testing.T) {
-	store, err := presence.NewMemory(presence.Config{TTL: time.Second})
+	store, err := presence.NewMemory(presence.Config{TTL: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,6 +135,16 @@ func TestRebalance(t *testing.T) {
 			if err != nil || n != 3 {
 				return fmt.Errorf("%s: CountConnections(u0) = %d, %v; want 3", h.srv.NodeID(), n, err)
 			}
+		}
+		return nil
+	})
+
+	// A draining replica leaves the membership at once, not after its TTL
+	// (10s): the others stop counting it in the average.
+	b.shutdown(5 * time.Second)
+	testenv.Eventually(t, 2*time.Second, func() error {
+		if got := a.metric("herald_cluster_replicas"); got != 1 {
+			return fmt.Errorf("a: herald_cluster_replicas = %v after b drained; want 1", got)
 		}
 		return nil
 	})
