@@ -230,13 +230,9 @@ func (cl *client) read(w *testenv.WSClient) (after time.Duration, ok bool) {
 	}
 }
 
-// connect fetches a token through nginx and opens a socket with it.
-func (cl *client) connect() (w *testenv.WSClient, node, steps string, err error) {
-	w, node, steps, err = cl.connectSteps()
-	return
-}
-
-func (cl *client) connectSteps() (*testenv.WSClient, string, string, error) {
+// connect fetches a token through nginx and opens a socket with it. It
+// returns the socket, its replica, and how long each step took.
+func (cl *client) connect() (*testenv.WSClient, string, string, error) {
 	f := cl.f
 	t0 := time.Now()
 	req, _ := http.NewRequest(http.MethodPost, "http://"+f.lb+"/api/ws/token", nil)
