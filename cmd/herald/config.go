@@ -133,10 +133,10 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.PresenceInterval, "presence-interval", 2*time.Second, "with Redis: how often a replica refreshes its socket count (it expires after 3 intervals) and reconsiders its balance")
 	fs.BoolVar(&o.Presence, "presence", false, "keep per-user socket counts across the cluster: CountConnections and online/offline events on the presence channel")
 	fs.DurationVar(&o.PresenceDebounce, "presence-debounce", 5*time.Second, "a user's cluster-wide count must stay 0 this long before the offline event")
-	fs.IntVar(&o.ClusterMaxSockets, "max-sockets-per-user-cluster", 0, "sockets one user may hold across the cluster; the next gets 4008 (0: no cap; needs --presence)")
+	fs.IntVar(&o.ClusterMaxSockets, "max-sockets-per-user-cluster", 0, "sockets one user may hold across the cluster; the next gets 4008 (0: no cap; a cap turns --presence on)")
 	fs.BoolVar(&o.Rebalance, "rebalance", true, "with Redis: a replica over (1+margin) x the average socket count sheds the excess gradually")
-	fs.Float64Var(&o.RebalanceMargin, "rebalance-margin", 0.1, "share of the average a replica may hold above it before it sheds")
-	fs.Float64Var(&o.RebalanceRate, "rebalance-rate", 0.02, "fraction of its sockets a replica over the margin sheds per second")
+	fs.Float64Var(&o.RebalanceMargin, "rebalance-margin", 0.1, "share of the average a replica may hold above it before it sheds (0 means the default)")
+	fs.Float64Var(&o.RebalanceRate, "rebalance-rate", 0.02, "fraction of its sockets a replica over the margin sheds per second, at most 1 (0 means the default; --rebalance=false turns shedding off)")
 
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.LogFormat, "log-format", "json", "json or console")
