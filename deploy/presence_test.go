@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-gw/herald/fanout/presence"
 	"github.com/herald-gw/herald/internal/testenv"
-	"github.com/herald-gw/herald/presence"
 )
 
 // TestClusterPresence checks the cluster-wide socket count and the presence

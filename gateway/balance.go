@@ -10,8 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/herald-gw/herald/fanout/presence"
 	"github.com/herald-gw/herald/gateway/wscore"
-	"github.com/herald-gw/herald/presence"
 )
 
 // balancer keeps this replica's entry in the shared membership and, with

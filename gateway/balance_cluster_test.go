@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-gw/herald/fanout/presence"
 	"github.com/herald-gw/herald/gateway"
 	"github.com/herald-gw/herald/internal/testenv"
-	"github.com/herald-gw/herald/presence"
 )
 
 // TestRebalance runs two gateways sharing one presence store. A holds 10

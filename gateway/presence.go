@@ -7,7 +7,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/herald-gw/herald/presence"
+	"github.com/herald-gw/herald/fanout/presence"
 )
 
 // userCounts feeds per-user socket counts to the Presence store off the

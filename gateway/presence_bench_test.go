@@ -4,9 +4,9 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/herald-gw/herald/fanout/presence"
 	"github.com/herald-gw/herald/gateway"
 	"github.com/herald-gw/herald/internal/testenv"
-	"github.com/herald-gw/herald/presence"
 )
 
 // BenchmarkHandshakePresence measures what user presence adds to a socket's

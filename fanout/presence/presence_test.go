@@ -9,8 +9,8 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/herald-gw/herald/fanout/presence"
 	"github.com/herald-gw/herald/internal/testenv"
-	"github.com/herald-gw/herald/presence"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/herald-gw/herald/fanout/presence"
 	"github.com/herald-gw/herald/internal/testenv"
-	"github.com/herald-gw/herald/presence"
 )
 
 // BenchmarkRedis measures presence's Redis work against a real
