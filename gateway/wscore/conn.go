@@ -36,7 +36,7 @@ type Handler interface {
 	// only valid during the call.
 	OnMessage(op ws.OpCode, payload []byte)
 	// OnWritten is called by a write worker after one socket write
-	// completed frames stamped with Frame.Received: how many, and the
+	// completed frames built by MessageFrame: how many, and the
 	// earliest receipt time among them (a value of Now).
 	OnWritten(frames int, oldest int64)
 	// OnClose is called exactly once, after the socket is closed, with
