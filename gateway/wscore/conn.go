@@ -29,7 +29,9 @@ var errWouldBlock = errors.New("wscore: would block")
 
 // Handler receives a socket's events. Its methods are called without any
 // lock of the core held and must not block: OnMessage runs on the socket's
-// poller goroutine, which serves many sockets.
+// poller goroutine, which serves many sockets (or, for bytes the client sent
+// with its handshake, on the goroutine calling Start); OnWritten on a write
+// worker; OnClose on whichever goroutine ended the socket.
 type Handler interface {
 	// OnMessage is called for each complete text or binary message from
 	// the client (fragments reassembled; text is valid UTF-8). payload is
