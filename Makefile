@@ -5,7 +5,7 @@
 
 GO ?= go
 
-.PHONY: run test deps check test-go build fuzz bench
+.PHONY: run test deps check test-go build fuzz bench soak
 
 run:
 	$(GO) run ./cmd/herald --dev --log-format console
@@ -26,7 +26,11 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/herald ./cmd/herald
 
 fuzz:
-	$(GO) test -run=^$$ -fuzz=FuzzInbound -fuzztime=30s ./gateway/
+	$(GO) test -run=^$$ -fuzz=FuzzInbound -fuzztime=30s ./gateway/wscore/
 
 bench:
 	$(GO) test -run=^$$ -bench=. -benchmem ./...
+
+# The socket core's stress test at soak size (minutes, not part of make test).
+soak:
+	$(GO) test -race -tags soak -count=1 -timeout 60m -run TestStressSmallReceiveBuffers ./gateway/

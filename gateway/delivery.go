@@ -66,7 +66,7 @@ func (d *delivery) Deliver(to fanout.Target, payload []byte) {
 			zap.String("reason", dropReasons[reason]), zap.Int("bytes", len(payload)), zap.Int("max_bytes", d.s.maxRelay))
 		return
 	}
-	frame := wscore.TextFrame(payload).Received(at)
+	frame := wscore.MessageFrame(payload, at)
 	switch to.Kind {
 	case fanout.ToUser:
 		bp := d.scratch()

@@ -92,6 +92,7 @@ func TestInProcessAPI(t *testing.T) {
 // sockets they were meant for stay open and get the next valid message.
 func TestUndeliverableMessagesAreDropped(t *testing.T) {
 	testenv.NoLeaks(t)
+	testenv.NoFDLeaks(t)
 	h := start(t, harnessOpts{})
 	ctx := context.Background()
 	var clients []*testenv.WSClient
@@ -134,5 +135,51 @@ func TestUndeliverableMessagesAreDropped(t *testing.T) {
 	}
 	if len(h.logs.lines("message dropped")) == 0 {
 		t.Error("no log line for the dropped messages")
+	}
+}
+
+// TestDeliveryMetrics: messages are counted by kind, and the writes that
+// delivered them feed the latency histogram.
+func TestDeliveryMetrics(t *testing.T) {
+	testenv.NoLeaks(t)
+	testenv.NoFDLeaks(t)
+	h := start(t, harnessOpts{})
+	ctx := context.Background()
+	c, w := h.connect("alice")
+	sends := []func() error{
+		func() error { return h.srv.SendToUser(ctx, "alice", []byte("1")) },
+		func() error { return h.srv.SendToUser(ctx, "alice", []byte("2")) },
+		func() error { return h.srv.SendToSocket(ctx, w.SocketID, []byte("3")) },
+		func() error { return h.srv.Broadcast(ctx, []byte("4")) },
+		func() error { return h.srv.BroadcastExcept(ctx, "bob", []byte("5")) },
+	}
+	for i, send := range sends {
+		if err := send(); err != nil {
+			t.Fatal(err)
+		}
+		expectText(t, c, fmt.Sprint(i+1), "alice")
+	}
+	if err := h.srv.DisconnectUser(ctx, "nobody", "test"); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 5*time.Second, func() error {
+		for series, want := range map[string]float64{
+			`herald_messages_total{kind="user"}`:      2,
+			`herald_messages_total{kind="socket"}`:    1,
+			`herald_messages_total{kind="broadcast"}`: 2,
+			`herald_messages_total{kind="control"}`:   1,
+		} {
+			if got := h.metric(series); got != want {
+				return fmt.Errorf("%s = %v, want %v", series, got, want)
+			}
+		}
+		// One observation per socket write: at least one, at most one per message.
+		if n := h.metric("herald_delivery_latency_seconds_count"); n < 1 || n > 5 {
+			return fmt.Errorf("latency observations = %v, want 1 to 5", n)
+		}
+		return nil
+	})
+	if sum := h.metric("herald_delivery_latency_seconds_sum"); sum <= 0 || sum > 5 {
+		t.Errorf("latency sum %v s, want a small positive figure", sum)
 	}
 }

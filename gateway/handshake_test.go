@@ -22,6 +22,7 @@ import (
 // it no longer knows).
 func TestHandshakeClosedWhileSubscribing(t *testing.T) {
 	testenv.NoLeaks(t)
+	testenv.NoFDLeaks(t)
 	const closeTimeout = 300 * time.Millisecond
 	broker := newHoldBroker("held")
 	defer broker.Release()

@@ -134,6 +134,7 @@ func TestDrainingRefusesNewSockets(t *testing.T) {
 // as the sockets are gone rather than at its deadline.
 func TestShutdownWithHandshakeInFlight(t *testing.T) {
 	testenv.NoLeaks(t)
+	testenv.NoFDLeaks(t)
 	broker := newHoldBroker("held")
 	defer broker.Release()
 	h := start(t, harnessOpts{broker: broker, gw: func(c *gateway.Config) {

@@ -24,6 +24,7 @@ import (
 // The soak build tag runs it longer (go test -tags soak -run TestStress).
 func TestStressSmallReceiveBuffers(t *testing.T) {
 	testenv.NoLeaks(t)
+	testenv.NoFDLeaks(t)
 	sc := stressScale
 	h := start(t, harnessOpts{sendBuffer: 8 << 10, gw: func(c *gateway.Config) {
 		c.WriteTimeout = 3 * time.Second // a lost wake-up shows as a write timeout

@@ -29,14 +29,16 @@ var errWouldBlock = errors.New("wscore: would block")
 
 // Handler receives a socket's events. Its methods are called without any
 // lock of the core held and must not block: OnMessage runs on the socket's
-// poller goroutine, which serves many sockets.
+// poller goroutine, which serves many sockets (or, for bytes the client sent
+// with its handshake, on the goroutine calling Start); OnWritten on a write
+// worker; OnClose on whichever goroutine ended the socket.
 type Handler interface {
 	// OnMessage is called for each complete text or binary message from
 	// the client (fragments reassembled; text is valid UTF-8). payload is
 	// only valid during the call.
 	OnMessage(op ws.OpCode, payload []byte)
 	// OnWritten is called by a write worker after one socket write
-	// completed frames stamped with Frame.Received: how many, and the
+	// completed frames built by MessageFrame: how many, and the
 	// earliest receipt time among them (a value of Now).
 	OnWritten(frames int, oldest int64)
 	// OnClose is called exactly once, after the socket is closed, with

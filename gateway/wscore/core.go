@@ -230,8 +230,8 @@ func (k *Core) AppendConns(dst []*Conn) []*Conn {
 var epoch = time.Now()
 
 // Now is the core's clock: monotonic nanoseconds since the process
-// started. Frame.Received takes its values.
-func Now() int64 { return int64(time.Since(epoch)) }
+// started (plus one, so that it is never 0). MessageFrame takes its values.
+func Now() int64 { return int64(time.Since(epoch)) + 1 }
 
 // wallTime converts a value of Now to wall-clock time.
-func wallTime(t int64) time.Time { return epoch.Add(time.Duration(t)) }
+func wallTime(t int64) time.Time { return epoch.Add(time.Duration(t - 1)) }

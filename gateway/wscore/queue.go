@@ -41,8 +41,8 @@ func (q *outQueue) take(iov [][]byte, max int) ([][]byte, int) {
 }
 
 // consume drops n written bytes from the front and ends the write in
-// flight. It returns how many message frames (those with a receipt time)
-// it completed and the earliest receipt time among them.
+// flight. It returns how many message frames (those with a receipt time,
+// see MessageFrame) it completed and the earliest receipt time among them.
 func (q *outQueue) consume(n int) (done int, oldest int64) {
 	q.inFlight = 0
 	q.bytes -= n
@@ -55,7 +55,7 @@ func (q *outQueue) consume(n int) (done int, oldest int64) {
 		}
 		n -= left
 		q.head = 0
-		if at := q.frames[i].at; at != 0 {
+		if at := q.frames[i].stamp(); at != 0 {
 			if done == 0 || at < oldest {
 				oldest = at
 			}

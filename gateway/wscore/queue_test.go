@@ -1,12 +1,23 @@
 package wscore
 
 import (
+	"encoding/binary"
 	"strconv"
 	"strings"
 	"testing"
 )
 
-func frameOf(s string, at int64) Frame { return Frame{b: []byte(s), at: at} }
+// frameOf is a queue entry holding s, stamped with at when at is not 0, as
+// MessageFrame stamps (the queue does not look inside frames).
+func frameOf(s string, at int64) Frame {
+	if at == 0 {
+		return Frame{b: []byte(s)}
+	}
+	b := make([]byte, len(s), len(s)+stampLen)
+	copy(b, s)
+	binary.LittleEndian.PutUint64(b[len(s):len(s)+stampLen], uint64(at))
+	return Frame{b: b}
+}
 
 // queueOp is one step of a queue scenario.
 type queueOp struct {
