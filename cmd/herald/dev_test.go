@@ -1,0 +1,298 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/herald-gw/herald/auth"
+	"github.com/herald-gw/herald/internal/testenv"
+)
+
+// devServer is a herald --dev process and a client that talks to it.
+type devServer struct {
+	h    *testenv.Herald
+	base string // http://127.0.0.1:port
+}
+
+func startDev(t *testing.T, args ...string) *devServer {
+	t.Helper()
+	addr := testenv.FreeAddr(t)
+	args = append([]string{"--dev", "--addr", addr, "--drain-window", "200ms"}, args...)
+	h := testenv.StartHerald(t, heraldBin, addr, nil, args...)
+	return &devServer{h: h, base: "http://" + addr}
+}
+
+// do sends method path with the Host and Origin headers given ("" for the
+// default Host, or no Origin) and returns the status, headers and body.
+func (d *devServer) do(t *testing.T, method, path, host, origin, cookie string) (int, http.Header, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, d.base+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if host != "" {
+		req.Host = host
+	}
+	if origin != "" {
+		req.Header.Set("Origin", origin)
+	}
+	if cookie != "" {
+		req.Header.Set("Cookie", cookie)
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(body)
+}
+
+// login returns the Cookie header value of a session for user.
+func (d *devServer) login(t *testing.T, user string) string {
+	t.Helper()
+	status, hdr, body := d.do(t, "POST", "/dev/login?user="+url.QueryEscape(user), "", "", "")
+	if status != 200 {
+		t.Fatalf("dev login: %d %s", status, body)
+	}
+	c, err := http.ParseSetCookie(hdr.Get("Set-Cookie"))
+	if err != nil {
+		t.Fatalf("dev login cookie: %v", err)
+	}
+	return c.Name + "=" + c.Value
+}
+
+// token fetches a WS token with the session cookie.
+func (d *devServer) token(t *testing.T, cookie string) string {
+	t.Helper()
+	status, _, body := d.do(t, "POST", "/api/ws/token", "", "", cookie)
+	var tok struct{ Token string }
+	if status != 200 || json.Unmarshal([]byte(body), &tok) != nil || tok.Token == "" {
+		t.Fatalf("token: %d %s", status, body)
+	}
+	return tok.Token
+}
+
+// upgrade sends a WebSocket handshake for /ws?token=… with host and origin
+// and returns the status line's code and, on 101, the first text frame.
+func (d *devServer) upgrade(t *testing.T, token, host, origin string) (int, string) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", strings.TrimPrefix(d.base, "http://"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	req := "GET /ws?token=" + url.QueryEscape(token) + " HTTP/1.1\r\nHost: " + host +
+		"\r\nOrigin: " + origin + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	if _, err := io.WriteString(conn, req); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("upgrade response: %v", err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		return resp.StatusCode, ""
+	}
+	// One unmasked server text frame with a short payload: 0x81, length.
+	hdr := make([]byte, 2)
+	if _, err := io.ReadFull(br, hdr); err != nil {
+		return resp.StatusCode, ""
+	}
+	n := int(hdr[1] & 0x7f)
+	if n == 126 {
+		ext := make([]byte, 2)
+		io.ReadFull(br, ext)
+		n = int(ext[0])<<8 | int(ext[1])
+	}
+	payload := make([]byte, n)
+	io.ReadFull(br, payload)
+	return resp.StatusCode, string(payload)
+}
+
+// TestDevRefusesForeignHost is the DNS-rebinding defence: a page on
+// rebind.attacker.test whose name resolves to 127.0.0.1 reaches herald --dev
+// with that Host (and a matching Origin, so the same-origin rule passes).
+// It must get neither a session, nor a token, nor a socket, while loopback
+// names keep working.
+func TestDevRefusesForeignHost(t *testing.T) {
+	d := startDev(t)
+	port := d.base[strings.LastIndexByte(d.base, ':')+1:]
+	evil := "rebind.attacker.test:" + port
+	evilOrigin := "http://" + evil
+
+	status, hdr, body := d.do(t, "POST", "/dev/login?user=42", evil, evilOrigin, "")
+	if status != http.StatusForbidden || hdr.Get("Set-Cookie") != "" {
+		t.Errorf("/dev/login with Host %s: %d %q (cookie %q), want 403 and no cookie", evil, status, body, hdr.Get("Set-Cookie"))
+	}
+
+	cookie := d.login(t, "42")
+	status, _, body = d.do(t, "POST", "/api/ws/token", evil, evilOrigin, cookie)
+	if status != http.StatusForbidden || strings.Contains(body, "token\"") {
+		t.Errorf("/api/ws/token with Host %s: %d %q, want 403 and no token", evil, status, body)
+	}
+
+	status, first := d.upgrade(t, d.token(t, cookie), evil, evilOrigin)
+	if status != http.StatusForbidden {
+		t.Errorf("/ws with Host %s: %d %q, want 403 before the upgrade", evil, status, first)
+	}
+
+	for _, host := range []string{"127.0.0.1:" + port, "localhost:" + port, "app.localhost:" + port, "127.0.0.1"} {
+		status, first := d.upgrade(t, d.token(t, cookie), host, "http://"+host)
+		if status != http.StatusSwitchingProtocols || !strings.Contains(first, `"type":"welcome"`) {
+			t.Errorf("/ws with Host %s: %d %q, want 101 and the welcome", host, status, first)
+		}
+	}
+	for _, host := range []string{"", "127.0.0.1.attacker.test:" + port, "localhost.attacker.test", "10.0.0.1:" + port, "[::ffff:10.0.0.1]:" + port} {
+		req := "GET /healthz HTTP/1.1\r\nHost: " + host + "\r\n\r\n"
+		if got := rawStatus(t, d.base, req); got != http.StatusForbidden && got != http.StatusBadRequest {
+			t.Errorf("GET /healthz with Host %q: %d, want it refused", host, got)
+		}
+	}
+}
+
+// rawStatus sends one raw HTTP request and returns the response's status.
+func rawStatus(t *testing.T, base, req string) int {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", strings.TrimPrefix(base, "http://"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(conn, req)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("response to %q: %v", req, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestDevRefusesRealSettings: --dev mints sessions for anyone, so it must
+// not be given a real session key, a shared WS token secret or a Redis URL
+// (its sessions would then open sockets elsewhere, and its users would
+// receive real users' messages). It refuses them, and never echoes them.
+func TestDevRefusesRealSettings(t *testing.T) {
+	secret := "real-secret-" + strings.Repeat("x", 40)
+	pem := writeFile(t, "-----BEGIN PUBLIC KEY-----\n-----END PUBLIC KEY-----\n")
+	tests := []struct {
+		name string
+		args []string
+		env  []string
+		want string
+	}{
+		{"session secret flag", []string{"--session-secret", secret}, nil, "--session-secret"},
+		{"session secret env", nil, []string{"HERALD_SESSION_SECRET=" + secret}, "--session-secret"},
+		{"session secret file", nil, []string{"HERALD_SESSION_SECRET_FILE=" + writeFile(t, secret+"\n")}, "--session-secret"},
+		{"ws token secret", []string{"--ws-token-secret", secret}, nil, "--ws-token-secret"},
+		{"public key", []string{"--session-public-key", pem}, nil, "--session-public-key"},
+		{"jwks", []string{"--session-jwks", "https://login.example.test/jwks.json"}, nil, "--session-jwks"},
+		{"redis url", []string{"--redis-url", "redis://:" + secret + "@127.0.0.1:1/0"}, nil, "--redis-url"},
+		{"redis url env", nil, []string{"HERALD_REDIS_URL=redis://:" + secret + "@127.0.0.1:1/0"}, "--redis-url"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			args := append([]string{"--dev", "--addr", "127.0.0.1:0"}, tt.args...)
+			cmd := exec.CommandContext(ctx, heraldBin, args...)
+			cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, tt.env...)
+			out, err := cmd.CombinedOutput()
+			if err == nil {
+				t.Fatalf("herald --dev started with %s; want a refusal\n%s", tt.name, out)
+			}
+			if !strings.Contains(string(out), tt.want) {
+				t.Errorf("output does not name %s:\n%s", tt.want, out)
+			}
+			if strings.Contains(string(out), secret) {
+				t.Errorf("output echoes the supplied secret:\n%s", out)
+			}
+		})
+	}
+}
+
+// TestDevPrintsGeneratedSecrets: what --dev prints are the secrets it made,
+// and they are the ones it uses (a session signed with the printed secret
+// is accepted).
+func TestDevPrintsGeneratedSecrets(t *testing.T) {
+	d := startDev(t)
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if !strings.Contains(d.h.Logs(), "ws token secret") {
+			return io.ErrUnexpectedEOF
+		}
+		return nil
+	})
+	logs := d.h.Logs()
+	secret := fieldAfter(logs, "session secret (HS256):")
+	if len(secret) != 64 {
+		t.Fatalf("printed session secret %q, want 64 hex digits\n%s", secret, logs)
+	}
+	jwt, err := auth.SignDevSession([]byte(secret), "HS256", "7", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, _, body := d.do(t, "POST", "/api/ws/token", "", "", "access_token="+jwt); status != 200 {
+		t.Errorf("a session signed with the printed secret: %d %s, want a token", status, body)
+	}
+	if !strings.Contains(logs, "generated") {
+		t.Errorf("the output does not say the secrets were generated:\n%s", logs)
+	}
+}
+
+func fieldAfter(s, label string) string {
+	_, rest, ok := strings.Cut(s, label)
+	if !ok {
+		return ""
+	}
+	f := strings.Fields(rest)
+	if len(f) == 0 {
+		return ""
+	}
+	return f[0]
+}
+
+func TestLoopbackHost(t *testing.T) {
+	for _, tc := range []struct {
+		host string
+		want bool
+	}{
+		{"127.0.0.1:8080", true},
+		{"127.0.0.1", true},
+		{"127.9.9.9:1", true},
+		{"localhost:8080", true},
+		{"LOCALHOST", true},
+		{"localhost.:8080", true},
+		{"app.localhost:8080", true},
+		{"[::1]:8080", true},
+		{"[::1]", true},
+		{"[::ffff:127.0.0.1]:8080", true},
+		{"", false},
+		{"rebind.attacker.test:8080", false},
+		{"localhost.attacker.test", false},
+		{"127.0.0.1.attacker.test", false},
+		{"notlocalhost:8080", false},
+		{"0.0.0.0:8080", false},
+		{"10.0.0.1:8080", false},
+		{"[::]:8080", false},
+		{"[::ffff:10.0.0.1]:8080", false},
+		{"192.168.1.2", false},
+	} {
+		if got := loopbackHost(tc.host); got != tc.want {
+			t.Errorf("loopbackHost(%q) = %v, want %v", tc.host, got, tc.want)
+		}
+	}
+}
