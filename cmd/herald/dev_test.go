@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/herald-gw/herald/auth"
+	clientjs "github.com/herald-gw/herald/clients/js"
 	"github.com/herald-gw/herald/internal/testenv"
 )
 
@@ -294,5 +296,105 @@ func TestLoopbackHost(t *testing.T) {
 		if got := loopbackHost(tc.host); got != tc.want {
 			t.Errorf("loopbackHost(%q) = %v, want %v", tc.host, got, tc.want)
 		}
+	}
+}
+
+// TestDevDemoEndpoints: the demo's routes. A scoped login's cookie is sent
+// only under /dev/as/<id>/, where herald's token endpoint answers too;
+// /dev/publish goes through the broker like a backend's PUBLISH (a socket
+// receives it; herald:control closes with 4000); /dev/online lists the
+// users; the page and the client module are served; a cross-origin POST is
+// refused.
+func TestDevDemoEndpoints(t *testing.T) {
+	d := startDev(t)
+	status, hdr, body := d.do(t, "POST", "/dev/as/alice/login", "", "", "")
+	c, err := http.ParseSetCookie(hdr.Get("Set-Cookie"))
+	if status != 200 || err != nil || c.Path != "/dev/as/alice/" || !c.HttpOnly {
+		t.Fatalf("scoped login: %d %q cookie %+v %v, want 200 and an httpOnly cookie on /dev/as/alice/", status, body, c, err)
+	}
+	cookie := c.Name + "=" + c.Value
+	status, _, body = d.do(t, "POST", "/dev/as/alice/api/ws/token", "", "", cookie)
+	var tok struct{ Token string }
+	if status != 200 || json.Unmarshal([]byte(body), &tok) != nil || tok.Token == "" {
+		t.Fatalf("scoped token: %d %s", status, body)
+	}
+	if status, _, _ := d.do(t, "POST", "/dev/as/alice/api/ws/token", "", "", ""); status != 401 {
+		t.Errorf("scoped token without the cookie: %d, want 401", status)
+	}
+	for _, bad := range []string{"/dev/as/a%2Fb/login", "/dev/as/" + strings.Repeat("x", 33) + "/login", "/dev/as/%20/login"} {
+		if status, _, _ := d.do(t, "POST", bad, "", "", ""); status != 400 && status != 404 {
+			t.Errorf("POST %s: %d, want it refused", bad, status)
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ws, err := testenv.DialWS(ctx, "ws"+strings.TrimPrefix(d.base, "http")+"/ws?token="+url.QueryEscape(tok.Token), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	if msg, err := ws.ReadText(5 * time.Second); err != nil || !strings.Contains(msg, `"user_id":"alice"`) {
+		t.Fatalf("welcome = %q %v", msg, err)
+	}
+	testenv.Eventually(t, 5*time.Second, func() error {
+		_, _, body := d.do(t, "GET", "/dev/online", "", "", "")
+		if strings.TrimSpace(body) != `{"users":["alice"]}` {
+			return fmt.Errorf("/dev/online = %s", body)
+		}
+		return nil
+	})
+
+	publish := func(channel, payload, origin string) int {
+		req, _ := http.NewRequest("POST", d.base+"/dev/publish?channel="+url.QueryEscape(channel), strings.NewReader(payload))
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, tc := range []struct {
+		channel, payload, origin string
+		want                     int
+	}{
+		{"user:alice", `{"type":"friend_request","id":"1"}`, "", 204},
+		{"user:alice", `{"type":"cross"}`, "https://evil.example", 403},
+		{"user:alice", `{"type":"from the page"}`, d.base, 204},
+		{"nowhere", `{}`, "", 400},
+		{"user:alice", "", "", 400},
+		{"user:alice", "\xff\xfe", "", 400},
+		{"herald:control", `{"op":"explode"}`, "", 400},
+	} {
+		if got := publish(tc.channel, tc.payload, tc.origin); got != tc.want {
+			t.Errorf("publish %s %q (Origin %q): %d, want %d", tc.channel, tc.payload, tc.origin, got, tc.want)
+		}
+	}
+	for _, want := range []string{`{"type":"friend_request","id":"1"}`, `{"type":"from the page"}`} {
+		if msg, err := ws.ReadText(5 * time.Second); msg != want {
+			t.Fatalf("socket got %q %v, want %s", msg, err, want)
+		}
+	}
+	if got := publish("herald:control", `{"op":"disconnect","user_id":"alice","reason":"logout"}`, ""); got != 204 {
+		t.Fatalf("control publish: %d", got)
+	}
+	if cf, err := ws.ExpectClose(5 * time.Second); err != nil || cf.Code != 4000 {
+		t.Fatalf("after the control publish: %v %v, want close 4000", cf, err)
+	}
+
+	if status, hdr, body := d.do(t, "GET", "/herald.js", "", "", ""); status != 200 || body != string(clientjs.Module) || !strings.HasPrefix(hdr.Get("Content-Type"), "text/javascript") {
+		t.Errorf("/herald.js: %d %s, want the client module as JavaScript", status, hdr.Get("Content-Type"))
+	}
+	if status, _, body := d.do(t, "GET", "/", "", "", ""); status != 200 || !strings.Contains(body, `src="/demo.js"`) {
+		t.Errorf("/: %d, want the demo page", status)
+	}
+	if status, _, body := d.do(t, "GET", "/demo.js", "", "", ""); status != 200 || !strings.Contains(body, `from "/herald.js"`) {
+		t.Errorf("/demo.js: %d, want the demo script importing the client", status)
+	}
+	if status, _, _ := d.do(t, "POST", "/dev/login?user=1", "", "https://evil.example", ""); status != 403 {
+		t.Errorf("cross-origin /dev/login: %d, want 403", status)
 	}
 }
