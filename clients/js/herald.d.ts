@@ -118,8 +118,8 @@ export declare class HeraldClient {
   readonly userId: string | null;
   /** Listen to messages of one type; "*" for every message (message is undefined for non-JSON text). Returns a remover. */
   on(type: "welcome", fn: Listener<Welcome>): () => void;
-  on(type: string, fn: Listener): () => void;
   on(type: "*", fn: (message: Message | undefined, raw: string) => void): () => void;
+  on(type: string, fn: Listener): () => void;
   /** Listen to state changes. Returns a remover. */
   onState(fn: (state: State, detail: StateDetail) => void): () => void;
   /** Start connecting (from idle, stopped or paused). */

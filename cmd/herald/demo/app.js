@@ -160,11 +160,13 @@ function addTimeline(state, detail) {
       what = "connected";
       break;
     case "connecting":
-      what = "fetching a token, opening the socket";
+      what = "connecting: token, then socket";
       break;
     case "waiting": {
-      const why = detail.code ? `closed ${detail.code}${detail.reason ? " " + detail.reason : ""}` : detail.reason || "failed";
-      what = `${why}; retry in ${(detail.delayMs / 1000).toFixed(1)} s`;
+      const wait = `${(detail.delayMs / 1000).toFixed(1)} s`;
+      if (detail.code === 1012) what = `herald restarting (1012): back in ${wait}, as it asked`;
+      else if (detail.code) what = `closed ${detail.code}${detail.reason ? " " + detail.reason : ""}: retry in ${wait}`;
+      else what = `${(detail.reason || "failed").replaceAll("_", " ")}: retry in ${wait}`;
       break;
     }
     case "paused":
@@ -290,29 +292,35 @@ function receiveRequest(m, kind) {
   }
 }
 
+/** Draws a request's card once, then updates it in place (the invite's
+ * countdown ticks every second; rebuilding the buttons would swallow clicks). */
 function paintRequest(id) {
   const it = inbox.get(id);
   const m = it.msg;
   const from = m.data?.from?.name || m.data?.from?.id;
   const isGame = it.kind === "game_invite";
-  if (isGame && it.status === "pending" && Date.now() > m.data.expires_at) it.status = "expired";
-  it.el.dataset.status = it.status;
-  it.el.classList.toggle("answered", it.status !== "pending");
-  const title = isGame ? `${from} invites you to ${m.data.game || "a game"}` : `${from} sent you a friend request`;
-  const meta = isGame
-    ? it.status === "pending" ? `game ${m.data.game_id} · expires in ${Math.ceil((m.data.expires_at - Date.now()) / 1000)} s` : `game ${m.data.game_id}`
-    : `received at ${new Date(m.ts || Date.now()).toLocaleTimeString()}`;
-  const children = [
-    el("div", { class: "title" }, [title, it.status !== "pending" ? el("span", { class: `badge ${it.status}` }, it.status) : ""]),
-    el("div", { class: "meta" }, meta),
-  ];
-  if (it.status === "pending") {
-    children.push(el("div", { class: "actions" }, [
+  if (!it.parts) {
+    const badge = el("span", { class: "badge" });
+    const title = el("div", { class: "title" }, [isGame ? `${from} invites you to ${m.data.game || "a game"}` : `${from} sent you a friend request`, badge]);
+    const meta = el("div", { class: "meta" });
+    const actions = el("div", { class: "actions" }, [
       button("Accept", "small-btn accept", () => answer(id, true)),
       button("Decline", "small-btn", () => answer(id, false)),
-    ]));
+    ]);
+    it.el.replaceChildren(icon(it.kind), el("div", { class: "body" }, [title, meta, actions]));
+    it.parts = { badge, meta, actions };
   }
-  it.el.replaceChildren(icon(it.kind), el("div", { class: "body" }, children));
+  if (isGame && it.status === "pending" && Date.now() > m.data.expires_at) it.status = "expired";
+  const pending = it.status === "pending";
+  it.el.dataset.status = it.status;
+  it.el.classList.toggle("answered", !pending);
+  it.parts.badge.hidden = pending;
+  it.parts.badge.className = `badge ${it.status}`;
+  it.parts.badge.textContent = it.status;
+  it.parts.actions.hidden = !pending;
+  it.parts.meta.textContent = isGame
+    ? pending ? `game ${m.data.game_id} · expires in ${Math.ceil((m.data.expires_at - Date.now()) / 1000)} s` : `game ${m.data.game_id}`
+    : `received at ${new Date(m.ts || Date.now()).toLocaleTimeString()}`;
 }
 
 async function answer(id, accepted) {
