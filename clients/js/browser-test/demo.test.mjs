@@ -214,6 +214,10 @@ describe("in Chromium", () => {
       const hint = await waitFor(async () => (await sockets(p)).hints[0], 5000, "reconnect frame");
       assert.ok(hint.after_ms >= 0 && hint.after_ms < 1500, `after_ms ${hint.after_ms}`);
     }
+    // While herald is down, the tabs back off (and say so).
+    for (const p of [alice, bob]) {
+      await p.waitForFunction(() => [...document.querySelectorAll("#timeline li")].some((li) => /retry in/.test(li.textContent) && !/1012/.test(li.textContent)), null, { timeout: 10000 });
+    }
     await h.start(); // new process, new secrets: the demo logs in again by itself
     for (const p of [alice, bob]) {
       await p.waitForSelector("#conn[data-state=open]", { timeout: 20000 });
@@ -224,6 +228,7 @@ describe("in Chromium", () => {
       assert.ok(next - hint.at >= hint.after_ms - 20, `reconnected ${next - hint.at} ms after the hint, asked ${hint.after_ms}`);
     }
     await waitFor(async () => (await h.online()).join() === "alice,bob", 5000, "both users online again");
+    assert.match(await bob.textContent("#timeline"), /logging in again/);
     // Inbox and history survive the reconnect.
     assert.equal(await bob.locator("#inbox li[data-kind=friend_request]").count(), 1);
     await bob.waitForSelector("#online li[data-user=alice]");

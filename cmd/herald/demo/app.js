@@ -47,7 +47,10 @@ async function start(user) {
     tokenUrl: `${scope(user)}/api/ws/token`,
     // herald --dev makes new secrets at every start: after a restart the
     // old session is refused, so log in again and carry on.
-    onUnauthorized: () => login(user),
+    onUnauthorized: async () => {
+      note("connecting", "session refused (401): logging in again");
+      return login(user);
+    },
     onResync: () => toast("sync", "Back in sync", "Some notifications may have been missed while herald's bus was down."),
   });
   client.onState(renderState);
@@ -166,6 +169,7 @@ function addTimeline(state, detail) {
       const wait = `${(detail.delayMs / 1000).toFixed(1)} s`;
       if (detail.code === 1012) what = `herald restarting (1012): back in ${wait}, as it asked`;
       else if (detail.code) what = `closed ${detail.code}${detail.reason ? " " + detail.reason : ""}: retry in ${wait}`;
+      else if (detail.reason === "token_fetch_failed") what = `token request failed: retry in ${wait}`;
       else what = `${(detail.reason || "failed").replaceAll("_", " ")}: retry in ${wait}`;
       break;
     }
@@ -178,10 +182,15 @@ function addTimeline(state, detail) {
     default:
       return;
   }
+  note(state, what);
+}
+
+/** Adds a line to the connection timeline. */
+function note(state, what) {
   const li = el("li", { "data-state": state }, [el("time", {}, clock()), what]);
   const tl = $("timeline");
   tl.prepend(li);
-  while (tl.children.length > 8) tl.lastChild.remove();
+  while (tl.children.length > 10) tl.lastChild.remove();
 }
 
 // --- who is online ---------------------------------------------------------
