@@ -56,6 +56,8 @@ export interface StateDetail {
 /** A message from herald: whatever the backend published, usually with a "type". */
 export interface Message {
   type?: string;
+  /** herald's inbox position of this event, when it came through the inbox. */
+  inbox_id?: string;
   id?: string | number;
   [key: string]: unknown;
 }
@@ -65,6 +67,15 @@ export interface Welcome extends Message {
   socket_id: string;
   user_id: string;
   heartbeat_s: number;
+  /** The inbox's newest id; absent when the socket asked for a replay, or with --inbox=false. */
+  inbox_id?: string;
+}
+
+/** Ends a replay of the events missed since the position sent in since=. */
+export interface ReplayComplete extends Message {
+  type: "replay_complete";
+  count: number;
+  inbox_id: string;
 }
 
 export interface HeraldOptions {
@@ -100,6 +111,8 @@ export interface HeraldOptions {
   closeWhenHiddenMs?: number;
   /** 4001/4003 reconnect at once this many times in a row, then back off. Default 3. */
   quickRetries?: number;
+  /** Reconnect with since=<lastEventId>, so that herald replays what was missed (or sends a resync). Default true. */
+  resume?: boolean;
   /** Implementations to use instead of the globals (Node: fetch is global; WebSocket from the ws package). */
   fetch?: typeof fetch;
   WebSocket?: unknown;
@@ -111,13 +124,14 @@ export declare class HeraldClient {
   constructor(options?: HeraldOptions);
   readonly state: State;
   readonly stateDetail: StateDetail;
-  /** Id of the last message that carried an "id", kept across reconnects. */
-  readonly lastEventId: string | number | null;
+  /** herald's inbox position: the last "inbox_id" received (welcome, event, replay_complete, resync); sent as since= when reconnecting. */
+  readonly lastEventId: string | null;
   /** From the current socket's welcome frame. */
   readonly socketId: string | null;
   readonly userId: string | null;
   /** Listen to messages of one type; "*" for every message (message is undefined for non-JSON text). Returns a remover. */
   on(type: "welcome", fn: Listener<Welcome>): () => void;
+  on(type: "replay_complete", fn: Listener<ReplayComplete>): () => void;
   on(type: "*", fn: (message: Message | undefined, raw: string) => void): () => void;
   on(type: string, fn: Listener): () => void;
   /** Listen to state changes. Returns a remover. */

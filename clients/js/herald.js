@@ -36,6 +36,7 @@ const DEFAULTS = {
   stableAfterMs: 10000,
   closeWhenHiddenMs: 0,
   quickRetries: 3,
+  resume: true,
 };
 
 /**
@@ -101,7 +102,7 @@ export class HeraldClient {
     this._openedAt = 0;
     this._env = null; // removes the page listeners
 
-    /** Id of the last message that carried one ("id"), kept across reconnects. */
+    /** herald's inbox position: the last inbox_id received, sent back as since= on reconnect. */
     this.lastEventId = null;
     /** From the welcome frame of the current socket. */
     this.socketId = null;
@@ -212,8 +213,8 @@ export class HeraldClient {
     if (u.protocol === "http:") u.protocol = "ws:";
     if (u.protocol === "https:") u.protocol = "wss:";
     u.searchParams.set("token", token);
-    // Resuming from the inbox is one line: u.searchParams.set("since", this.lastEventId)
-    // when this.lastEventId != null.
+    // herald replays what the inbox holds after this position, or says resync.
+    if (this._opts.resume && this.lastEventId != null) u.searchParams.set("since", this.lastEventId);
     return u.toString();
   }
 
@@ -286,6 +287,9 @@ export class HeraldClient {
     }
     this._alive();
     const type = msg && typeof msg === "object" ? msg.type : undefined;
+    // herald's inbox: every frame that carries an inbox_id (the welcome, an
+    // event, replay_complete, resync) moves the position, in order.
+    if (msg && typeof msg === "object" && typeof msg.inbox_id === "string") this.lastEventId = msg.inbox_id;
     switch (type) {
       case "welcome":
         clearTimeout(this._timers.welcome);
@@ -303,10 +307,6 @@ export class HeraldClient {
       case "resync":
         if (this._opts.onResync) safely(() => this._opts.onResync());
         break;
-      default:
-        if (msg && typeof msg === "object" && (typeof msg.id === "string" || typeof msg.id === "number")) {
-          this.lastEventId = msg.id;
-        }
     }
     if (typeof type === "string") this._emit(type, msg, raw);
     this._emit("*", msg, raw);
@@ -488,12 +488,14 @@ export class HeraldClient {
       }
       this._wake(false);
     };
-    globalThis.addEventListener("offline", onOffline);
-    globalThis.addEventListener("online", onOnline);
+    const add = globalThis.addEventListener.bind(globalThis);
+    const remove = (globalThis.removeEventListener || (() => {})).bind(globalThis);
+    add("offline", onOffline);
+    add("online", onOnline);
     doc?.addEventListener?.("visibilitychange", onVisibility);
     this._env = () => {
-      globalThis.removeEventListener("offline", onOffline);
-      globalThis.removeEventListener("online", onOnline);
+      remove("offline", onOffline);
+      remove("online", onOnline);
       doc?.removeEventListener?.("visibilitychange", onVisibility);
       clearTimeout(this._timers.hidden);
       this._timers.hidden = null;

@@ -5,6 +5,7 @@ import (
 	"embed"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -243,7 +244,9 @@ const devPublishMax = 64 << 10
 // publish is PUBLISH <channel> <body> for the embedded mode: the channel
 // names are the contract's (user:<id>, socket:<id>, broadcast,
 // broadcast:except:<id>, herald:control), without a prefix, and the message
-// goes through the broker exactly as a backend service's would.
+// goes through the broker exactly as a backend service's would. With the
+// inbox on, user:<id> goes through it, as fanout.Publisher's sends do: the
+// body must then be a JSON object.
 func (d *devRoutes) publish(w http.ResponseWriter, r *http.Request) {
 	channel := r.URL.Query().Get("channel")
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, devPublishMax))
@@ -278,7 +281,11 @@ func (d *devRoutes) publish(w http.ResponseWriter, r *http.Request) {
 		devError(w, http.StatusBadRequest, "unknown channel: want user:<id>, socket:<id>, broadcast, broadcast:except:<id> or herald:control")
 		return
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, fanout.ErrNotObject):
+		devError(w, http.StatusBadRequest, err.Error())
+		return
+	case err != nil:
 		devError(w, http.StatusServiceUnavailable, "publish_failed")
 		return
 	}

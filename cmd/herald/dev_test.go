@@ -368,13 +368,16 @@ func TestDevDemoEndpoints(t *testing.T) {
 		{"user:alice", "", "", 400},
 		{"user:alice", "\xff\xfe", "", 400},
 		{"herald:control", `{"op":"explode"}`, "", 400},
+		{"user:alice", `not an object`, "", 400}, // the inbox takes JSON objects
+		{"broadcast", `not an object`, "", 204},
 	} {
 		if got := publish(tc.channel, tc.payload, tc.origin); got != tc.want {
 			t.Errorf("publish %s %q (Origin %q): %d, want %d", tc.channel, tc.payload, tc.origin, got, tc.want)
 		}
 	}
-	for _, want := range []string{`{"type":"friend_request","id":"1"}`, `{"type":"from the page"}`} {
-		if msg, err := ws.ReadText(5 * time.Second); msg != want {
+	// Through the inbox: each user event arrives with its inbox_id first.
+	for _, want := range []string{`"type":"friend_request","id":"1"}`, `"type":"from the page"}`, `not an object`} {
+		if msg, err := ws.ReadText(5 * time.Second); !strings.HasSuffix(msg, want) {
 			t.Fatalf("socket got %q %v, want %s", msg, err, want)
 		}
 	}

@@ -180,14 +180,21 @@ describe("in Chromium", () => {
     await ctx.close();
   });
 
-  test("offline pauses the client, online reconnects it", async () => {
+  test("offline pauses the client; online reconnects it with since= and the inbox replays what it missed", async () => {
     const h = await startHerald();
     const ctx = await browser.newContext();
     const page = await tab(ctx, h, "frank");
+    const urls = [];
+    page.on("websocket", (ws) => urls.push(new URL(ws.url())));
     await ctx.setOffline(true);
     await page.waitForSelector("#conn[data-state=paused][data-reason=offline]", { timeout: 5000 });
+    await waitFor(async () => !(await h.online()).includes("frank"), 5000, "frank's socket closed");
+    await h.publish("user:frank", { type: "friend_request", id: "missed-1", ts: Date.now(), data: { from: { id: "gina", name: "gina" } } });
     await ctx.setOffline(false);
     await page.waitForSelector("#conn[data-state=open]", { timeout: 10000 });
+    const card = await page.waitForSelector("#inbox li[data-id=missed-1]", { timeout: 5000 });
+    assert.match(await card.textContent(), /gina sent you a friend request/);
+    assert.match(urls.at(-1).searchParams.get("since"), /^\d+-\d+$/);
     await ctx.close();
   });
 

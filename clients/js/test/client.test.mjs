@@ -72,11 +72,18 @@ describe("herald client", () => {
     const fr = { type: "friend_request", id: "req-1", ts: 1764150000000, data: { from: { id: "7", name: "alice" } } };
     await h.publish("user:42", fr);
     await h.publish("user:42", { type: "game_invite", id: 99, data: {} });
-    await h.publish("user:42", "not json");
+    await h.publish("broadcast", "not json"); // a user's events go through the inbox, which takes JSON objects
     await waitFor(() => r.messages.includes(undefined), 5000, "the non-JSON message");
-    assert.deepEqual(got.map(([m]) => m), [fr]);
-    assert.equal(got[0][1], JSON.stringify(fr));
-    assert.equal(r.client.lastEventId, 99);
+    // Through the inbox: the payload with its inbox_id spliced in first.
+    assert.equal(got.length, 1);
+    const [m, raw] = got[0];
+    assert.match(m.inbox_id, /^\d+-\d+$/);
+    assert.equal(raw, `{"inbox_id":"${m.inbox_id}",${JSON.stringify(fr).slice(1)}`);
+    const { inbox_id, ...payload } = m;
+    assert.deepEqual(payload, fr);
+    const invite = r.messages.find((x) => x?.type === "game_invite");
+    assert.equal(r.client.lastEventId, invite.inbox_id);
+    assert.ok(invite.inbox_id > m.inbox_id);
 
     // App-level pings are answered with pongs.
     await waitFor(() => r.messages.filter((m) => m?.type === "pong").length >= 2, 5000, "two pongs");
@@ -185,17 +192,49 @@ describe("herald client", () => {
     stopAll(first, second);
   });
 
-  test("4009 (slow consumer): backoff, then back", async () => {
-    const h = await startHerald(["--max-queue-bytes", "4096"]);
-    const r = await client(h, "42", { backoffBaseMs: 200 });
-    r.client.connect();
-    await waitFor(() => r.stateIs("open"));
-    await h.publish("user:42", JSON.stringify({ type: "big", pad: "x".repeat(5000) }));
-    await waitFor(() => r.saw((s) => s.state === "waiting" && s.code === 4009), 5000, "waiting after 4009");
-    const w = r.states.find((s) => s.code === 4009);
-    assert.ok(w.delayMs >= 0 && w.delayMs < 200, `first backoff ${w.delayMs} ms, want [0, 200)`);
-    await waitFor(() => r.stateIs("open"), 5000, "open again");
-    stopAll(r);
+  test("a reconnect sends since= and gets what it missed from the inbox", async () => {
+    const h = await startHerald();
+    const win = new EventTarget();
+    const saved = { add: globalThis.addEventListener, remove: globalThis.removeEventListener };
+    globalThis.addEventListener = win.addEventListener.bind(win);
+    globalThis.removeEventListener = win.removeEventListener.bind(win);
+    const urls = [];
+    class Recording extends WebSocket {
+      constructor(url, ...rest) {
+        urls.push(new URL(url));
+        super(url, ...rest);
+      }
+    }
+    try {
+      const r = await client(h, "42", { WebSocket: Recording });
+      r.client.connect();
+      await waitFor(() => r.stateIs("open"));
+      const welcome = r.messages.find((m) => m?.type === "welcome");
+      assert.match(welcome.inbox_id, /^\d+-\d+$/);
+      assert.equal(urls[0].searchParams.get("since"), null);
+      await h.publish("user:42", { type: "friend_request", id: "a" });
+      await waitFor(() => r.messages.some((m) => m?.id === "a"), 5000, "event a");
+      const position = r.client.lastEventId;
+
+      win.dispatchEvent(new Event("offline")); // the socket closes; events go on
+      await waitFor(async () => (await h.online()).length === 0, 5000, "socket closed");
+      await h.publish("user:42", { type: "friend_request", id: "b" });
+      await h.publish("user:42", { type: "game_invite", id: "c" });
+      const replays = [];
+      r.client.on("replay_complete", (m) => replays.push(m));
+      win.dispatchEvent(new Event("online"));
+      await waitFor(() => replays.length === 1, 5000, "replay_complete");
+      assert.equal(urls[1].searchParams.get("since"), position);
+      assert.equal(replays[0].count, 2);
+      const after = r.messages.slice(r.messages.findLastIndex((m) => m?.type === "welcome"));
+      assert.deepEqual(after.map((m) => m?.type), ["welcome", "friend_request", "game_invite", "replay_complete"]);
+      assert.deepEqual(after.slice(1, 3).map((m) => m.id), ["b", "c"]);
+      assert.equal(r.client.lastEventId, replays[0].inbox_id);
+      r.client.close();
+    } finally {
+      globalThis.addEventListener = saved.add;
+      globalThis.removeEventListener = saved.remove;
+    }
   });
 
   test("4029 (handshake rate): jittered backoff, then in", async () => {
