@@ -12,10 +12,13 @@ import { Herald, waitFor } from "./herald-process.mjs";
 const running = new Set();
 const clients = new Set();
 afterEach(async () => {
-  for (const c of clients) c.close();
-  clients.clear();
-  for (const h of running) await h.stop("SIGKILL");
-  running.clear();
+  try {
+    for (const c of clients) c.close();
+  } finally {
+    clients.clear();
+    for (const h of running) await h.stop("SIGKILL");
+    running.clear();
+  }
 });
 
 async function startHerald(args = []) {

@@ -11,6 +11,13 @@ export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "
 
 let built = null;
 
+// Every herald started here dies with the test process, even when a test
+// fails half-way or the runner exits early.
+const spawned = new Set();
+process.on("exit", () => {
+  for (const p of spawned) if (p.exitCode === null && p.signalCode === null) p.kill("SIGKILL");
+});
+
 /** Builds ./cmd/herald once per test process and returns the binary's path. */
 export function heraldBinary() {
   if (built) return built;
@@ -70,6 +77,8 @@ export class Herald {
     const args = ["--dev", "--addr", `127.0.0.1:${this.port}`, "--drain-window", "300ms", ...this.args];
     const proc = spawn(heraldBinary(), args, { env: { PATH: process.env.PATH }, stdio: ["ignore", "pipe", "pipe"] });
     this.proc = proc;
+    spawned.add(proc);
+    proc.on("exit", () => spawned.delete(proc));
     proc.stdout.on("data", (b) => (this.logs += b));
     proc.stderr.on("data", (b) => (this.logs += b));
     this.exited = new Promise((r) => proc.on("exit", (code, signal) => r({ code, signal })));
