@@ -2,7 +2,8 @@
 // --dev mode on a free loopback port, and talk to it.
 import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
+import { createHmac } from "node:crypto";
+import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -57,9 +58,12 @@ export async function waitFor(cond, ms = 10000, what = "condition") {
  * stop) and waits for /healthz.
  */
 export class Herald {
-  constructor(port, args = []) {
+  /** args follow --dev, unless opts.dev is false; opts.env adds variables. */
+  constructor(port, args = [], opts = {}) {
     this.port = port;
     this.args = args;
+    this.dev = opts.dev ?? true;
+    this.env = opts.env ?? {};
     this.base = `http://127.0.0.1:${port}`;
     this.wsUrl = `ws://127.0.0.1:${port}/ws`;
     this.proc = null;
@@ -67,15 +71,15 @@ export class Herald {
     this.exited = null;
   }
 
-  static async start(args = []) {
-    const h = new Herald(await freePort(), args);
+  static async start(args = [], opts = {}) {
+    const h = new Herald(await freePort(), args, opts);
     await h.start();
     return h;
   }
 
   async start() {
-    const args = ["--dev", "--addr", `127.0.0.1:${this.port}`, "--drain-window", "300ms", ...this.args];
-    const proc = spawn(heraldBinary(), args, { env: { PATH: process.env.PATH }, stdio: ["ignore", "pipe", "pipe"] });
+    const args = [...(this.dev ? ["--dev"] : []), "--addr", `127.0.0.1:${this.port}`, "--drain-window", "300ms", ...this.args];
+    const proc = spawn(heraldBinary(), args, { env: { PATH: process.env.PATH, ...this.env }, stdio: ["ignore", "pipe", "pipe"] });
     this.proc = proc;
     spawned.add(proc);
     proc.on("exit", () => spawned.delete(proc));
@@ -122,4 +126,53 @@ export class Herald {
   async online() {
     return (await (await fetch(`${this.base}/dev/online`)).json()).users;
   }
+}
+
+/** A redis-server on a free loopback port, started by the test; nothing on disk. */
+export class Redis {
+  static async start() {
+    const r = new Redis();
+    r.port = await freePort();
+    r.proc = spawn("redis-server", ["--port", String(r.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdio: "ignore" });
+    spawned.add(r.proc);
+    r.proc.on("exit", () => spawned.delete(r.proc));
+    await waitFor(async () => (await r.command("PING").catch(() => null)) === "PONG", 10000, "redis-server");
+    return r;
+  }
+
+  get url() {
+    return `redis://127.0.0.1:${this.port}/0`;
+  }
+
+  /** Sends one command and returns its reply (a string or an integer). */
+  command(...args) {
+    return new Promise((ok, fail) => {
+      const sock = connect(this.port, "127.0.0.1");
+      let buf = "";
+      sock.on("error", fail);
+      sock.on("data", (d) => {
+        buf += d;
+        if (!buf.endsWith("\r\n")) return;
+        sock.end();
+        const line = buf.slice(1, -2);
+        if (buf[0] === "-") fail(new Error(line));
+        else ok(buf[0] === ":" ? Number(line) : line);
+      });
+      sock.write(`*${args.length}\r\n` + args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join(""));
+    });
+  }
+
+  async stop() {
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return;
+    const exited = new Promise((r) => this.proc.on("exit", r));
+    this.proc.kill("SIGKILL");
+    await exited;
+  }
+}
+
+/** An HS256 JWT, as a main backend would issue the session. */
+export function hs256(secret, claims) {
+  const b64 = (v) => Buffer.from(JSON.stringify(v)).toString("base64url");
+  const body = `${b64({ alg: "HS256", typ: "JWT" })}.${b64(claims)}`;
+  return `${body}.${createHmac("sha256", secret).update(body).digest("base64url")}`;
 }
