@@ -401,3 +401,28 @@ func TestDevDemoEndpoints(t *testing.T) {
 		t.Errorf("cross-origin /dev/login: %d, want 403", status)
 	}
 }
+
+// TestNoDevRoutesWithoutDev: without --dev, none of the development routes
+// exist, and a foreign Host is none of herald's business (it is behind a
+// load balancer that routes by name).
+func TestNoDevRoutesWithoutDev(t *testing.T) {
+	addr := testenv.FreeAddr(t)
+	testenv.StartHerald(t, heraldBin, addr, []string{"HERALD_SESSION_SECRET=" + strings.Repeat("s", 32)}, "--addr", addr)
+	d := &devServer{base: "http://" + addr}
+	for _, tc := range []struct{ method, path string }{
+		{"POST", "/dev/login?user=42"},
+		{"POST", "/dev/as/alice/login"},
+		{"POST", "/dev/as/alice/api/ws/token"},
+		{"POST", "/dev/publish?channel=user:42"},
+		{"GET", "/dev/online"},
+		{"GET", "/herald.js"},
+		{"GET", "/"},
+	} {
+		if status, _, _ := d.do(t, tc.method, tc.path, "", "", ""); status != http.StatusNotFound && status != http.StatusMethodNotAllowed {
+			t.Errorf("%s %s without --dev: %d, want 404", tc.method, tc.path, status)
+		}
+	}
+	if status, _, _ := d.do(t, "GET", "/healthz", "herald.example.com", "", ""); status != 200 {
+		t.Errorf("/healthz with Host herald.example.com without --dev: %d, want 200", status)
+	}
+}
