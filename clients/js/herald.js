@@ -206,7 +206,7 @@ export class HeraldClient {
     ws.onerror = () => {}; // a close event follows
   }
 
-  /** The socket URL for token. The inbox's "since" belongs here too. */
+  /** The socket URL: token, and since= (the inbox position) when resuming. */
   _socketUrl(token) {
     const base = globalThis.location?.href;
     const u = new URL(this._opts.url, base);
