@@ -1,16 +1,17 @@
 # herald: two commands matter.
 #   make run    herald on its embedded default (no Redis), in --dev mode
 #   make test   everything CI runs: installs what the tests need, then
-#               gofmt, go vet, go test -race, and the deployment checks
+#               gofmt, go vet, go test -race, the deployment checks, the
+#               JavaScript client's tests and the browser tests
 
 GO ?= go
 
-.PHONY: run test deps check test-go build fuzz bench soak
+.PHONY: run test deps check test-go test-js build fuzz bench soak
 
 run:
 	$(GO) run ./cmd/herald --dev --log-format console
 
-test: deps check test-go
+test: deps check test-go test-js
 
 deps:
 	./scripts/test-deps.sh
@@ -21,6 +22,11 @@ check:
 
 test-go:
 	$(GO) test -race -count=1 -timeout 30m ./...
+
+# The browser client (clients/js): its Node tests against a real herald, then
+# the demo and the client in headless Chromium. Both build herald themselves.
+test-js:
+	cd clients/js && npm ci --no-audit --no-fund && npm test && npm run test:browser
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/herald ./cmd/herald

@@ -3,6 +3,7 @@ package gateway
 import (
 	"errors"
 	"hash/maphash"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -150,4 +151,33 @@ func (r *registry) each(buf []*Conn, fn func(*Conn)) []*Conn {
 		buf = buf[:0]
 	}
 	return buf
+}
+
+// appendUserIDs appends, shard by shard, the ids of the users that hold at
+// least one socket, stopping once dst holds max ids (max <= 0: no limit).
+func (r *registry) appendUserIDs(dst []string, max int) []string {
+	for i := range r.users {
+		us := &r.users[i]
+		us.mu.RLock()
+		for user := range us.m {
+			if max > 0 && len(dst) >= max {
+				us.mu.RUnlock()
+				return dst
+			}
+			dst = append(dst, user)
+		}
+		us.mu.RUnlock()
+	}
+	return dst
+}
+
+// LocalUsers returns the ids of the users holding at least one socket on
+// this replica, sorted; at most max of them when max > 0 (which ones is then
+// unspecified). It visits every registry shard, so it suits development
+// tools and small deployments, not a per-message path. Counts across
+// replicas need the broker: see the README on presence.
+func (s *Server) LocalUsers(max int) []string {
+	ids := s.reg.appendUserIDs(nil, max)
+	slices.Sort(ids)
+	return ids
 }

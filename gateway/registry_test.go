@@ -133,3 +133,41 @@ func TestAPIUnderConcurrency(t *testing.T) {
 		}
 	}
 }
+
+// TestLocalUsers lists the users with a socket on the replica, sorted, each
+// once however many sockets it holds, and forgets a user whose last socket
+// closed.
+func TestLocalUsers(t *testing.T) {
+	testenv.NoLeaks(t)
+	h := start(t, harnessOpts{})
+	if got := h.srv.LocalUsers(0); len(got) != 0 {
+		t.Fatalf("LocalUsers before any socket = %v, want none", got)
+	}
+	carol, _ := h.connect("carol")
+	h.connect("alice")
+	h.connect("bob")
+	h.connect("alice")
+	for _, tc := range []struct {
+		max  int
+		want string
+	}{
+		{0, "alice,bob,carol"},
+		{-1, "alice,bob,carol"},
+		{5, "alice,bob,carol"},
+		{3, "alice,bob,carol"},
+	} {
+		if got := strings.Join(h.srv.LocalUsers(tc.max), ","); got != tc.want {
+			t.Errorf("LocalUsers(%d) = %s, want %s", tc.max, got, tc.want)
+		}
+	}
+	if got := h.srv.LocalUsers(2); len(got) != 2 || got[0] >= got[1] {
+		t.Errorf("LocalUsers(2) = %v, want two sorted ids", got)
+	}
+	carol.Close()
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if got := strings.Join(h.srv.LocalUsers(0), ","); got != "alice,bob" {
+			return fmt.Errorf("LocalUsers after carol left = %s, want alice,bob", got)
+		}
+		return nil
+	})
+}

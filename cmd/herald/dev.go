@@ -2,46 +2,72 @@ package main
 
 import (
 	"crypto/rand"
+	"embed"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
+	"regexp"
 	"strings"
 	"time"
-
-	_ "embed"
+	"unicode/utf8"
 
 	"github.com/herald-gw/herald/auth"
+	clientjs "github.com/herald-gw/herald/clients/js"
+	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/gateway"
 )
 
 // devSessionTTL is the lifetime of a session minted by /dev/login.
 const devSessionTTL = time.Hour
 
-// devSecrets fills in the secrets --dev needs and prints them, so that a
-// person can mint sessions of their own (or point a local backend at them).
+// devSecrets refuses the settings --dev must not be given, generates the
+// two secrets it needs and prints them, so that a person can mint sessions
+// of their own (or point a local backend at them).
+//
+// /dev/login mints a session for any user id. With a real session key those
+// sessions would open sockets on real replicas, and with a real WS token
+// secret or Redis the dev user's sockets would receive real users' messages.
+// So --dev takes none of them: it only runs embedded, with secrets it made,
+// and it prints only those.
 func devSecrets(o *options, out io.Writer) error {
-	if o.SessionPublicKey != "" || o.SessionJWKS != "" {
-		return errors.New("--dev signs sessions for /dev/login with an HS256 secret: drop --session-public-key and --session-jwks")
+	var given []string
+	for _, s := range []struct {
+		set  bool
+		name string
+	}{
+		{o.SessionSecret != "", "--session-secret"},
+		{o.SessionPublicKey != "", "--session-public-key"},
+		{o.SessionJWKS != "", "--session-jwks"},
+		{o.WSTokenSecret != "", "--ws-token-secret"},
+		{o.RedisURL != "", "--redis-url"},
+	} {
+		if s.set {
+			given = append(given, s.name+" ("+envName(strings.TrimPrefix(s.name, "--"))+")")
+		}
 	}
-	if o.SessionSecret == "" {
-		o.SessionSecret = randomSecret()
-		o.SessionAlgs = "HS256"
+	if len(given) > 0 {
+		return fmt.Errorf("--dev mints sessions for any user, so it runs embedded with secrets it generates and takes no real ones: unset %s, or run herald without --dev", strings.Join(given, ", "))
 	}
-	if o.WSTokenSecret == "" {
-		o.WSTokenSecret = randomSecret()
-	}
+	o.SessionSecret = randomSecret()
+	o.SessionAlgs = "HS256"
+	o.WSTokenSecret = randomSecret()
 	base := "http://" + o.Addr
-	fmt.Fprintf(out, `herald --dev: for trying herald on this machine only.
+	fmt.Fprintf(out, `herald --dev: for trying herald on this machine only (loopback, embedded, no Redis).
+Secrets generated for this process (they change at every start):
   session secret (HS256):  %s
   ws token secret (HS256): %s
-Try it:
+Open %s/ in two or more tabs for the demo, or:
   curl -c /tmp/herald.jar -X POST '%s/dev/login?user=42'
   curl -b /tmp/herald.jar -X POST %s/api/ws/token
   websocat "ws://%s/ws?token=<token from above>"
-or open %s/ in a browser.
-`, o.SessionSecret, o.WSTokenSecret, base, base, o.Addr, base)
+  curl -X POST '%s/dev/publish?channel=user:42' -d '{"type":"hello"}'
+`, o.SessionSecret, o.WSTokenSecret, base, base, base, o.Addr, base)
 	return nil
 }
 
@@ -51,43 +77,252 @@ func randomSecret() string {
 	return hex.EncodeToString(b)
 }
 
-//go:embed devpage.html
-var devPage string
+// The demo page and its script, served at / and /demo.js.
+//
+//go:embed demo
+var demoFiles embed.FS
+
+// demoUserID is what a demo user id may be: it names a cookie path.
+var demoUserID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
 
 // devHandler adds the development routes in front of herald's own:
-// POST /dev/login?user=<id> sets a session cookie for that user, and GET /
-// serves a page that logs in, fetches a token and shows the socket's frames.
-func devHandler(o *options, next http.Handler) http.Handler {
+//
+//	GET  /                         the demo app (demo/index.html, demo/app.js)
+//	GET  /herald.js, /herald.d.ts  the browser client, from clients/js
+//	POST /dev/login?user=<id>      a session cookie for that user (Path=/)
+//	POST /dev/as/<id>/login        the same, scoped to /dev/as/<id>/, so that
+//	                               one browser holds several demo users
+//	POST /dev/as/<id>/api/ws/token herald's token endpoint under that path
+//	POST /dev/as/<id>/logout       clears that cookie, disconnects the user (4000)
+//	GET  /dev/online               {"users":[…]}: users with a socket here
+//	POST /dev/publish?channel=<c>  publishes the body on channel c, as a
+//	                               backend service's PUBLISH would
+//
+// Every request, herald's own routes included, must name a loopback host in
+// its Host header (see loopbackHost): listening on loopback is not enough,
+// because a page whose DNS name an attacker rebinds to 127.0.0.1 reaches the
+// port with its own name as Host and its own origin, which the same-origin
+// rule then accepts. The /dev/ POSTs also refuse a cross-origin Origin, so
+// that another site open in the browser cannot drive them.
+func devHandler(o *options, gw *gateway.Server, next http.Handler) http.Handler {
+	d := &devRoutes{o: o, gw: gw, next: next, ch: fanout.NewChannels("")}
 	mux := http.NewServeMux()
 	mux.Handle("/", next)
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		_, _ = io.WriteString(w, devPage)
+	mux.HandleFunc("GET /{$}", d.file("demo/index.html", "text/html; charset=utf-8"))
+	mux.HandleFunc("GET /demo.js", d.file("demo/app.js", "text/javascript; charset=utf-8"))
+	mux.HandleFunc("GET /herald.js", d.bytes(clientjs.Module, "text/javascript; charset=utf-8"))
+	mux.HandleFunc("GET /herald.d.ts", d.bytes(clientjs.Types, "text/plain; charset=utf-8"))
+	mux.HandleFunc("POST /dev/login", d.sameOrigin(d.login))
+	mux.HandleFunc("POST /dev/as/{user}/login", d.sameOrigin(d.login))
+	mux.HandleFunc("POST /dev/as/{user}/api/ws/token", d.token)
+	mux.HandleFunc("POST /dev/as/{user}/logout", d.sameOrigin(d.logout))
+	mux.HandleFunc("GET /dev/online", d.online)
+	mux.HandleFunc("POST /dev/publish", d.sameOrigin(d.publish))
+	return loopbackOnly(mux)
+}
+
+type devRoutes struct {
+	o    *options
+	gw   *gateway.Server
+	next http.Handler // herald's own routes
+	ch   fanout.Channels
+}
+
+func (d *devRoutes) file(name, contentType string) http.HandlerFunc {
+	b, err := demoFiles.ReadFile(name)
+	if err != nil {
+		panic(err) // embedded at build time
+	}
+	return d.bytes(b, contentType)
+}
+
+func (d *devRoutes) bytes(b []byte, contentType string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Type", contentType)
+		h.Set("Cache-Control", "no-cache")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self' ws: wss:; img-src 'self' data:; frame-ancestors 'none'")
+		_, _ = w.Write(b)
+	}
+}
+
+// sameOrigin refuses a request whose Origin, when present, is not the
+// page's own (scheme http, host the request's Host).
+func (d *devRoutes) sameOrigin(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if origin := r.Header.Get("Origin"); origin != "" {
+			u, err := url.Parse(origin)
+			if err != nil || u.Scheme != "http" || u.Host != r.Host {
+				devError(w, http.StatusForbidden, "origin_not_allowed")
+				return
+			}
+		}
+		h(w, r)
+	}
+}
+
+// scope returns the cookie path and user of a /dev/as/<id>/ request, or of
+// /dev/login?user=<id> (path "/").
+func (d *devRoutes) scope(r *http.Request) (path, user string, ok bool) {
+	if user = r.PathValue("user"); user != "" {
+		return "/dev/as/" + user + "/", user, demoUserID.MatchString(user)
+	}
+	user = strings.TrimSpace(r.URL.Query().Get("user"))
+	return "/", user, user != "" && len(user) <= 128
+}
+
+func (d *devRoutes) login(w http.ResponseWriter, r *http.Request) {
+	path, user, ok := d.scope(r)
+	if !ok {
+		devError(w, http.StatusBadRequest, "want ?user=<id>, or /dev/as/<id>/ with letters, digits, - and _ (at most 32)")
+		return
+	}
+	tok, err := auth.SignDevSession([]byte(d.o.SessionSecret), list(d.o.SessionAlgs)[0], user, devSessionTTL)
+	if err != nil {
+		devError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name:     d.o.SessionCookie,
+		Value:    tok,
+		Path:     path,
+		MaxAge:   int(devSessionTTL / time.Second),
+		HttpOnly: true,
+		SameSite: http.SameSiteLaxMode,
 	})
-	mux.HandleFunc("POST /dev/login", func(w http.ResponseWriter, r *http.Request) {
-		user := strings.TrimSpace(r.URL.Query().Get("user"))
-		if user == "" || len(user) > 128 {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusBadRequest)
-			_, _ = io.WriteString(w, `{"error":"want ?user=<id>"}`+"\n")
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"user_id": user, "expires_in": int(devSessionTTL / time.Second)})
+}
+
+// token serves herald's own token endpoint under /dev/as/<id>/, where the
+// browser sends that demo user's cookie.
+func (d *devRoutes) token(w http.ResponseWriter, r *http.Request) {
+	if !demoUserID.MatchString(r.PathValue("user")) {
+		devError(w, http.StatusNotFound, "not_found")
+		return
+	}
+	r2 := r.Clone(r.Context())
+	r2.URL.Path = "/api/ws/token"
+	r2.URL.RawPath = ""
+	d.next.ServeHTTP(w, r2)
+}
+
+// logout clears the demo user's cookie and closes every socket of the user
+// with 4000, through the control channel, as a backend's logout would.
+func (d *devRoutes) logout(w http.ResponseWriter, r *http.Request) {
+	path, user, ok := d.scope(r)
+	if !ok {
+		devError(w, http.StatusBadRequest, "bad user id")
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: d.o.SessionCookie, Value: "", Path: path, MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	if err := d.gw.DisconnectUser(r.Context(), user, "logout"); err != nil {
+		devError(w, http.StatusServiceUnavailable, "publish_failed")
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// online lists the users holding a socket on this process.
+func (d *devRoutes) online(w http.ResponseWriter, r *http.Request) {
+	users := d.gw.LocalUsers(devOnlineMax)
+	if users == nil {
+		users = []string{}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(map[string]any{"users": users})
+}
+
+// devOnlineMax bounds the list /dev/online returns.
+const devOnlineMax = 500
+
+// devPublishMax bounds a /dev/publish body.
+const devPublishMax = 64 << 10
+
+// publish is PUBLISH <channel> <body> for the embedded mode: the channel
+// names are the contract's (user:<id>, socket:<id>, broadcast,
+// broadcast:except:<id>, herald:control), without a prefix, and the message
+// goes through the broker exactly as a backend service's would. With the
+// inbox on, user:<id> goes through it, as fanout.Publisher's sends do: the
+// body must then be a JSON object.
+func (d *devRoutes) publish(w http.ResponseWriter, r *http.Request) {
+	channel := r.URL.Query().Get("channel")
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, devPublishMax))
+	if err != nil {
+		devError(w, http.StatusRequestEntityTooLarge, "payload_too_large")
+		return
+	}
+	if len(body) == 0 || !utf8.Valid(body) {
+		devError(w, http.StatusBadRequest, "the payload must be non-empty UTF-8 text: herald writes it as a text frame")
+		return
+	}
+	ctx := r.Context()
+	if d.ch.IsControl(channel) {
+		var c fanout.Control
+		if json.Unmarshal(body, &c) != nil || c.Op != "disconnect" || c.UserID == "" {
+			devError(w, http.StatusBadRequest, `want {"op":"disconnect","user_id":"<id>","reason":"…"}`)
 			return
 		}
-		alg := list(o.SessionAlgs)[0]
-		tok, err := auth.SignDevSession([]byte(o.SessionSecret), alg, user, devSessionTTL)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
+		err = d.gw.DisconnectUser(ctx, c.UserID, c.Reason)
+	} else if t, ok := d.ch.Parse(channel); ok {
+		switch {
+		case t.Kind == fanout.ToUser:
+			err = d.gw.SendToUser(ctx, t.ID, body)
+		case t.Kind == fanout.ToSocket:
+			err = d.gw.SendToSocket(ctx, t.ID, body)
+		case t.ID == "":
+			err = d.gw.Broadcast(ctx, body)
+		default:
+			err = d.gw.BroadcastExcept(ctx, t.ID, body)
+		}
+	} else {
+		devError(w, http.StatusBadRequest, "unknown channel: want user:<id>, socket:<id>, broadcast, broadcast:except:<id> or herald:control")
+		return
+	}
+	switch {
+	case errors.Is(err, fanout.ErrNotObject):
+		devError(w, http.StatusBadRequest, err.Error())
+		return
+	case err != nil:
+		devError(w, http.StatusServiceUnavailable, "publish_failed")
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func devError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}
+
+// loopbackOnly refuses, with 403, a request whose Host is not a loopback
+// name or address.
+func loopbackOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !loopbackHost(r.Host) {
+			devError(w, http.StatusForbidden, "host_not_loopback")
 			return
 		}
-		http.SetCookie(w, &http.Cookie{
-			Name:     o.SessionCookie,
-			Value:    tok,
-			Path:     "/",
-			MaxAge:   int(devSessionTTL / time.Second),
-			HttpOnly: true,
-			SameSite: http.SameSiteLaxMode,
-		})
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{"user_id": user, "expires_in": int(devSessionTTL / time.Second)})
+		next.ServeHTTP(w, r)
 	})
-	return mux
+}
+
+// loopbackHost reports whether host (a Host header: name or address, with
+// or without a port) is localhost, a name under .localhost (RFC 6761:
+// browsers resolve them to loopback themselves), or a loopback address.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	} else if strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]") {
+		host = host[1 : len(host)-1]
+	}
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }

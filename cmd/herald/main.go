@@ -197,7 +197,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	handler := gw.Handler()
 	if o.Dev {
-		handler = devHandler(o, handler)
+		handler = devHandler(o, gw, handler)
 	}
 	served := make(chan error, 1)
 	go func() { served <- gw.Serve(ln, handler) }()
