@@ -103,28 +103,49 @@ func (p *poller) ctlLocked(s *socket, op int, events uint32) {
 	_ = unix.EpollCtl(p.epfd, op, s.fd, &ev)
 }
 
-// register hands a welcomed connection to the poller. pend holds bytes read
-// after the welcome frame. The session's accounting starts now: messages
-// numbered after the user's current seq must all arrive.
-func (p *poller) register(s *socket, conn net.Conn, pend []byte, took time.Duration) error {
+// takeFD turns a connection into a bare descriptor: a duplicate of its
+// socket, after which conn is closed. Go's poller forgets the socket (its
+// close deregisters it) and the connection stays open through the
+// duplicate, so only our epoll instance sees its events and no net.Conn is
+// kept per socket. The descriptor stays non-blocking (the flag belongs to
+// the open socket, which both share).
+func takeFD(conn net.Conn) (int, error) {
 	sc, ok := conn.(syscall.Conn)
 	if !ok {
-		return errors.New("connection has no descriptor")
+		return -1, errors.New("connection has no descriptor")
 	}
 	raw, err := sc.SyscallConn()
 	if err != nil {
-		return err
+		return -1, err
 	}
-	fd := -1
-	if err := raw.Control(func(f uintptr) { fd = int(f) }); err != nil {
+	fd, derr := -1, error(nil)
+	if err := raw.Control(func(f uintptr) { fd, derr = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return -1, err
+	}
+	if derr != nil {
+		return -1, fmt.Errorf("dup: %w", derr)
+	}
+	_ = conn.Close()
+	return fd, nil
+}
+
+// register hands a welcomed connection to the poller. pend holds bytes read
+// after the welcome frame. The session's accounting starts now: messages
+// numbered after the user's current seq must all arrive. conn is closed
+// whatever happens.
+func (p *poller) register(s *socket, conn net.Conn, pend []byte, took time.Duration) error {
+	fd, err := takeFD(conn)
+	if err != nil {
+		conn.Close()
 		return err
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.w.stopping.Load() {
+		unix.Close(fd)
 		return errStopping
 	}
-	s.conn, s.fd, s.state = conn, fd, sockUp
+	s.open, s.fd, s.state = true, fd, sockUp
 	s.startSeq = s.user.assigned.Load()
 	s.maxSeq, s.window, s.got = s.startSeq, 0, 0
 	s.after = -1
@@ -167,7 +188,7 @@ func (p *poller) readLocked(s *socket, now time.Time) {
 
 // consumeLocked handles the whole frames in data and keeps the rest.
 func (p *poller) consumeLocked(s *socket, data []byte, now time.Time) {
-	for s.conn != nil {
+	for s.open {
 		op, fin, payload, n, err := nextFrame(data)
 		if err != nil {
 			p.endLocked(s, 1002, "server_protocol_error", false)
@@ -202,7 +223,7 @@ func (p *poller) consumeLocked(s *socket, data []byte, now time.Time) {
 		case opClose:
 			code, _ := parseClose(payload)
 			p.writeLocked(s, opClose, payload[:min(len(payload), 2)])
-			if s.conn != nil {
+			if s.open {
 				p.endLocked(s, code, "close_"+strconv.Itoa(code), true)
 			}
 			return
@@ -253,7 +274,7 @@ func (p *poller) textLocked(s *socket, m []byte, now time.Time) {
 // writeLocked sends one small masked frame. A socket whose kernel buffer
 // cannot take a few bytes is broken: it is dropped.
 func (p *poller) writeLocked(s *socket, op byte, payload []byte) {
-	if s.conn == nil {
+	if !s.open {
 		return
 	}
 	p.wbuf = appendClientFrame(p.wbuf[:0], op, payload, p.rng)
@@ -269,7 +290,7 @@ func (p *poller) writeLocked(s *socket, op byte, payload []byte) {
 // last one received cannot be told lost), closes the connection and applies
 // the reconnect policy for code. byServer says the server sent code.
 func (p *poller) endLocked(s *socket, code int, why string, byServer bool) {
-	if s.conn == nil {
+	if !s.open {
 		return
 	}
 	wasSlow := s.state == sockSlow
@@ -278,8 +299,8 @@ func (p *poller) endLocked(s *socket, code int, why string, byServer bool) {
 	}
 	p.ctlLocked(s, unix.EPOLL_CTL_DEL, 0)
 	delete(p.socks, int32(s.fd))
-	_ = s.conn.Close()
-	s.conn, s.fd, s.pend, s.frag = nil, -1, nil, nil
+	_ = unix.Close(s.fd)
+	s.open, s.fd, s.pend, s.frag = false, -1, nil, nil
 	s.state = sockDown
 	p.w.up.Add(-1)
 	if wasSlow {
@@ -303,7 +324,7 @@ func (p *poller) endLocked(s *socket, code int, why string, byServer bool) {
 // clientCloseLocked closes s as a browser tab would (close frame 1000), and
 // reconnects it at once with a fresh token when reconnect is set.
 func (p *poller) clientCloseLocked(s *socket, reason string, reconnect bool) {
-	if s.conn == nil {
+	if !s.open {
 		return
 	}
 	p.writeLocked(s, opClose, closePayload(1000, reason))
@@ -315,8 +336,8 @@ func (p *poller) clientCloseLocked(s *socket, reason string, reconnect bool) {
 	}
 	p.ctlLocked(s, unix.EPOLL_CTL_DEL, 0)
 	delete(p.socks, int32(s.fd))
-	_ = s.conn.Close()
-	s.conn, s.fd, s.pend, s.frag = nil, -1, nil, nil
+	_ = unix.Close(s.fd)
+	s.open, s.fd, s.pend, s.frag = false, -1, nil, nil
 	s.state = sockDown
 	p.w.up.Add(-1)
 	p.t.closed["client_"+reason]++

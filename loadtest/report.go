@@ -186,7 +186,7 @@ func (r *Report) WriteText(w io.Writer) {
 				p("  server        unknown: %s", c.Error)
 			} else {
 				line := fmt.Sprintf("  server        CPU %.2f s (%.2f cores)", c.CPUSeconds, c.CPUUtilisation)
-				if c.Handshakes > 0 && (s.Name == "connect" || s.Name == "churn") {
+				if c.Handshakes > 0 && s.Name == "connect" {
 					line += fmt.Sprintf(", %.1f µs per handshake", c.CPUUsPerHS)
 				}
 				if c.Deliveries > 0 && s.Name != "connect" {

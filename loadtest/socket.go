@@ -1,7 +1,6 @@
 package loadtest
 
 import (
-	"net"
 	"sync/atomic"
 	"time"
 )
@@ -43,7 +42,7 @@ type socket struct {
 	// Guarded by p.mu.
 	state     sockState
 	started   bool // its first attempt was made
-	conn      net.Conn
+	open      bool // fd is this socket's connection
 	fd        int
 	pend      []byte // a partial frame left by the last read
 	frag      []byte // a fragmented text message being reassembled

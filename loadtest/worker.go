@@ -155,7 +155,10 @@ func (w *worker) attempt(s *socket) {
 	<-w.sem
 	if err == nil {
 		if err = s.p.register(s, conn, rest, time.Since(start)); err != nil {
-			conn.Close()
+			if !errors.Is(err, errStopping) {
+				w.countFailure("client_fd_error")
+				w.schedule(s, retryBackoff, 0, false)
+			}
 			return
 		}
 		s.attempts = 0
@@ -475,7 +478,7 @@ func (w *worker) shutdown() {
 	w.stopping.Store(true)
 	w.cancel()
 	w.each(func(p *poller, s *socket) {
-		if s.conn != nil {
+		if s.open {
 			p.clientCloseLocked(s, "done", false)
 		}
 	})
