@@ -239,4 +239,3 @@ func TestLoadTestFailsOnRefusedSockets(t *testing.T) {
 		t.Errorf("report: %+v", rep)
 	}
 }
-
