@@ -38,6 +38,8 @@ func merge(name string, results []*phaseResult, elapsed time.Duration) ScenarioR
 		sum.Shed += r.Shed
 		sum.StillSlow += r.StillSlow
 		sum.Reconnects += r.Reconnects
+		sum.ClientCPU += r.ClientCPU
+		sum.ClientRSSKiB += r.ClientRSSKiB
 		r.Handshake.mergeInto(&hs)
 		r.Latency.mergeInto(&lat)
 		r.Baseline.mergeInto(&base)
@@ -46,6 +48,10 @@ func merge(name string, results []*phaseResult, elapsed time.Duration) ScenarioR
 	sr := ScenarioReport{
 		Name: name, Elapsed: elapsed.Round(time.Millisecond).String(), Up: sum.Up,
 		FailedBy: sum.FailedBy, Closed: sum.Closed, Reconnects: sum.Reconnects,
+		Client: &ClientCost{CPUSeconds: sum.ClientCPU.Seconds(), RSSKiB: sum.ClientRSSKiB},
+	}
+	if s := elapsed.Seconds(); s > 0 {
+		sr.Client.Cores = sr.Client.CPUSeconds / s
 	}
 	if len(sr.Closed) == 0 {
 		sr.Closed = nil

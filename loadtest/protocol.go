@@ -92,6 +92,9 @@ type phaseResult struct {
 	Shed      uint64 `json:"shed"`
 	StillSlow uint64 `json:"still_slow"`
 
+	ClientCPU    time.Duration `json:"client_cpu"`     // this worker's CPU time during the phase
+	ClientRSSKiB float64       `json:"client_rss_kib"` // its resident memory at the end
+
 	Reconnects uint64        `json:"reconnects"`
 	Elapsed    time.Duration `json:"elapsed"`
 }

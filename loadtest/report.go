@@ -136,6 +136,15 @@ type ScenarioReport struct {
 	Broadcast  *BroadcastReport  `json:"broadcast,omitempty"`
 	Slow       *SlowReport       `json:"slow,omitempty"`
 	Server     *ServerCost       `json:"server,omitempty"`
+	Client     *ClientCost       `json:"load_tester,omitempty"`
+}
+
+// ClientCost is what the load tester's workers spent during a scenario: on
+// a shared machine, the CPU it takes is CPU herald does not get.
+type ClientCost struct {
+	CPUSeconds float64 `json:"cpu_seconds"`
+	Cores      float64 `json:"cpu_cores"`
+	RSSKiB     float64 `json:"rss_kib"`
 }
 
 // WriteJSON writes r to path.
@@ -198,6 +207,9 @@ func (r *Report) WriteText(w io.Writer) {
 				}
 				p("%s", line)
 			}
+		}
+		if c := s.Client; c != nil {
+			p("  load tester   CPU %.2f s (%.2f cores); RSS %.1f MiB", c.CPUSeconds, c.Cores, c.RSSKiB/1024)
 		}
 	}
 	p("")

@@ -169,10 +169,12 @@ func (w *worker) slow(c command) *phaseResult {
 	// close and reconnect.
 	w.each(func(p *poller, s *socket) {
 		if s.state == sockSlow {
+			// Megabytes may wait behind the close: open the window.
+			_ = unix.SetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
 			p.ctlLocked(s, unix.EPOLL_CTL_MOD, evRead)
 		}
 	})
-	deadline := time.Now().Add(w.pl.DrainTimeout)
+	deadline := time.Now().Add(2 * w.pl.DrainTimeout)
 	for time.Now().Before(deadline) {
 		n := 0
 		w.each(func(_ *poller, s *socket) {

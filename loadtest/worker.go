@@ -40,6 +40,8 @@ type worker struct {
 	bcArmed  atomic.Uint64
 	reconns  atomic.Uint64
 
+	cpuAtReset time.Duration // process CPU time when the phase began; owned by the command loop
+
 	mu       sync.Mutex
 	failedBy map[string]uint64 // guarded by mu
 	fatal    error             // guarded by mu
@@ -297,6 +299,7 @@ func (w *worker) resetTallies() {
 	w.failedBy = map[string]uint64{}
 	w.mu.Unlock()
 	w.reconns.Store(0)
+	w.cpuAtReset = cpuTime()
 }
 
 // collect settles the sockets still up (every message published to their
@@ -319,6 +322,8 @@ func (w *worker) collect(phase string, start time.Time) *phaseResult {
 	}
 	r.Handshake, r.Latency, r.Broadcast = hs.sparse(), lat.sparse(), bc.sparse()
 	r.Up = w.up.Load()
+	r.ClientCPU = cpuTime() - w.cpuAtReset
+	r.ClientRSSKiB = rssKiB()
 	r.Reconnects = w.reconns.Load()
 	w.mu.Lock()
 	r.FailedBy = map[string]uint64{}
