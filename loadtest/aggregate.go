@@ -25,6 +25,8 @@ func merge(name string, results []*phaseResult, elapsed time.Duration) ScenarioR
 		sum.Sent += r.Sent
 		sum.Delivered += r.Delivered
 		sum.Lost += r.Lost
+		sum.Excused += r.Excused
+		sum.Resyncs += r.Resyncs
 		sum.Dups += r.Dups
 		sum.OutOfOrder += r.OutOfOrder
 		sum.SocketsLost += r.SocketsLost
@@ -70,7 +72,7 @@ func merge(name string, results []*phaseResult, elapsed time.Duration) ScenarioR
 		l := latency(&lat, elapsed)
 		sr.Delivery = &DeliveryReport{
 			Published: sum.Published, PublishErrors: sum.PublishErrors, Sent: sum.Sent, Delivered: sum.Delivered,
-			Lost: sum.Lost, Duplicates: sum.Dups, OutOfOrder: sum.OutOfOrder,
+			Lost: sum.Lost, LostResync: sum.Excused, Resyncs: sum.Resyncs, Duplicates: sum.Dups, OutOfOrder: sum.OutOfOrder,
 			SocketsLost: sum.SocketsLost, SocketsDup: sum.SocketsDup, SocketsOOO: sum.SocketsOOO, MaxLost: sum.MaxLost,
 			PerS: float64(sum.Delivered) / elapsed.Seconds(), P50: l.P50, P99: l.P99, P999: l.P999, Max: l.Max,
 		}
@@ -146,6 +148,9 @@ func finish(rep *Report) {
 			}
 			if d.PublishErrors > 0 {
 				rep.Failures = append(rep.Failures, fmt.Sprintf("%s: %d PUBLISHes failed", s.Name, d.PublishErrors))
+			}
+			if d.Resyncs > 0 {
+				rep.Warnings = append(rep.Warnings, fmt.Sprintf("%s: herald sent %d resync frames (it lost Redis); %d deliveries were missing before them", s.Name, d.Resyncs, d.LostResync))
 			}
 			if d.OutOfOrder > 0 {
 				rep.Warnings = append(rep.Warnings, fmt.Sprintf("%s: %d messages arrived out of order (%d sockets)", s.Name, d.OutOfOrder, d.SocketsOOO))

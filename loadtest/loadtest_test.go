@@ -190,3 +190,18 @@ func TestConfigDefaults(t *testing.T) {
 		}
 	}
 }
+
+// TestResyncExcusesLoss: what is missing when herald says resync is
+// announced, not lost; what is missing after it is lost again.
+func TestResyncExcusesLoss(t *testing.T) {
+	tl := newTally()
+	s := &socket{}
+	s.onSeq(1, tl)
+	s.onSeq(2, tl)
+	s.excuse(6, tl) // 3…6 missing, then resync
+	s.onSeq(7, tl)
+	s.settle(9, tl) // 8, 9 missing
+	if tl.excused != 4 || tl.lost != 2 || tl.sent != 9 || tl.lostSockets != 1 {
+		t.Errorf("excused %d lost %d sent %d lost sockets %d; want 4 2 9 1", tl.excused, tl.lost, tl.sent, tl.lostSockets)
+	}
+}

@@ -267,7 +267,12 @@ func (p *poller) textLocked(s *socket, m []byte, now time.Time) {
 			s.after = time.Duration(ms) * time.Millisecond
 		}
 	case bytes.Contains(m, typeResync):
-		p.t.closed["resync_frames"]++
+		// herald lost its broker and says messages may be missing: those
+		// published before this frame are excused, not lost.
+		p.t.resyncs++
+		if s.state == sockUp {
+			s.excuse(s.user.assigned.Load(), p.t)
+		}
 	}
 }
 

@@ -74,6 +74,8 @@ type phaseResult struct {
 	Sent          uint64     `json:"sent"`
 	Delivered     uint64     `json:"delivered"`
 	Lost          uint64     `json:"lost"`
+	Excused       uint64     `json:"excused"`
+	Resyncs       uint64     `json:"resyncs"`
 	Dups          uint64     `json:"dups"`
 	OutOfOrder    uint64     `json:"out_of_order"`
 	SocketsLost   uint64     `json:"sockets_lost"`

@@ -203,6 +203,8 @@ func (w *worker) slow(c command) *phaseResult {
 	r.Sent += base.Sent
 	r.Delivered += base.Delivered
 	r.Lost += base.Lost
+	r.Excused += base.Excused
+	r.Resyncs += base.Resyncs
 	r.Dups += base.Dups
 	r.OutOfOrder += base.OutOfOrder
 	r.SocketsLost += base.SocketsLost

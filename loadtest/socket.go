@@ -93,6 +93,15 @@ func (s *socket) onSeq(seq uint64, t *tally) {
 	}
 }
 
+// excuse settles the session up to top like settle, except that what is
+// missing is counted as announced by a resync frame rather than lost.
+func (s *socket) excuse(top uint64, t *tally) {
+	lost, sockets, maxLost := t.lost, t.lostSockets, t.maxLost
+	s.settle(top, t)
+	t.excused += t.lost - lost
+	t.lost, t.lostSockets, t.maxLost = lost, sockets, maxLost
+}
+
 // settle closes the accounting of the session's messages up to top: the
 // seqs in (startSeq, top] are expected, those not received are lost.
 func (s *socket) settle(top uint64, t *tally) {

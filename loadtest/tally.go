@@ -13,6 +13,8 @@ type tally struct {
 	oooSockets map[*socket]struct{}
 
 	lostSockets uint64
+	excused     uint64 // missing before a resync frame: announced, not lost
+	resyncs     uint64 // resync frames received
 	latency     Histogram // publish→deliver, whole phase
 	interval    Histogram // publish→deliver, since the last progress event
 
@@ -39,6 +41,8 @@ func (t *tally) addTo(r *phaseResult) {
 	r.Delivered += t.delivered
 	r.Sent += t.sent
 	r.Lost += t.lost
+	r.Excused += t.excused
+	r.Resyncs += t.resyncs
 	r.Dups += t.dups
 	r.OutOfOrder += t.ooo
 	r.MaxLost = max(r.MaxLost, t.maxLost)
