@@ -182,7 +182,7 @@ func (r *Report) WriteText(w io.Writer) {
 			p("  published     %d (%d errors); deliveries due %d, received %d, %.0f/s", d.Published, d.PublishErrors, d.Sent, d.Delivered, d.PerS)
 			p("  latency       publish→deliver p50 %.2f ms, p99 %.2f ms, p999 %.2f ms, max %.2f ms", d.P50, d.P99, d.P999, d.Max)
 			if d.Resyncs > 0 {
-				p("  resync        %d resync frames (herald lost its broker); %d deliveries missing before them, as the contract allows", d.Resyncs, d.LostResync)
+				p("  resync        %d resync frames (herald lost its broker); %d deliveries not received when they came, excused as the contract allows", d.Resyncs, d.LostResync)
 			}
 			p("  correctness   lost %d (%d sockets, at most %d on one), duplicated %d (%d sockets), out of order %d (%d sockets)",
 				d.Lost, d.SocketsLost, d.MaxLost, d.Duplicates, d.SocketsDup, d.OutOfOrder, d.SocketsOOO)

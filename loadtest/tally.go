@@ -13,8 +13,8 @@ type tally struct {
 	oooSockets map[*socket]struct{}
 
 	lostSockets uint64
-	excused     uint64 // missing before a resync frame: announced, not lost
-	resyncs     uint64 // resync frames received
+	excused     uint64    // missing before a resync frame: announced, not lost
+	resyncs     uint64    // resync frames received
 	latency     Histogram // publish→deliver, whole phase
 	interval    Histogram // publish→deliver, since the last progress event
 
