@@ -24,5 +24,5 @@
 // connect attempt (or reconnect timer) exists per socket at a time, and it
 // owns the socket's retry counters. The parent talks to each worker over
 // one JSON line stream each way; workers run their commands one at a time.
-// Lock order: a poller's mu, then the worker's mu.
+// Lock order: a poller's mu, then the worker's mu. Linux only (epoll), like herald.
 package loadtest

@@ -24,6 +24,7 @@ var scrapedNames = []string{
 // scrape is one reading of every metrics URL; err is set when any failed.
 type scrape struct {
 	at     time.Time
+	urls   []string
 	values []map[string]float64 // per URL
 	err    error
 }
@@ -36,8 +37,13 @@ func (s scrape) sum(name string) float64 {
 	return v
 }
 
+// only is the reading of URL i alone.
+func (s scrape) only(i int) scrape {
+	return scrape{at: s.at, urls: s.urls[i : i+1], values: s.values[i : i+1]}
+}
+
 func scrapeAll(ctx context.Context, c *http.Client, urls []string) scrape {
-	s := scrape{at: time.Now()}
+	s := scrape{at: time.Now(), urls: urls}
 	for _, u := range urls {
 		m, err := scrapeOne(ctx, c, u)
 		if err != nil && s.err == nil {
@@ -121,6 +127,15 @@ type ServerCost struct {
 	RSSKiBPerSock  float64 `json:"rss_kib_per_socket,omitempty"`
 	Error          string  `json:"error,omitempty"`
 	CPUUtilisation float64 `json:"cpu_cores"` // CPU seconds per wall second
+	// Replicas are the same figures for each --metrics URL, when there
+	// are several: side by side, under the same load.
+	Replicas []ReplicaCost `json:"replicas,omitempty"`
+}
+
+// ReplicaCost is one replica's share of a ServerCost.
+type ReplicaCost struct {
+	URL string `json:"url"`
+	ServerCost
 }
 
 func cost(before, after scrape) *ServerCost {
@@ -151,6 +166,11 @@ func cost(before, after scrape) *ServerCost {
 	}
 	if gained := c.SocketsAfter - before.sum("herald_sockets"); gained > 0 {
 		c.RSSKiBPerSock = (c.RSSKiBAfter - c.RSSKiBBefore) / gained
+	}
+	if len(before.values) > 1 {
+		for i := range before.values {
+			c.Replicas = append(c.Replicas, ReplicaCost{URL: before.urls[i], ServerCost: *cost(before.only(i), after.only(i))})
+		}
 	}
 	return c
 }

@@ -211,6 +211,19 @@ func (r *Report) WriteText(w io.Writer) {
 					line += fmt.Sprintf(" (%.2f KiB per socket)", c.RSSKiBPerSock)
 				}
 				p("%s", line)
+				for _, rc := range c.Replicas {
+					line := fmt.Sprintf("    %-40s CPU %.2f s", rc.URL, rc.CPUSeconds)
+					if rc.Handshakes > 0 && s.Name == "connect" {
+						line += fmt.Sprintf(", %.1f µs/handshake", rc.CPUUsPerHS)
+					}
+					if rc.Deliveries > 0 && s.Name != "connect" {
+						line += fmt.Sprintf(", %.2f µs/delivery", rc.CPUUsPerMsg)
+					}
+					if rc.RSSKiBPerSock != 0 {
+						line += fmt.Sprintf(", %.2f KiB/socket", rc.RSSKiBPerSock)
+					}
+					p("%s", line)
+				}
 			}
 		}
 		if c := s.Client; c != nil {

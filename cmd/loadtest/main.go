@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/herald-gw/herald/loadtest"
+	"github.com/herald-gw/herald/loadtest/floor"
 )
 
 // workerEnv marks a process started as a worker by its parent.
@@ -42,7 +43,41 @@ func main() {
 		}
 		return
 	}
+	if len(os.Args) > 1 && os.Args[1] == "floor" {
+		os.Exit(runFloor(os.Args[2:], os.Stderr))
+	}
 	os.Exit(run(os.Args[1:], os.Stderr, os.Stdout))
+}
+
+// runFloor serves the floor (package loadtest/floor) until SIGINT or
+// SIGTERM: `loadtest floor --addr 127.0.0.1:8090 --redis redis://…`.
+func runFloor(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("loadtest floor", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:8090", "listen address")
+	redisURL := fs.String("redis", "", "Redis to subscribe to (required)")
+	prefix := fs.String("channel-prefix", "", "channel prefix, as herald's")
+	cookie := fs.String("session-cookie", "access_token", "session cookie name")
+	claim := fs.String("user-claim", "sub", "claim holding the user id")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var l syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) == nil && l.Cur < l.Max {
+		l.Cur = l.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	srv, err := floor.New(ctx, floor.Config{Addr: *addr, Redis: *redisURL, ChannelPrefix: *prefix, SessionCookie: *cookie, UserClaim: *claim})
+	if err != nil {
+		fmt.Fprintln(stderr, "loadtest floor:", err)
+		return 2
+	}
+	fmt.Fprintf(stderr, "loadtest floor: serving on %s (not herald: a yardstick for the load tester)\n", srv.Addr())
+	<-ctx.Done()
+	srv.Close()
+	return 0
 }
 
 // run returns the exit status: 0 when every correctness check passed, 1
