@@ -294,7 +294,10 @@ func (r *runner) command(c command) ([]*phaseResult, error) {
 		case err := <-we.errs:
 			return false, err
 		case <-r.ctx.Done():
-			return false, fmt.Errorf("the run's deadline (%s) passed", r.cfg.Deadline)
+			if errors.Is(r.ctx.Err(), context.DeadlineExceeded) {
+				return false, fmt.Errorf("the run's deadline (%s) passed", r.cfg.Deadline)
+			}
+			return false, fmt.Errorf("interrupted: %w", r.ctx.Err())
 		}
 	})
 	return out, err
@@ -325,6 +328,10 @@ func (r *runner) stop(kill bool) {
 		}
 		_ = we.In.Close()
 	}
+	grace := 15 * time.Second
+	if kill {
+		grace = 2 * time.Second // the end of their input cancels what they do
+	}
 	for _, we := range r.workers {
 		done := make(chan struct{})
 		go func() {
@@ -333,7 +340,7 @@ func (r *runner) stop(kill bool) {
 		}()
 		select {
 		case <-done:
-		case <-time.After(15 * time.Second):
+		case <-time.After(grace):
 			r.cfg.Log.Warn("worker did not stop; killing it")
 			we.Kill()
 		}

@@ -119,7 +119,7 @@ func (w *worker) churn(c command) *phaseResult {
 // waitUp waits until no socket is reconnecting, or timeout.
 func (w *worker) waitUp(timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
-	for !w.settled() && time.Now().Before(deadline) {
+	for !w.settled() && time.Now().Before(deadline) && w.ctx.Err() == nil {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
@@ -175,7 +175,7 @@ func (w *worker) slow(c command) *phaseResult {
 		}
 	})
 	deadline := time.Now().Add(2 * w.pl.DrainTimeout)
-	for time.Now().Before(deadline) {
+	for time.Now().Before(deadline) && w.ctx.Err() == nil {
 		n := 0
 		w.each(func(_ *poller, s *socket) {
 			if s.state == sockSlow {
@@ -224,7 +224,7 @@ func (w *worker) broadcastWait(c command) *phaseResult {
 				missing++
 			}
 		})
-		if missing == 0 || time.Now().After(deadline) {
+		if missing == 0 || time.Now().After(deadline) || w.ctx.Err() != nil {
 			r := w.collect("broadcast", start)
 			r.BroadcastMissed = missing
 			return r

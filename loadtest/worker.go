@@ -366,7 +366,7 @@ func (w *worker) connectAll(timeout time.Duration) *phaseResult {
 		go w.attempt(s)
 	}
 	deadline := start.Add(timeout)
-	for time.Now().Before(deadline) {
+	for time.Now().Before(deadline) && w.ctx.Err() == nil {
 		if w.settled() {
 			break
 		}
@@ -405,7 +405,7 @@ func (w *worker) drain() {
 				}
 			}
 		})
-		if missing == 0 || time.Now().After(deadline) {
+		if missing == 0 || time.Now().After(deadline) || w.ctx.Err() != nil {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -438,10 +438,27 @@ func (w *worker) serve(in *bufio.Scanner, out io.Writer) error {
 		w.shutdown()
 		<-progDone
 	}()
+	// Commands are read on their own goroutine so that the end of the
+	// input (the parent gave up: its deadline passed, or it died) cancels
+	// the command in progress at once.
+	cmds := make(chan []byte)
+	var readErr error
+	go func() {
+		defer close(cmds)
+		for in.Scan() {
+			select {
+			case cmds <- append([]byte(nil), in.Bytes()...):
+			case <-w.ctx.Done():
+				return
+			}
+		}
+		readErr = in.Err()
+		w.cancel()
+	}()
 	emit(event{Ev: "ready"})
-	for in.Scan() {
+	for line := range cmds {
 		var c command
-		if err := json.Unmarshal(in.Bytes(), &c); err != nil {
+		if err := json.Unmarshal(line, &c); err != nil {
 			return fmt.Errorf("bad command: %w", err)
 		}
 		var r *phaseResult
@@ -473,9 +490,12 @@ func (w *worker) serve(in *bufio.Scanner, out io.Writer) error {
 			emit(event{Ev: "error", Err: err.Error()})
 			return err
 		}
+		if w.ctx.Err() != nil {
+			break
+		}
 		emit(event{Ev: "result", Result: r})
 	}
-	return in.Err()
+	return readErr
 }
 
 // shutdown closes every socket as a tab being closed would, and stops.
