@@ -9,7 +9,10 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/herald-gw/herald/internal/testenv"
 )
@@ -52,21 +55,25 @@ func goBuild(dir, pkg string) (string, error) {
 const testSessionSecret = "loadtest-session-secret-0123456789abcdef"
 
 // startReplicas runs n herald replicas on one private redis-server.
-func startReplicas(t *testing.T, n int) (*testenv.Redis, []*testenv.Herald) {
+func startReplicas(t *testing.T, n int, extraEnv ...string) (*testenv.Redis, []*testenv.Herald) {
 	r := testenv.StartRedis(t)
 	var hs []*testenv.Herald
 	for i := range n {
 		addr := testenv.FreeAddr(t)
-		hs = append(hs, testenv.StartHerald(t, heraldBin, addr, []string{
-			"HERALD_ADDR=" + addr,
-			"HERALD_REDIS_URL=" + r.URL(),
-			"HERALD_SESSION_SECRET=" + testSessionSecret,
-			"HERALD_WS_TOKEN_SECRET=loadtest-ws-token-secret-0123456789abcdef",
-			fmt.Sprintf("HERALD_NODE_ID=h%d", i+1),
-			"HERALD_LOG_LEVEL=warn",
-		}))
+		hs = append(hs, testenv.StartHerald(t, heraldBin, addr, replicaEnv(r, addr, i, extraEnv)))
 	}
 	return r, hs
+}
+
+func replicaEnv(r *testenv.Redis, addr string, i int, extra []string) []string {
+	return append([]string{
+		"HERALD_ADDR=" + addr,
+		"HERALD_REDIS_URL=" + r.URL(),
+		"HERALD_SESSION_SECRET=" + testSessionSecret,
+		"HERALD_WS_TOKEN_SECRET=loadtest-ws-token-secret-0123456789abcdef",
+		fmt.Sprintf("HERALD_NODE_ID=h%d", i+1),
+		"HERALD_LOG_LEVEL=warn",
+	}, extra...)
 }
 
 type result struct {
@@ -204,38 +211,134 @@ func TestLoadTestTwoReplicas(t *testing.T) {
 	}
 }
 
-// TestLoadTestFailsOnRefusedSockets: a wrong session secret means no socket
-// is welcomed; the verdict must say so with exit status 1.
-func TestLoadTestFailsOnRefusedSockets(t *testing.T) {
-	_, hs := startReplicas(t, 1)
-	secretFile := filepath.Join(t.TempDir(), "wrong")
-	if err := os.WriteFile(secretFile, []byte(strings.Repeat("w", 40)), 0o600); err != nil {
+// TestLoadTestRefusedSockets: sockets herald refuses are failures, by
+// reason, with exit status 1.
+func TestLoadTestRefusedSockets(t *testing.T) {
+	_, hs := startReplicas(t, 1, "HERALD_ALLOWED_ORIGINS=https://app.example.com")
+	tests := []struct {
+		name, secret, origin, reason string
+	}{
+		{"wrong session secret", strings.Repeat("w", 40), "", "token_http_401"},
+		{"origin not allowed", testSessionSecret, "https://evil.example.net", "token_http_403"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			secretFile := filepath.Join(t.TempDir(), "secret")
+			if err := os.WriteFile(secretFile, []byte(tc.secret), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			jsonPath := filepath.Join(t.TempDir(), "report.json")
+			args := []string{"--target", "http://" + hs[0].Addr, "--sockets", "20",
+				"--session-secret-file", secretFile, "--json", jsonPath, "--connect-timeout", "10s"}
+			if tc.origin != "" {
+				args = append(args, "--origin", tc.origin)
+			}
+			out, err := exec.Command(loadtestBin, args...).CombinedOutput()
+			ee, ok := err.(*exec.ExitError)
+			if !ok || ee.ExitCode() != 1 {
+				t.Fatalf("exit: %v, want status 1\n%s", err, out)
+			}
+			b, err := os.ReadFile(jsonPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var rep struct {
+				Sockets struct {
+					OK       int            `json:"ok"`
+					Failed   int            `json:"failed"`
+					FailedBy map[string]int `json:"failed_by"`
+				} `json:"sockets"`
+				OK bool `json:"ok"`
+			}
+			if err := json.Unmarshal(b, &rep); err != nil {
+				t.Fatal(err)
+			}
+			if rep.OK || rep.Sockets.OK != 0 || rep.Sockets.Failed != 20 || rep.Sockets.FailedBy[tc.reason] != 20 {
+				t.Errorf("report: %+v", rep)
+			}
+		})
+	}
+	// The allowed origin works.
+	res := runLoadtest(t, "--target", "http://"+hs[0].Addr, "--sockets", "20", "--origin", "https://app.example.com")
+	if res.code != 0 || num(t, res.report, "sockets.ok") != 20 {
+		t.Errorf("allowed origin: exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
+	}
+}
+
+// TestLoadTestFollowsRestart: a replica restarted in the middle of a
+// fan-out sends every socket a reconnect hint and 1012; the load tester
+// waits the hinted delay, reconnects with a fresh token to the replica's
+// successor, and loses nothing while connected.
+func TestLoadTestFollowsRestart(t *testing.T) {
+	r := testenv.StartRedis(t)
+	addr := testenv.FreeAddr(t)
+	env := replicaEnv(r, addr, 0, []string{"HERALD_DRAIN_WINDOW=500ms"})
+	h := testenv.StartHerald(t, heraldBin, addr, env)
+
+	jsonPath := filepath.Join(t.TempDir(), "report.json")
+	cmd := exec.Command(loadtestBin, "--target", "http://"+addr, "--sockets", "200", "--redis", r.URL(),
+		"--scenario", "connect,fanout", "--rate", "400", "--duration", "8s",
+		"--session-secret", testSessionSecret, "--json", jsonPath, "--deadline", "60s")
+	var stdout bytes.Buffer
+	stderr := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = &stdout, stderr
+	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	jsonPath := filepath.Join(t.TempDir(), "report.json")
-	cmd := exec.Command(loadtestBin, "--target", "http://"+hs[0].Addr, "--sockets", "20",
-		"--session-secret-file", secretFile, "--json", jsonPath, "--connect-timeout", "10s")
-	out, err := cmd.CombinedOutput()
-	ee, ok := err.(*exec.ExitError)
-	if !ok || ee.ExitCode() != 1 {
-		t.Fatalf("exit: %v, want status 1\n%s", err, out)
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if !strings.Contains(stderr.String(), "fanout") {
+			return fmt.Errorf("fan-out not started:\n%s", stderr.String())
+		}
+		return nil
+	})
+	h.Signal(syscall.SIGTERM)
+	if err := h.Wait(15 * time.Second); err != nil {
+		t.Fatalf("herald did not drain: %v", err)
+	}
+	testenv.StartHerald(t, heraldBin, addr, env)
+	err := cmd.Wait()
+	if err != nil {
+		t.Fatalf("loadtest: %v\n%s\n%s", err, stdout.String(), stderr.String())
+	}
+	var rep struct {
+		Scenarios []struct {
+			Name     string            `json:"name"`
+			Up       int               `json:"sockets_up_at_end"`
+			Closed   map[string]int    `json:"sessions_ended"`
+			FailedBy map[string]uint64 `json:"failed_by"`
+			Delivery struct {
+				Sent, Delivered, Lost int
+			} `json:"delivery"`
+		} `json:"scenarios"`
 	}
 	b, err := os.ReadFile(jsonPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rep struct {
-		Sockets struct {
-			OK       int            `json:"ok"`
-			Failed   int            `json:"failed"`
-			FailedBy map[string]int `json:"failed_by"`
-		} `json:"sockets"`
-		OK bool `json:"ok"`
-	}
 	if err := json.Unmarshal(b, &rep); err != nil {
 		t.Fatal(err)
 	}
-	if rep.OK || rep.Sockets.OK != 0 || rep.Sockets.Failed != 20 || rep.Sockets.FailedBy["token_http_401"] != 20 {
-		t.Errorf("report: %+v", rep)
+	fan := rep.Scenarios[len(rep.Scenarios)-1]
+	if fan.Name != "fanout" || fan.Closed["close_1012"] != 200 || fan.Up != 200 || fan.Delivery.Lost != 0 || fan.Delivery.Sent == 0 {
+		t.Errorf("fan-out across the restart: %+v\n%s", fan, stdout.String())
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and one reader.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
