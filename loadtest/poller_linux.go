@@ -27,6 +27,7 @@ type poller struct {
 	epfd int
 
 	mu    sync.Mutex
+	all   []*socket         // every socket of this poller; set before the loop starts, never changed
 	socks map[int32]*socket // registered sockets by fd; guarded by mu
 	t     *tally            // guarded by mu
 	rng   *rand.Rand        // guarded by mu
@@ -309,6 +310,7 @@ func (p *poller) endLocked(s *socket, code int, why string, byServer bool) {
 	s.state = sockDown
 	p.w.up.Add(-1)
 	if wasSlow {
+		p.w.slowNow.Add(-1)
 		s.user.flooding.Store(false)
 		if byServer || code == 1006 {
 			// Shed: herald closed it (4009 when the close frame got
@@ -320,6 +322,7 @@ func (p *poller) endLocked(s *socket, code int, why string, byServer bool) {
 	p.t.closed[why]++
 	if p.w.stopping.Load() {
 		s.state = sockGone
+		p.w.gone.Add(1)
 		return
 	}
 	p.w.pending.Add(1) // under mu: shutdown waits for pending only after taking every mu
@@ -337,6 +340,7 @@ func (p *poller) clientCloseLocked(s *socket, reason string, reconnect bool) {
 		s.settle(s.maxSeq, p.t)
 	}
 	if s.state == sockSlow {
+		p.w.slowNow.Add(-1)
 		s.user.flooding.Store(false)
 	}
 	p.ctlLocked(s, unix.EPOLL_CTL_DEL, 0)
@@ -348,6 +352,7 @@ func (p *poller) clientCloseLocked(s *socket, reason string, reconnect bool) {
 	p.t.closed["client_"+reason]++
 	if !reconnect || p.w.stopping.Load() {
 		s.state = sockGone
+		p.w.gone.Add(1)
 		return
 	}
 	p.w.pending.Add(1)
@@ -362,6 +367,7 @@ func (p *poller) markSlowLocked(s *socket, now time.Time) {
 	}
 	s.settle(s.maxSeq, p.t)
 	s.state = sockSlow
+	p.w.slowNow.Add(1)
 	s.slowSince = now
 	s.user.flooding.Store(true)
 	p.ctlLocked(s, unix.EPOLL_CTL_MOD, evSlow)

@@ -185,7 +185,7 @@ func (w *worker) slow(c command) *phaseResult {
 		if n == 0 {
 			break
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
 	var still uint64
 	w.each(func(p *poller, s *socket) {
@@ -217,20 +217,28 @@ func (w *worker) slow(c command) *phaseResult {
 func (w *worker) broadcastWait(c command) *phaseResult {
 	start := time.Now()
 	deadline := start.Add(c.Timeout)
-	for {
-		missing := uint64(0)
-		w.each(func(_ *poller, s *socket) {
-			if s.state == sockUp && s.bcID < c.ID {
-				missing++
-			}
-		})
-		if missing == 0 || time.Now().After(deadline) || w.ctx.Err() != nil {
-			r := w.collect("broadcast", start)
-			r.BroadcastMissed = missing
-			return r
+	want := uint64(w.up.Load())
+	for time.Now().Before(deadline) && w.ctx.Err() == nil {
+		var got uint64
+		for _, p := range w.pollers {
+			p.mu.Lock()
+			got += p.t.bcGot
+			p.mu.Unlock()
 		}
-		time.Sleep(5 * time.Millisecond)
+		if got >= want {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
+	missing := uint64(0)
+	w.each(func(_ *poller, s *socket) {
+		if s.state == sockUp && s.bcID < c.ID {
+			missing++
+		}
+	})
+	r := w.collect("broadcast", start)
+	r.BroadcastMissed = missing
+	return r
 }
 
 // floodBytes is the size of the messages that push slow sockets over

@@ -34,7 +34,9 @@ type worker struct {
 	cancel context.CancelFunc
 	stop   chan struct{} // closed to stop the pollers
 
-	up       atomic.Int64
+	up       atomic.Int64 // sockets connected (slow ones included)
+	gone     atomic.Int64 // sockets stopped for good
+	slowNow  atomic.Int64 // sockets connected and not read
 	failed   atomic.Uint64 // failed attempts so far
 	stopping atomic.Bool
 	bcArmed  atomic.Uint64
@@ -90,6 +92,7 @@ func newWorker(pl *plan) (*worker, error) {
 			w.users = append(w.users, u)
 		}
 		s := &socket{idx: idx, user: u, p: w.pollers[k%np], fd: -1}
+		s.p.all = append(s.p.all, s)
 		s.slowCandidate = every > 0 && k%every == every-1
 		u.sockets = append(u.sockets, s)
 		w.socks = append(w.socks, s)
@@ -248,7 +251,10 @@ func (w *worker) schedule(s *socket, step nextStep, wait time.Duration, invalid 
 
 func (w *worker) setGone(s *socket) {
 	s.p.mu.Lock()
-	s.state = sockGone
+	if s.state != sockGone {
+		s.state = sockGone
+		w.gone.Add(1)
+	}
 	s.p.mu.Unlock()
 }
 
@@ -273,10 +279,8 @@ func jitter(d time.Duration) time.Duration {
 func (w *worker) each(fn func(p *poller, s *socket)) {
 	for _, p := range w.pollers {
 		p.mu.Lock()
-		for _, s := range w.socks {
-			if s.p == p {
-				fn(p, s)
-			}
+		for _, s := range p.all {
+			fn(p, s)
 		}
 		p.mu.Unlock()
 	}
@@ -361,9 +365,30 @@ func (w *worker) connectAll(timeout time.Duration) *phaseResult {
 			todo = append(todo, s)
 		}
 	})
-	for _, s := range todo {
+	// A pool of Concurrency goroutines makes the first attempts, rather
+	// than one parked goroutine per socket; retries schedule themselves.
+	queue := make(chan *socket)
+	w.pending.Add(1)
+	go func() {
+		defer w.pending.Done()
+		defer close(queue)
+		for _, s := range todo {
+			select {
+			case queue <- s:
+			case <-w.ctx.Done():
+				return
+			}
+		}
+	}()
+	for range min(len(todo), cap(w.sem)) {
 		w.pending.Add(1)
-		go w.attempt(s)
+		go func() {
+			defer w.pending.Done()
+			for s := range queue {
+				w.pending.Add(1)
+				w.attempt(s)
+			}
+		}()
 	}
 	deadline := start.Add(timeout)
 	for time.Now().Before(deadline) && w.ctx.Err() == nil {
@@ -381,15 +406,9 @@ func (w *worker) connectAll(timeout time.Duration) *phaseResult {
 	return r
 }
 
-// settled reports whether every socket is up or gone.
+// settled reports whether every socket is up (and read) or gone.
 func (w *worker) settled() bool {
-	ok := true
-	w.each(func(_ *poller, s *socket) {
-		if s.state == sockDown || s.state == sockSlow {
-			ok = false
-		}
-	})
-	return ok
+	return w.up.Load()+w.gone.Load() >= int64(len(w.socks)) && w.slowNow.Load() == 0
 }
 
 // drain waits until every socket that is up has every message published to
@@ -408,7 +427,7 @@ func (w *worker) drain() {
 		if missing == 0 || time.Now().After(deadline) || w.ctx.Err() != nil {
 			return
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
