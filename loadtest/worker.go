@@ -34,9 +34,9 @@ type worker struct {
 	cancel context.CancelFunc
 	stop   chan struct{} // closed to stop the pollers
 
-	up       atomic.Int64 // sockets connected (slow ones included)
-	gone     atomic.Int64 // sockets stopped for good
-	slowNow  atomic.Int64 // sockets connected and not read
+	up       atomic.Int64  // sockets connected (slow ones included)
+	gone     atomic.Int64  // sockets stopped for good
+	slowNow  atomic.Int64  // sockets connected and not read
 	failed   atomic.Uint64 // failed attempts so far
 	stopping atomic.Bool
 	bcArmed  atomic.Uint64
