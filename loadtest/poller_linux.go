@@ -361,14 +361,13 @@ func (p *poller) clientCloseLocked(s *socket, reason string, reconnect bool) {
 
 // markSlowLocked stops reading s. Its session is settled now: what it does
 // not read is not lost, it is what the scenario withholds.
-func (p *poller) markSlowLocked(s *socket, now time.Time) {
+func (p *poller) markSlowLocked(s *socket) {
 	if s.state != sockUp {
 		return
 	}
 	s.settle(s.maxSeq, p.t)
 	s.state = sockSlow
 	p.w.slowNow.Add(1)
-	s.slowSince = now
 	s.user.flooding.Store(true)
 	p.ctlLocked(s, unix.EPOLL_CTL_MOD, evSlow)
 }

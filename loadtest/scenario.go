@@ -142,10 +142,9 @@ func (w *worker) slow(c command) *phaseResult {
 	w.resetTallies()
 
 	var slow uint64
-	now := time.Now()
 	w.each(func(p *poller, s *socket) {
 		if s.slowCandidate && s.state == sockUp {
-			p.markSlowLocked(s, now)
+			p.markSlowLocked(s)
 			slow++
 		}
 	})

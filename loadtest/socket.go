@@ -11,7 +11,6 @@ type user struct {
 	id       string
 	channel  string        // the Redis channel user:<id>, with the prefix
 	assigned atomic.Uint64 // last sequence number handed to a PUBLISH
-	sockets  []*socket
 	flooding atomic.Bool // slow: only the flood publisher writes to this user
 }
 
@@ -52,9 +51,7 @@ type socket struct {
 	window    uint64 // bit i: seq maxSeq-i was received
 	got       uint64 // distinct seqs above startSeq received this session
 	bcID      uint64 // last broadcast received
-	slowSince time.Time
 	after     time.Duration // reconnect hint of a {"type":"reconnect"} frame; -1 none
-	slowNext  bool          // the session ended while slow
 }
 
 // onSeq records fan-out message seq. It is called with p.mu held.

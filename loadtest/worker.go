@@ -94,7 +94,6 @@ func newWorker(pl *plan) (*worker, error) {
 		s := &socket{idx: idx, user: u, p: w.pollers[k%np], fd: -1}
 		s.p.all = append(s.p.all, s)
 		s.slowCandidate = every > 0 && k%every == every-1
-		u.sockets = append(u.sockets, s)
 		w.socks = append(w.socks, s)
 	}
 	sort.Slice(w.users, func(i, j int) bool { return w.users[i].id < w.users[j].id })
