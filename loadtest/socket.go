@@ -11,7 +11,7 @@ type user struct {
 	id       string
 	channel  string        // the Redis channel user:<id>, with the prefix
 	assigned atomic.Uint64 // last sequence number handed to a PUBLISH
-	flooding atomic.Bool // slow: only the flood publisher writes to this user
+	flooding atomic.Bool   // slow: only the flood publisher writes to this user
 }
 
 // sockState is where a socket is in its life.
@@ -39,19 +39,19 @@ type socket struct {
 	invalid  int // consecutive 4002 closes
 
 	// Guarded by p.mu.
-	state     sockState
-	started   bool // its first attempt was made
-	open      bool // fd is this socket's connection
-	fd        int
-	pend      []byte // a partial frame left by the last read
-	frag      []byte // a fragmented text message being reassembled
-	fragging  bool
-	startSeq  uint64 // the user's last assigned seq when this session (or phase) began
-	maxSeq    uint64 // highest seq received this session (≥ startSeq)
-	window    uint64 // bit i: seq maxSeq-i was received
-	got       uint64 // distinct seqs above startSeq received this session
-	bcID      uint64 // last broadcast received
-	after     time.Duration // reconnect hint of a {"type":"reconnect"} frame; -1 none
+	state    sockState
+	started  bool // its first attempt was made
+	open     bool // fd is this socket's connection
+	fd       int
+	pend     []byte // a partial frame left by the last read
+	frag     []byte // a fragmented text message being reassembled
+	fragging bool
+	startSeq uint64        // the user's last assigned seq when this session (or phase) began
+	maxSeq   uint64        // highest seq received this session (≥ startSeq)
+	window   uint64        // bit i: seq maxSeq-i was received
+	got      uint64        // distinct seqs above startSeq received this session
+	bcID     uint64        // last broadcast received
+	after    time.Duration // reconnect hint of a {"type":"reconnect"} frame; -1 none
 }
 
 // onSeq records fan-out message seq. It is called with p.mu held.
