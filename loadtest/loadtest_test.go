@@ -3,6 +3,7 @@ package loadtest
 import (
 	"context"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -203,5 +204,25 @@ func TestResyncExcusesLoss(t *testing.T) {
 	s.settle(9, tl) // 8, 9 missing
 	if tl.excused != 4 || tl.lost != 2 || tl.sent != 9 || tl.lostSockets != 1 {
 		t.Errorf("excused %d lost %d sent %d lost sockets %d; want 4 2 9 1", tl.excused, tl.lost, tl.sent, tl.lostSockets)
+	}
+}
+
+func TestProgressLine(t *testing.T) {
+	for _, tty := range []bool{true, false} {
+		var buf strings.Builder
+		r := &runner{cfg: Config{Progress: &buf, ProgressTTY: tty, Sockets: 10}, phase: "fanout"}
+		we := &workerEnd{last: &progress{Up: 5, Failed: 1, Delivered: 300}}
+		we.lat.Record(2 * time.Millisecond)
+		r.workers = []*workerEnd{we}
+		start := time.Now()
+		r.lastAt = start
+		r.printProgress(start.Add(time.Second), start)
+		out := buf.String()
+		if !strings.Contains(out, "fanout") || !strings.Contains(out, "up 5/10") || !strings.Contains(out, "deliveries 300/s") || !strings.Contains(out, "p99 2.0 ms") {
+			t.Errorf("tty %v: %q", tty, out)
+		}
+		if tty != strings.HasPrefix(out, "\r\033[K") || tty == strings.HasSuffix(out, "\n") {
+			t.Errorf("tty %v: a terminal gets one updating line, a pipe plain lines: %q", tty, out)
+		}
 	}
 }

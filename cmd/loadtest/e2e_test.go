@@ -325,6 +325,39 @@ func TestLoadTestFollowsRestart(t *testing.T) {
 	}
 }
 
+// TestLoadTestSlowSocketsShed: sockets that stop reading, flooded past
+// herald's queue cap, are shed with 4009, and the others lose nothing.
+func TestLoadTestSlowSocketsShed(t *testing.T) {
+	r, hs := startReplicas(t, 1, "HERALD_MAX_QUEUE_BYTES=65536")
+	res := runLoadtest(t, "--target", "http://"+hs[0].Addr, "--sockets", "200", "--redis", r.URL(),
+		"--scenario", "connect,slow", "--rate", "400", "--duration", "8s",
+		"--slow-share", "0.01", "--slow-flood", "8388608", "--deadline", "90s")
+	if res.code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
+	}
+	var slow map[string]any
+	for _, s := range res.report["scenarios"].([]any) {
+		if sc := s.(map[string]any); sc["name"] == "slow" {
+			slow = sc
+		}
+	}
+	if slow == nil {
+		t.Fatalf("no slow scenario:\n%s", res.stdout)
+	}
+	if got := num(t, slow, "slow.slow"); got != 2 {
+		t.Errorf("slow sockets = %v, want 2 (1%% of 200)", got)
+	}
+	if got, server := num(t, slow, "slow.shed"), num(t, slow, "slow.shed_by_server"); got != 2 || server != 2 {
+		t.Errorf("shed %v, herald counted %v; want 2 and 2\n%s", got, server, res.stdout)
+	}
+	if got := num(t, slow, "delivery.lost"); got != 0 {
+		t.Errorf("the readers lost %v", got)
+	}
+	if got := num(t, slow, "sockets_up_at_end"); got != 200 {
+		t.Errorf("sockets up at the end = %v, want 200 (the shed ones reconnect)", got)
+	}
+}
+
 // syncBuffer is a bytes.Buffer safe for one writer and one reader.
 type syncBuffer struct {
 	mu  sync.Mutex
