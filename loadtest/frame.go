@@ -1,0 +1,148 @@
+package loadtest
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"math/rand/v2"
+	"strconv"
+)
+
+// WebSocket opcodes (RFC 6455 §5.2).
+const (
+	opCont  = 0x0
+	opText  = 0x1
+	opBin   = 0x2
+	opClose = 0x8
+	opPing  = 0x9
+	opPong  = 0xA
+)
+
+var errProtocol = errors.New("server broke RFC 6455")
+
+// nextFrame parses one server frame at the start of b. It returns the
+// frame's opcode, FIN bit, payload (aliasing b) and total length, or n = 0
+// when b does not hold a whole frame yet.
+func nextFrame(b []byte) (op byte, fin bool, payload []byte, n int, err error) {
+	if len(b) < 2 {
+		return 0, false, nil, 0, nil
+	}
+	if b[1]&0x80 != 0 {
+		return 0, false, nil, 0, errProtocol // servers never mask
+	}
+	hdr, l := 2, uint64(b[1]&0x7f)
+	switch l {
+	case 126:
+		if len(b) < 4 {
+			return 0, false, nil, 0, nil
+		}
+		hdr, l = 4, uint64(binary.BigEndian.Uint16(b[2:4]))
+	case 127:
+		if len(b) < 10 {
+			return 0, false, nil, 0, nil
+		}
+		hdr, l = 10, binary.BigEndian.Uint64(b[2:10])
+		if l > 1<<30 {
+			return 0, false, nil, 0, errProtocol
+		}
+	}
+	if uint64(len(b)-hdr) < l {
+		return 0, false, nil, 0, nil
+	}
+	end := hdr + int(l)
+	return b[0] & 0x0f, b[0]&0x80 != 0, b[hdr:end], end, nil
+}
+
+// appendClientFrame appends one masked frame with a fresh mask to dst.
+func appendClientFrame(dst []byte, op byte, payload []byte, rng *rand.Rand) []byte {
+	dst = append(dst, 0x80|op)
+	switch l := len(payload); {
+	case l < 126:
+		dst = append(dst, 0x80|byte(l))
+	case l <= 0xffff:
+		dst = append(dst, 0x80|126, byte(l>>8), byte(l))
+	default:
+		dst = append(dst, 0x80|127)
+		dst = binary.BigEndian.AppendUint64(dst, uint64(l))
+	}
+	var key [4]byte
+	binary.LittleEndian.PutUint32(key[:], rng.Uint32())
+	dst = append(dst, key[:]...)
+	for i, c := range payload {
+		dst = append(dst, c^key[i&3])
+	}
+	return dst
+}
+
+// closePayload is a close frame's body: the code, big endian, and reason.
+func closePayload(code int, reason string) []byte {
+	b := []byte{byte(code >> 8), byte(code)}
+	return append(b, reason...)
+}
+
+// parseClose returns a close frame's code (1005 when it carries none).
+func parseClose(p []byte) (int, string) {
+	if len(p) < 2 {
+		return 1005, ""
+	}
+	return int(binary.BigEndian.Uint16(p)), string(p[2:])
+}
+
+// Messages the load tester publishes. Each is compact JSON, recognised by
+// its prefix without a JSON parse:
+//
+//	{"type":"lt","s":<seq>,"t":<unix ns>,"p":"<padding>"}   to user:<id>
+//	{"type":"lt-bc","id":<n>,"t":<unix ns>}                 to broadcast
+var (
+	prefixFanout    = []byte(`{"type":"lt","s":`)
+	prefixBroadcast = []byte(`{"type":"lt-bc","id":`)
+	keyT            = []byte(`"t":`)
+	keyAfter        = []byte(`"after_ms":`)
+	typeReconnect   = []byte(`"type":"reconnect"`)
+	typeResync      = []byte(`"type":"resync"`)
+)
+
+// appendFanout appends a fan-out payload padded to at least size bytes.
+func appendFanout(dst []byte, seq uint64, unixNano int64, size int) []byte {
+	start := len(dst)
+	dst = append(dst, prefixFanout...)
+	dst = strconv.AppendUint(dst, seq, 10)
+	dst = append(dst, `,"t":`...)
+	dst = strconv.AppendInt(dst, unixNano, 10)
+	if pad := size - (len(dst) - start) - len(`,"p":""}`); pad > 0 {
+		dst = append(dst, `,"p":"`...)
+		for range pad {
+			dst = append(dst, 'x')
+		}
+		dst = append(dst, '"')
+	}
+	return append(dst, '}')
+}
+
+// appendBroadcast appends a broadcast payload.
+func appendBroadcast(dst []byte, id uint64, unixNano int64) []byte {
+	dst = append(dst, prefixBroadcast...)
+	dst = strconv.AppendUint(dst, id, 10)
+	dst = append(dst, `,"t":`...)
+	dst = strconv.AppendInt(dst, unixNano, 10)
+	return append(dst, '}')
+}
+
+// leadingUint parses the decimal digits at the start of b.
+func leadingUint(b []byte) (uint64, bool) {
+	var v uint64
+	i := 0
+	for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+		v = v*10 + uint64(b[i]-'0')
+	}
+	return v, i > 0
+}
+
+// fieldUint returns the unsigned number after key in p.
+func fieldUint(p, key []byte) (uint64, bool) {
+	i := bytes.Index(p, key)
+	if i < 0 {
+		return 0, false
+	}
+	return leadingUint(p[i+len(key):])
+}

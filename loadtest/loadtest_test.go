@@ -1,0 +1,228 @@
+package loadtest
+
+import (
+	"context"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/herald-gw/herald/auth"
+)
+
+func TestHistogramQuantiles(t *testing.T) {
+	var h Histogram
+	for i := 1; i <= 1000; i++ {
+		h.Record(time.Duration(i) * time.Millisecond)
+	}
+	tests := []struct {
+		name string
+		q    float64
+		want float64 // ms
+	}{
+		{"min", 0, 1},
+		{"p50", 0.5, 500},
+		{"p99", 0.99, 990},
+		{"p999", 0.999, 999},
+		{"max", 1, 1000},
+	}
+	for _, tc := range tests {
+		got := h.Quantile(tc.q)
+		if got < tc.want*0.98 || got > tc.want*1.02 {
+			t.Errorf("%s = %.2f ms, want %.0f ms ±2%%", tc.name, got, tc.want)
+		}
+	}
+	// Merging through the wire form changes nothing.
+	var m Histogram
+	h.sparse().mergeInto(&m)
+	if m.Count() != 1000 || m.Quantile(0.99) != h.Quantile(0.99) || m.Quantile(1) != 1000 {
+		t.Errorf("merged histogram: n %d p99 %.2f max %.2f", m.Count(), m.Quantile(0.99), m.Quantile(1))
+	}
+	var empty Histogram
+	if empty.Quantile(0.5) != 0 {
+		t.Error("empty histogram has a median")
+	}
+}
+
+func TestFrames(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, size := range []int{0, 5, 125, 126, 300, 70000} {
+		payload := make([]byte, size)
+		for i := range payload {
+			payload[i] = byte(i)
+		}
+		// A client frame must be masked and read back by gobwas as sent.
+		f := appendClientFrame(nil, opText, payload, rng)
+		h, err := ws.ReadHeader(bytesReader(f))
+		if err != nil || !h.Masked || h.Length != int64(size) || h.OpCode != ws.OpText {
+			t.Fatalf("size %d: header %+v %v", size, h, err)
+		}
+		// A server frame (unmasked) parses only when whole.
+		srv := ws.MustCompileFrame(ws.NewTextFrame(payload))
+		if _, _, _, n, err := nextFrame(srv[:len(srv)-1]); n != 0 || err != nil {
+			t.Fatalf("size %d: partial frame parsed: n %d err %v", size, n, err)
+		}
+		op, fin, p, n, err := nextFrame(srv)
+		if err != nil || n != len(srv) || op != opText || !fin || len(p) != size {
+			t.Fatalf("size %d: op %d fin %v len %d n %d err %v", size, op, fin, len(p), n, err)
+		}
+	}
+	if _, _, _, _, err := nextFrame(appendClientFrame(nil, opText, []byte("x"), rng)); err == nil {
+		t.Error("a masked server frame was accepted")
+	}
+}
+
+func TestFanoutPayload(t *testing.T) {
+	for _, size := range []int{0, 60, 100, 1000} {
+		b := appendFanout(nil, 42, 1764150000123456789, size)
+		if size > 60 && len(b) != size {
+			t.Errorf("size %d: payload is %d bytes: %s", size, len(b), b)
+		}
+		seq, ok := leadingUint(b[len(prefixFanout):])
+		ts, ok2 := fieldUint(b, keyT)
+		if !ok || !ok2 || seq != 42 || ts != 1764150000123456789 {
+			t.Errorf("size %d: parsed seq %d t %d from %s", size, seq, ts, b)
+		}
+	}
+}
+
+// TestSocketAccounting pins how a socket counts its messages: expected are
+// those numbered after its welcome, lost are those missing when settled.
+func TestSocketAccounting(t *testing.T) {
+	tests := []struct {
+		name                          string
+		start                         uint64
+		seqs                          []uint64
+		top                           uint64
+		sent, lost, dups, ooo, gotSet uint64
+	}{
+		{"in order", 0, []uint64{1, 2, 3}, 3, 3, 0, 0, 0, 0},
+		{"gap", 0, []uint64{1, 3}, 3, 3, 1, 0, 0, 0},
+		{"tail missing", 0, []uint64{1, 2}, 4, 4, 2, 0, 0, 0},
+		{"duplicate", 0, []uint64{1, 2, 2, 3}, 3, 3, 0, 1, 0, 0},
+		{"reordered", 0, []uint64{1, 3, 2}, 3, 3, 0, 0, 1, 0},
+		{"published before the welcome", 5, []uint64{4, 5, 6, 7}, 7, 2, 0, 0, 0, 0},
+		{"late and old", 5, []uint64{6, 7, 5}, 7, 2, 0, 0, 1, 0},
+		{"nothing due", 3, nil, 3, 0, 0, 0, 0, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tl := newTally()
+			s := &socket{startSeq: tc.start, maxSeq: tc.start}
+			for _, q := range tc.seqs {
+				s.onSeq(q, tl)
+			}
+			s.settle(tc.top, tl)
+			if tl.sent != tc.sent || tl.lost != tc.lost || tl.dups != tc.dups || tl.ooo != tc.ooo {
+				t.Errorf("sent %d lost %d dups %d ooo %d; want %d %d %d %d", tl.sent, tl.lost, tl.dups, tl.ooo, tc.sent, tc.lost, tc.dups, tc.ooo)
+			}
+			if s.startSeq != max(tc.top, s.maxSeq) || s.got != 0 {
+				t.Errorf("after settle: start %d got %d", s.startSeq, s.got)
+			}
+		})
+	}
+}
+
+func TestCloseStep(t *testing.T) {
+	tests := []struct {
+		code int
+		want nextStep
+	}{
+		{4000, stop}, {4001, retryNow}, {4002, retryOnce}, {4003, retryNow}, {4008, stop},
+		{4009, retryBackoff}, {4029, retryBackoff}, {1001, retryBackoff}, {1006, retryBackoff},
+		{1012, retryAfter}, {1013, retryBackoff}, {1002, stop}, {1009, stop},
+	}
+	for _, tc := range tests {
+		if got := closeStep(tc.code); got != tc.want {
+			t.Errorf("closeStep(%d) = %d, want %d", tc.code, got, tc.want)
+		}
+	}
+	for attempt := 1; attempt < 12; attempt++ {
+		d := backoff(attempt)
+		ceil := 250 * time.Millisecond << (attempt - 1)
+		ceil = min(ceil, 10*time.Second)
+		if d < ceil/2 || d > ceil {
+			t.Errorf("backoff(%d) = %s, want in [%s, %s]", attempt, d, ceil/2, ceil)
+		}
+	}
+}
+
+// TestSessionAcceptedByHerald checks the minted session with herald's own
+// verifier, for both claim names.
+func TestSessionAcceptedByHerald(t *testing.T) {
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	for _, claim := range []string{"sub", "uid"} {
+		a, err := auth.New(context.Background(), auth.Config{
+			SessionSecret: secret, UserClaim: claim, WSTokenSecret: secret,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := newSessionMinter(secret, claim, time.Now)
+		got, err := a.VerifySession(context.Background(), m.mint("lt-7"))
+		a.Close()
+		if err != nil || got != "lt-7" {
+			t.Errorf("claim %s: user %q, err %v", claim, got, err)
+		}
+	}
+}
+
+func TestConfigDefaults(t *testing.T) {
+	c := Config{Targets: []string{"http://127.0.0.1:1/"}, Sockets: 40000, SessionSecret: make([]byte, 32)}
+	if err := c.fill(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Procs != 3 || c.Users != 40000 || c.Metrics[0] != "http://127.0.0.1:1/metrics" || len(c.Scenarios) != 1 {
+		t.Errorf("defaults: procs %d users %d metrics %v scenarios %v", c.Procs, c.Users, c.Metrics, c.Scenarios)
+	}
+	bad := []Config{
+		{Sockets: 1, SessionSecret: make([]byte, 32)},
+		{Targets: []string{"127.0.0.1:1"}, Sockets: 1, SessionSecret: make([]byte, 32)},
+		{Targets: []string{"http://h:1"}, Sockets: 1, SessionSecret: make([]byte, 31)},
+		{Targets: []string{"http://h:1"}, Sockets: 1, Users: 2, SessionSecret: make([]byte, 32)},
+		{Targets: []string{"http://h:1"}, Sockets: 1, SessionSecret: make([]byte, 32), Scenarios: []string{"fanout"}},
+		{Targets: []string{"http://h:1"}, Sockets: 1, SessionSecret: make([]byte, 32), Redis: "h:1", Scenarios: []string{"nope"}},
+	}
+	for i, c := range bad {
+		if err := c.fill(); err == nil {
+			t.Errorf("config %d accepted", i)
+		}
+	}
+}
+
+// TestResyncExcusesLoss: what is missing when herald says resync is
+// announced, not lost; what is missing after it is lost again.
+func TestResyncExcusesLoss(t *testing.T) {
+	tl := newTally()
+	s := &socket{}
+	s.onSeq(1, tl)
+	s.onSeq(2, tl)
+	s.excuse(6, tl) // 3…6 missing, then resync
+	s.onSeq(7, tl)
+	s.settle(9, tl) // 8, 9 missing
+	if tl.excused != 4 || tl.lost != 2 || tl.sent != 9 || tl.lostSockets != 1 {
+		t.Errorf("excused %d lost %d sent %d lost sockets %d; want 4 2 9 1", tl.excused, tl.lost, tl.sent, tl.lostSockets)
+	}
+}
+
+func TestProgressLine(t *testing.T) {
+	for _, tty := range []bool{true, false} {
+		var buf strings.Builder
+		r := &runner{cfg: Config{Progress: &buf, ProgressTTY: tty, Sockets: 10}, phase: "fanout"}
+		we := &workerEnd{last: &progress{Up: 5, Failed: 1, Delivered: 300}}
+		we.lat.Record(2 * time.Millisecond)
+		r.workers = []*workerEnd{we}
+		start := time.Now()
+		r.lastAt = start
+		r.printProgress(start.Add(time.Second), start)
+		out := buf.String()
+		if !strings.Contains(out, "fanout") || !strings.Contains(out, "up 5/10") || !strings.Contains(out, "deliveries 300/s") || !strings.Contains(out, "p99 2.0 ms") {
+			t.Errorf("tty %v: %q", tty, out)
+		}
+		if tty != strings.HasPrefix(out, "\r\033[K") || tty == strings.HasSuffix(out, "\n") {
+			t.Errorf("tty %v: a terminal gets one updating line, a pipe plain lines: %q", tty, out)
+		}
+	}
+}

@@ -1,0 +1,415 @@
+package loadtest
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+)
+
+// Worker is the parent's end of one worker: it writes commands to In and
+// reads events from Out.
+type Worker struct {
+	In   io.WriteCloser
+	Out  io.Reader
+	Wait func() error // returns when the worker has ended, after In is closed
+	Kill func()       // ends the worker at once
+}
+
+// ServeWorker runs a worker: it reads its plan and commands from in and
+// writes events to out until the stop command or the end of in.
+func ServeWorker(in io.Reader, out io.Writer) error {
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 64<<10), 64<<20)
+	if !sc.Scan() {
+		return fmt.Errorf("worker: no plan: %v", sc.Err())
+	}
+	var c command
+	if err := json.Unmarshal(sc.Bytes(), &c); err != nil || c.Op != "plan" || c.Plan == nil {
+		return fmt.Errorf("worker: bad plan: %v", err)
+	}
+	if err := raiseFDLimit(uint64(len(c.Plan.Sockets)) + uint64(c.Plan.Concurrency) + 256); err != nil {
+		_, _ = out.Write(encodeLine(event{Ev: "error", Err: err.Error()}))
+		return err
+	}
+	w, err := newWorker(c.Plan)
+	if err != nil {
+		_, _ = out.Write(encodeLine(event{Ev: "error", Err: err.Error()}))
+		return err
+	}
+	return w.serve(sc, out)
+}
+
+// raiseFDLimit lifts the soft descriptor limit to the hard one and checks
+// that need fits.
+func raiseFDLimit(need uint64) error {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		return nil
+	}
+	if l.Cur < l.Max {
+		l.Cur = l.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+		_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l)
+	}
+	if l.Cur < need {
+		return fmt.Errorf("worker needs %d file descriptors, the limit is %d: use more --procs", need, l.Cur)
+	}
+	return nil
+}
+
+// InProcess runs workers as goroutines of this process.
+func InProcess(int) (Worker, error) {
+	cr, cw := io.Pipe()
+	er, ew := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := ServeWorker(cr, ew)
+		cr.CloseWithError(io.EOF)
+		ew.CloseWithError(io.EOF)
+		done <- err
+	}()
+	var once sync.Once
+	var werr error
+	wait := func() error {
+		once.Do(func() { werr = <-done })
+		return werr
+	}
+	return Worker{In: cw, Out: er, Wait: wait, Kill: func() { cw.Close(); er.Close(); _ = wait() }}, nil
+}
+
+// ExecWorker returns a Spawn that runs path with args and env added to this
+// process' environment, talking over its stdin and stdout; its stderr is
+// passed through.
+func ExecWorker(path string, args, env []string) func(int) (Worker, error) {
+	return func(int) (Worker, error) {
+		cmd := exec.Command(path, args...)
+		cmd.Env = append(os.Environ(), env...)
+		cmd.Stderr = os.Stderr
+		in, err := cmd.StdinPipe()
+		if err != nil {
+			return Worker{}, err
+		}
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			return Worker{}, err
+		}
+		if err := cmd.Start(); err != nil {
+			return Worker{}, err
+		}
+		var once sync.Once
+		var werr error
+		wait := func() error {
+			once.Do(func() { werr = cmd.Wait() })
+			return werr
+		}
+		return Worker{In: in, Out: out, Wait: wait, Kill: func() { _ = cmd.Process.Kill(); _ = wait() }}, nil
+	}
+}
+
+// workerEnd is the parent's state of one worker.
+type workerEnd struct {
+	Worker
+	results chan *phaseResult
+	armed   chan struct{}
+	errs    chan error
+
+	mu   sync.Mutex
+	last *progress // guarded by mu
+	lat  Histogram // interval latency not yet shown; guarded by mu
+}
+
+func (we *workerEnd) send(c command) error {
+	_, err := we.In.Write(encodeLine(c))
+	return err
+}
+
+func (we *workerEnd) read() {
+	sc := bufio.NewScanner(we.Out)
+	sc.Buffer(make([]byte, 64<<10), 64<<20)
+	for sc.Scan() {
+		var e event
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			we.errs <- fmt.Errorf("worker said %.200q: %w", sc.Bytes(), err)
+			return
+		}
+		switch e.Ev {
+		case "ready":
+			we.armed <- struct{}{}
+		case "armed":
+			we.armed <- struct{}{}
+		case "progress":
+			we.mu.Lock()
+			we.last = e.Progress
+			e.Progress.Latency.mergeInto(&we.lat)
+			we.mu.Unlock()
+		case "result":
+			we.results <- e.Result
+		case "error":
+			we.errs <- errors.New(e.Err)
+			return
+		}
+	}
+	we.errs <- fmt.Errorf("worker ended: %v", sc.Err())
+}
+
+// runner is one run in the parent.
+type runner struct {
+	cfg     Config
+	ctx     context.Context
+	workers []*workerEnd
+	http    *http.Client
+	rdb     *redis.Client
+	phase   string
+	phaseMu sync.Mutex
+	last    uint64 // delivered at the previous progress line
+	lastAt  time.Time
+}
+
+// Run plays cfg's scenarios and returns the report. The error is set when
+// the run could not be made (a worker failed, the deadline passed); the
+// report then holds what was measured so far.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Deadline)
+	defer cancel()
+	r := &runner{cfg: cfg, ctx: ctx, http: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil}}}
+	defer r.http.CloseIdleConnections()
+	if cfg.Redis != "" {
+		opt, err := redisOptions(cfg.Redis)
+		if err != nil {
+			return nil, err
+		}
+		r.rdb = redis.NewClient(opt)
+		defer r.rdb.Close()
+	}
+	rep := &Report{Run: RunInfo{
+		Targets: cfg.Targets, Sockets: cfg.Sockets, Users: cfg.Users, Procs: cfg.Procs,
+		SrcIPs: len(cfg.SrcIPs), Scenarios: cfg.Scenarios, Duration: cfg.Duration.String(),
+		Rate: cfg.Rate, Started: time.Now().UTC(),
+	}}
+	err := r.start()
+	if err == nil {
+		stopProgress := r.progressLoop()
+		err = r.play(rep)
+		stopProgress()
+	}
+	r.stop(err != nil)
+	rep.Run.Elapsed = time.Since(rep.Run.Started).Round(time.Millisecond).String()
+	finish(rep)
+	if err != nil {
+		rep.OK = false
+		rep.Failures = append(rep.Failures, "run aborted: "+err.Error())
+	}
+	return rep, err
+}
+
+func (r *runner) start() error {
+	spawn := r.cfg.Spawn
+	if spawn == nil {
+		spawn = InProcess
+	}
+	shares := make([][]int, r.cfg.Procs)
+	for i := range r.cfg.Sockets {
+		w := (i % r.cfg.Users) % r.cfg.Procs
+		shares[w] = append(shares[w], i)
+	}
+	for id := range r.cfg.Procs {
+		wk, err := spawn(id)
+		if err != nil {
+			return fmt.Errorf("start worker %d: %w", id, err)
+		}
+		we := &workerEnd{Worker: wk, results: make(chan *phaseResult, 1), armed: make(chan struct{}, 1), errs: make(chan error, 2)}
+		r.workers = append(r.workers, we)
+		go we.read()
+		pl := &plan{
+			Worker: id, Targets: r.cfg.Targets, SrcIPs: r.cfg.SrcIPs, SessionSecret: r.cfg.SessionSecret,
+			UserClaim: r.cfg.UserClaim, SessionCookie: r.cfg.SessionCookie, Origin: r.cfg.Origin,
+			UserPrefix: r.cfg.UserPrefix, ChannelPrefix: r.cfg.ChannelPrefix, Redis: r.cfg.Redis,
+			Users: r.cfg.Users, Sockets: shares[id], Concurrency: max(1, r.cfg.Concurrency/r.cfg.Procs),
+			PayloadBytes: r.cfg.PayloadBytes, DrainTimeout: r.cfg.DrainTimeout,
+		}
+		for _, s := range r.cfg.Scenarios {
+			if s == "slow" {
+				pl.SlowShare, pl.SlowRcvBuf = r.cfg.SlowShare, 4096
+			}
+		}
+		if err := we.send(command{Op: "plan", Plan: pl}); err != nil {
+			return fmt.Errorf("worker %d: %w", id, err)
+		}
+	}
+	return r.waitAll(func(we *workerEnd) (bool, error) {
+		select {
+		case <-we.armed:
+			return true, nil
+		case err := <-we.errs:
+			return false, err
+		case <-r.ctx.Done():
+			return false, r.ctx.Err()
+		}
+	})
+}
+
+// waitAll runs wait for every worker and returns the first error.
+func (r *runner) waitAll(wait func(*workerEnd) (bool, error)) error {
+	for i, we := range r.workers {
+		if _, err := wait(we); err != nil {
+			return fmt.Errorf("worker %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// command sends c to every worker (with the rate split by users) and
+// collects their results.
+func (r *runner) command(c command) ([]*phaseResult, error) {
+	for i, we := range r.workers {
+		wc := c
+		if c.Rate > 0 {
+			wc.Rate = c.Rate * float64(r.usersOf(i)) / float64(r.cfg.Users)
+		}
+		if err := we.send(wc); err != nil {
+			return nil, fmt.Errorf("worker %d: %w", i, err)
+		}
+	}
+	var out []*phaseResult
+	err := r.waitAll(func(we *workerEnd) (bool, error) {
+		select {
+		case res := <-we.results:
+			out = append(out, res)
+			return true, nil
+		case err := <-we.errs:
+			return false, err
+		case <-r.ctx.Done():
+			if errors.Is(r.ctx.Err(), context.DeadlineExceeded) {
+				return false, fmt.Errorf("the run's deadline (%s) passed", r.cfg.Deadline)
+			}
+			return false, fmt.Errorf("interrupted: %w", r.ctx.Err())
+		}
+	})
+	return out, err
+}
+
+func (r *runner) usersOf(w int) int {
+	n := 0
+	for u := range r.cfg.Users {
+		if u%r.cfg.Procs == w {
+			n++
+		}
+	}
+	return n
+}
+
+func (r *runner) setPhase(p string) {
+	r.phaseMu.Lock()
+	r.phase = p
+	r.phaseMu.Unlock()
+}
+
+// stop ends the workers: politely (their sockets close with 1000) unless
+// kill.
+func (r *runner) stop(kill bool) {
+	for _, we := range r.workers {
+		if !kill {
+			_ = we.send(command{Op: "stop"})
+		}
+		_ = we.In.Close()
+	}
+	grace := 15 * time.Second
+	if kill {
+		grace = 2 * time.Second // the end of their input cancels what they do
+	}
+	for _, we := range r.workers {
+		done := make(chan struct{})
+		go func() {
+			_ = we.Wait()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(grace):
+			r.cfg.Log.Warn("worker did not stop; killing it")
+			we.Kill()
+		}
+	}
+}
+
+// play runs the scenarios in order.
+func (r *runner) play(rep *Report) error {
+	for _, name := range r.cfg.Scenarios {
+		r.setPhase(name)
+		before := scrapeAll(r.ctx, r.http, r.cfg.Metrics)
+		start := time.Now()
+		var results []*phaseResult
+		var err error
+		switch name {
+		case "connect":
+			results, err = r.command(command{Op: "connect", Timeout: r.cfg.ConnectTimeout})
+		case "fanout":
+			results, err = r.command(command{Op: "fanout", Duration: r.cfg.Duration, Rate: r.cfg.Rate})
+		case "churn":
+			results, err = r.command(command{Op: "churn", Duration: r.cfg.Duration, Rate: r.cfg.Rate, Share: r.cfg.ChurnShare})
+		case "slow":
+			results, err = r.command(command{Op: "slow", Duration: r.cfg.Duration, Rate: r.cfg.Rate, Share: r.cfg.SlowShare, Flood: max(r.cfg.SlowFlood, 0)})
+		case "broadcast":
+			results, err = r.broadcast()
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		after := scrapeAll(r.ctx, r.http, r.cfg.Metrics)
+		sr := merge(name, results, time.Since(start))
+		sr.Server = cost(before, after)
+		if sr.Server.Error != "" {
+			r.cfg.Log.Warn("server cost unknown", zap.String("scenario", name), zap.String("error", sr.Server.Error))
+		}
+		if name == "slow" && sr.Slow != nil {
+			sr.Slow.FloodBytesPerS = max(r.cfg.SlowFlood, 0)
+			sr.Slow.ShedByServer = sr.Server.SlowConsumers
+			sr.Slow.RSSKiBGrowth = sr.Server.RSSKiBAfter - sr.Server.RSSKiBBefore
+		}
+		rep.Scenarios = append(rep.Scenarios, sr)
+	}
+	return nil
+}
+
+// broadcast arms every worker, PUBLISHes one broadcast and waits for it.
+func (r *runner) broadcast() ([]*phaseResult, error) {
+	// Ids grow across runs, so that a socket never mistakes an old one.
+	id := uint64(time.Now().UnixNano())
+	for i, we := range r.workers {
+		if err := we.send(command{Op: "bc_arm", ID: id}); err != nil {
+			return nil, fmt.Errorf("worker %d: %w", i, err)
+		}
+	}
+	if err := r.waitAll(func(we *workerEnd) (bool, error) {
+		select {
+		case <-we.armed:
+			return true, nil
+		case err := <-we.errs:
+			return false, err
+		case <-r.ctx.Done():
+			return false, r.ctx.Err()
+		}
+	}); err != nil {
+		return nil, err
+	}
+	payload := appendBroadcast(nil, id, time.Now().UnixNano())
+	if err := r.rdb.Publish(r.ctx, r.cfg.ChannelPrefix+"broadcast", payload).Err(); err != nil {
+		return nil, fmt.Errorf("PUBLISH broadcast: %w", err)
+	}
+	return r.command(command{Op: "bc_wait", ID: id, Timeout: 10 * time.Second})
+}
