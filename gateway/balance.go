@@ -22,10 +22,28 @@ type balancer struct {
 	budget   float64    // sockets the rate allows to shed, carried between ticks
 	inflight []inflight // shed sockets that may not have reconnected yet
 	next     int        // registry shard where the next shedding starts
+	prev     view       // the membership as the previous tick saw it
 
 	shed     prometheus.Counter
 	average  prometheus.Gauge
 	replicas prometheus.Gauge
+}
+
+// view is what one tick saw of the membership: the replicas and their
+// total socket count.
+type view struct{ replicas, total int }
+
+// steady reports whether the membership moved so little between two ticks
+// that its average can be trusted: the same replicas, and a total that
+// changed by at most margin. Each replica writes its count at its own moment
+// of the interval, so while the cluster fills (or empties) the others'
+// entries lag behind this replica's, and a replica that merely filled first
+// looks over its share.
+func steady(prev, cur view, margin float64) bool {
+	if prev.replicas != cur.replicas || cur.replicas == 0 {
+		return false
+	}
+	return math.Abs(float64(cur.total-prev.total)) <= margin*float64(max(prev.total, cur.total))
 }
 
 // inflight counts n sockets shed, told to reconnect before until.
@@ -137,9 +155,11 @@ func (b *balancer) run() {
 		avg := float64(total) / float64(max(1, len(m.Sockets)))
 		b.average.Set(avg)
 		b.replicas.Set(float64(len(m.Sockets)))
-		if s.cfg.Rebalance {
+		cur := view{replicas: len(m.Sockets), total: total}
+		if s.cfg.Rebalance && steady(b.prev, cur, s.cfg.RebalanceMargin) {
 			b.balance(now, live, avg)
 		}
+		b.prev = cur
 	}
 }
 

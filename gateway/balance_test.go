@@ -34,3 +34,26 @@ func TestShedCount(t *testing.T) {
 		})
 	}
 }
+
+func TestSteadyView(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		prev, cur view
+		want      bool
+	}{
+		{"first tick", view{}, view{replicas: 2, total: 2000}, false},
+		{"no replicas", view{}, view{}, false},
+		{"unchanged", view{2, 2000}, view{2, 2000}, true},
+		{"within the margin", view{2, 2000}, view{2, 2150}, true},
+		{"filling: the others' entries lag", view{2, 766}, view{2, 1759}, false},
+		{"emptying", view{2, 2000}, view{2, 1000}, false},
+		{"a replica joined", view{2, 600}, view{3, 600}, false},
+		{"a replica left", view{3, 600}, view{2, 600}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := steady(tc.prev, tc.cur, 0.1); got != tc.want {
+				t.Errorf("steady(%+v, %+v, 0.1) = %v; want %v", tc.prev, tc.cur, got, tc.want)
+			}
+		})
+	}
+}
