@@ -39,7 +39,9 @@ func startReplica(t *testing.T, r *testenv.Redis, node string, mod func(*gateway
 		t.Fatal(err)
 	}
 	h := start(t, harnessOpts{
-		store:  must(replay.NewRedis(client, replay.RedisConfig{Timeout: 300 * time.Millisecond})),
+		// A generous timeout: the churn test queues 32 handshakes on a pool of
+		// 8 connections, and a loaded CI machine under -race is slow.
+		store:  must(replay.NewRedis(client, replay.RedisConfig{Timeout: 2 * time.Second})),
 		broker: b,
 		gw: func(c *gateway.Config) {
 			c.NodeID = node
