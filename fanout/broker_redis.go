@@ -51,6 +51,11 @@ type RedisConfig struct {
 	Logger *zap.Logger
 	// Registerer receives the herald_broker_* metrics. Nil means none.
 	Registerer prometheus.Registerer
+	// RefreshInterval is how often NewRedisCluster's broker reads the
+	// cluster's slot map (CLUSTER SLOTS) to follow failovers and slot
+	// migrations; a lost shard connection, a MOVED reply and a server-pushed
+	// SUNSUBSCRIBE also trigger a read. Zero means 1s. NewRedis ignores it.
+	RefreshInterval time.Duration
 }
 
 // DefaultUnsubscribeGrace is RedisConfig.UnsubscribeGrace's zero value.
@@ -75,6 +80,9 @@ func (c *RedisConfig) setDefaults() {
 	if c.ReconnectMax == 0 {
 		c.ReconnectMax = 5 * time.Second
 	}
+	if c.RefreshInterval == 0 {
+		c.RefreshInterval = time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
@@ -88,7 +96,7 @@ func (c *RedisConfig) validate() error {
 	if c.BatchSize < 0 {
 		errs = append(errs, fmt.Errorf("batch size %d: must not be negative", c.BatchSize))
 	}
-	if c.HealthInterval < 0 || c.ReconnectMin < 0 || c.ReconnectMax < 0 {
+	if c.HealthInterval < 0 || c.ReconnectMin < 0 || c.ReconnectMax < 0 || c.RefreshInterval < 0 {
 		errs = append(errs, errors.New("health and reconnect intervals must not be negative"))
 	}
 	if c.ReconnectMin > c.ReconnectMax {
@@ -136,6 +144,10 @@ type Redis struct {
 	staticPending int            // guarded by mu; static subscriptions not yet confirmed on ps
 	sessionReady  bool           // guarded by mu; ready was set for ps
 
+	// shard is nil for a standalone broker. For one shard of a RedisCluster
+	// it holds the cluster broker's callbacks; read-only.
+	shard *shardHooks
+
 	// Owned by the run loop (h is set by Start before the loop starts).
 	h         Handler
 	everReady bool      // ready was set once: the next time is a recovery
@@ -143,6 +155,22 @@ type Redis struct {
 }
 
 var _ Broker = (*Redis)(nil)
+
+// shardHooks make a Redis broker one shard of a RedisCluster: it then has no
+// static subscriptions, subscribes user channels with SSUBSCRIBE on one
+// master, and reports to the cluster broker instead of calling
+// Handler.Resync. The callbacks run on the broker's loops and must not block
+// or call the shard's Close.
+type shardHooks struct {
+	// lost is called when a connection fails or cannot be made.
+	lost func(err error)
+	// restored is called when a connection after the first is ready, with
+	// the users subscribed on it: their messages since the loss are gone.
+	restored func(users []string)
+	// pushed is called when the server unsubscribed a user channel that was
+	// wanted: its slot moved to another shard.
+	pushed func(user string)
+}
 
 // staticCount is the number of static subscriptions a connection confirms:
 // the socket and broadcast-except patterns, broadcast and control.
@@ -160,6 +188,12 @@ const kickPing = "ready?"
 // replace a broken connection, so that this broker reconnects on its own
 // terms (batches, backoff, Resync); it changes nothing else.
 func NewRedis(client *redis.Client, cfg RedisConfig) (*Redis, error) {
+	return newRedis(client, cfg, NewChannels(cfg.Prefix), nil)
+}
+
+// newRedis is NewRedis with the channel names, and shard hooks for a shard
+// of a RedisCluster (nil for a standalone broker).
+func newRedis(client *redis.Client, cfg RedisConfig, ch Channels, shard *shardHooks) (*Redis, error) {
 	if client == nil {
 		return nil, errors.New("fanout: NewRedis with a nil client")
 	}
@@ -171,9 +205,13 @@ func NewRedis(client *redis.Client, cfg RedisConfig) (*Redis, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fanout: register metrics: %w", err)
 	}
+	if shard != nil {
+		// The cluster broker exports the sum over its shards.
+		m.up = prometheus.NewGauge(prometheus.GaugeOpts{Name: "shard_up"})
+		m.subscriptions = prometheus.NewGauge(prometheus.GaugeOpts{Name: "shard_subscriptions"})
+	}
 	client.AddHook(dialGuard{})
 	log := cfg.Logger.With(zap.String("node", cfg.NodeID))
-	ch := NewChannels(cfg.Prefix)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Redis{
 		client: client,
@@ -193,6 +231,7 @@ func NewRedis(client *redis.Client, cfg RedisConfig) (*Redis, error) {
 		guarded:       context.WithValue(ctx, noDialKey{}, true),
 		wake:          make(chan struct{}, 1),
 		subs:          newSubscriptions(cfg.UnsubscribeGrace),
+		shard:         shard,
 	}
 	return r, nil
 }
@@ -357,6 +396,9 @@ func (r *Redis) run() {
 			if r.ctx.Err() != nil {
 				return
 			}
+			if r.shard != nil {
+				r.shard.lost(err)
+			}
 			attempt++
 			r.log.Warn("redis pub/sub connection failed", zap.Int("attempt", attempt), zap.Error(err))
 			continue
@@ -370,12 +412,23 @@ func (r *Redis) run() {
 		wanted := len(r.subs.users)
 		r.mu.Unlock()
 		r.log.Warn("redis pub/sub connection lost", zap.Error(err), zap.Int("user_channels", wanted))
+		if r.shard != nil {
+			r.shard.lost(err)
+		}
 	}
 }
 
 // dial opens a pub/sub connection and sends the static subscriptions.
 func (r *Redis) dial() (*redis.PubSub, error) {
 	ps := r.client.Subscribe(r.ctx) // without channels: no connection yet
+	if r.shard != nil {
+		// No static subscription: a PING opens the connection.
+		if err := ps.Ping(r.ctx, "open"); err != nil {
+			_ = ps.Close()
+			return nil, err
+		}
+		return ps, nil
+	}
 	// The first command opens the connection, so it alone may dial.
 	if err := ps.PSubscribe(r.ctx, r.socketPattern, r.exceptPattern); err != nil {
 		_ = ps.Close()
@@ -399,6 +452,9 @@ func (r *Redis) session(ps *redis.PubSub) error {
 	}
 	r.ps = ps
 	r.staticPending = staticCount
+	if r.shard != nil {
+		r.staticPending = 0
+	}
 	r.sessionReady = false
 	r.subs.connected()
 	r.mu.Unlock()
@@ -488,6 +544,22 @@ func (r *Redis) onSubscription(s *redis.Subscription) {
 			r.subs.confirm(user)
 			r.m.subscriptions.Set(float64(r.subs.active))
 		}
+	case "ssubscribe":
+		if user, ok := r.ch.userID(s.Channel); ok {
+			r.subs.confirm(user)
+			r.m.subscriptions.Set(float64(r.subs.active))
+		}
+	case "sunsubscribe":
+		// Either the reply to our SUNSUBSCRIBE, or the server dropping a
+		// channel whose slot it no longer serves. A user still marked sent
+		// tells them apart (a SUBSCRIBE, UNSUBSCRIBE, SUBSCRIBE sequence in
+		// flight may look pushed: the cluster broker then only re-reads the
+		// slot map).
+		if user, ok := r.ch.userID(s.Channel); ok && r.shard != nil {
+			if e := r.subs.users[user]; e != nil && e.sent {
+				r.shard.pushed(user) // does not block or lock
+			}
+		}
 	}
 	ready, users := r.checkReadyLocked()
 	r.mu.Unlock()
@@ -534,6 +606,10 @@ func (r *Redis) markReady(users int) {
 	r.m.reconnects.Inc()
 	r.log.Info("redis pub/sub restored",
 		zap.Int("user_channels", users), zap.Duration("downtime", time.Since(r.downSince)))
+	if r.shard != nil {
+		r.shard.restored(r.wantedUsers())
+		return
+	}
 	r.h.Resync()
 }
 
@@ -652,9 +728,14 @@ func (r *Redis) send(ps *redis.PubSub, users []string, subscribe bool) error {
 			names = append(names, r.ch.User(u))
 		}
 		var err error
-		if subscribe {
+		switch {
+		case subscribe && r.shard != nil:
+			err = ps.SSubscribe(r.guarded, names...)
+		case subscribe:
 			err = ps.Subscribe(r.guarded, names...)
-		} else {
+		case r.shard != nil:
+			err = ps.SUnsubscribe(r.guarded, names...) // never empty: that would mean all
+		default:
 			err = ps.Unsubscribe(r.guarded, names...) // never empty: that would mean all
 		}
 		if err != nil {
@@ -663,4 +744,25 @@ func (r *Redis) send(ps *redis.PubSub, users []string, subscribe bool) error {
 		users = users[n:]
 	}
 	return nil
+}
+
+// wantedUsers returns the users this broker subscribes.
+func (r *Redis) wantedUsers() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, 0, len(r.subs.users))
+	for u, e := range r.subs.users {
+		if e.wanted() {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// activeSubscriptions returns the user channels Redis has confirmed on the
+// current connection.
+func (r *Redis) activeSubscriptions() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.subs.active
 }
