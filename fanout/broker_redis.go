@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -719,10 +720,31 @@ func (r *Redis) flush() time.Time {
 
 // send SUBSCRIBEs (or UNSUBSCRIBEs) the user channels of users, BatchSize
 // channels a command.
+//
+// A shard's SSUBSCRIBE may only name channels of one hash slot, so a shard
+// sorts users by slot and sends one command per slot (and per BatchSize
+// channels); the commands are written back to back, without waiting for
+// their replies.
 func (r *Redis) send(ps *redis.PubSub, users []string, subscribe bool) error {
 	var names []string
+	var slots []int
+	if r.shard != nil {
+		slots = make([]int, len(users))
+		for i, u := range users {
+			slots[i] = keySlot(r.ch.User(u))
+		}
+		sort.Sort(bySlot{users, slots})
+	}
 	for len(users) > 0 {
 		n := min(len(users), r.cfg.BatchSize)
+		if slots != nil {
+			same := 1
+			for same < n && slots[same] == slots[0] {
+				same++
+			}
+			n = same
+			slots = slots[n:]
+		}
 		names = names[:0]
 		for _, u := range users[:n] {
 			names = append(names, r.ch.User(u))
@@ -765,4 +787,17 @@ func (r *Redis) activeSubscriptions() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.subs.active
+}
+
+// bySlot sorts users by their channel's hash slot.
+type bySlot struct {
+	users []string
+	slots []int
+}
+
+func (b bySlot) Len() int           { return len(b.users) }
+func (b bySlot) Less(i, j int) bool { return b.slots[i] < b.slots[j] }
+func (b bySlot) Swap(i, j int) {
+	b.users[i], b.users[j] = b.users[j], b.users[i]
+	b.slots[i], b.slots[j] = b.slots[j], b.slots[i]
 }

@@ -148,6 +148,10 @@ func parseClusterAddrs(s string) (*redis.ClusterOptions, error) {
 		DialTimeout:           redisDialTimeout,
 		ContextTimeoutEnabled: true,
 		MaxRetries:            -1, // none; MOVED and ASK redirections are still followed
+		// A refused connection does not make go-redis re-read the slot map;
+		// only its age does (60s by default). After a master dies, jti
+		// checks for its slots fail (closed) until the next read.
+		ClusterStateReloadInterval: time.Second,
 	}
 	if scheme == "rediss" {
 		o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}

@@ -128,7 +128,13 @@ func (c *RedisCluster) Addrs() []string {
 
 // Client returns a cluster client, closed when the test ends.
 func (c *RedisCluster) Client() *redis.ClusterClient {
-	cl := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs(), DialTimeout: time.Second})
+	cl := redis.NewClusterClient(&redis.ClusterOptions{
+		Addrs:       c.Addrs(),
+		DialTimeout: time.Second,
+		// go-redis's default, 60s, would keep sending to a dead master for
+		// up to a minute: a refused connection does not trigger a reload.
+		ClusterStateReloadInterval: time.Second,
+	})
 	c.t.Cleanup(func() { cl.Close() })
 	return cl
 }
