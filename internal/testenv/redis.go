@@ -136,3 +136,10 @@ func (r *Redis) Running() bool {
 	defer r.mu.Unlock()
 	return r.cmd != nil
 }
+
+// StartRedisArgs is StartRedis with extra redis-server arguments, such as
+// "--cluster-enabled", "yes".
+func StartRedisArgs(t testing.TB, extra ...string) *Redis {
+	t.Helper()
+	return startRedis(t, FreePort(t), extra)
+}
