@@ -77,7 +77,10 @@ func TestPublisherShardedMode(t *testing.T) {
 	waitClosed(t, b.Subscribe("42"), 10*time.Second, "42")
 	waitReady(t, b)
 
-	pub := NewPublisher(cc, PublisherConfig{})
+	pub, err := NewPublisher(cc, PublisherConfig{NoInbox: true})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if !pub.Channels().Sharded() || pub.Channels().User("42") != "user:{42}" {
 		t.Fatalf("publisher names with a cluster client: %q", pub.Channels().User("42"))
 	}
@@ -103,6 +106,20 @@ func TestPublisherShardedMode(t *testing.T) {
 		}
 		return nil
 	})
+	// The inbox path: the stream and the channel share the user's slot, and
+	// the script SPUBLISHes the event with its id.
+	inboxPub, err := NewPublisher(cc, PublisherConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, n, err := inboxPub.AppendToUser(ctx, "42", []byte(`{"type":"kept"}`))
+	if err != nil || n != 1 {
+		t.Fatalf("AppendToUser: %q %d %v; want 1 receiver", id, n, err)
+	}
+	rec.waitFor(t, User("42"), `{"inbox_id":"`+id+`","type":"kept"}`)
+	if l := cc.XLen(ctx, "inbox:{42}").Val(); l < 1 {
+		t.Fatalf("XLEN inbox:{42} = %d", l)
+	}
 	// A plain PUBLISH on the single-Redis name reaches nobody here.
 	if n := cc.Publish(ctx, "user:42", "x").Val(); n != 0 {
 		t.Fatalf("PUBLISH user:42 reached %d subscribers, want 0", n)

@@ -24,7 +24,10 @@ func TestRedisClusterMode(t *testing.T) {
 	f := startFleet(t, 2, "HERALD_REDIS_CLUSTER="+strings.Join(rc.Addrs(), ","))
 	f.waitReady(20 * time.Second)
 	client := rc.Client()
-	pub := fanout.NewPublisher(client, fanout.PublisherConfig{})
+	pub, err := fanout.NewPublisher(client, fanout.PublisherConfig{NoInbox: true})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 
 	// Three users per master, found by asking the cluster for their slots.

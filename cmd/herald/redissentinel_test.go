@@ -29,7 +29,10 @@ func TestRedisSentinelMode(t *testing.T) {
 	}
 	client := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: rs.Master, SentinelAddrs: sentinels, DialTimeout: time.Second})
 	t.Cleanup(func() { client.Close() })
-	pub := fanout.NewPublisher(client, fanout.PublisherConfig{})
+	pub, err := fanout.NewPublisher(client, fanout.PublisherConfig{NoInbox: true})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 
 	var all []*sock
