@@ -21,7 +21,7 @@ import (
 // fleet is a few herald replicas on one Redis setup, and the test's
 // sockets to them.
 type fleet struct {
-	t       *testing.T
+	t       testing.TB
 	session []byte
 	heralds []*testenv.Herald
 	client  *http.Client
