@@ -60,6 +60,7 @@ type RedisCluster struct {
 	slots   []slotRange             // guarded by mu; sorted; empty until the first read
 	shards  map[string]*shard       // guarded by mu; by master address
 	users   map[string]*clusterUser // guarded by mu; users with Subscribe calls outstanding
+	unhomed int                     // guarded by mu; users whose slot had no master when subscribed
 }
 
 var _ Broker = (*RedisCluster)(nil)
@@ -241,6 +242,8 @@ func (r *RedisCluster) Subscribe(userID string) <-chan struct{} {
 		u.shard = r.ownerLocked(userID)
 		if u.shard != nil {
 			u.shard.users++
+		} else {
+			r.unhomed++
 		}
 	}
 	u.refs++
@@ -272,6 +275,8 @@ func (r *RedisCluster) Unsubscribe(userID string) {
 	if u.refs == 0 {
 		if u.shard != nil {
 			u.shard.users--
+		} else {
+			r.unhomed--
 		}
 		delete(r.users, userID)
 	}
@@ -314,21 +319,29 @@ func (r *RedisCluster) PublishControl(ctx context.Context, c Control) error {
 	return nil
 }
 
-// Ready reports whether the slot map is known, the classic connection is
-// ready, and so is the connection of every shard that holds a user.
+// Ready reports whether the slot map is known and the classic connection
+// (broadcast, control) is ready. A shard that is down does not make the
+// replica unready: the users of the other shards can still connect, and
+// a handshake of a user on that shard fails on its own, when its
+// subscription is not confirmed in time. herald_broker_up is 1 only when
+// every shard holding users is ready too (AllShardsReady).
 func (r *RedisCluster) Ready() bool {
 	if !r.classic.Ready() {
 		return false
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.readyLocked()
+	return len(r.slots) > 0
 }
 
-func (r *RedisCluster) readyLocked() bool {
-	if len(r.slots) == 0 {
+// AllShardsReady reports whether Ready holds and every shard that holds
+// users has its connection up and its subscriptions confirmed.
+func (r *RedisCluster) AllShardsReady() bool {
+	if !r.Ready() {
 		return false
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	for _, s := range r.shards {
 		if s.users > 0 && !s.b.Ready() {
 			return false
@@ -398,7 +411,7 @@ func (r *RedisCluster) refreshLoop() {
 }
 
 func (r *RedisCluster) updateGauges() {
-	ready := r.Ready()
+	ready := r.AllShardsReady()
 	r.mu.Lock()
 	shards := make([]*shard, 0, len(r.shards))
 	for _, s := range r.shards {
@@ -460,7 +473,7 @@ func (r *RedisCluster) refresh() error {
 	}
 	changed := !slices.Equal(slots, r.slots)
 	r.slots = slots
-	if changed {
+	if changed || r.unhomed > 0 {
 		for id, u := range r.users {
 			owner := r.ownerLocked(id)
 			if owner == u.shard || owner == nil {
@@ -476,6 +489,8 @@ func (r *RedisCluster) refresh() error {
 			}
 			if old != nil {
 				old.users--
+			} else {
+				r.unhomed--
 			}
 			owner.users++
 			u.shard = owner
