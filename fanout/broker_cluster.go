@@ -508,6 +508,15 @@ func (r *RedisCluster) refresh() error {
 			}
 		}
 	}
+	// Users the server dropped whose slot stayed on their master (a slot
+	// that left and came back, or a stale map): subscribe them again.
+	for _, sh := range r.shards {
+		for _, id := range sh.b.takePushed() {
+			if u := r.users[id]; u != nil && u.shard == sh {
+				todo = append(todo, movedUser{user: id, ready: sh.b.resubscribe(id), resync: true})
+			}
+		}
+	}
 	if len(todo) > 0 {
 		r.loops.Add(1)
 		go r.afterMove(todo)
@@ -519,7 +528,7 @@ func (r *RedisCluster) refresh() error {
 		r.log.Info("redis cluster: shard connection closed", zap.String("addr", s.addr))
 	}
 	if len(todo) > 0 {
-		r.log.Info("redis cluster: users moved to a new shard", zap.Int("users", len(todo)))
+		r.log.Info("redis cluster: users moved to a new shard or subscribed again", zap.Int("users", len(todo)))
 	}
 	return nil
 }

@@ -183,3 +183,63 @@ func TestRedisClusterSubscriptions(t *testing.T) {
 		return nil
 	})
 }
+
+// The server drops a user's shard channel (its slot left this master) and
+// the slot comes back before the broker sees a change in the map: the
+// broker subscribes the user again and resyncs its sockets.
+func TestRedisClusterResubscribesDroppedChannel(t *testing.T) {
+	testenv.NoLeaks(t)
+	srv, cc := startOneNodeCluster(t)
+	b, err := NewRedisCluster(cc, RedisConfig{NodeID: "n1", RefreshInterval: 100 * time.Millisecond, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	if err := b.Start(rec); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	waitClosed(t, b.Subscribe("42"), 10*time.Second, "42")
+	waitClosed(t, b.Subscribe("43"), 10*time.Second, "43")
+	admin := srv.Client()
+	ctx := context.Background()
+	slot := keySlot("user:{42}")
+	if keySlot("user:{43}") == slot {
+		t.Fatal("test users share a slot")
+	}
+	numsub := func(ch string) int64 { return admin.PubSubShardNumSub(ctx, ch).Val()[ch] }
+
+	// Without the slot, Redis drops user:{42}; with it back, herald must
+	// subscribe again.
+	if err := admin.Do(ctx, "cluster", "delslots", slot).Err(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if n := numsub("user:{42}"); n != 0 {
+			return fmt.Errorf("SHARDNUMSUB user:{42} = %d after DELSLOTS", n)
+		}
+		return nil
+	})
+	if err := admin.Do(ctx, "cluster", "addslots", slot).Err(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if n := numsub("user:{42}"); n != 1 {
+			return fmt.Errorf("SHARDNUMSUB user:{42} = %d, want 1 again", n)
+		}
+		if !rec.has(User("42"), resyncPayload) {
+			return fmt.Errorf("no resync for user 42")
+		}
+		return nil
+	})
+	if rec.has(User("43"), resyncPayload) {
+		t.Error("user 43, whose slot never moved, got a resync")
+	}
+	if n := numsub("user:{43}"); n != 1 {
+		t.Errorf("SHARDNUMSUB user:{43} = %d, want 1", n)
+	}
+	if err := cc.SPublish(ctx, "user:{42}", "after").Err(); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitFor(t, User("42"), "after")
+}

@@ -138,12 +138,13 @@ type Redis struct {
 	pongs   atomic.Uint64      // the latest health PING answered on the current connection
 
 	mu            sync.Mutex
-	started       bool           // guarded by mu
-	closing       bool           // guarded by mu; set by Close
-	ps            *redis.PubSub  // guarded by mu; the current connection, nil while there is none
-	subs          *subscriptions // guarded by mu
-	staticPending int            // guarded by mu; static subscriptions not yet confirmed on ps
-	sessionReady  bool           // guarded by mu; ready was set for ps
+	started       bool                // guarded by mu
+	closing       bool                // guarded by mu; set by Close
+	ps            *redis.PubSub       // guarded by mu; the current connection, nil while there is none
+	subs          *subscriptions      // guarded by mu
+	staticPending int                 // guarded by mu; static subscriptions not yet confirmed on ps
+	pushedUsers   map[string]struct{} // guarded by mu; shard mode: users whose channel the server dropped
+	sessionReady  bool                // guarded by mu; ready was set for ps
 
 	// shard is nil for a standalone broker. For one shard of a RedisCluster
 	// it holds the cluster broker's callbacks; read-only.
@@ -554,10 +555,19 @@ func (r *Redis) onSubscription(s *redis.Subscription) {
 		// Either the reply to our SUNSUBSCRIBE, or the server dropping a
 		// channel whose slot it no longer serves. A user still marked sent
 		// tells them apart (a SUBSCRIBE, UNSUBSCRIBE, SUBSCRIBE sequence in
-		// flight may look pushed: the cluster broker then only re-reads the
-		// slot map).
+		// flight may look pushed: the user is then subscribed once more).
+		// A dropped user is no longer active here; the cluster broker
+		// re-reads the slot map and either moves it to its new master or
+		// has it subscribed again here (takePushed, resubscribe).
 		if user, ok := r.ch.userID(s.Channel); ok && r.shard != nil {
 			if e := r.subs.users[user]; e != nil && e.sent {
+				e.sent = false
+				r.subs.setActive(e, false)
+				r.m.subscriptions.Set(float64(r.subs.active))
+				if r.pushedUsers == nil {
+					r.pushedUsers = map[string]struct{}{}
+				}
+				r.pushedUsers[user] = struct{}{}
 				r.shard.pushed(user) // does not block or lock
 			}
 		}
@@ -800,4 +810,43 @@ func (b bySlot) Less(i, j int) bool { return b.slots[i] < b.slots[j] }
 func (b bySlot) Swap(i, j int) {
 	b.users[i], b.users[j] = b.users[j], b.users[i]
 	b.slots[i], b.slots[j] = b.slots[j], b.slots[i]
+}
+
+// takePushed returns and forgets the users whose channel the server
+// dropped (shard mode) and that are still wanted and not subscribed again.
+func (r *Redis) takePushed() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for u := range r.pushedUsers {
+		if e := r.subs.users[u]; e != nil && e.wanted() && !e.sent {
+			out = append(out, u)
+		}
+	}
+	r.pushedUsers = nil
+	return out
+}
+
+// resubscribe has the flusher subscribe user again on this connection and
+// returns the channel closed once Redis confirms it. It is for a user the
+// server dropped (takePushed) whose slot stayed on this master.
+func (r *Redis) resubscribe(user string) <-chan struct{} {
+	r.mu.Lock()
+	e := r.subs.users[user]
+	if e == nil || !e.wanted() || r.closing {
+		r.mu.Unlock()
+		return closedChan
+	}
+	if e.active {
+		r.mu.Unlock()
+		return closedChan
+	}
+	if e.ready == nil {
+		e.ready = make(chan struct{})
+	}
+	ready := e.ready
+	r.subs.dirty[user] = struct{}{}
+	r.mu.Unlock()
+	r.wakeFlusher()
+	return ready
 }
