@@ -51,9 +51,10 @@
 // socket and control messages, which a cluster relays to every node. A
 // refresh loop reads CLUSTER SLOTS every RefreshInterval and when a shard
 // reports trouble (a lost connection, MOVED, a server-pushed SUNSUBSCRIBE);
-// users whose slot changed master move to the new master's shard, and once
-// subscribed there their sockets receive {"type":"resync"} through
-// Handler.Deliver. A shard whose connection is restored resyncs its own
+// users whose slot changed master move to the new master's shard (a user
+// whose channel the server dropped while its slot stayed is subscribed
+// again where it is), and once subscribed their sockets receive
+// {"type":"resync"} through Handler.Deliver. A shard whose connection is restored resyncs its own
 // users the same way; only a restored classic connection calls
 // Handler.Resync. Lock order: RedisCluster.mu, then a shard's Redis.mu.
 // Publisher and RedisInbox pick the names and the command (SPUBLISH or
