@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -51,6 +52,11 @@ type RedisConfig struct {
 	Logger *zap.Logger
 	// Registerer receives the herald_broker_* metrics. Nil means none.
 	Registerer prometheus.Registerer
+	// RefreshInterval is how often NewRedisCluster's broker reads the
+	// cluster's slot map (CLUSTER SLOTS) to follow failovers and slot
+	// migrations; a lost shard connection, a MOVED reply and a server-pushed
+	// SUNSUBSCRIBE also trigger a read. Zero means 1s. NewRedis ignores it.
+	RefreshInterval time.Duration
 }
 
 // DefaultUnsubscribeGrace is RedisConfig.UnsubscribeGrace's zero value.
@@ -75,6 +81,9 @@ func (c *RedisConfig) setDefaults() {
 	if c.ReconnectMax == 0 {
 		c.ReconnectMax = 5 * time.Second
 	}
+	if c.RefreshInterval == 0 {
+		c.RefreshInterval = time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
@@ -88,7 +97,7 @@ func (c *RedisConfig) validate() error {
 	if c.BatchSize < 0 {
 		errs = append(errs, fmt.Errorf("batch size %d: must not be negative", c.BatchSize))
 	}
-	if c.HealthInterval < 0 || c.ReconnectMin < 0 || c.ReconnectMax < 0 {
+	if c.HealthInterval < 0 || c.ReconnectMin < 0 || c.ReconnectMax < 0 || c.RefreshInterval < 0 {
 		errs = append(errs, errors.New("health and reconnect intervals must not be negative"))
 	}
 	if c.ReconnectMin > c.ReconnectMax {
@@ -129,12 +138,17 @@ type Redis struct {
 	pongs   atomic.Uint64      // the latest health PING answered on the current connection
 
 	mu            sync.Mutex
-	started       bool           // guarded by mu
-	closing       bool           // guarded by mu; set by Close
-	ps            *redis.PubSub  // guarded by mu; the current connection, nil while there is none
-	subs          *subscriptions // guarded by mu
-	staticPending int            // guarded by mu; static subscriptions not yet confirmed on ps
-	sessionReady  bool           // guarded by mu; ready was set for ps
+	started       bool                // guarded by mu
+	closing       bool                // guarded by mu; set by Close
+	ps            *redis.PubSub       // guarded by mu; the current connection, nil while there is none
+	subs          *subscriptions      // guarded by mu
+	staticPending int                 // guarded by mu; static subscriptions not yet confirmed on ps
+	pushedUsers   map[string]struct{} // guarded by mu; shard mode: users whose channel the server dropped
+	sessionReady  bool                // guarded by mu; ready was set for ps
+
+	// shard is nil for a standalone broker. For one shard of a RedisCluster
+	// it holds the cluster broker's callbacks; read-only.
+	shard *shardHooks
 
 	// Owned by the run loop (h is set by Start before the loop starts).
 	h         Handler
@@ -143,6 +157,22 @@ type Redis struct {
 }
 
 var _ Broker = (*Redis)(nil)
+
+// shardHooks make a Redis broker one shard of a RedisCluster: it then has no
+// static subscriptions, subscribes user channels with SSUBSCRIBE on one
+// master, and reports to the cluster broker instead of calling
+// Handler.Resync. The callbacks run on the broker's loops and must not block
+// or call the shard's Close.
+type shardHooks struct {
+	// lost is called when a connection fails or cannot be made.
+	lost func(err error)
+	// restored is called when a connection after the first is ready, with
+	// the users subscribed on it: their messages since the loss are gone.
+	restored func(users []string)
+	// pushed is called when the server unsubscribed a user channel that was
+	// wanted: its slot moved to another shard.
+	pushed func(user string)
+}
 
 // staticCount is the number of static subscriptions a connection confirms:
 // the socket and broadcast-except patterns, broadcast and control.
@@ -160,6 +190,12 @@ const kickPing = "ready?"
 // replace a broken connection, so that this broker reconnects on its own
 // terms (batches, backoff, Resync); it changes nothing else.
 func NewRedis(client *redis.Client, cfg RedisConfig) (*Redis, error) {
+	return newRedis(client, cfg, NewChannels(cfg.Prefix), nil)
+}
+
+// newRedis is NewRedis with the channel names, and shard hooks for a shard
+// of a RedisCluster (nil for a standalone broker).
+func newRedis(client *redis.Client, cfg RedisConfig, ch Channels, shard *shardHooks) (*Redis, error) {
 	if client == nil {
 		return nil, errors.New("fanout: NewRedis with a nil client")
 	}
@@ -171,9 +207,13 @@ func NewRedis(client *redis.Client, cfg RedisConfig) (*Redis, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fanout: register metrics: %w", err)
 	}
+	if shard != nil {
+		// The cluster broker exports the sum over its shards.
+		m.up = prometheus.NewGauge(prometheus.GaugeOpts{Name: "shard_up"})
+		m.subscriptions = prometheus.NewGauge(prometheus.GaugeOpts{Name: "shard_subscriptions"})
+	}
 	client.AddHook(dialGuard{})
 	log := cfg.Logger.With(zap.String("node", cfg.NodeID))
-	ch := NewChannels(cfg.Prefix)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Redis{
 		client: client,
@@ -193,6 +233,7 @@ func NewRedis(client *redis.Client, cfg RedisConfig) (*Redis, error) {
 		guarded:       context.WithValue(ctx, noDialKey{}, true),
 		wake:          make(chan struct{}, 1),
 		subs:          newSubscriptions(cfg.UnsubscribeGrace),
+		shard:         shard,
 	}
 	return r, nil
 }
@@ -357,6 +398,9 @@ func (r *Redis) run() {
 			if r.ctx.Err() != nil {
 				return
 			}
+			if r.shard != nil {
+				r.shard.lost(err)
+			}
 			attempt++
 			r.log.Warn("redis pub/sub connection failed", zap.Int("attempt", attempt), zap.Error(err))
 			continue
@@ -370,12 +414,23 @@ func (r *Redis) run() {
 		wanted := len(r.subs.users)
 		r.mu.Unlock()
 		r.log.Warn("redis pub/sub connection lost", zap.Error(err), zap.Int("user_channels", wanted))
+		if r.shard != nil {
+			r.shard.lost(err)
+		}
 	}
 }
 
 // dial opens a pub/sub connection and sends the static subscriptions.
 func (r *Redis) dial() (*redis.PubSub, error) {
 	ps := r.client.Subscribe(r.ctx) // without channels: no connection yet
+	if r.shard != nil {
+		// No static subscription: a PING opens the connection.
+		if err := ps.Ping(r.ctx, "open"); err != nil {
+			_ = ps.Close()
+			return nil, err
+		}
+		return ps, nil
+	}
 	// The first command opens the connection, so it alone may dial.
 	if err := ps.PSubscribe(r.ctx, r.socketPattern, r.exceptPattern); err != nil {
 		_ = ps.Close()
@@ -399,6 +454,9 @@ func (r *Redis) session(ps *redis.PubSub) error {
 	}
 	r.ps = ps
 	r.staticPending = staticCount
+	if r.shard != nil {
+		r.staticPending = 0
+	}
 	r.sessionReady = false
 	r.subs.connected()
 	r.mu.Unlock()
@@ -488,6 +546,31 @@ func (r *Redis) onSubscription(s *redis.Subscription) {
 			r.subs.confirm(user)
 			r.m.subscriptions.Set(float64(r.subs.active))
 		}
+	case "ssubscribe":
+		if user, ok := r.ch.userID(s.Channel); ok {
+			r.subs.confirm(user)
+			r.m.subscriptions.Set(float64(r.subs.active))
+		}
+	case "sunsubscribe":
+		// Either the reply to our SUNSUBSCRIBE, or the server dropping a
+		// channel whose slot it no longer serves. A user still marked sent
+		// tells them apart (a SUBSCRIBE, UNSUBSCRIBE, SUBSCRIBE sequence in
+		// flight may look pushed: the user is then subscribed once more).
+		// A dropped user is no longer active here; the cluster broker
+		// re-reads the slot map and either moves it to its new master or
+		// has it subscribed again here (takePushed, resubscribe).
+		if user, ok := r.ch.userID(s.Channel); ok && r.shard != nil {
+			if e := r.subs.users[user]; e != nil && e.sent {
+				e.sent = false
+				r.subs.setActive(e, false)
+				r.m.subscriptions.Set(float64(r.subs.active))
+				if r.pushedUsers == nil {
+					r.pushedUsers = map[string]struct{}{}
+				}
+				r.pushedUsers[user] = struct{}{}
+				r.shard.pushed(user) // does not block or lock
+			}
+		}
 	}
 	ready, users := r.checkReadyLocked()
 	r.mu.Unlock()
@@ -534,6 +617,10 @@ func (r *Redis) markReady(users int) {
 	r.m.reconnects.Inc()
 	r.log.Info("redis pub/sub restored",
 		zap.Int("user_channels", users), zap.Duration("downtime", time.Since(r.downSince)))
+	if r.shard != nil {
+		r.shard.restored(r.wantedUsers())
+		return
+	}
 	r.h.Resync()
 }
 
@@ -643,18 +730,44 @@ func (r *Redis) flush() time.Time {
 
 // send SUBSCRIBEs (or UNSUBSCRIBEs) the user channels of users, BatchSize
 // channels a command.
+//
+// A shard's SSUBSCRIBE may only name channels of one hash slot, so a shard
+// sorts users by slot and sends one command per slot (and per BatchSize
+// channels); the commands are written back to back, without waiting for
+// their replies.
 func (r *Redis) send(ps *redis.PubSub, users []string, subscribe bool) error {
 	var names []string
+	var slots []int
+	if r.shard != nil {
+		slots = make([]int, len(users))
+		for i, u := range users {
+			slots[i] = keySlot(r.ch.User(u))
+		}
+		sort.Sort(bySlot{users, slots})
+	}
 	for len(users) > 0 {
 		n := min(len(users), r.cfg.BatchSize)
+		if slots != nil {
+			same := 1
+			for same < n && slots[same] == slots[0] {
+				same++
+			}
+			n = same
+			slots = slots[n:]
+		}
 		names = names[:0]
 		for _, u := range users[:n] {
 			names = append(names, r.ch.User(u))
 		}
 		var err error
-		if subscribe {
+		switch {
+		case subscribe && r.shard != nil:
+			err = ps.SSubscribe(r.guarded, names...)
+		case subscribe:
 			err = ps.Subscribe(r.guarded, names...)
-		} else {
+		case r.shard != nil:
+			err = ps.SUnsubscribe(r.guarded, names...) // never empty: that would mean all
+		default:
 			err = ps.Unsubscribe(r.guarded, names...) // never empty: that would mean all
 		}
 		if err != nil {
@@ -663,4 +776,77 @@ func (r *Redis) send(ps *redis.PubSub, users []string, subscribe bool) error {
 		users = users[n:]
 	}
 	return nil
+}
+
+// wantedUsers returns the users this broker subscribes.
+func (r *Redis) wantedUsers() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, 0, len(r.subs.users))
+	for u, e := range r.subs.users {
+		if e.wanted() {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// activeSubscriptions returns the user channels Redis has confirmed on the
+// current connection.
+func (r *Redis) activeSubscriptions() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.subs.active
+}
+
+// bySlot sorts users by their channel's hash slot.
+type bySlot struct {
+	users []string
+	slots []int
+}
+
+func (b bySlot) Len() int           { return len(b.users) }
+func (b bySlot) Less(i, j int) bool { return b.slots[i] < b.slots[j] }
+func (b bySlot) Swap(i, j int) {
+	b.users[i], b.users[j] = b.users[j], b.users[i]
+	b.slots[i], b.slots[j] = b.slots[j], b.slots[i]
+}
+
+// takePushed returns and forgets the users whose channel the server
+// dropped (shard mode) and that are still wanted and not subscribed again.
+func (r *Redis) takePushed() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for u := range r.pushedUsers {
+		if e := r.subs.users[u]; e != nil && e.wanted() && !e.sent {
+			out = append(out, u)
+		}
+	}
+	r.pushedUsers = nil
+	return out
+}
+
+// resubscribe has the flusher subscribe user again on this connection and
+// returns the channel closed once Redis confirms it. It is for a user the
+// server dropped (takePushed) whose slot stayed on this master.
+func (r *Redis) resubscribe(user string) <-chan struct{} {
+	r.mu.Lock()
+	e := r.subs.users[user]
+	if e == nil || !e.wanted() || r.closing {
+		r.mu.Unlock()
+		return closedChan
+	}
+	if e.active {
+		r.mu.Unlock()
+		return closedChan
+	}
+	if e.ready == nil {
+		e.ready = make(chan struct{})
+	}
+	ready := e.ready
+	r.subs.dirty[user] = struct{}{}
+	r.mu.Unlock()
+	r.wakeFlusher()
+	return ready
 }

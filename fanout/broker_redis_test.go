@@ -519,7 +519,7 @@ func TestRedisConfig(t *testing.T) {
 	}
 	defer b.Close()
 	want := RedisConfig{NodeID: "n1", UnsubscribeGrace: 2 * time.Second, BatchSize: 500, FlushInterval: 2 * time.Millisecond,
-		HealthInterval: 5 * time.Second, ReconnectMin: 100 * time.Millisecond, ReconnectMax: 5 * time.Second}
+		HealthInterval: 5 * time.Second, ReconnectMin: 100 * time.Millisecond, ReconnectMax: 5 * time.Second, RefreshInterval: time.Second}
 	got := b.cfg
 	got.Logger = nil
 	if got != want {

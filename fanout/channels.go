@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"strings"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // ErrInvalidTarget is returned for a Target that names nobody: an unknown
@@ -29,20 +31,50 @@ const (
 //	<prefix>broadcast:except:<user_id>      ToAll with ID set (AllExcept)
 //	<prefix>herald:control                  Control commands, as JSON
 //
+// In a Redis Cluster (NewShardedChannels) a user's channel is
+// "<prefix>user:{<user_id>}" instead: the braces are a hash tag, so the
+// channel lives on the shard that owns the slot of <user_id>, and its
+// messages travel by sharded pub/sub (SPUBLISH, SSUBSCRIBE). Every other name
+// is the same in both modes.
+//
 // The zero value has an empty prefix. Channels is a small value, safe to copy
 // and to use from any goroutine.
 type Channels struct {
-	prefix string
+	prefix  string
+	sharded bool
 }
 
-// NewChannels returns the names under prefix ("" for none).
+// NewChannels returns the names under prefix ("" for none), for one Redis
+// or a Sentinel-managed primary.
 func NewChannels(prefix string) Channels { return Channels{prefix: prefix} }
+
+// NewShardedChannels returns the names under prefix for a Redis Cluster,
+// whose user channels carry a hash tag.
+func NewShardedChannels(prefix string) Channels { return Channels{prefix: prefix, sharded: true} }
+
+// channelsFor returns the names a client of this kind publishes on:
+// sharded for a *redis.ClusterClient, plain otherwise. It is the one place
+// where the Redis mode picks the names (and so SPUBLISH or PUBLISH).
+func channelsFor(client redis.UniversalClient, prefix string) Channels {
+	if _, ok := client.(*redis.ClusterClient); ok {
+		return NewShardedChannels(prefix)
+	}
+	return NewChannels(prefix)
+}
+
+// Sharded reports whether user channels are sharded (Redis Cluster names).
+func (c Channels) Sharded() bool { return c.sharded }
 
 // Prefix returns the prefix every name starts with.
 func (c Channels) Prefix() string { return c.prefix }
 
 // User returns the channel of userID's messages.
-func (c Channels) User(userID string) string { return c.prefix + userPart + userID }
+func (c Channels) User(userID string) string {
+	if c.sharded {
+		return c.prefix + userPart + "{" + userID + "}"
+	}
+	return c.prefix + userPart + userID
+}
 
 // Socket returns the channel of one socket's messages.
 func (c Channels) Socket(socketID string) string { return c.prefix + socketPart + socketID }
@@ -100,7 +132,7 @@ func (c Channels) Parse(channel string) (Target, bool) {
 	if !ok {
 		return Target{}, false
 	}
-	if id, ok := strings.CutPrefix(rest, userPart); ok && id != "" {
+	if id, ok := c.userPartID(rest); ok {
 		return User(id), true
 	}
 	if id, ok := strings.CutPrefix(rest, socketPart); ok && id != "" {
@@ -127,8 +159,23 @@ func (c Channels) userID(channel string) (string, bool) {
 	if !ok {
 		return "", false
 	}
+	return c.userPartID(rest)
+}
+
+// userPartID returns the user id of rest, a user channel without the
+// prefix: "user:<id>", or "user:{<id>}" when sharded.
+func (c Channels) userPartID(rest string) (string, bool) {
 	id, ok := strings.CutPrefix(rest, userPart)
-	return id, ok && id != ""
+	if !ok {
+		return "", false
+	}
+	if c.sharded {
+		if len(id) < 3 || id[0] != '{' || id[len(id)-1] != '}' {
+			return "", false
+		}
+		id = id[1 : len(id)-1]
+	}
+	return id, id != ""
 }
 
 // globEscape backslash-escapes the characters Redis glob patterns give a

@@ -208,3 +208,41 @@ func FuzzChannelsParse(f *testing.F) {
 		}
 	})
 }
+
+// Cluster names: only the user channel changes, to carry a hash tag.
+func TestShardedChannels(t *testing.T) {
+	tests := []struct {
+		name   string
+		prefix string
+		to     Target
+		want   string
+	}{
+		{"user", "", User("42"), "user:{42}"},
+		{"user with prefix", "app:", User("42"), "app:user:{42}"},
+		{"user id with braces", "", User("a}b"), "user:{a}b}"},
+		{"socket unchanged", "", Socket("n1.abc"), "socket:n1.abc"},
+		{"broadcast unchanged", "", All(), "broadcast"},
+		{"except unchanged", "", AllExcept("7"), "broadcast:except:7"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := NewShardedChannels(tt.prefix)
+			got, err := c.Name(tt.to)
+			if err != nil || got != tt.want {
+				t.Fatalf("Name(%+v) = %q, %v; want %q", tt.to, got, err, tt.want)
+			}
+			if back, ok := c.Parse(got); !ok || back != tt.to {
+				t.Fatalf("Parse(%q) = %+v, %v; want %+v", got, back, ok, tt.to)
+			}
+		})
+	}
+	for _, bad := range []string{"user:42", "user:{}", "user:{42", "user:42}"} {
+		if to, ok := NewShardedChannels("").Parse(bad); ok {
+			t.Errorf("sharded Parse(%q) = %+v, want refused", bad, to)
+		}
+	}
+	// Every socket of a user hashes to one slot whatever the prefix.
+	if keySlot("app:user:{42}") != keySlot("user:{42}") {
+		t.Error("the prefix changed the slot of a hash-tagged channel")
+	}
+}

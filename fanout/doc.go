@@ -37,7 +37,28 @@
 // unanswered), the Redis broker reports not Ready, reconnects with jittered
 // exponential backoff, subscribes again to everything wanted in batches, and
 // once Redis has confirmed it all, reports Ready and calls Handler.Resync:
-// messages published meanwhile were lost.
+// messages published meanwhile were lost. With a Sentinel failover client
+// (redis.NewFailoverClient) the same broker follows failovers: each
+// reconnection asks the sentinels for the primary.
+//
+// # Redis Cluster
+//
+// RedisCluster uses sharded pub/sub for user channels, named
+// "<prefix>user:{<user_id>}" (NewShardedChannels) so that the hash tag
+// picks the slot. It keeps one Redis broker in sharded mode per master
+// (SSUBSCRIBE, one command per hash slot, as Redis requires) and one
+// classic broker connected to any node for broadcast, broadcast-except,
+// socket and control messages, which a cluster relays to every node. A
+// refresh loop reads CLUSTER SLOTS every RefreshInterval and when a shard
+// reports trouble (a lost connection, MOVED, a server-pushed SUNSUBSCRIBE);
+// users whose slot changed master move to the new master's shard (a user
+// whose channel the server dropped while its slot stayed is subscribed
+// again where it is), and once subscribed their sockets receive
+// {"type":"resync"} through Handler.Deliver. A shard whose connection is restored resyncs its own
+// users the same way; only a restored classic connection calls
+// Handler.Resync. Lock order: RedisCluster.mu, then a shard's Redis.mu.
+// Publisher and RedisInbox pick the names and the command (SPUBLISH or
+// PUBLISH) from the client's type (channelsFor).
 //
 // # Inbox
 //

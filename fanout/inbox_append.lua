@@ -4,6 +4,8 @@
 -- ARGV[2]  the event, a JSON object (it must start with '{')
 -- ARGV[3]  the most events to keep (XADD MAXLEN ~), herald's --inbox-max-len
 -- ARGV[4]  the retention in milliseconds (XTRIM MINID, PEXPIRE), herald's --inbox-retention
+-- ARGV[5]  optional: 'SPUBLISH' on a Redis Cluster (KEYS[1] is then <prefix>inbox:{<user_id>}
+--          and ARGV[1] <prefix>user:{<user_id>}, one hash slot); PUBLISH otherwise
 -- Returns {id, receivers}: the event's stream id and the PUBLISH count.
 local p = ARGV[2]
 if string.sub(p, 1, 1) ~= '{' then
@@ -18,5 +20,7 @@ redis.call('PEXPIRE', KEYS[1], ARGV[4])
 local rest = string.sub(p, 2)
 local sep = ','
 if string.find(rest, '^%s*}') then sep = '' end
-local n = redis.call('PUBLISH', ARGV[1], '{"inbox_id":"' .. id .. '"' .. sep .. rest)
+local publish = 'PUBLISH'
+if ARGV[5] == 'SPUBLISH' then publish = 'SPUBLISH' end
+local n = redis.call(publish, ARGV[1], '{"inbox_id":"' .. id .. '"' .. sep .. rest)
 return {id, n}

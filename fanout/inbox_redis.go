@@ -12,8 +12,15 @@ import (
 // inboxPart is the key part of a user's inbox stream, after the prefix.
 const inboxPart = "inbox:"
 
-// Inbox returns the key of userID's inbox stream: "<prefix>inbox:<user_id>".
-func (c Channels) Inbox(userID string) string { return c.prefix + inboxPart + userID }
+// Inbox returns the key of userID's inbox stream: "<prefix>inbox:<user_id>",
+// or "<prefix>inbox:{<user_id>}" with sharded names, so that the stream
+// and the user's channel share a hash slot in a Redis Cluster.
+func (c Channels) Inbox(userID string) string {
+	if c.sharded {
+		return c.prefix + inboxPart + "{" + userID + "}"
+	}
+	return c.prefix + inboxPart + userID
+}
 
 // AppendScript is the publish path of the inbox, for every language (the
 // file fanout/inbox_append.lua): it appends ARGV[2] (a JSON object) to the
@@ -99,7 +106,7 @@ func NewRedisInbox(client redis.UniversalClient, cfg RedisInboxConfig) (*RedisIn
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &RedisInbox{client: client, ch: NewChannels(cfg.Prefix), cfg: cfg.InboxConfig}, nil
+	return &RedisInbox{client: client, ch: channelsFor(client, cfg.Prefix), cfg: cfg.InboxConfig}, nil
 }
 
 // Append runs AppendScript for userID.
@@ -117,8 +124,12 @@ func appendEvent(ctx context.Context, c redis.Scripter, ch Channels, cfg InboxCo
 	if err := checkInboxPayload(payload); err != nil {
 		return "", 0, err
 	}
+	publish := "PUBLISH"
+	if ch.Sharded() {
+		publish = "SPUBLISH" // the channel shares the stream's hash slot
+	}
 	res, err := appendScript.Run(ctx, c, []string{ch.Inbox(userID)},
-		ch.User(userID), payload, cfg.MaxLen, cfg.Retention.Milliseconds()).Slice()
+		ch.User(userID), payload, cfg.MaxLen, cfg.Retention.Milliseconds(), publish).Slice()
 	if err != nil {
 		return "", 0, fmt.Errorf("fanout: inbox append for %s: %w", userID, err)
 	}

@@ -34,6 +34,11 @@ type PublisherConfig struct {
 // user events to the users' inboxes (AppendScript), so it needs only the
 // Redis client the service already has. It is safe for concurrent use.
 //
+// The mode follows the client: with a *redis.ClusterClient, user messages
+// go by SPUBLISH on "user:{<id>}" (herald's --redis-cluster mode); with any
+// other client, by PUBLISH on "user:<id>" (one Redis, or a Sentinel-managed
+// primary). Socket, broadcast and control messages use PUBLISH in both.
+//
 // Each send returns the number of receivers Redis reported for the PUBLISH:
 // the herald replicas subscribed to that channel (0 when no replica holds a
 // socket of the user, for instance), plus any other subscriber, such as a
@@ -42,7 +47,7 @@ type PublisherConfig struct {
 // message that found no receiver is not an error.
 type Publisher struct {
 	client  redis.UniversalClient // the caller's
-	ch      Channels
+	ch      Channels              // sharded names when client is a cluster client
 	now     func() time.Time
 	inbox   InboxConfig // defaults filled
 	noInbox bool
@@ -65,7 +70,7 @@ func NewPublisher(client redis.UniversalClient, cfg PublisherConfig) (*Publisher
 	if err := cfg.Inbox.validate(); err != nil {
 		return nil, err
 	}
-	return &Publisher{client: client, ch: NewChannels(cfg.Prefix), now: cfg.Now, inbox: cfg.Inbox, noInbox: cfg.NoInbox}, nil
+	return &Publisher{client: client, ch: channelsFor(client, cfg.Prefix), now: cfg.Now, inbox: cfg.Inbox, noInbox: cfg.NoInbox}, nil
 }
 
 // Channels returns the names the Publisher publishes on.
@@ -81,6 +86,9 @@ func (p *Publisher) Publish(ctx context.Context, to Target, payload []byte) (rec
 	if to.Kind == ToUser && !p.noInbox {
 		_, n, err := appendEvent(ctx, p.client, p.ch, p.inbox, to.ID, payload)
 		return n, err
+	}
+	if to.Kind == ToUser && p.ch.Sharded() {
+		return p.publishCmd(ctx, "spublish", name, payload)
 	}
 	return p.publish(ctx, name, payload)
 }
@@ -180,9 +188,21 @@ type gameInvite struct {
 }
 
 func (p *Publisher) publish(ctx context.Context, channel string, payload []byte) (int64, error) {
-	n, err := p.client.Publish(ctx, channel, payload).Result()
+	return p.publishCmd(ctx, "publish", channel, payload)
+}
+
+// publishCmd runs cmd ("publish" or "spublish") on channel: the one place
+// where the mode picks the command.
+func (p *Publisher) publishCmd(ctx context.Context, cmd, channel string, payload []byte) (int64, error) {
+	var c *redis.IntCmd
+	if cmd == "spublish" {
+		c = p.client.SPublish(ctx, channel, payload)
+	} else {
+		c = p.client.Publish(ctx, channel, payload)
+	}
+	n, err := c.Result()
 	if err != nil {
-		return 0, fmt.Errorf("fanout: publish to %s: %w", channel, err)
+		return 0, fmt.Errorf("fanout: %s to %s: %w", cmd, channel, err)
 	}
 	return n, nil
 }

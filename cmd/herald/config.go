@@ -24,6 +24,7 @@ import (
 type options struct {
 	Addr         string
 	RedisURL     string
+	RedisCluster string
 	RedisTimeout time.Duration
 	Prefix       string
 	NodeID       string
@@ -88,6 +89,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.SetOutput(out)
 	fs.StringVar(&o.Addr, "addr", ":8080", "listen address (with --dev: 127.0.0.1:8080)")
 	fs.StringVar(&o.RedisURL, "redis-url", "", "Redis URL (redis://host:6379/0); empty runs the embedded single-process mode")
+	fs.StringVar(&o.RedisCluster, "redis-cluster", "", "Redis Cluster seed nodes, host:port,host:port (or redis://[:password@]host:port,…); exclusive with --redis-url")
 	fs.DurationVar(&o.RedisTimeout, "redis-timeout", replay.DefaultRedisTimeout, "bound on one jti check in Redis; past it the socket gets 1013")
 	fs.StringVar(&o.Prefix, "channel-prefix", "", "prefix of every Redis channel and key")
 	fs.StringVar(&o.NodeID, "node-id", "", "replica id carried in socket ids (letters, digits, - and _); empty means random")

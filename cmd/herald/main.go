@@ -88,7 +88,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	)
 	inboxCfg := fanout.InboxConfig{MaxLen: o.InboxMaxLen, Retention: o.InboxRetention}
 	presCfg := presence.Config{Prefix: o.Prefix, TTL: 3 * o.PresenceInterval, Debounce: o.PresenceDebounce}
-	if o.RedisURL == "" {
+	if o.RedisURL == "" && o.RedisCluster == "" {
 		store = replay.NewMemory(replay.MemoryConfig{})
 		broker = fanout.NewMemory(fanout.MemoryConfig{Logger: log.Named("broker"), Registerer: reg})
 		if o.Presence || o.ClusterMaxSockets > 0 { // one process: nothing to rebalance, and no presence events
@@ -105,32 +105,37 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		log.Info("embedded mode: in-memory broker and jti store; run one replica only")
 	} else {
-		ropts, err := redis.ParseURL(o.RedisURL)
+		client, err := newRedisClient(o)
 		if err != nil {
-			return fmt.Errorf("--redis-url: %w", err)
+			return err
 		}
-		ropts.ContextTimeoutEnabled = true
-		ropts.MaxRetries = 0 // a retried SET NX could answer "reused" for the first use
-		ropts.DialTimeout = 2 * time.Second
-		client := redis.NewClient(ropts)
 		defer client.Close()
 		rs, err := replay.NewRedis(client, replay.RedisConfig{Prefix: o.Prefix, Timeout: o.RedisTimeout})
 		if err != nil {
 			return err
 		}
 		store = rs
-		rb, err := fanout.NewRedis(client, fanout.RedisConfig{
+		bcfg := fanout.RedisConfig{
 			Prefix:           o.Prefix,
 			NodeID:           nodeID,
 			UnsubscribeGrace: o.UnsubscribeGrace,
 			Logger:           log.Named("broker"),
 			Registerer:       reg,
-		})
+		}
+		if cc, ok := client.(*redis.ClusterClient); ok {
+			broker, err = fanout.NewRedisCluster(cc, bcfg)
+		} else {
+			broker, err = fanout.NewRedis(client.(*redis.Client), bcfg)
+		}
 		if err != nil {
 			return err
 		}
-		broker = rb
-		if pres, err = presence.NewRedis(client, presCfg); err != nil {
+		if _, ok := client.(*redis.ClusterClient); ok {
+			// The presence scripts touch keys of several hash slots.
+			if o.Presence || o.ClusterMaxSockets > 0 {
+				return errors.New("--presence and --max-sockets-per-user-cluster need --redis-url (one Redis or Sentinel), not --redis-cluster")
+			}
+		} else if pres, err = presence.NewRedis(client, presCfg); err != nil {
 			return err
 		}
 		if o.Inbox {
@@ -140,7 +145,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			}
 			inbox = ri
 		}
-		log.Info("cluster mode: Redis broker and jti store", zap.String("redis", ropts.Addr), zap.String("prefix", o.Prefix))
+		log.Info("cluster mode: Redis broker and jti store", zap.String("redis", redisMode(o)), zap.String("prefix", o.Prefix))
 	}
 	defer store.Close()
 	defer broker.Close()
@@ -246,7 +251,7 @@ func authConfig(o *options) (auth.Config, error) {
 	switch {
 	case o.WSTokenSecret != "":
 		cfg.WSTokenSecret = []byte(o.WSTokenSecret)
-	case o.RedisURL != "":
+	case o.RedisURL != "" || o.RedisCluster != "":
 		return cfg, errors.New("--ws-token-secret (HERALD_WS_TOKEN_SECRET) is required with Redis: every replica must verify the tokens the others mint")
 	}
 	return cfg, nil

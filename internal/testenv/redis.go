@@ -20,6 +20,7 @@ type Redis struct {
 	bin  string
 	port int
 	dir  string
+	argv []string // the command line after the binary
 
 	mu  sync.Mutex
 	cmd *exec.Cmd // guarded by mu; nil while stopped
@@ -29,16 +30,44 @@ type Redis struct {
 // it when the test ends.
 func StartRedis(t testing.TB) *Redis {
 	t.Helper()
+	return startRedis(t, FreePort(t), nil)
+}
+
+// startRedis starts redis-server on port with extra arguments after the
+// usual ones; the first extra argument may be a config file (see
+// startRedisArgv).
+func startRedis(t testing.TB, port int, extra []string) *Redis {
+	t.Helper()
+	dir := t.TempDir()
+	argv := append([]string{
+		"--bind", "127.0.0.1",
+		"--port", itoa(port),
+		"--save", "",
+		"--appendonly", "no",
+		"--dir", dir,
+		"--daemonize", "no",
+		"--loglevel", "warning",
+	}, extra...)
+	return startRedisArgv(t, port, dir, argv)
+}
+
+// startRedisArgv starts redis-server with exactly argv.
+func startRedisArgv(t testing.TB, port int, dir string, argv []string) *Redis {
+	t.Helper()
 	r := &Redis{
 		t:    t,
 		bin:  LookBinary(t, "redis-server", "redis-server"),
-		port: FreePort(t),
-		dir:  t.TempDir(),
+		port: port,
+		dir:  dir,
+		argv: argv,
 	}
 	r.Start()
 	t.Cleanup(r.Kill)
 	return r
 }
+
+// Port is the server's port.
+func (r *Redis) Port() int { return r.port }
 
 // Addr is host:port of the server.
 func (r *Redis) Addr() string { return net.JoinHostPort("127.0.0.1", itoa(r.port)) }
@@ -61,15 +90,7 @@ func (r *Redis) Start() {
 	if r.cmd != nil {
 		return
 	}
-	cmd := exec.Command(r.bin,
-		"--bind", "127.0.0.1",
-		"--port", itoa(r.port),
-		"--save", "",
-		"--appendonly", "no",
-		"--dir", r.dir,
-		"--daemonize", "no",
-		"--loglevel", "warning",
-	)
+	cmd := exec.Command(r.bin, r.argv...)
 	if err := cmd.Start(); err != nil {
 		r.t.Fatalf("start redis-server: %v", err)
 	}
@@ -107,4 +128,18 @@ func (r *Redis) Kill() {
 	_ = r.cmd.Process.Kill()
 	_ = r.cmd.Wait()
 	r.cmd = nil
+}
+
+// Running reports whether the server process is up (started and not killed).
+func (r *Redis) Running() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cmd != nil
+}
+
+// StartRedisArgs is StartRedis with extra redis-server arguments, such as
+// "--cluster-enabled", "yes".
+func StartRedisArgs(t testing.TB, extra ...string) *Redis {
+	t.Helper()
+	return startRedis(t, FreePort(t), extra)
 }

@@ -1,0 +1,245 @@
+package fanout
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/herald-gw/herald/internal/testenv"
+)
+
+// startOneNodeCluster starts a redis-server in cluster mode that serves
+// every slot itself: a real Redis Cluster of one master, enough for the
+// commands (SSUBSCRIBE, SPUBLISH, CLUSTER SLOTS, KEYSLOT) without the cost
+// of six processes. The failover and migration paths are tested with a
+// real 3-master cluster in cmd/herald.
+func startOneNodeCluster(t testing.TB) (*testenv.Redis, *redis.ClusterClient) {
+	t.Helper()
+	srv := testenv.StartRedisArgs(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
+	admin := srv.Client()
+	ctx := context.Background()
+	if err := admin.Do(ctx, "cluster", "addslotsrange", 0, clusterSlots-1).Err(); err != nil {
+		t.Fatalf("CLUSTER ADDSLOTSRANGE: %v", err)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		info, err := admin.ClusterInfo(ctx).Result()
+		if err != nil || !strings.Contains(info, "cluster_state:ok") {
+			return fmt.Errorf("cluster not ok: %v", err)
+		}
+		return nil
+	})
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{srv.Addr()}, DialTimeout: time.Second})
+	t.Cleanup(func() { _ = cc.Close() })
+	return srv, cc
+}
+
+// keySlot agrees with the server's CLUSTER KEYSLOT.
+func TestKeySlotMatchesRedis(t *testing.T) {
+	srv, _ := startOneNodeCluster(t)
+	admin := srv.Client()
+	ch := NewShardedChannels("app:")
+	keys := []string{"", "a", "user:{42}", "{}", "x{}y", "{a}{b}", "jti:5f0c1b8e-0d7e-4a57-9c43-3f4c1d2f9a10", "é{ü}"}
+	for i := range 200 {
+		keys = append(keys, ch.User(strconv.Itoa(i*7919)), "socket:n1."+strconv.Itoa(i))
+	}
+	for _, k := range keys {
+		want, err := admin.ClusterKeySlot(context.Background(), k).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := keySlot(k); got != int(want) {
+			t.Errorf("keySlot(%q) = %d, CLUSTER KEYSLOT says %d", k, got, want)
+		}
+	}
+}
+
+// With a cluster client, the Publisher sends user messages by SPUBLISH on
+// the hash-tagged channel and the rest by PUBLISH, under the same names as
+// a RedisCluster broker listens to.
+func TestPublisherShardedMode(t *testing.T) {
+	testenv.NoLeaks(t)
+	_, cc := startOneNodeCluster(t)
+	b, err := NewRedisCluster(cc, RedisConfig{NodeID: "n1", RefreshInterval: 100 * time.Millisecond, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	if err := b.Start(rec); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	waitClosed(t, b.Subscribe("42"), 10*time.Second, "42")
+	waitReady(t, b)
+
+	pub, err := NewPublisher(cc, PublisherConfig{NoInbox: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !pub.Channels().Sharded() || pub.Channels().User("42") != "user:{42}" {
+		t.Fatalf("publisher names with a cluster client: %q", pub.Channels().User("42"))
+	}
+	ctx := context.Background()
+	if n, err := pub.SendToUser(ctx, "42", []byte("to-user")); err != nil || n != 1 {
+		t.Fatalf("SendToUser: %d, %v; want 1 receiver", n, err)
+	}
+	if _, err := pub.Broadcast(ctx, []byte("to-all")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.SendToSocket(ctx, "n1.abc", []byte("to-socket")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.Disconnect(ctx, "42", "logout"); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitFor(t, User("42"), "to-user")
+	rec.waitFor(t, All(), "to-all")
+	rec.waitFor(t, Socket("n1.abc"), "to-socket")
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if len(rec.controlList()) != 1 {
+			return fmt.Errorf("controls = %v", rec.controlList())
+		}
+		return nil
+	})
+	// The inbox path: the stream and the channel share the user's slot, and
+	// the script SPUBLISHes the event with its id.
+	inboxPub, err := NewPublisher(cc, PublisherConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, n, err := inboxPub.AppendToUser(ctx, "42", []byte(`{"type":"kept"}`))
+	if err != nil || n != 1 {
+		t.Fatalf("AppendToUser: %q %d %v; want 1 receiver", id, n, err)
+	}
+	rec.waitFor(t, User("42"), `{"inbox_id":"`+id+`","type":"kept"}`)
+	if l := cc.XLen(ctx, "inbox:{42}").Val(); l < 1 {
+		t.Fatalf("XLEN inbox:{42} = %d", l)
+	}
+	// A plain PUBLISH on the single-Redis name reaches nobody here.
+	if n := cc.Publish(ctx, "user:42", "x").Val(); n != 0 {
+		t.Fatalf("PUBLISH user:42 reached %d subscribers, want 0", n)
+	}
+}
+
+// The broker batches SSUBSCRIBE per slot, confirms every user, counts
+// them in the gauge, and drops them after the grace.
+func TestRedisClusterSubscriptions(t *testing.T) {
+	testenv.NoLeaks(t)
+	srv, cc := startOneNodeCluster(t)
+	reg := prometheus.NewRegistry()
+	b, err := NewRedisCluster(cc, RedisConfig{
+		NodeID:           "n1",
+		UnsubscribeGrace: 50 * time.Millisecond,
+		RefreshInterval:  100 * time.Millisecond,
+		Logger:           testLogger(t),
+		Registerer:       reg,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	if err := b.Start(rec); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	const users = 600
+	chans := make([]<-chan struct{}, users)
+	for i := range users {
+		chans[i] = b.Subscribe("c" + strconv.Itoa(i))
+	}
+	for i, ch := range chans {
+		waitClosed(t, ch, 10*time.Second, "c"+strconv.Itoa(i))
+	}
+	waitReady(t, b)
+	admin := srv.Client()
+	ctx := context.Background()
+	for _, i := range []int{0, 299, 599} {
+		name := "user:{c" + strconv.Itoa(i) + "}"
+		if n := admin.PubSubShardNumSub(ctx, name).Val()[name]; n != 1 {
+			t.Fatalf("SHARDNUMSUB %s = %d, want 1", name, n)
+		}
+	}
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if g, _ := metricValue(t, reg, "herald_broker_subscriptions", "", ""); g != users {
+			return fmt.Errorf("herald_broker_subscriptions = %v, want %d", g, users)
+		}
+		if g, _ := metricValue(t, reg, "herald_broker_up", "", ""); g != 1 {
+			return fmt.Errorf("herald_broker_up = %v", g)
+		}
+		return nil
+	})
+	for i := range users {
+		b.Unsubscribe("c" + strconv.Itoa(i))
+	}
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if n := len(admin.PubSubShardChannels(ctx, "*").Val()); n != 0 {
+			return fmt.Errorf("%d shard channels still subscribed", n)
+		}
+		return nil
+	})
+}
+
+// The server drops a user's shard channel (its slot left this master) and
+// the slot comes back before the broker sees a change in the map: the
+// broker subscribes the user again and resyncs its sockets.
+func TestRedisClusterResubscribesDroppedChannel(t *testing.T) {
+	testenv.NoLeaks(t)
+	srv, cc := startOneNodeCluster(t)
+	b, err := NewRedisCluster(cc, RedisConfig{NodeID: "n1", RefreshInterval: 100 * time.Millisecond, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	if err := b.Start(rec); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	waitClosed(t, b.Subscribe("42"), 10*time.Second, "42")
+	waitClosed(t, b.Subscribe("43"), 10*time.Second, "43")
+	admin := srv.Client()
+	ctx := context.Background()
+	slot := keySlot("user:{42}")
+	if keySlot("user:{43}") == slot {
+		t.Fatal("test users share a slot")
+	}
+	numsub := func(ch string) int64 { return admin.PubSubShardNumSub(ctx, ch).Val()[ch] }
+
+	// Without the slot, Redis drops user:{42}; with it back, herald must
+	// subscribe again.
+	if err := admin.Do(ctx, "cluster", "delslots", slot).Err(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if n := numsub("user:{42}"); n != 0 {
+			return fmt.Errorf("SHARDNUMSUB user:{42} = %d after DELSLOTS", n)
+		}
+		return nil
+	})
+	if err := admin.Do(ctx, "cluster", "addslots", slot).Err(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if n := numsub("user:{42}"); n != 1 {
+			return fmt.Errorf("SHARDNUMSUB user:{42} = %d, want 1 again", n)
+		}
+		if !rec.has(User("42"), resyncPayload) {
+			return fmt.Errorf("no resync for user 42")
+		}
+		return nil
+	})
+	if rec.has(User("43"), resyncPayload) {
+		t.Error("user 43, whose slot never moved, got a resync")
+	}
+	if n := numsub("user:{43}"); n != 1 {
+		t.Errorf("SHARDNUMSUB user:{43} = %d, want 1", n)
+	}
+	if err := cc.SPublish(ctx, "user:{42}", "after").Err(); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitFor(t, User("42"), "after")
+}
