@@ -187,22 +187,32 @@ type gameInvite struct {
 	ExpiresAt int64  `json:"expires_at"` // Unix milliseconds
 }
 
+// publish runs PUBLISH once. It is never retried, whatever the client's
+// MaxRetries: when the connection drops after Redis ran the command, a retry
+// would deliver the message a second time. The caller gets the error and
+// decides; a PUBLISH that failed may or may not have been delivered.
 func (p *Publisher) publish(ctx context.Context, channel string, payload []byte) (int64, error) {
 	return p.publishCmd(ctx, "publish", channel, payload)
 }
 
 // publishCmd runs cmd ("publish" or "spublish") on channel: the one place
-// where the mode picks the command.
+// where the mode picks the command. It is never retried by go-redis,
+// whatever the client's MaxRetries: when the connection drops after Redis
+// ran the command, a retry would deliver the message a second time. The
+// caller gets the error and decides; a PUBLISH that failed may or may not
+// have been delivered.
 func (p *Publisher) publishCmd(ctx context.Context, cmd, channel string, payload []byte) (int64, error) {
-	var c *redis.IntCmd
-	if cmd == "spublish" {
-		c = p.client.SPublish(ctx, channel, payload)
-	} else {
-		c = p.client.Publish(ctx, channel, payload)
-	}
+	c := noRetryIntCmd{redis.NewIntCmd(ctx, cmd, channel, payload)}
+	_ = p.client.Process(ctx, c)
 	n, err := c.Result()
 	if err != nil {
 		return 0, fmt.Errorf("fanout: %s to %s: %w", cmd, channel, err)
 	}
 	return n, nil
 }
+
+// noRetryIntCmd is an IntCmd that go-redis runs at most once, whatever the
+// client's MaxRetries: for commands that must not run twice.
+type noRetryIntCmd struct{ *redis.IntCmd }
+
+func (noRetryIntCmd) NoRetry() bool { return true }

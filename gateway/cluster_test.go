@@ -14,14 +14,16 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/herald-gw/herald/auth"
 	"github.com/herald-gw/herald/fanout"
 	"github.com/herald-gw/herald/gateway"
 	"github.com/herald-gw/herald/internal/testenv"
 	"github.com/herald-gw/herald/replay"
 )
 
-// startReplica starts a gateway on Redis r, as one replica of a cluster.
-func startReplica(t *testing.T, r *testenv.Redis, node string, mod func(*gateway.Config)) *harness {
+// startReplica starts a gateway on Redis r, as one replica of a cluster;
+// authMod, if given, changes its auth configuration.
+func startReplica(t *testing.T, r *testenv.Redis, node string, mod func(*gateway.Config), authMod ...func(*auth.Config)) *harness {
 	t.Helper()
 	client := redis.NewClient(&redis.Options{
 		Addr: r.Addr(), MaxRetries: 0, ContextTimeoutEnabled: true,
@@ -38,9 +40,14 @@ func startReplica(t *testing.T, r *testenv.Redis, node string, mod func(*gateway
 	if err != nil {
 		t.Fatal(err)
 	}
+	var am func(*auth.Config)
+	if len(authMod) > 0 {
+		am = authMod[0]
+	}
 	h := start(t, harnessOpts{
 		// A generous timeout: the churn test queues 32 handshakes on a pool of
 		// 8 connections, and a loaded CI machine under -race is slow.
+		auth:   am,
 		store:  must(replay.NewRedis(client, replay.RedisConfig{Timeout: 2 * time.Second})),
 		broker: b,
 		gw: func(c *gateway.Config) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/herald-gw/herald/auth"
 	"github.com/herald-gw/herald/gateway/wscore"
+	"github.com/herald-gw/herald/replay"
 )
 
 // handleWS upgrades GET /ws?token=… to a WebSocket. Problems a browser must
@@ -101,8 +102,14 @@ func (s *Server) admitSocket(ctx context.Context, c *Conn, r *http.Request, toke
 		s.authFailed(r, "rate_limited", zap.String("user", claims.UserID))
 		return DisconnectRateLimited
 	}
-	ttl := time.Until(claims.ExpiresAt) + s.cfg.Auth.ClockSkew()
-	first, err := s.cfg.Replay.Consume(ctx, claims.JTI, max(ttl, time.Millisecond))
+	// The store's clock, not this replica's, decides whether the token is
+	// still alive: a replica whose clock lags cannot revive a token whose
+	// record has expired.
+	first, err := s.cfg.Replay.Consume(ctx, claims.JTI, claims.ExpiresAt.Add(s.cfg.Auth.ClockSkew()))
+	if errors.Is(err, replay.ErrExpired) {
+		s.authFailed(r, DisconnectTokenExpired.Reason, zap.String("user", claims.UserID), zap.Error(err))
+		return DisconnectTokenExpired
+	}
 	if err != nil {
 		s.authFailed(r, "replay_unavailable", zap.String("user", claims.UserID), zap.Error(err))
 		return DisconnectTryAgainLater

@@ -7,7 +7,13 @@
 // caller must fail closed (herald closes the socket with 1013). All methods
 // are safe for concurrent use.
 //
+// One clock decides whether a token is still alive: Consume takes the end of
+// the token's life as an absolute time and the store compares it with its
+// own clock (Redis' TIME for Redis, the wall clock for Memory), refusing an
+// expired token with ErrExpired.
+//
 // Two implementations exist: Memory, for the embedded single-process mode,
-// and Redis, which stores `SET <prefix>jti:<jti> 1 NX PX <ttl>` so that all
-// replicas share one view.
+// and Redis, which runs one Lua script per Consume (GET, TIME, then
+// `SET <prefix>jti:<jti> <nonce> PXAT <expiry>`) so that all replicas share
+// one view and Redis' clock alone decides.
 package replay

@@ -18,9 +18,9 @@ type MemoryConfig struct {
 	// records. Zero (or a negative value) means 1s. Expired records are
 	// already ignored by Consume; the sweep only bounds memory.
 	SweepInterval time.Duration
-	// Now is the clock. Nil means time.Now. Expiry is measured as the
-	// difference between two readings of this clock, so time.Now's monotonic
-	// reading keeps records stable across wall-clock steps.
+	// Now is the clock. Nil means time.Now. Its wall time (Unix time) is
+	// compared with the expiry times handed to Consume: the clock that token
+	// validity is checked with, so that both agree when the wall clock steps.
 	Now func() time.Time
 }
 
@@ -30,7 +30,6 @@ type MemoryConfig struct {
 // its context.
 type Memory struct {
 	now    func() time.Time // never changes after NewMemory
-	start  time.Time        // reading of now taken in NewMemory; expiries are offsets from it
 	seed   maphash.Seed     // picks the shard of a jti
 	shards []memoryShard    // length fixed in NewMemory
 
@@ -43,8 +42,8 @@ type Memory struct {
 // neighbouring shards' locks do not share a cache line.
 type memoryShard struct {
 	mu sync.Mutex
-	// records maps a jti to the end of its life in nanoseconds since
-	// Memory.start. Guarded by mu; nil once the store is closed.
+	// records maps a jti to the end of its life in Unix nanoseconds (wall
+	// time). Guarded by mu; nil once the store is closed.
 	records map[string]int64
 	_       [64 - 16]byte
 }
@@ -68,7 +67,6 @@ func NewMemory(cfg MemoryConfig) *Memory {
 	}
 	m := &Memory{
 		now:    cfg.Now,
-		start:  cfg.Now(),
 		seed:   maphash.MakeSeed(),
 		shards: make([]memoryShard, cfg.Shards),
 		stop:   make(chan struct{}),
@@ -82,12 +80,12 @@ func NewMemory(cfg MemoryConfig) *Memory {
 }
 
 // Consume reports whether jti is consumed for the first time. A record lives
-// for ttl; once it has expired the jti counts as unused again.
-func (m *Memory) Consume(_ context.Context, jti string, ttl time.Duration) (bool, error) {
-	if err := checkArgs(jti, ttl); err != nil {
+// until expires; once expires has passed, Consume answers ErrExpired.
+func (m *Memory) Consume(_ context.Context, jti string, expires time.Time) (bool, error) {
+	if err := checkArgs(jti, expires); err != nil {
 		return false, err
 	}
-	now := int64(m.now().Sub(m.start))
+	now, end := m.now().UnixNano(), unixNano(expires)
 	sh := &m.shards[maphash.String(m.seed, jti)%uint64(len(m.shards))]
 
 	sh.mu.Lock()
@@ -98,9 +96,12 @@ func (m *Memory) Consume(_ context.Context, jti string, ttl time.Duration) (bool
 	if exp, ok := sh.records[jti]; ok && exp > now {
 		return false, nil
 	}
+	if end <= now {
+		return false, ErrExpired
+	}
 	// Clone so that the map never pins the memory of a larger string the
 	// caller cut jti from (a decoded token, a request buffer).
-	sh.records[strings.Clone(jti)] = addSaturating(now, ttl)
+	sh.records[strings.Clone(jti)] = end
 	return true, nil
 }
 
@@ -141,7 +142,7 @@ func (m *Memory) sweep() {
 	for i := range m.shards {
 		sh := &m.shards[i]
 		// Read the clock per shard: a sweep of many shards may take a while.
-		now := int64(m.now().Sub(m.start))
+		now := m.now().UnixNano()
 		sh.mu.Lock()
 		for jti, exp := range sh.records {
 			if exp <= now {
@@ -152,11 +153,13 @@ func (m *Memory) sweep() {
 	}
 }
 
-// addSaturating returns now+ttl, capped at the largest int64 instead of
-// wrapping around for absurdly long ttls.
-func addSaturating(now int64, ttl time.Duration) int64 {
-	if sum := now + int64(ttl); sum >= now {
-		return sum
+// maxUnixNano is the last time whose Unix nanoseconds fit in an int64.
+var maxUnixNano = time.Unix(0, 1<<63-1)
+
+// unixNano is t.UnixNano, capped for times past 2262.
+func unixNano(t time.Time) int64 {
+	if t.After(maxUnixNano) {
+		return 1<<63 - 1
 	}
-	return 1<<63 - 1
+	return t.UnixNano()
 }

@@ -2,6 +2,7 @@ package replay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -79,17 +80,50 @@ func TestMemoryExpiryBoundary(t *testing.T) {
 	}
 }
 
-func TestMemoryHugeTTL(t *testing.T) {
+func TestMemoryFarExpiry(t *testing.T) {
 	testenv.NoLeaks(t)
 	clock := newFakeClock()
 	m := NewMemory(MemoryConfig{Now: clock.Now})
 	defer m.Close()
-	clock.Add(time.Hour) // now is positive, so now+ttl would wrap
+	// Past 2262 Unix nanoseconds overflow int64: the record is capped.
+	far := time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i, want := range []bool{true, false} {
-		if got := mustConsume(t, m, "jti", 1<<63-1); got != want {
-			t.Errorf("call %d: got first=%v, want %v", i+1, got, want)
+		got, err := m.Consume(context.Background(), "jti", far)
+		if err != nil || got != want {
+			t.Errorf("call %d: got (%v, %v), want (%v, nil)", i+1, got, err, want)
 		}
 	}
+}
+
+// TestMemoryWallClock: the store compares expiry times with its clock's wall
+// time, the clock token validity uses, so a step of the wall clock moves
+// both together.
+func TestMemoryWallClock(t *testing.T) {
+	testenv.NoLeaks(t)
+	clock := newFakeClock()
+	m := NewMemory(MemoryConfig{Now: clock.Now, SweepInterval: time.Hour})
+	defer m.Close()
+	exp := clock.Now().Add(30 * time.Second)
+	if got := mustConsumeAt(t, m, "jti", exp); !got {
+		t.Fatal("first: got false")
+	}
+	clock.Add(29 * time.Second)
+	if got := mustConsumeAt(t, m, "jti", exp); got {
+		t.Error("before expiry: got first=true")
+	}
+	clock.Add(time.Second) // the wall clock reaches exp
+	if _, err := m.Consume(context.Background(), "jti", exp); !errors.Is(err, ErrExpired) {
+		t.Errorf("at expiry: got %v, want ErrExpired", err)
+	}
+}
+
+func mustConsumeAt(t *testing.T, s Store, jti string, exp time.Time) bool {
+	t.Helper()
+	first, err := s.Consume(context.Background(), jti, exp)
+	if err != nil {
+		t.Fatalf("Consume(%q, %v): %v", jti, exp, err)
+	}
+	return first
 }
 
 func TestMemorySweep(t *testing.T) {
@@ -146,7 +180,7 @@ func TestMemoryCloseConcurrentWithConsume(t *testing.T) {
 	for g := range 8 {
 		wg.Go(func() {
 			for i := 0; !stop.Load(); i++ {
-				_, _ = m.Consume(context.Background(), fmt.Sprintf("%d-%d", g, i), time.Millisecond)
+				_, _ = m.Consume(context.Background(), fmt.Sprintf("%d-%d", g, i), time.Now().Add(time.Millisecond))
 				calls.Add(1)
 			}
 		})
@@ -186,7 +220,7 @@ func BenchmarkMemoryConsume(b *testing.B) {
 				i = 0
 				now.Add(int64(time.Minute))
 			}
-			if first, _ := m.Consume(ctx, jtis[i], time.Second); !first {
+			if first, _ := m.Consume(ctx, jtis[i], time.Unix(0, now.Load()).Add(time.Second)); !first {
 				b.Fatal("got first=false")
 			}
 			i++
@@ -196,13 +230,14 @@ func BenchmarkMemoryConsume(b *testing.B) {
 	b.Run("reused", func(b *testing.B) {
 		m := NewMemory(MemoryConfig{})
 		defer m.Close()
+		hour := time.Now().Add(time.Hour)
 		for _, jti := range jtis {
-			m.Consume(ctx, jti, time.Hour)
+			m.Consume(ctx, jti, hour)
 		}
 		b.ReportAllocs()
 		i := 0
 		for b.Loop() {
-			if first, _ := m.Consume(ctx, jtis[i%poolSize], time.Hour); first {
+			if first, _ := m.Consume(ctx, jtis[i%poolSize], hour); first {
 				b.Fatal("got first=true")
 			}
 			i++
@@ -210,7 +245,7 @@ func BenchmarkMemoryConsume(b *testing.B) {
 	})
 
 	b.Run("parallel-first", func(b *testing.B) {
-		// Real clock and a 1ns ttl: every record has expired by the next
+		// Real clock and a 50µs life: every record has expired by the next
 		// lap, so each call is a first use; the cost of time.Now is included.
 		m := NewMemory(MemoryConfig{})
 		defer m.Close()
@@ -219,7 +254,7 @@ func BenchmarkMemoryConsume(b *testing.B) {
 		b.RunParallel(func(pb *testing.PB) {
 			i := int(next.Add(7919)) // start each goroutine elsewhere in the pool
 			for pb.Next() {
-				m.Consume(ctx, jtis[i%poolSize], time.Nanosecond)
+				m.Consume(ctx, jtis[i%poolSize], time.Now().Add(50*time.Microsecond))
 				i++
 			}
 		})
@@ -228,15 +263,16 @@ func BenchmarkMemoryConsume(b *testing.B) {
 	b.Run("parallel-reused", func(b *testing.B) {
 		m := NewMemory(MemoryConfig{})
 		defer m.Close()
+		hour := time.Now().Add(time.Hour)
 		for _, jti := range jtis {
-			m.Consume(ctx, jti, time.Hour)
+			m.Consume(ctx, jti, hour)
 		}
 		var next atomic.Int64
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			i := int(next.Add(7919))
 			for pb.Next() {
-				m.Consume(ctx, jtis[i%poolSize], time.Hour)
+				m.Consume(ctx, jtis[i%poolSize], hour)
 				i++
 			}
 		})

@@ -2,8 +2,12 @@ package replay
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -15,23 +19,54 @@ type RedisConfig struct {
 	// Prefix is prepended to every key, which is then "<Prefix>jti:<jti>".
 	// Empty means no prefix.
 	Prefix string
-	// Timeout bounds each Consume through the context handed to the client.
-	// Zero (or a negative value) means 500ms. go-redis applies a context
-	// deadline to socket reads and writes only when the client was built
-	// with ContextTimeoutEnabled; otherwise its ReadTimeout and WriteTimeout
-	// bound a server that accepted the command but does not answer.
+	// Timeout bounds each Consume, its one retry included, through the
+	// context handed to the client. Zero (or a negative value) means 500ms.
+	// go-redis applies a context deadline to socket reads and writes only
+	// when the client was built with ContextTimeoutEnabled; otherwise its
+	// ReadTimeout and WriteTimeout bound a server that accepted the command
+	// but does not answer.
 	Timeout time.Duration
 }
 
+// consumeScript sets the jti key unless it exists, and only while the
+// token's life lasts by Redis' own clock (TIME), so that the replicas' clocks
+// play no part: KEYS[1] is the key, ARGV[1] the caller's nonce, ARGV[2] the
+// end of the token's life in Unix milliseconds, which is also the key's
+// expiry (PXAT). It answers 1 when the key now holds the caller's nonce
+// (set now, or by an earlier attempt of the same Consume whose answer was
+// lost), 0 when another consumer holds it, and -1 when the token's life
+// has ended. One key per call, so it runs on Redis Cluster too. It needs
+// Redis 6.2 or later (PXAT; scripts replicated by their effects, which
+// allows TIME before a write).
+const consumeScript = `
+local v = redis.call('GET', KEYS[1])
+if v then
+  if v == ARGV[1] then return 1 end
+  return 0
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if tonumber(ARGV[2]) <= now then return -1 end
+redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
+return 1
+`
+
+// consumeSHA is the SHA-1 of consumeScript, for EVALSHA.
+var consumeSHA = redis.NewScript(consumeScript).Hash()
+
 // Redis is the Store of the multi-replica mode: every replica sees the same
-// records because they live in Redis as `SET <prefix>jti:<jti> 1 NX PX <ms>`.
+// records because they live in Redis, one key per consumed jti,
+// "<prefix>jti:<jti>", set by a script that compares the token's expiry with
+// Redis' clock and sets the key with PXAT at that expiry.
 //
 // The client belongs to the caller, who may share it with other packages and
 // closes it after closing the Redis store; Close does not close it.
 //
-// A command the client retries after its first attempt reached the server
-// finds the key it set itself and reports false: an unlucky token is refused
-// as reused rather than accepted twice.
+// Retries are decided here, whatever the client's MaxRetries: go-redis never
+// retries the script on its own (a blind retry after a lost answer would
+// find the key and report a fresh token as reused). Consume retries once
+// itself after a connection error, with the same nonce: the script
+// recognises its own earlier write and answers 1.
 type Redis struct {
 	client  redis.UniversalClient // owned by the caller, never closed here
 	prefix  string                // Prefix + "jti:"
@@ -67,12 +102,13 @@ func NewRedis(client redis.UniversalClient, cfg RedisConfig) (*Redis, error) {
 	}, nil
 }
 
-// Consume runs `SET <prefix>jti:<jti> 1 NX PX <ms>`, with ttl rounded up to
-// a whole millisecond. It returns true when the key was set and false when
-// it existed. Any other outcome (connection refused, timeout, cancelled ctx,
-// an error reply) is an error wrapping both ErrUnavailable and its cause.
-func (r *Redis) Consume(ctx context.Context, jti string, ttl time.Duration) (bool, error) {
-	if err := checkArgs(jti, ttl); err != nil {
+// Consume runs consumeScript for jti. It returns true when this call set the
+// key, false when it existed, and ErrExpired when expires has passed by
+// Redis' clock. Any other outcome (connection refused, timeout, cancelled
+// ctx, an error reply) is an error wrapping both ErrUnavailable and its
+// cause.
+func (r *Redis) Consume(ctx context.Context, jti string, expires time.Time) (bool, error) {
+	if err := checkArgs(jti, expires); err != nil {
 		return false, err
 	}
 	if r.closed.Load() {
@@ -81,33 +117,67 @@ func (r *Redis) Consume(ctx context.Context, jti string, ttl time.Duration) (boo
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
 
-	// Built by hand rather than with SetNX, which switches to EX when ttl is
-	// a whole number of seconds: the contract names PX.
-	reply, err := r.client.Do(ctx, "set", r.prefix+jti, "1", "nx", "px", ttlMillis(ttl)).Text()
-	switch {
-	case errors.Is(err, redis.Nil):
-		return false, nil
-	case err != nil:
-		return false, fmt.Errorf("%w: redis SET NX: %w", ErrUnavailable, err)
-	case reply != "OK":
-		return false, fmt.Errorf("%w: redis SET NX: unexpected reply %q", ErrUnavailable, reply)
+	key, nonce := r.prefix+jti, rand.Text()
+	end := strconv.FormatInt(expires.UnixMilli(), 10)
+	var (
+		reply int64
+		err   error
+	)
+	for attempt := 0; attempt < 2; attempt++ {
+		reply, err = r.run(ctx, key, nonce, end)
+		if err == nil || !retryable(ctx, err) {
+			break
+		}
 	}
-	return true, nil
+	switch {
+	case err != nil:
+		return false, fmt.Errorf("%w: redis consume script: %w", ErrUnavailable, err)
+	case reply == 1:
+		return true, nil
+	case reply == 0:
+		return false, nil
+	case reply == -1:
+		return false, ErrExpired
+	default:
+		return false, fmt.Errorf("%w: redis consume script: unexpected reply %d", ErrUnavailable, reply)
+	}
 }
+
+// run sends the script once, by hash and then, if Redis does not know it
+// yet, in full. Neither command is retried by go-redis.
+func (r *Redis) run(ctx context.Context, key, nonce, end string) (int64, error) {
+	cmd := noRetryCmd{redis.NewCmd(ctx, "evalsha", consumeSHA, 1, key, nonce, end)}
+	_ = r.client.Process(ctx, cmd)
+	if err := cmd.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+		cmd = noRetryCmd{redis.NewCmd(ctx, "eval", consumeScript, 1, key, nonce, end)}
+		_ = r.client.Process(ctx, cmd)
+	}
+	return cmd.Int64()
+}
+
+// retryable reports whether a failed attempt may be sent again: a broken or
+// refused connection, while ctx lasts. Error replies from Redis and
+// timeouts are final.
+func retryable(ctx context.Context, err error) bool {
+	if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return false
+	}
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		return false
+	}
+	_, isReply := errors.AsType[redis.Error](err)
+	return !isReply
+}
+
+// noRetryCmd is a command go-redis runs at most once, whatever the client's
+// MaxRetries.
+type noRetryCmd struct{ *redis.Cmd }
+
+func (noRetryCmd) NoRetry() bool { return true }
 
 // Close makes later Consume calls fail with ErrUnavailable. It does not close
 // the client, which belongs to the caller. It is idempotent and returns nil.
 func (r *Redis) Close() error {
 	r.closed.Store(true)
 	return nil
-}
-
-// ttlMillis returns ttl in whole milliseconds, rounded up; ttl must be
-// positive, so the result is at least 1.
-func ttlMillis(ttl time.Duration) int64 {
-	ms := int64(ttl / time.Millisecond)
-	if ttl%time.Millisecond != 0 {
-		ms++
-	}
-	return ms
 }

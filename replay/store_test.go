@@ -62,11 +62,20 @@ func mustConsume(t *testing.T, s Store, jti string, ttl time.Duration) bool {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	first, err := s.Consume(ctx, jti, ttl)
+	first, err := s.Consume(ctx, jti, in(s, ttl))
 	if err != nil {
 		t.Fatalf("Consume(%q, %v): %v", jti, ttl, err)
 	}
 	return first
+}
+
+// in returns the time d from now by s's clock: the injected clock of a
+// Memory, the real one otherwise.
+func in(s Store, d time.Duration) time.Time {
+	if m, ok := s.(*Memory); ok {
+		return m.now().Add(d)
+	}
+	return time.Now().Add(d)
 }
 
 func TestStoreConsume(t *testing.T) {
@@ -125,19 +134,23 @@ func TestStoreConsume(t *testing.T) {
 			run: func(t *testing.T, h harness, s Store) {
 				jti := newJTI()
 				bad := []struct {
-					name string
-					jti  string
-					ttl  time.Duration
+					name    string
+					jti     string
+					expires time.Time
 				}{
-					{"empty jti", "", time.Minute},
-					{"zero ttl", jti, 0},
-					{"negative ttl", jti, -time.Second},
+					{"empty jti", "", in(s, time.Minute)},
+					{"zero expiry", jti, time.Time{}},
+					{"expired", jti, in(s, -time.Second)},
+					{"expires now", jti, in(s, 0)},
 				}
 				for _, b := range bad {
-					first, err := s.Consume(context.Background(), b.jti, b.ttl)
+					first, err := s.Consume(context.Background(), b.jti, b.expires)
 					if err == nil || errors.Is(err, ErrUnavailable) || first {
 						t.Errorf("%s: got (%v, %v), want (false, an error not wrapping ErrUnavailable)", b.name, first, err)
 					}
+				}
+				if _, err := s.Consume(context.Background(), jti, in(s, -time.Second)); !errors.Is(err, ErrExpired) {
+					t.Errorf("expired: got %v, want ErrExpired", err)
 				}
 				if got := mustConsume(t, s, jti, time.Minute); !got {
 					t.Errorf("after rejected calls: got first=false, want true (nothing was recorded)")
@@ -152,7 +165,7 @@ func TestStoreConsume(t *testing.T) {
 						t.Fatalf("Close #%d: %v", i+1, err)
 					}
 				}
-				first, err := s.Consume(context.Background(), newJTI(), time.Minute)
+				first, err := s.Consume(context.Background(), newJTI(), in(s, time.Minute))
 				if !errors.Is(err, ErrUnavailable) || first {
 					t.Errorf("got (%v, %v), want (false, an error wrapping ErrUnavailable)", first, err)
 				}
@@ -190,7 +203,7 @@ func TestStoreConcurrentConsume(t *testing.T) {
 				for range consumers {
 					wg.Go(func() {
 						<-start
-						first, err := s.Consume(context.Background(), jti, time.Minute)
+						first, err := s.Consume(context.Background(), jti, in(s, time.Minute))
 						if err != nil {
 							errs <- err
 						}

@@ -27,8 +27,8 @@ const redisDialTimeout = 2 * time.Second
 
 // newRedisClient returns the client of the configured mode: a
 // *redis.ClusterClient for --redis-cluster, else a *redis.Client (a
-// failover client for a Sentinel URL). No command is retried: a retried
-// SET NX could answer "reused" for the first use of a token.
+// failover client for a Sentinel URL). No command is retried by the
+// client (MaxRetries -1 in every mode; see redisOptions).
 func newRedisClient(o *options) (redis.UniversalClient, error) {
 	switch {
 	case o.RedisURL != "" && o.RedisCluster != "":
@@ -46,14 +46,33 @@ func newRedisClient(o *options) (redis.UniversalClient, error) {
 		}
 		return redis.NewFailoverClient(fopts), nil
 	}
-	ropts, err := redis.ParseURL(o.RedisURL)
+	ropts, err := redisOptions(o.RedisURL)
+	if err != nil {
+		return nil, err
+	}
+	return redis.NewClient(ropts), nil
+}
+
+// redisOptions turns a single-server --redis-url into the client options
+// herald runs with.
+//
+// Retries are decided per command, never by the client: MaxRetries is -1
+// (in go-redis, 0 means "the default, 3"), as in the other modes. The jti
+// store retries its script itself, safely (a nonce recognises its own
+// earlier write); PUBLISH and the inbox append are never retried; the
+// broker's pub/sub connection reconnects and resubscribes in its own loop;
+// a PING for /readyz is simply asked again at the next probe. Nothing is
+// sent twice blindly after a connection dropped with the command already
+// run.
+func redisOptions(rawURL string) (*redis.Options, error) {
+	ropts, err := redis.ParseURL(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("--redis-url: %w", err)
 	}
 	ropts.ContextTimeoutEnabled = true
-	ropts.MaxRetries = 0 // a retried SET NX could answer "reused" for the first use
+	ropts.MaxRetries = -1
 	ropts.DialTimeout = redisDialTimeout
-	return redis.NewClient(ropts), nil
+	return ropts, nil
 }
 
 // redisMode describes the configured Redis for the log, without secrets.

@@ -1,10 +1,18 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/internal/testenv"
+	"github.com/herald-gw/herald/replay"
 )
 
 func TestRedisModes(t *testing.T) {
@@ -66,4 +74,87 @@ func TestRedisModes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRedisOptionsNoBlindRetry runs the jti store and a Publisher on the
+// client options herald builds, through a proxy that drops the connection
+// right after Redis ran the command: a fresh jti must never be reported as
+// used, and a PUBLISH must not reach subscribers twice.
+func TestRedisOptionsNoBlindRetry(t *testing.T) {
+	rd := testenv.StartRedis(t)
+	proxy := testenv.StartProxy(t, rd.Addr())
+	ropts, err := redisOptions("redis://" + proxy.Addr() + "/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := redis.NewClient(ropts)
+	defer client.Close()
+	ctx := context.Background()
+
+	t.Run("jti", func(t *testing.T) {
+		store, err := replay.NewRedis(client, replay.RedisConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer store.Close()
+		for i := range 5 {
+			jti := uuid.NewString()
+			proxy.DropAfterForward([]byte(jti), 1)
+			first, err := store.Consume(ctx, jti, time.Now().Add(30*time.Second))
+			if err == nil && !first {
+				t.Fatalf("try %d: the first Consume of a fresh jti answered \"already used\"", i)
+			}
+			if err != nil && !errors.Is(err, replay.ErrUnavailable) {
+				t.Fatalf("try %d: got %v, want nil or ErrUnavailable", i, err)
+			}
+			if n := rd.Client().Exists(ctx, "jti:"+jti).Val(); n != 1 {
+				t.Fatalf("try %d: the key was not set (the proxy did not forward)", i)
+			}
+			// Whatever the first answer, the jti is now used for good.
+			if again, err := store.Consume(ctx, jti, time.Now().Add(30*time.Second)); err != nil || again {
+				t.Fatalf("try %d: second Consume: got %v, %v; want false, nil", i, again, err)
+			}
+		}
+		if proxy.Dropped() == 0 {
+			t.Fatal("the proxy dropped nothing")
+		}
+	})
+
+	t.Run("publish", func(t *testing.T) {
+		sub := rd.Client().Subscribe(ctx, "user:7")
+		defer sub.Close()
+		if _, err := sub.Receive(ctx); err != nil {
+			t.Fatal(err)
+		}
+		pub, err := fanout.NewPublisher(client, fanout.PublisherConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := proxy.Dropped()
+		proxy.DropAfterForward([]byte("once"), 1)
+		_, _ = pub.SendToUser(ctx, "7", []byte("once"))
+		if proxy.Dropped() == before {
+			t.Fatal("the proxy dropped nothing")
+		}
+		// Redis answers in order: the end marker arrives after every copy.
+		if err := rd.Client().Publish(ctx, "user:7", "end").Err(); err != nil {
+			t.Fatal(err)
+		}
+		got := 0
+		for {
+			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			m, err := sub.ReceiveMessage(rctx)
+			cancel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Payload == "end" {
+				break
+			}
+			got++
+		}
+		if got != 1 {
+			t.Errorf("the PUBLISH reached the subscriber %d times, want 1", got)
+		}
+	})
 }
