@@ -10,6 +10,8 @@ import (
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"go.uber.org/zap"
+
+	"github.com/herald-gw/herald/internal/redact"
 )
 
 // Defaults and limits of the configuration.
@@ -306,7 +308,7 @@ func (cfg Config) validate() (settings, error) {
 		if strings.Contains(cfg.SessionJWKS, "://") {
 			u, err := url.Parse(cfg.SessionJWKS)
 			if err != nil {
-				return s, fmt.Errorf("auth: session JWKS URL does not parse: %w", err)
+				return s, fmt.Errorf("auth: session JWKS URL %s does not parse: %w", redact.URL(cfg.SessionJWKS), redact.Error(err, cfg.SessionJWKS))
 			}
 			if u.Scheme != "https" {
 				return s, fmt.Errorf("auth: session JWKS URL scheme is %q; only https is accepted, "+

@@ -17,6 +17,8 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"go.uber.org/zap"
+
+	"github.com/herald-gw/herald/internal/redact"
 )
 
 // loadJWKSFile reads and converts a JWKS file once.
@@ -99,7 +101,7 @@ func startJWKS(ctx context.Context, url string, s settings) (*jwksSource, error)
 	}
 	if err != nil {
 		j.close()
-		return nil, fmt.Errorf("auth: session JWKS: %w", err)
+		return nil, fmt.Errorf("auth: session JWKS: %w", redact.Error(err, url))
 	}
 	return j, nil
 }
@@ -120,7 +122,7 @@ func (j *jwksSource) postFetch(u string, set jwk.Set) (jwk.Set, error) {
 	slices.Sort(kids)
 	summary := strings.Join(kids, ",")
 	if old := j.kids.Swap(&summary); old == nil || *old != summary {
-		j.log.Info("auth: session JWKS loaded", zap.String("jwks", u),
+		j.log.Info("auth: session JWKS loaded", zap.String("jwks", redact.URL(u)),
 			zap.String("kids", summary), zap.Strings("skipped", skipped))
 	}
 	return set, nil
@@ -165,7 +167,7 @@ func (j *jwksSource) refreshFor(ctx context.Context, kid string) *keySet {
 
 	if err := j.fetchNow(ctx); err != nil {
 		j.log.Warn("auth: session JWKS refresh for an unknown kid failed; keeping the previous keys",
-			zap.String("jwks", j.url), zap.String("kid", clip(kid)), zap.Error(err))
+			zap.String("jwks", redact.URL(j.url)), zap.String("kid", clip(kid)), zap.Error(err))
 	}
 	return j.keys.Load()
 }
@@ -207,7 +209,7 @@ func (s jwksErrSink) Error(err error) {
 		return // failures caused by Close are not news
 	}
 	s.j.log.Warn("auth: session JWKS refresh failed; keeping the previous keys",
-		zap.String("jwks", s.j.url), zap.Error(err))
+		zap.String("jwks", redact.URL(s.j.url)), zap.Error(err))
 }
 
 // fetchClient is the jwk.HTTPClient given to jwk.Cache. jwx's interface has

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/herald-gw/herald/internal/redact"
 )
 
 // The three Redis modes:
@@ -67,7 +69,8 @@ func newRedisClient(o *options) (redis.UniversalClient, error) {
 func redisOptions(rawURL string) (*redis.Options, error) {
 	ropts, err := redis.ParseURL(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("--redis-url: %w", err)
+		// ParseURL's error quotes the URL, password included.
+		return nil, fmt.Errorf("--redis-url %s: %w", redact.URL(rawURL), redact.Error(err, rawURL))
 	}
 	ropts.ContextTimeoutEnabled = true
 	ropts.MaxRetries = -1

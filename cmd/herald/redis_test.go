@@ -158,3 +158,47 @@ func TestRedisOptionsNoBlindRetry(t *testing.T) {
 		}
 	})
 }
+
+// TestRedisURLRedacted: a --redis-url that does not parse must not print
+// its password, whether it came from a flag or the environment.
+func TestRedisURLRedacted(t *testing.T) {
+	const bad = "redis://:hunter2@127.0.0.1:port/0"
+	secrets := map[string]string{
+		"HERALD_SESSION_SECRET":   "session-secret-for-tests-0123456789abcdef",
+		"HERALD_WS_TOKEN_SECRET":  "ws-token-secret-for-tests-0123456789abcdef",
+		"HERALD_SHUTDOWN_TIMEOUT": "1s",
+	}
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+	}{
+		{"flag", []string{"--addr", "127.0.0.1:0", "--redis-url", bad}, nil},
+		{"environment", []string{"--addr", "127.0.0.1:0"}, map[string]string{"HERALD_REDIS_URL": bad}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			getenv := func(k string) string {
+				if v, ok := tc.env[k]; ok {
+					return v
+				}
+				return secrets[k]
+			}
+			var stdout, stderr strings.Builder
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			err := run(ctx, tc.args, getenv, &stdout, &stderr)
+			if err == nil {
+				t.Fatal("run accepted a URL with a bad port")
+			}
+			for what, text := range map[string]string{"error": err.Error(), "stdout": stdout.String(), "stderr": stderr.String()} {
+				if strings.Contains(text, "hunter2") {
+					t.Errorf("%s shows the password: %s", what, text)
+				}
+			}
+			if !strings.Contains(err.Error(), "redis-url") {
+				t.Errorf("error %q does not name the setting", err)
+			}
+		})
+	}
+}
