@@ -68,8 +68,10 @@ type jwksSource struct {
 	life   context.Context // the cache's life; cancelled by close
 	cancel context.CancelFunc
 
-	forced     chan struct{} // a semaphore (cap 1) held during a forced refresh
-	lastForced time.Time     // guarded by holding forced
+	forcedMu   sync.Mutex
+	inflight   chan struct{}  // guarded by forcedMu; closed when the forced fetch in flight ends; nil when none
+	lastForced time.Time      // guarded by forcedMu
+	forcedWG   sync.WaitGroup // forced fetches running; Add only under forcedMu while life lasts
 }
 
 // startJWKS registers url with a new jwk.Cache, fetches it once, and leaves
@@ -84,7 +86,6 @@ func startJWKS(ctx context.Context, url string, s settings) (*jwksSource, error)
 		life:   life,
 		cancel: cancel,
 		fetch:  newFetchClient(life, s.client),
-		forced: make(chan struct{}, 1),
 	}
 	j.cache = jwk.NewCache(life,
 		jwk.WithRefreshWindow(s.jwksWindow),
@@ -142,34 +143,50 @@ func (j *jwksSource) candidates(ctx context.Context, kid string) []verifyKey {
 }
 
 // refreshFor fetches the JWKS again because kid is unknown, unless another
-// caller did so meanwhile or the last forced fetch is too recent. Callers
-// queue behind a forced fetch in flight and then see its result.
+// caller did so meanwhile or the last forced fetch is too recent. The fetch
+// runs detached from ctx, in its own goroutine bounded by the cache's life
+// and JWKSFetchTimeout, and only one runs at a time (single flight): a
+// caller that gives up (ctx done: the client disconnected) returns the
+// current keys but does not cancel the fetch, so a rotated key cannot be
+// kept out by clients that send an unknown kid and hang up.
 func (j *jwksSource) refreshFor(ctx context.Context, kid string) *keySet {
+	j.forcedMu.Lock()
+	if ks := j.keys.Load(); len(ks.byKid[kid]) > 0 {
+		j.forcedMu.Unlock()
+		return ks
+	}
+	done := j.inflight
+	if done == nil {
+		now := j.now()
+		if (!j.lastForced.IsZero() && now.Sub(j.lastForced) < JWKSForcedRefreshGap) || j.life.Err() != nil {
+			j.forcedMu.Unlock()
+			return j.keys.Load()
+		}
+		j.lastForced = now
+		done = make(chan struct{})
+		j.inflight = done
+		j.forcedWG.Add(1)
+		go j.forcedFetch(done, kid)
+	}
+	j.forcedMu.Unlock()
 	select {
-	case j.forced <- struct{}{}:
+	case <-done:
 	case <-ctx.Done():
-		return j.keys.Load()
 	}
-	defer func() { <-j.forced }()
+	return j.keys.Load()
+}
 
-	ks := j.keys.Load()
-	if len(ks.byKid[kid]) > 0 {
-		return ks
-	}
-	now := j.now()
-	if !j.lastForced.IsZero() && now.Sub(j.lastForced) < JWKSForcedRefreshGap {
-		return ks
-	}
-	if j.life.Err() != nil {
-		return ks // closed: no more fetches
-	}
-	j.lastForced = now
-
-	if err := j.fetchNow(ctx); err != nil {
+// forcedFetch runs one forced fetch for refreshFor and then closes done.
+func (j *jwksSource) forcedFetch(done chan struct{}, kid string) {
+	defer j.forcedWG.Done()
+	if err := j.fetchNow(j.life); err != nil && j.life.Err() == nil {
 		j.log.Warn("auth: session JWKS refresh for an unknown kid failed; keeping the previous keys",
 			zap.String("jwks", redact.URL(j.url)), zap.String("kid", clip(kid)), zap.Error(err))
 	}
-	return j.keys.Load()
+	j.forcedMu.Lock()
+	j.inflight = nil
+	j.forcedMu.Unlock()
+	close(done)
 }
 
 // fetchNow fetches the JWKS once and stores its keys. It deliberately
@@ -197,8 +214,11 @@ func (j *jwksSource) fetchNow(ctx context.Context) error {
 // close stops the cache and waits for a fetch in flight. Idempotent.
 func (j *jwksSource) close() {
 	j.fetch.close()
+	j.forcedMu.Lock() // no forced fetch starts after this
 	j.cancel()
+	j.forcedMu.Unlock()
 	j.fetch.wait()
+	j.forcedWG.Wait()
 }
 
 // jwksErrSink logs background refresh failures.

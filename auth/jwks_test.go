@@ -93,12 +93,22 @@ type jwksServer struct {
 	doc    []byte
 	status int
 	hits   atomic.Int32
+	// gate, when set, holds every response until it is closed or the
+	// request is cancelled.
+	gate atomic.Pointer[chan struct{}]
 }
 
 func newJWKSServer(t *testing.T, doc []byte) *jwksServer {
 	s := &jwksServer{doc: doc, status: http.StatusOK}
 	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.hits.Add(1)
+		if g := s.gate.Load(); g != nil {
+			select {
+			case <-*g:
+			case <-r.Context().Done():
+				return
+			}
+		}
 		s.mu.Lock()
 		doc, status := s.doc, s.status
 		s.mu.Unlock()
@@ -365,5 +375,62 @@ func TestJWKSURLBackgroundRefresh(t *testing.T) {
 		t.Fatalf("background fetches in 3.5s with a 1s interval: got %d, want at most 6 (forced refreshes must not add schedules)", got)
 	} else {
 		t.Logf("background fetches in 3.5s with a 1s interval: %d", got)
+	}
+}
+
+// TestJWKSForcedRefreshDetached: a token with an unknown kid forces a JWKS
+// fetch; the client disconnecting (its context cancelled) must not cancel
+// that fetch, or the rotated key would wait for the background refresh
+// while forced refreshes stay blocked for JWKSForcedRefreshGap.
+func TestJWKSForcedRefreshDetached(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	k := keys(t)
+	srv := newJWKSServer(t, jwksJSON(t, []any{&k.rsa.PublicKey}, []string{"k1"}, nil))
+	defer srv.Close()
+	a, err := New(context.Background(), Config{
+		SessionJWKS: srv.URL, SessionAlgs: []string{"RS256", "ES256"},
+		HTTPClient: srv.Client(), Now: fixedNow(t0), // the gap never passes
+	})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	defer a.Close()
+	gate := make(chan struct{})
+	srv.gate.Store(&gate)
+	srv.serve(jwksJSON(t, []any{&k.ec.PublicKey}, []string{"k2"}, nil), http.StatusOK)
+	tok := sign(t, jwa.ES256, k.ec, map[string]any{"kid": "k2"}, validClaims())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := a.VerifySession(ctx, tok)
+		done <- err
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.hits.Load() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the unknown kid forced no fetch")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel() // the client went away while the fetch was in flight
+	if err := <-done; err == nil {
+		t.Fatal("VerifySession with a cancelled context succeeded before the fetch ended")
+	}
+	close(gate)
+
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		_, err := a.VerifySession(context.Background(), tok)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rotated key still refused after the forced fetch was free to finish: %v (fetches: %d)", err, srv.hits.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := srv.hits.Load(); got != 2 {
+		t.Errorf("fetches: got %d, want 2 (the initial one and one forced refresh)", got)
 	}
 }
