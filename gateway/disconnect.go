@@ -38,5 +38,11 @@ var knownCodes = []*Disconnect{
 	DisconnectInvalidUTF8, DisconnectTooBig, wscore.EndClientGone,
 }
 
-// codeLabel is the disconnect counter's label for d.
-func codeLabel(d *Disconnect) string { return strconv.Itoa(int(d.Code)) }
+// codeLabel is the disconnect counter's label for d: its code when herald
+// knows it, "other" for a code a client chose (see labelledCodes).
+func codeLabel(d *Disconnect) string {
+	if !labelledCodes[d.Code] {
+		return otherCodeLabel
+	}
+	return strconv.Itoa(int(d.Code))
+}

@@ -3,6 +3,7 @@ package gateway
 import (
 	"fmt"
 
+	"github.com/gobwas/ws"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -30,13 +31,29 @@ var authFailureReasons = []string{
 	"rate_limited", "token_expired", "token_invalid", "token_reused", "replay_unavailable",
 }
 
+// otherCodeLabel is herald_disconnects_total's label for every close code
+// herald does not know: a client may send any code from 3000 to 4999, and
+// each would otherwise become a series of its own.
+const otherCodeLabel = "other"
+
+// labelledCodes are the close codes herald_disconnects_total keeps as their
+// own label value: the codes herald sends or ends sockets with, and 1005
+// (a client's close frame without a code).
+var labelledCodes = func() map[ws.StatusCode]bool {
+	m := map[ws.StatusCode]bool{ws.StatusNoStatusRcvd: true}
+	for _, d := range knownCodes {
+		m[d.Code] = true
+	}
+	return m
+}()
+
 func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 	m := &metrics{
 		connects: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_connects_total", Help: "Sockets that completed the handshake and got the welcome frame.",
 		}),
 		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "herald_disconnects_total", Help: "Sockets closed, by close code (1006: no close handshake).",
+			Name: "herald_disconnects_total", Help: "Sockets closed, by close code (1006: no close handshake; other: a code herald does not know, sent by a client).",
 		}, []string{"code"}),
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_auth_failures_total", Help: "Refused token requests and socket handshakes, by reason.",
@@ -76,6 +93,8 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 	for _, d := range knownCodes {
 		m.disconnects.WithLabelValues(codeLabel(d))
 	}
+	m.disconnects.WithLabelValues(codeLabel(&Disconnect{Code: ws.StatusNoStatusRcvd}))
+	m.disconnects.WithLabelValues(otherCodeLabel)
 	for _, r := range authFailureReasons {
 		m.authFailures.WithLabelValues(r)
 	}
