@@ -42,6 +42,8 @@ type Config struct {
 	// AllowedOrigins lists the browser origins (scheme://host[:port]) allowed
 	// to fetch tokens and open sockets cross-origin; an entry may start with
 	// "*." after the scheme to allow every subdomain ("https://*.example.com").
+	// An entry without a port allows the scheme's default port only; an entry
+	// with a port allows that port only, wildcard or not.
 	// A request without Origin, or whose Origin is the request's own Host, is
 	// always allowed. Empty means same-origin only.
 	AllowedOrigins []string

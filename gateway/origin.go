@@ -2,18 +2,44 @@ package gateway
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
 // originPolicy decides which browser origins may use herald cross-origin.
+//
+// The port rule: an entry without a port allows the scheme's default port
+// only (443 for https, 80 for http), an entry with a port allows that port
+// only, for exact entries and wildcards alike. A default port written out
+// (":443" on https) is the same as none, in entries and in Origin headers.
 type originPolicy struct {
-	exact    map[string]bool // "https://app.example.com"
-	suffixes []originSuffix  // "https://*.example.com"
+	exact    map[string]bool // "https://app.example.com", "https://app.example.com:8443"
+	suffixes []originSuffix  // "https://*.example.com", "https://*.example.com:8443"
 }
 
-type originSuffix struct{ scheme, suffix string } // suffix ".example.com"
+// originSuffix is a wildcard entry: scheme, the suffix after "*" (with its
+// leading dot) and the port ("" for the scheme's default).
+type originSuffix struct{ scheme, suffix, port string }
+
+// canonicalPort returns port, or "" when it is scheme's default port.
+func canonicalPort(scheme, port string) string {
+	if (scheme == "https" && port == "443") || (scheme == "http" && port == "80") {
+		return ""
+	}
+	return port
+}
+
+// validPort reports whether port is empty or a number from 1 to 65535.
+func validPort(port string) bool {
+	if port == "" {
+		return true
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 1 && n <= 65535 && strconv.Itoa(n) == port
+}
 
 func newOriginPolicy(allowed []string) (*originPolicy, error) {
 	p := &originPolicy{exact: make(map[string]bool)}
@@ -29,17 +55,22 @@ func newOriginPolicy(allowed []string) (*originPolicy, error) {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || u.RawQuery != "" {
 			return nil, fmt.Errorf("allowed origin %q: want scheme://host[:port], like https://app.example.com", raw)
 		}
-		if rest, ok := strings.CutPrefix(u.Host, "*."); ok {
+		host, port := u.Hostname(), u.Port()
+		if !validPort(port) || strings.HasSuffix(u.Host, ":") {
+			return nil, fmt.Errorf("allowed origin %q: the port must be a number from 1 to 65535", raw)
+		}
+		port = canonicalPort(u.Scheme, port)
+		if rest, ok := strings.CutPrefix(host, "*."); ok {
 			if rest == "" || strings.Contains(rest, "*") {
 				return nil, fmt.Errorf("allowed origin %q: a wildcard stands for one leading label only", raw)
 			}
-			p.suffixes = append(p.suffixes, originSuffix{u.Scheme, "." + rest})
+			p.suffixes = append(p.suffixes, originSuffix{u.Scheme, "." + rest, port})
 			continue
 		}
-		if strings.Contains(u.Host, "*") {
+		if strings.Contains(host, "*") {
 			return nil, fmt.Errorf("allowed origin %q: a wildcard stands for one leading label only", raw)
 		}
-		p.exact[u.Scheme+"://"+u.Host] = true
+		p.exact[originKey(u.Scheme, host, port)] = true
 	}
 	return p, nil
 }
@@ -58,14 +89,22 @@ func (p *originPolicy) check(r *http.Request) (ok, cors bool) {
 	if strings.EqualFold(u.Host, r.Host) {
 		return true, false
 	}
-	if p.exact[u.Scheme+"://"+u.Host] {
+	host, port := u.Hostname(), canonicalPort(u.Scheme, u.Port())
+	if p.exact[originKey(u.Scheme, host, port)] {
 		return true, true
 	}
-	host := u.Hostname()
 	for _, s := range p.suffixes {
-		if s.scheme == u.Scheme && strings.HasSuffix(host, s.suffix) && len(host) > len(s.suffix) {
+		if s.scheme == u.Scheme && s.port == port && strings.HasSuffix(host, s.suffix) && len(host) > len(s.suffix) {
 			return true, true
 		}
 	}
 	return false, false
+}
+
+// originKey is the exact-match key of an origin whose port is canonical.
+func originKey(scheme, host, port string) string {
+	if port == "" {
+		return scheme + "://" + host
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
 }
