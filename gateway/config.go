@@ -88,6 +88,17 @@ type Config struct {
 	HandshakeRate  float64
 	HandshakeBurst int
 
+	// AuthFailLimit is how many failed authentications (a forged or corrupt
+	// session or WS token, a reused WS token) one client IP may cause within
+	// AuthFailWindow; the next request from it is blocked for
+	// AuthBlockDuration: 429 with Retry-After at the token endpoint, 4029
+	// after the upgrade. Counted per replica. Zero means no blocking.
+	AuthFailLimit int
+	// AuthFailWindow is the counting window. Zero means 1m.
+	AuthFailWindow time.Duration
+	// AuthBlockDuration is how long a block lasts. Zero means 5m.
+	AuthBlockDuration time.Duration
+
 	// DrainWindow spreads the reconnects of a graceful shutdown: each socket
 	// is told to reconnect after a random delay below it. Zero means 5s.
 	DrainWindow time.Duration
@@ -148,6 +159,8 @@ const (
 	DefaultTokenBurst        = 30
 	DefaultDrainWindow       = 5 * time.Second
 	DefaultDrainConcurrency  = 1024
+	DefaultAuthFailWindow    = time.Minute
+	DefaultAuthBlockDuration = 5 * time.Minute
 )
 
 func (c *Config) setDefaults() {
@@ -170,6 +183,8 @@ func (c *Config) setDefaults() {
 	def(&c.CloseTimeout, DefaultCloseTimeout)
 	def(&c.HandshakeTimeout, DefaultHandshakeTimeout)
 	def(&c.DrainWindow, DefaultDrainWindow)
+	def(&c.AuthFailWindow, DefaultAuthFailWindow)
+	def(&c.AuthBlockDuration, DefaultAuthBlockDuration)
 	defInt(&c.MaxMessageBytes, DefaultMaxMessageBytes)
 	defInt(&c.MaxSocketsPerUser, DefaultMaxSocketsPerUser)
 	defInt(&c.MaxQueueBytes, DefaultMaxQueueBytes)

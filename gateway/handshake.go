@@ -89,6 +89,10 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 // for its user's subscription. It returns why the socket is refused, or nil
 // with the welcome frame queued.
 func (s *Server) admitSocket(ctx context.Context, c *Conn, r *http.Request, token string) *Disconnect {
+	if blocked, _ := s.blocker.blocked(c.remoteIP, time.Now()); blocked {
+		s.metrics.authFailures.WithLabelValues("ip_blocked").Inc()
+		return DisconnectRateLimited
+	}
 	claims, err := s.cfg.Auth.VerifyWSToken(token)
 	if err != nil {
 		d := DisconnectTokenInvalid

@@ -80,6 +80,12 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	if !s.allowOrigin(w, r) {
 		return
 	}
+	if blocked, wait := s.blocker.blocked(clientIP(r, s.cfg.TrustedProxies), time.Now()); blocked {
+		s.metrics.authFailures.WithLabelValues("ip_blocked").Inc()
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+		writeError(w, http.StatusTooManyRequests, "rate_limited")
+		return
+	}
 	user, err := s.cfg.Auth.VerifySession(r.Context(), sessionToken(r, s.cfg.SessionCookie))
 	if err != nil {
 		code := "invalid_session"
@@ -129,11 +135,17 @@ func sessionToken(r *http.Request, cookie string) string {
 
 // authFailed logs a refused request: the reason and the client's address,
 // never a token, cookie or query string.
+//
+// Failures that countedAuthFailures names count towards blocking the IP.
 func (s *Server) authFailed(r *http.Request, reason string, fields ...zap.Field) {
 	s.metrics.authFailures.WithLabelValues(reason).Inc()
+	ip := clientIP(r, s.cfg.TrustedProxies)
+	if countedAuthFailures[reason] {
+		s.blocker.failed(ip, time.Now())
+	}
 	s.log.Info("auth failure", append([]zap.Field{
 		zap.String("reason", reason),
-		zap.String("ip", clientIP(r, s.cfg.TrustedProxies)),
+		zap.String("ip", ip),
 		zap.String("path", r.URL.Path),
 	}, fields...)...)
 }

@@ -29,6 +29,7 @@ type metrics struct {
 var authFailureReasons = []string{
 	"missing_session", "invalid_session", "expired_session", "origin_not_allowed",
 	"rate_limited", "token_expired", "token_invalid", "token_reused", "replay_unavailable",
+	"ip_blocked",
 }
 
 // otherCodeLabel is herald_disconnects_total's label for every close code

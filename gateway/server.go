@@ -32,6 +32,7 @@ type Server struct {
 	tokens  *userLimiter
 	admit   *rate.Limiter // WebSocket handshakes; nil when not capped
 	users   *userCounts   // per-user counts for Presence (presence.go)
+	blocker *authBlocker  // failed-authentication blocking; nil when off
 
 	maxRelay int // largest payload relayed to sockets: MaxQueueBytes/2
 
@@ -80,6 +81,10 @@ func New(cfg Config) (*Server, error) {
 		s.admit = rate.NewLimiter(rate.Limit(cfg.HandshakeRate), cfg.HandshakeBurst)
 	}
 	if s.metrics, err = newMetrics(cfg.Registerer, s); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	if s.blocker, err = newAuthBlocker(cfg.AuthFailLimit, cfg.AuthFailWindow, cfg.AuthBlockDuration,
+		cfg.TrustedProxies, s.log, cfg.Registerer); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	if s.inbox, err = newInboxState(cfg.Registerer); err != nil {

@@ -63,6 +63,10 @@ type options struct {
 	InboxMaxLen    int
 	InboxRetention time.Duration
 
+	AuthFailLimit     int
+	AuthFailWindow    time.Duration
+	AuthBlockDuration time.Duration
+
 	DrainWindow      time.Duration
 	DrainConcurrency int
 	ShutdownTimeout  time.Duration
@@ -127,6 +131,10 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.BoolVar(&o.Inbox, "inbox", true, "keep each user's recent events for replay to sockets that reconnect with since (false: no ids, no replay)")
 	fs.IntVar(&o.InboxMaxLen, "inbox-max-len", fanout.DefaultInboxMaxLen, "events kept per user, and the most replayed per reconnect")
 	fs.DurationVar(&o.InboxRetention, "inbox-retention", fanout.DefaultInboxRetention, "age after which inbox events are dropped; a since older than what is kept gets a resync")
+
+	fs.IntVar(&o.AuthFailLimit, "auth-fail-limit", 30, "failed authentications (forged or reused tokens, invalid sessions) one client IP may cause per --auth-fail-window before it is blocked (0: no blocking)")
+	fs.DurationVar(&o.AuthFailWindow, "auth-fail-window", gateway.DefaultAuthFailWindow, "window in which --auth-fail-limit failures block an IP")
+	fs.DurationVar(&o.AuthBlockDuration, "auth-block-duration", gateway.DefaultAuthBlockDuration, "how long a blocked IP gets 429 at the token endpoint and 4029 on /ws")
 
 	fs.DurationVar(&o.DrainWindow, "drain-window", gateway.DefaultDrainWindow, "on shutdown, sockets are told to reconnect after a random delay below this")
 	fs.IntVar(&o.DrainConcurrency, "drain-concurrency", gateway.DefaultDrainConcurrency, "sockets in their close handshake at once while draining")

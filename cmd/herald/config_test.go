@@ -72,6 +72,18 @@ func TestParseOptions(t *testing.T) {
 		{"dev on a public address", []string{"--dev"}, map[string]string{"HERALD_ADDR": "10.1.2.3:8080"}, nil, "loopback"},
 		{"dev on ::1", []string{"--dev", "--addr", "[::1]:8080"}, nil, nil, ""},
 		{"stray argument", []string{"serve"}, nil, nil, "unexpected arguments"},
+		{"auth blocking defaults", nil, nil, func(t *testing.T, o *options) {
+			if o.AuthFailLimit != 30 || o.AuthFailWindow != time.Minute || o.AuthBlockDuration != 5*time.Minute {
+				t.Errorf("auth blocking = %d per %s for %s, want 30 per 1m for 5m", o.AuthFailLimit, o.AuthFailWindow, o.AuthBlockDuration)
+			}
+		}, ""},
+		{"auth blocking from environment", nil, map[string]string{
+			"HERALD_AUTH_FAIL_LIMIT": "0", "HERALD_AUTH_FAIL_WINDOW": "10s", "HERALD_AUTH_BLOCK_DURATION": "1h",
+		}, func(t *testing.T, o *options) {
+			if o.AuthFailLimit != 0 || o.AuthFailWindow != 10*time.Second || o.AuthBlockDuration != time.Hour {
+				t.Errorf("auth blocking = %d per %s for %s, want 0 per 10s for 1h", o.AuthFailLimit, o.AuthFailWindow, o.AuthBlockDuration)
+			}
+		}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
