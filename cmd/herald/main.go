@@ -119,6 +119,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			Prefix:           o.Prefix,
 			NodeID:           nodeID,
 			UnsubscribeGrace: o.UnsubscribeGrace,
+			HealthInterval:   o.RedisHealth,
 			Logger:           log.Named("broker"),
 			Registerer:       reg,
 		}

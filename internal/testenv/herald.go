@@ -3,12 +3,15 @@ package testenv
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -55,8 +58,22 @@ type Herald struct {
 // it is still running. addr must be the --addr/HERALD_ADDR it listens on.
 func StartHerald(t testing.TB, bin, addr string, env []string, args ...string) *Herald {
 	t.Helper()
+	return startHerald(t, exec.Command(bin, args...), addr, env)
+}
+
+// StartHeraldFDLimit is StartHerald with the process' file descriptor limit
+// (soft and hard: the Go runtime raises the soft limit to the hard one) set
+// to fds, for tests of descriptor exhaustion.
+func StartHeraldFDLimit(t testing.TB, bin, addr string, fds int, env []string, args ...string) *Herald {
+	t.Helper()
+	script := "ulimit -n " + itoa(fds) + " && exec \"$0\" \"$@\""
+	return startHerald(t, exec.Command("/bin/sh", append([]string{"-c", script, bin}, args...)...), addr, env)
+}
+
+func startHerald(t testing.TB, cmd *exec.Cmd, addr string, env []string) *Herald {
+	t.Helper()
 	h := &Herald{t: t, Addr: addr, logs: &lockedBuffer{}, done: make(chan struct{})}
-	h.cmd = exec.Command(bin, args...)
+	h.cmd = cmd
 	h.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
 	h.cmd.Stdout = h.logs
 	h.cmd.Stderr = h.logs
@@ -145,3 +162,42 @@ func (b *lockedBuffer) String() string {
 
 // Pid is the process id.
 func (h *Herald) Pid() int { return h.cmd.Process.Pid }
+
+// Metric returns the value of one series of the process' /metrics, e.g.
+// `herald_sockets` or `herald_disconnects_total{code="1001"}`, or an error
+// when it is missing or the request fails.
+func (h *Herald) Metric(series string) (float64, error) {
+	return ScrapeMetric("http://"+h.Addr+"/metrics", series)
+}
+
+// ScrapeMetric returns the value of one series at a Prometheus endpoint.
+func ScrapeMetric(url, series string) (float64, error) {
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		}
+	}
+	return 0, fmt.Errorf("series %s not in %s", series, url)
+}
+
+// Status returns the HTTP status of GET path on the process, or 0 when the
+// request fails.
+func (h *Herald) Status(path string) int {
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + h.Addr + path)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}

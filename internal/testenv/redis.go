@@ -6,6 +6,7 @@ import (
 	"net"
 	"os/exec"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -125,7 +126,7 @@ func (r *Redis) Kill() {
 	if r.cmd == nil {
 		return
 	}
-	_ = r.cmd.Process.Kill()
+	_ = r.cmd.Process.Kill() // SIGKILL ends a stopped process too
 	_ = r.cmd.Wait()
 	r.cmd = nil
 }
@@ -142,4 +143,19 @@ func (r *Redis) Running() bool {
 func StartRedisArgs(t testing.TB, extra ...string) *Redis {
 	t.Helper()
 	return startRedis(t, FreePort(t), extra)
+}
+
+// Pause stops the server with SIGSTOP: connections stay open and nothing is
+// answered, as when a host vanishes from the network without a reset.
+func (r *Redis) Pause() { r.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused server with SIGCONT.
+func (r *Redis) Resume() { r.signal(syscall.SIGCONT) }
+
+func (r *Redis) signal(sig syscall.Signal) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd != nil {
+		_ = r.cmd.Process.Signal(sig)
+	}
 }
