@@ -5,6 +5,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -194,4 +196,39 @@ func (n *Nginx) Stop() {
 			<-n.done
 		}
 	}
+}
+
+var (
+	confReplicaLine = regexp.MustCompile(`^(\s*server\s+)(\S+)(\s.*# herald:replica\s*)$`)
+	confListenLine  = regexp.MustCompile(`^(\s*listen\s+)([^;\s]+)(.*# herald:listen\s*)$`)
+)
+
+// HeraldNginxConf returns the repository's deploy/nginx/herald.conf with its
+// "# herald:listen" line set to listen and its "# herald:replica" lines to
+// replicas (there must be as many), as an operator adapts it.
+func HeraldNginxConf(t testing.TB, listen string, replicas []string) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "..", "deploy", "nginx", "herald.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(b), "\n")
+	var nReplica, nListen int
+	for i, line := range lines {
+		switch {
+		case confReplicaLine.MatchString(line):
+			if nReplica < len(replicas) {
+				lines[i] = confReplicaLine.ReplaceAllString(line, "${1}"+replicas[nReplica]+"${3}")
+			}
+			nReplica++
+		case confListenLine.MatchString(line):
+			lines[i] = confListenLine.ReplaceAllString(line, "${1}"+listen+"${3}")
+			nListen++
+		}
+	}
+	if nReplica != len(replicas) || nListen != 1 {
+		t.Fatalf("herald.conf has %d replica lines and %d listen lines; want %d and 1", nReplica, nListen, len(replicas))
+	}
+	return strings.Join(lines, "\n")
 }
