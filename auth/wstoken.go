@@ -38,6 +38,12 @@ type WSClaims struct {
 	// ExpiresAt is exp. The token is refused from ExpiresAt plus the clock
 	// skew on, so a replay record must live until then.
 	ExpiresAt time.Time
+	// MintedBy is the latest time the token can have been minted, by the
+	// minting replica's clock: the millisecond in its jti (a UUIDv7, as
+	// herald mints them) plus one, or iat plus one second (iat is whole
+	// seconds), whichever is earlier; ExpiresAt for a token with neither.
+	// The replay store refuses a token minted before it started.
+	MintedBy time.Time
 }
 
 // wsHeaderJSON is the protected header of every WS token.
@@ -80,11 +86,12 @@ func (a *Authenticator) MintWSToken(userID string) (token string, ttl time.Durat
 	if err := checkUserIDString(userID); err != nil {
 		return "", 0, fmt.Errorf("auth: cannot mint a WS token: user id %v", err)
 	}
-	jti, err := uuid.NewRandom()
+	now := a.now()
+	jti, err := newV7(now)
 	if err != nil {
 		return "", 0, fmt.Errorf("auth: cannot mint a WS token: %w", err)
 	}
-	iat := a.now().Unix()
+	iat := now.Unix()
 	payload, err := json.Marshal(wsPayload{
 		Aud: WSAudience,
 		Exp: iat + int64(a.ws.ttl/time.Second),
@@ -189,7 +196,7 @@ func (a *Authenticator) checkWSClaims(payload []byte) (WSClaims, bool, error) {
 	if err != nil {
 		return WSClaims{}, false, err
 	}
-	return WSClaims{UserID: sub, JTI: jti, ExpiresAt: tc.exp}, tc.expired, nil
+	return WSClaims{UserID: sub, JTI: jti, ExpiresAt: tc.exp, MintedBy: mintedBy(c, jti, tc.exp)}, tc.expired, nil
 }
 
 // fetchWSKeys is the jws.KeyProvider of WS tokens: the header must be exactly
@@ -208,4 +215,40 @@ func (a *Authenticator) fetchWSKeys(_ context.Context, sink jws.KeySink, sig *jw
 	}
 	sink.Key(jwa.HS256, a.ws.secret)
 	return nil
+}
+
+// newV7 returns a UUIDv7 (RFC 9562) for the millisecond of now: 48 bits of
+// Unix milliseconds, then 74 random bits. The replay store reads the time
+// back (see WSClaims.MintedBy) to know, to the millisecond, when the token
+// was minted.
+func newV7(now time.Time) (uuid.UUID, error) {
+	id, err := uuid.NewRandom()
+	if err != nil {
+		return id, err
+	}
+	ms := uint64(now.UnixMilli())
+	for i := range 6 {
+		id[i] = byte(ms >> (40 - 8*i))
+	}
+	id[6] = 0x70 | id[6]&0x0f // version 7
+	id[8] = 0x80 | id[8]&0x3f // variant RFC 9562
+	return id, nil
+}
+
+// mintedBy computes WSClaims.MintedBy from the verified claims.
+func mintedBy(c claims, jti string, exp time.Time) time.Time {
+	latest := exp
+	if iat, ok, err := c.numericDate("iat"); err == nil && ok {
+		latest = iat.Add(time.Second)
+	}
+	if id, err := uuid.Parse(jti); err == nil && id.Version() == 7 {
+		var ms uint64
+		for i := range 6 {
+			ms = ms<<8 | uint64(id[i])
+		}
+		if t := time.UnixMilli(int64(ms)).Add(time.Millisecond); t.Before(latest) {
+			latest = t
+		}
+	}
+	return latest
 }

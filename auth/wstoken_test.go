@@ -36,8 +36,11 @@ func TestMintWSToken(t *testing.T) {
 		t.Errorf("ExpiresAt: got %s, want %s", got.ExpiresAt, want)
 	}
 	id, err := uuid.Parse(got.JTI)
-	if err != nil || id.Version() != 4 || id.String() != got.JTI {
-		t.Errorf("JTI: got %q (%v), want a canonical version 4 UUID", got.JTI, err)
+	if err != nil || id.Version() != 7 || id.Variant() != uuid.RFC4122 || id.String() != got.JTI {
+		t.Errorf("JTI: got %q (%v), want a canonical version 7 UUID", got.JTI, err)
+	}
+	if want := t0.Add(time.Millisecond); !got.MintedBy.Equal(want) {
+		t.Errorf("MintedBy: got %s, want the jti's millisecond + 1ms, %s", got.MintedBy, want)
 	}
 
 	// An independent verifier (jwx's jwt package) agrees on every claim.
@@ -250,6 +253,36 @@ func TestTokenKindsNotInterchangeable(t *testing.T) {
 						t.Fatalf("got %v: with a shared secret the refusal must come from typ/aud, not the signature (%s)", err, tc.why)
 					}
 				})
+			}
+		})
+	}
+}
+
+func TestMintedBy(t *testing.T) {
+	a := mustNew(t, wsConfig(fixedNow(t0)))
+	ws := a.ws.secret
+	exp := t0.Add(30 * time.Second).Unix()
+	v4 := uuid.NewString()
+	v7, _ := newV7(t0.Add(400 * time.Millisecond))
+	late, _ := newV7(t0.Add(time.Hour)) // a jti time after iat + 1s: iat wins
+	tests := []struct {
+		name string
+		tok  string
+		want time.Time
+	}{
+		{"v7 jti", wsRaw(ws, fmt.Sprintf(`{"aud":"herald-ws","exp":%d,"iat":%d,"jti":%q,"sub":"42"}`, exp, t0.Unix(), v7)), t0.Add(401 * time.Millisecond)},
+		{"v4 jti: iat + 1s", wsRaw(ws, fmt.Sprintf(`{"aud":"herald-ws","exp":%d,"iat":%d,"jti":%q,"sub":"42"}`, exp, t0.Unix(), v4)), t0.Add(time.Second)},
+		{"no iat: exp", wsRaw(ws, fmt.Sprintf(`{"aud":"herald-ws","exp":%d,"jti":%q,"sub":"42"}`, exp, v4)), time.Unix(exp, 0)},
+		{"v7 after iat: iat + 1s", wsRaw(ws, fmt.Sprintf(`{"aud":"herald-ws","exp":%d,"iat":%d,"jti":%q,"sub":"42"}`, exp, t0.Unix(), late)), t0.Add(time.Second)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := a.VerifyWSToken(tc.tok)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !got.MintedBy.Equal(tc.want) {
+				t.Errorf("MintedBy = %s, want %s", got.MintedBy, tc.want)
 			}
 		})
 	}

@@ -108,8 +108,9 @@ func (s *Server) admitSocket(ctx context.Context, c *Conn, r *http.Request, toke
 	}
 	// The store's clock, not this replica's, decides whether the token is
 	// still alive: a replica whose clock lags cannot revive a token whose
-	// record has expired.
-	first, err := s.cfg.Replay.Consume(ctx, claims.JTI, claims.ExpiresAt.Add(s.cfg.Auth.ClockSkew()))
+	// record has expired. A store that started after the token was minted
+	// (Redis restarted without its data) refuses it too.
+	first, err := s.cfg.Replay.Consume(ctx, claims.JTI, claims.MintedBy, claims.ExpiresAt.Add(s.cfg.Auth.ClockSkew()))
 	if errors.Is(err, replay.ErrExpired) {
 		s.authFailed(r, DisconnectTokenExpired.Reason, zap.String("user", claims.UserID), zap.Error(err))
 		return DisconnectTokenExpired

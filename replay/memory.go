@@ -29,9 +29,10 @@ type MemoryConfig struct {
 // replicas. Consume never blocks on anything but a shard lock and ignores
 // its context.
 type Memory struct {
-	now    func() time.Time // never changes after NewMemory
-	seed   maphash.Seed     // picks the shard of a jti
-	shards []memoryShard    // length fixed in NewMemory
+	now     func() time.Time // never changes after NewMemory
+	started time.Time        // reading of now in NewMemory: older tokens are refused
+	seed    maphash.Seed     // picks the shard of a jti
+	shards  []memoryShard    // length fixed in NewMemory
 
 	stop      chan struct{} // closed by Close to stop the sweeper
 	done      chan struct{} // closed by the sweeper when it returns
@@ -66,11 +67,12 @@ func NewMemory(cfg MemoryConfig) *Memory {
 		cfg.Now = time.Now
 	}
 	m := &Memory{
-		now:    cfg.Now,
-		seed:   maphash.MakeSeed(),
-		shards: make([]memoryShard, cfg.Shards),
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
+		now:     cfg.Now,
+		started: cfg.Now(),
+		seed:    maphash.MakeSeed(),
+		shards:  make([]memoryShard, cfg.Shards),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
 	}
 	for i := range m.shards {
 		m.shards[i].records = make(map[string]int64)
@@ -80,10 +82,15 @@ func NewMemory(cfg MemoryConfig) *Memory {
 }
 
 // Consume reports whether jti is consumed for the first time. A record lives
-// until expires; once expires has passed, Consume answers ErrExpired.
-func (m *Memory) Consume(_ context.Context, jti string, expires time.Time) (bool, error) {
-	if err := checkArgs(jti, expires); err != nil {
+// until expires; once expires has passed, Consume answers ErrExpired, as it
+// does for a token minted before this store was created (mintedBy not after
+// it): the process that created it may have restarted and forgotten it.
+func (m *Memory) Consume(_ context.Context, jti string, mintedBy, expires time.Time) (bool, error) {
+	if err := checkArgs(jti, mintedBy, expires); err != nil {
 		return false, err
+	}
+	if !mintedBy.After(m.started) {
+		return false, errForgotten
 	}
 	now, end := m.now().UnixNano(), unixNano(expires)
 	sh := &m.shards[maphash.String(m.seed, jti)%uint64(len(m.shards))]

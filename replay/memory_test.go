@@ -88,7 +88,7 @@ func TestMemoryFarExpiry(t *testing.T) {
 	// Past 2262 Unix nanoseconds overflow int64: the record is capped.
 	far := time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i, want := range []bool{true, false} {
-		got, err := m.Consume(context.Background(), "jti", far)
+		got, err := m.Consume(context.Background(), "jti", minted(m), far)
 		if err != nil || got != want {
 			t.Errorf("call %d: got (%v, %v), want (%v, nil)", i+1, got, err, want)
 		}
@@ -112,14 +112,14 @@ func TestMemoryWallClock(t *testing.T) {
 		t.Error("before expiry: got first=true")
 	}
 	clock.Add(time.Second) // the wall clock reaches exp
-	if _, err := m.Consume(context.Background(), "jti", exp); !errors.Is(err, ErrExpired) {
+	if _, err := m.Consume(context.Background(), "jti", minted(m), exp); !errors.Is(err, ErrExpired) {
 		t.Errorf("at expiry: got %v, want ErrExpired", err)
 	}
 }
 
 func mustConsumeAt(t *testing.T, s Store, jti string, exp time.Time) bool {
 	t.Helper()
-	first, err := s.Consume(context.Background(), jti, exp)
+	first, err := s.Consume(context.Background(), jti, in(s, time.Second), exp)
 	if err != nil {
 		t.Fatalf("Consume(%q, %v): %v", jti, exp, err)
 	}
@@ -180,7 +180,7 @@ func TestMemoryCloseConcurrentWithConsume(t *testing.T) {
 	for g := range 8 {
 		wg.Go(func() {
 			for i := 0; !stop.Load(); i++ {
-				_, _ = m.Consume(context.Background(), fmt.Sprintf("%d-%d", g, i), time.Now().Add(time.Millisecond))
+				_, _ = m.Consume(context.Background(), fmt.Sprintf("%d-%d", g, i), time.Now().Add(time.Second), time.Now().Add(time.Millisecond))
 				calls.Add(1)
 			}
 		})
@@ -208,6 +208,7 @@ func BenchmarkMemoryConsume(b *testing.B) {
 		jtis[i] = newJTI()
 	}
 	ctx := context.Background()
+	mint := time.Now().Add(time.Hour) // after every store's start
 
 	b.Run("first", func(b *testing.B) {
 		var now atomic.Int64
@@ -220,7 +221,7 @@ func BenchmarkMemoryConsume(b *testing.B) {
 				i = 0
 				now.Add(int64(time.Minute))
 			}
-			if first, _ := m.Consume(ctx, jtis[i], time.Unix(0, now.Load()).Add(time.Second)); !first {
+			if first, _ := m.Consume(ctx, jtis[i], time.Unix(0, now.Load()).Add(time.Second), time.Unix(0, now.Load()).Add(time.Second)); !first {
 				b.Fatal("got first=false")
 			}
 			i++
@@ -232,12 +233,12 @@ func BenchmarkMemoryConsume(b *testing.B) {
 		defer m.Close()
 		hour := time.Now().Add(time.Hour)
 		for _, jti := range jtis {
-			m.Consume(ctx, jti, hour)
+			m.Consume(ctx, jti, mint, hour)
 		}
 		b.ReportAllocs()
 		i := 0
 		for b.Loop() {
-			if first, _ := m.Consume(ctx, jtis[i%poolSize], hour); first {
+			if first, _ := m.Consume(ctx, jtis[i%poolSize], mint, hour); first {
 				b.Fatal("got first=true")
 			}
 			i++
@@ -254,7 +255,7 @@ func BenchmarkMemoryConsume(b *testing.B) {
 		b.RunParallel(func(pb *testing.PB) {
 			i := int(next.Add(7919)) // start each goroutine elsewhere in the pool
 			for pb.Next() {
-				m.Consume(ctx, jtis[i%poolSize], time.Now().Add(50*time.Microsecond))
+				m.Consume(ctx, jtis[i%poolSize], mint, time.Now().Add(50*time.Microsecond))
 				i++
 			}
 		})
@@ -265,14 +266,14 @@ func BenchmarkMemoryConsume(b *testing.B) {
 		defer m.Close()
 		hour := time.Now().Add(time.Hour)
 		for _, jti := range jtis {
-			m.Consume(ctx, jti, hour)
+			m.Consume(ctx, jti, mint, hour)
 		}
 		var next atomic.Int64
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			i := int(next.Add(7919))
 			for pb.Next() {
-				m.Consume(ctx, jtis[i%poolSize], hour)
+				m.Consume(ctx, jtis[i%poolSize], mint, hour)
 				i++
 			}
 		})

@@ -32,12 +32,18 @@ type RedisConfig struct {
 // token's life lasts by Redis' own clock (TIME), so that the replicas' clocks
 // play no part: KEYS[1] is the key, ARGV[1] the caller's nonce, ARGV[2] the
 // end of the token's life in Unix milliseconds, which is also the key's
-// expiry (PXAT). It answers 1 when the key now holds the caller's nonce
-// (set now, or by an earlier attempt of the same Consume whose answer was
-// lost), 0 when another consumer holds it, and -1 when the token's life
-// has ended. One key per call, so it runs on Redis Cluster too. It needs
-// Redis 6.2 or later (PXAT; scripts replicated by their effects, which
-// allows TIME before a write).
+// expiry (PXAT), and ARGV[3] the latest time the token can have been minted,
+// in Unix milliseconds. It answers 1 when the key now holds the caller's
+// nonce (set now, or by an earlier attempt of the same Consume whose answer
+// was lost), 0 when another consumer holds it, -1 when the token's life has
+// ended, and -2 when the token may have been minted before this Redis
+// server started: a server restarted without its data has forgotten which
+// tokens were used. The start is taken as now minus uptime_in_seconds,
+// which is whole seconds rounded down, so it is never placed too early;
+// a token minted within the second after a start may be refused once. One
+// key per call, so it runs on Redis Cluster too. It needs Redis 6.2 or
+// later (PXAT; scripts replicated by their effects, which allows TIME and
+// INFO before a write).
 const consumeScript = `
 local v = redis.call('GET', KEYS[1])
 if v then
@@ -47,6 +53,9 @@ end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if tonumber(ARGV[2]) <= now then return -1 end
+local up = string.match(redis.call('INFO', 'server'), 'uptime_in_seconds:(%d+)')
+if not up then return redis.error_reply('ERR herald: no uptime_in_seconds in INFO server') end
+if tonumber(ARGV[3]) <= now - tonumber(up) * 1000 then return -2 end
 redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
 return 1
 `
@@ -104,11 +113,11 @@ func NewRedis(client redis.UniversalClient, cfg RedisConfig) (*Redis, error) {
 
 // Consume runs consumeScript for jti. It returns true when this call set the
 // key, false when it existed, and ErrExpired when expires has passed by
-// Redis' clock. Any other outcome (connection refused, timeout, cancelled
+// Redis' clock or mintedBy is not after the server's start. Any other outcome (connection refused, timeout, cancelled
 // ctx, an error reply) is an error wrapping both ErrUnavailable and its
 // cause.
-func (r *Redis) Consume(ctx context.Context, jti string, expires time.Time) (bool, error) {
-	if err := checkArgs(jti, expires); err != nil {
+func (r *Redis) Consume(ctx context.Context, jti string, mintedBy, expires time.Time) (bool, error) {
+	if err := checkArgs(jti, mintedBy, expires); err != nil {
 		return false, err
 	}
 	if r.closed.Load() {
@@ -119,12 +128,13 @@ func (r *Redis) Consume(ctx context.Context, jti string, expires time.Time) (boo
 
 	key, nonce := r.prefix+jti, rand.Text()
 	end := strconv.FormatInt(expires.UnixMilli(), 10)
+	minted := strconv.FormatInt(mintedBy.UnixMilli(), 10)
 	var (
 		reply int64
 		err   error
 	)
 	for attempt := 0; attempt < 2; attempt++ {
-		reply, err = r.run(ctx, key, nonce, end)
+		reply, err = r.run(ctx, key, nonce, end, minted)
 		if err == nil || !retryable(ctx, err) {
 			break
 		}
@@ -138,6 +148,8 @@ func (r *Redis) Consume(ctx context.Context, jti string, expires time.Time) (boo
 		return false, nil
 	case reply == -1:
 		return false, ErrExpired
+	case reply == -2:
+		return false, errForgotten
 	default:
 		return false, fmt.Errorf("%w: redis consume script: unexpected reply %d", ErrUnavailable, reply)
 	}
@@ -145,11 +157,11 @@ func (r *Redis) Consume(ctx context.Context, jti string, expires time.Time) (boo
 
 // run sends the script once, by hash and then, if Redis does not know it
 // yet, in full. Neither command is retried by go-redis.
-func (r *Redis) run(ctx context.Context, key, nonce, end string) (int64, error) {
-	cmd := noRetryCmd{redis.NewCmd(ctx, "evalsha", consumeSHA, 1, key, nonce, end)}
+func (r *Redis) run(ctx context.Context, key, nonce, end, minted string) (int64, error) {
+	cmd := noRetryCmd{redis.NewCmd(ctx, "evalsha", consumeSHA, 1, key, nonce, end, minted)}
 	_ = r.client.Process(ctx, cmd)
 	if err := cmd.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
-		cmd = noRetryCmd{redis.NewCmd(ctx, "eval", consumeScript, 1, key, nonce, end)}
+		cmd = noRetryCmd{redis.NewCmd(ctx, "eval", consumeScript, 1, key, nonce, end, minted)}
 		_ = r.client.Process(ctx, cmd)
 	}
 	return cmd.Int64()

@@ -102,7 +102,7 @@ func TestRedisUnavailable(t *testing.T) {
 	// The generous deadline only keeps a hang from stalling the test run.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	first, err := s.Consume(ctx, newJTI(), time.Now().Add(time.Minute))
+	first, err := s.Consume(ctx, newJTI(), time.Now().Add(time.Second), time.Now().Add(time.Minute))
 	if first || !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("server killed: got (%v, %v), want (false, an error wrapping ErrUnavailable)", first, err)
 	}
@@ -113,7 +113,7 @@ func TestRedisUnavailable(t *testing.T) {
 
 	rd.Start()
 	testenv.Eventually(t, 10*time.Second, func() error {
-		first, err := s.Consume(context.Background(), newJTI(), time.Now().Add(time.Minute))
+		first, err := s.Consume(context.Background(), newJTI(), time.Now().Add(time.Second), time.Now().Add(time.Minute))
 		if err != nil || !first {
 			return fmt.Errorf("after restart: got (%v, %v), want (true, nil)", first, err)
 		}
@@ -129,7 +129,7 @@ func TestRedisCancelledContext(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	first, err := s.Consume(ctx, newJTI(), time.Now().Add(time.Minute))
+	first, err := s.Consume(ctx, newJTI(), time.Now().Add(time.Second), time.Now().Add(time.Minute))
 	if first || !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.Canceled) {
 		t.Fatalf("got (%v, %v), want (false, an error wrapping ErrUnavailable and context.Canceled)", first, err)
 	}
@@ -153,7 +153,7 @@ func TestRedisTimeout(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	first, err := s.Consume(ctx, newJTI(), time.Now().Add(time.Minute))
+	first, err := s.Consume(ctx, newJTI(), time.Now().Add(time.Second), time.Now().Add(time.Minute))
 	if first || !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("got (%v, %v), want (false, an error wrapping ErrUnavailable)", first, err)
 	}
@@ -247,7 +247,7 @@ func TestRedisLostAnswer(t *testing.T) {
 	for i := range 5 {
 		jti := newJTI()
 		proxy.DropAfterForward([]byte(jti), 1)
-		first, err := s.Consume(context.Background(), jti, time.Now().Add(time.Minute))
+		first, err := s.Consume(context.Background(), jti, time.Now().Add(time.Second), time.Now().Add(time.Minute))
 		if err != nil || !first {
 			t.Fatalf("try %d: got (%v, %v), want (true, nil)", i, first, err)
 		}
@@ -258,4 +258,30 @@ func TestRedisLostAnswer(t *testing.T) {
 	if got := proxy.Dropped(); got != 5 {
 		t.Errorf("the proxy dropped %d answers, want 5", got)
 	}
+}
+
+// TestRedisRestartLosesNoUse: Redis restarted without its data (a crash,
+// no persistence) must not make a consumed jti usable again.
+func TestRedisRestartLosesNoUse(t *testing.T) {
+	testenv.NoLeaks(t)
+	rd := testenv.StartRedis(t)
+	s := mustRedis(NewRedis(rd.Client(), RedisConfig{Timeout: 2 * time.Second}))
+	defer s.Close()
+	jti := newJTI()
+	mintedBy, expires := time.Now(), time.Now().Add(time.Minute)
+	if first, err := s.Consume(context.Background(), jti, mintedBy, expires); err != nil || !first {
+		t.Fatalf("first use: got (%v, %v)", first, err)
+	}
+	rd.Kill()
+	rd.Start()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		first, err := s.Consume(context.Background(), jti, mintedBy, expires)
+		if first {
+			t.Fatal("the jti was accepted again after Redis lost its data")
+		}
+		if err != nil && !errors.Is(err, ErrExpired) {
+			return err // still reconnecting
+		}
+		return nil
+	})
 }

@@ -62,7 +62,7 @@ func mustConsume(t *testing.T, s Store, jti string, ttl time.Duration) bool {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	first, err := s.Consume(ctx, jti, in(s, ttl))
+	first, err := s.Consume(ctx, jti, minted(s), in(s, ttl))
 	if err != nil {
 		t.Fatalf("Consume(%q, %v): %v", jti, ttl, err)
 	}
@@ -77,6 +77,10 @@ func in(s Store, d time.Duration) time.Time {
 	}
 	return time.Now().Add(d)
 }
+
+// minted is a mintedBy for a token minted now (by a store's fake clock,
+// which may not have moved since the store started: a millisecond later).
+func minted(s Store) time.Time { return in(s, time.Millisecond) }
 
 func TestStoreConsume(t *testing.T) {
 	testenv.NoLeaks(t)
@@ -144,13 +148,20 @@ func TestStoreConsume(t *testing.T) {
 					{"expires now", jti, in(s, 0)},
 				}
 				for _, b := range bad {
-					first, err := s.Consume(context.Background(), b.jti, b.expires)
+					first, err := s.Consume(context.Background(), b.jti, minted(s), b.expires)
 					if err == nil || errors.Is(err, ErrUnavailable) || first {
 						t.Errorf("%s: got (%v, %v), want (false, an error not wrapping ErrUnavailable)", b.name, first, err)
 					}
 				}
-				if _, err := s.Consume(context.Background(), jti, in(s, -time.Second)); !errors.Is(err, ErrExpired) {
+				if _, err := s.Consume(context.Background(), jti, minted(s), in(s, -time.Second)); !errors.Is(err, ErrExpired) {
 					t.Errorf("expired: got %v, want ErrExpired", err)
+				}
+				if _, err := s.Consume(context.Background(), jti, time.Time{}, in(s, time.Minute)); err == nil || errors.Is(err, ErrUnavailable) {
+					t.Errorf("zero mint time: got %v, want an error", err)
+				}
+				// Minted before the store started: its record may be lost.
+				if _, err := s.Consume(context.Background(), jti, in(s, -time.Hour), in(s, time.Minute)); !errors.Is(err, ErrExpired) {
+					t.Errorf("minted before the store started: got %v, want ErrExpired", err)
 				}
 				if got := mustConsume(t, s, jti, time.Minute); !got {
 					t.Errorf("after rejected calls: got first=false, want true (nothing was recorded)")
@@ -165,7 +176,7 @@ func TestStoreConsume(t *testing.T) {
 						t.Fatalf("Close #%d: %v", i+1, err)
 					}
 				}
-				first, err := s.Consume(context.Background(), newJTI(), in(s, time.Minute))
+				first, err := s.Consume(context.Background(), newJTI(), minted(s), in(s, time.Minute))
 				if !errors.Is(err, ErrUnavailable) || first {
 					t.Errorf("got (%v, %v), want (false, an error wrapping ErrUnavailable)", first, err)
 				}
@@ -203,7 +214,7 @@ func TestStoreConcurrentConsume(t *testing.T) {
 				for range consumers {
 					wg.Go(func() {
 						<-start
-						first, err := s.Consume(context.Background(), jti, in(s, time.Minute))
+						first, err := s.Consume(context.Background(), jti, minted(s), in(s, time.Minute))
 						if err != nil {
 							errs <- err
 						}

@@ -100,7 +100,7 @@ func TestRedisOptionsNoBlindRetry(t *testing.T) {
 		for i := range 5 {
 			jti := uuid.NewString()
 			proxy.DropAfterForward([]byte(jti), 1)
-			first, err := store.Consume(ctx, jti, time.Now().Add(30*time.Second))
+			first, err := store.Consume(ctx, jti, time.Now().Add(5*time.Second), time.Now().Add(30*time.Second))
 			if err == nil && !first {
 				t.Fatalf("try %d: the first Consume of a fresh jti answered \"already used\"", i)
 			}
@@ -111,7 +111,7 @@ func TestRedisOptionsNoBlindRetry(t *testing.T) {
 				t.Fatalf("try %d: the key was not set (the proxy did not forward)", i)
 			}
 			// Whatever the first answer, the jti is now used for good.
-			if again, err := store.Consume(ctx, jti, time.Now().Add(30*time.Second)); err != nil || again {
+			if again, err := store.Consume(ctx, jti, time.Now().Add(5*time.Second), time.Now().Add(30*time.Second)); err != nil || again {
 				t.Fatalf("try %d: second Consume: got %v, %v; want false, nil", i, again, err)
 			}
 		}
