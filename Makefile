@@ -6,7 +6,7 @@
 
 GO ?= go
 
-.PHONY: run test deps check test-go test-js build fuzz bench soak
+.PHONY: run test deps check test-go test-js build fuzz bench soak chaos
 
 run:
 	$(GO) run ./cmd/herald --dev --log-format console
@@ -40,3 +40,6 @@ bench:
 # The socket core's stress test at soak size (minutes, not part of make test).
 soak:
 	$(GO) test -race -tags soak -count=1 -timeout 60m -run TestStressSmallReceiveBuffers ./gateway/
+
+chaos:
+	$(GO) test -tags chaos -count=1 -run TestChaos -v ./fault/
