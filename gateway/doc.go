@@ -52,4 +52,8 @@
 // the broker's lock (Subscribe and Unsubscribe are called under it); no
 // registry lock is held while calling into a socket. See wscore's package
 // documentation for the core's own locks.
+//
+// The failed-authentication blocker (authblock.go) keeps its per-IP records
+// in shards, each under its own mutex, taken alone (a leaf lock: nothing is
+// called while it is held but the logger and a metric).
 package gateway
