@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -116,8 +117,10 @@ func (r *RedisInbox) Append(ctx context.Context, userID string, payload []byte) 
 }
 
 // appendEvent runs AppendScript; it returns the event id and the PUBLISH
-// receivers.
-func appendEvent(ctx context.Context, c redis.Scripter, ch Channels, cfg InboxConfig, userID string, payload []byte) (string, int64, error) {
+// receivers. The script is never retried by go-redis, whatever the
+// client's MaxRetries: after a connection dropped with the script already
+// run, a retry would store and publish the event twice.
+func appendEvent(ctx context.Context, c cmdProcessor, ch Channels, cfg InboxConfig, userID string, payload []byte) (string, int64, error) {
 	if userID == "" {
 		return "", 0, ErrInvalidTarget
 	}
@@ -128,7 +131,7 @@ func appendEvent(ctx context.Context, c redis.Scripter, ch Channels, cfg InboxCo
 	if ch.Sharded() {
 		publish = "SPUBLISH" // the channel shares the stream's hash slot
 	}
-	res, err := appendScript.Run(ctx, c, []string{ch.Inbox(userID)},
+	res, err := runOnce(ctx, c, appendScript.Hash(), AppendScript, []string{ch.Inbox(userID)},
 		ch.User(userID), payload, cfg.MaxLen, cfg.Retention.Milliseconds(), publish).Slice()
 	if err != nil {
 		return "", 0, fmt.Errorf("fanout: inbox append for %s: %w", userID, err)
@@ -177,3 +180,38 @@ func (r *RedisInbox) Read(ctx context.Context, userID, since string) (InboxRead,
 
 // Close does nothing: the client is the caller's.
 func (r *RedisInbox) Close() error { return nil }
+
+// cmdProcessor is the part of a go-redis client that runs a command.
+type cmdProcessor interface {
+	Process(ctx context.Context, cmd redis.Cmder) error
+}
+
+// runOnce runs the script src by its hash and, if Redis does not know it
+// yet, in full, each as a command go-redis does not retry (see noRetryCmd).
+func runOnce(ctx context.Context, c cmdProcessor, hash, src string, keys []string, args ...any) *redis.Cmd {
+	evalArgs := func(name, body string) []any {
+		a := append([]any{name, body, len(keys)}, toAny(keys)...)
+		return append(a, args...)
+	}
+	cmd := noRetryCmd{redis.NewCmd(ctx, evalArgs("evalsha", hash)...)}
+	_ = c.Process(ctx, cmd)
+	if err := cmd.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+		cmd = noRetryCmd{redis.NewCmd(ctx, evalArgs("eval", src)...)}
+		_ = c.Process(ctx, cmd)
+	}
+	return cmd.Cmd
+}
+
+func toAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
+
+// noRetryCmd is a command go-redis runs at most once, whatever the client's
+// MaxRetries.
+type noRetryCmd struct{ *redis.Cmd }
+
+func (noRetryCmd) NoRetry() bool { return true }

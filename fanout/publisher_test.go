@@ -254,45 +254,64 @@ func TestNewPublisherNilClient(t *testing.T) {
 }
 
 // TestPublisherNoRetry publishes through a proxy that drops the connection
-// once Redis ran the PUBLISH, with a client whose options allow retries (the
+// once Redis ran the command, with a client whose options allow retries (the
 // go-redis default): the message must reach the subscriber once, not once
-// per retry.
+// per retry, whether it is a plain PUBLISH or an inbox append.
 func TestPublisherNoRetry(t *testing.T) {
 	rd := testenv.StartRedis(t)
 	proxy := testenv.StartProxy(t, rd.Addr())
 	client := redis.NewClient(&redis.Options{Addr: proxy.Addr()}) // MaxRetries 0: 3 retries
 	defer client.Close()
 	ctx := context.Background()
-	sub := rd.Client().Subscribe(ctx, "user:7")
-	defer sub.Close()
-	if _, err := sub.Receive(ctx); err != nil {
-		t.Fatal(err)
-	}
-	pub, err := NewPublisher(client, PublisherConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy.DropAfterForward([]byte("once"), 3)
-	if _, err := pub.SendToUser(ctx, "7", []byte("once")); err == nil {
-		t.Error("SendToUser: got no error for a dropped connection")
-	}
-	if err := rd.Client().Publish(ctx, "user:7", "end").Err(); err != nil {
-		t.Fatal(err)
-	}
-	got := 0
-	for {
-		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		m, err := sub.ReceiveMessage(rctx)
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if m.Payload == "end" {
-			break
-		}
-		got++
-	}
-	if got != 1 {
-		t.Errorf("the PUBLISH reached the subscriber %d times, want 1", got)
+	for _, tc := range []struct {
+		name    string
+		noInbox bool
+	}{{"plain publish", true}, {"inbox append", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			user := strings.ReplaceAll(tc.name, " ", "-")
+			sub := rd.Client().Subscribe(ctx, "user:"+user)
+			defer sub.Close()
+			if _, err := sub.Receive(ctx); err != nil {
+				t.Fatal(err)
+			}
+			pub, err := NewPublisher(client, PublisherConfig{NoInbox: tc.noInbox})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Loaded, so that the first EVALSHA runs it (a NOSCRIPT answer
+			// would be dropped instead, harmlessly).
+			if err := rd.Client().ScriptLoad(ctx, AppendScript).Err(); err != nil {
+				t.Fatal(err)
+			}
+			marker := []byte(`{"type":"once-` + user + `"}`)
+			proxy.DropAfterForward(marker, 1)
+			if _, err := pub.SendToUser(ctx, user, marker); err == nil {
+				t.Error("SendToUser: got no error for a dropped connection")
+			}
+			if err := rd.Client().Publish(ctx, "user:"+user, "end").Err(); err != nil {
+				t.Fatal(err)
+			}
+			got := 0
+			for {
+				rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				m, err := sub.ReceiveMessage(rctx)
+				cancel()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if m.Payload == "end" {
+					break
+				}
+				got++
+			}
+			if got != 1 {
+				t.Errorf("the message reached the subscriber %d times, want 1", got)
+			}
+			if !tc.noInbox {
+				if n := rd.Client().XLen(ctx, "inbox:"+user).Val(); n != 1 {
+					t.Errorf("the inbox holds %d events, want 1", n)
+				}
+			}
+		})
 	}
 }

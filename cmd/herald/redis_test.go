@@ -126,13 +126,15 @@ func TestRedisOptionsNoBlindRetry(t *testing.T) {
 		if _, err := sub.Receive(ctx); err != nil {
 			t.Fatal(err)
 		}
-		pub, err := fanout.NewPublisher(client, fanout.PublisherConfig{})
+		// A plain PUBLISH, on herald's own client options (the inbox path
+		// is covered by fanout's TestPublisherNoRetry).
+		pub, err := fanout.NewPublisher(client, fanout.PublisherConfig{NoInbox: true})
 		if err != nil {
 			t.Fatal(err)
 		}
 		before := proxy.Dropped()
 		proxy.DropAfterForward([]byte("once"), 1)
-		_, _ = pub.SendToUser(ctx, "7", []byte("once"))
+		_, _ = pub.SendToUser(ctx, "7", []byte(`{"type":"once"}`))
 		if proxy.Dropped() == before {
 			t.Fatal("the proxy dropped nothing")
 		}
