@@ -36,11 +36,11 @@ type RedisConfig struct {
 // in Unix milliseconds. It answers 1 when the key now holds the caller's
 // nonce (set now, or by an earlier attempt of the same Consume whose answer
 // was lost), 0 when another consumer holds it, -1 when the token's life has
-// ended, and -2 when the token may have been minted before this Redis
-// server started: a server restarted without its data has forgotten which
-// tokens were used. The start is taken as now minus uptime_in_seconds,
-// which is whole seconds rounded down, so it is never placed too early;
-// a token minted within the second after a start may be refused once. One
+// ended, -2 when the token was minted before this Redis server started (a
+// server restarted without its data has forgotten which tokens were used),
+// and -3 when it cannot tell: uptime_in_seconds is whole seconds, so the
+// start is only known to lie in (now - uptime - 1 s, now - uptime], and a
+// token minted in that second may predate it. One
 // key per call, so it runs on Redis Cluster too. It needs Redis 6.2 or
 // later (PXAT; scripts replicated by their effects, which allows TIME and
 // INFO before a write).
@@ -55,7 +55,8 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if tonumber(ARGV[2]) <= now then return -1 end
 local up = string.match(redis.call('INFO', 'server'), 'uptime_in_seconds:(%d+)')
 if not up then return redis.error_reply('ERR herald: no uptime_in_seconds in INFO server') end
-if tonumber(ARGV[3]) <= now - tonumber(up) * 1000 then return -2 end
+if tonumber(ARGV[3]) <= now - (tonumber(up) + 1) * 1000 then return -2 end
+if tonumber(ARGV[3]) <= now - tonumber(up) * 1000 then return -3 end
 redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
 return 1
 `
@@ -82,6 +83,11 @@ type Redis struct {
 	timeout time.Duration
 	closed  atomic.Bool // set by Close
 }
+
+// errJustStarted is what Consume returns for a token minted within the
+// second in which Redis started: the client should try again shortly, with
+// a new token.
+var errJustStarted = fmt.Errorf("%w: redis started within a second of the token's minting; try again", ErrUnavailable)
 
 // errRedisClosed is what Consume returns after Close.
 var errRedisClosed = fmt.Errorf("%w: redis store closed", ErrUnavailable)
@@ -113,7 +119,9 @@ func NewRedis(client redis.UniversalClient, cfg RedisConfig) (*Redis, error) {
 
 // Consume runs consumeScript for jti. It returns true when this call set the
 // key, false when it existed, and ErrExpired when expires has passed by
-// Redis' clock or mintedBy is not after the server's start. Any other outcome (connection refused, timeout, cancelled
+// Redis' clock or mintedBy is before the server's start; when mintedBy lies
+// in the second in which the server started, it returns an error wrapping
+// ErrUnavailable (1013: try again later). Any other outcome (connection refused, timeout, cancelled
 // ctx, an error reply) is an error wrapping both ErrUnavailable and its
 // cause.
 func (r *Redis) Consume(ctx context.Context, jti string, mintedBy, expires time.Time) (bool, error) {
@@ -150,6 +158,8 @@ func (r *Redis) Consume(ctx context.Context, jti string, mintedBy, expires time.
 		return false, ErrExpired
 	case reply == -2:
 		return false, errForgotten
+	case reply == -3:
+		return false, errJustStarted
 	default:
 		return false, fmt.Errorf("%w: redis consume script: unexpected reply %d", ErrUnavailable, reply)
 	}
