@@ -38,9 +38,11 @@ type RedisConfig struct {
 // was lost), 0 when another consumer holds it, -1 when the token's life has
 // ended, -2 when the token was minted before this Redis server started (a
 // server restarted without its data has forgotten which tokens were used),
-// and -3 when it cannot tell: uptime_in_seconds is whole seconds, so the
-// start is only known to lie in (now - uptime - 1 s, now - uptime], and a
-// token minted in that second may predate it. One
+// and -3 when it cannot tell. Redis counts its uptime in whole seconds from
+// a start time in whole seconds (uptime = now's second - start's second, on
+// a clock cached up to a tick late), so the start lies within the second
+// that begins at TIME's seconds minus uptime: a token minted before that
+// second predates the start, one minted within it may. One
 // key per call, so it runs on Redis Cluster too. It needs Redis 6.2 or
 // later (PXAT; scripts replicated by their effects, which allows TIME and
 // INFO before a write).
@@ -55,8 +57,9 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if tonumber(ARGV[2]) <= now then return -1 end
 local up = string.match(redis.call('INFO', 'server'), 'uptime_in_seconds:(%d+)')
 if not up then return redis.error_reply('ERR herald: no uptime_in_seconds in INFO server') end
-if tonumber(ARGV[3]) <= now - (tonumber(up) + 1) * 1000 then return -2 end
-if tonumber(ARGV[3]) <= now - tonumber(up) * 1000 then return -3 end
+local startsec = (tonumber(t[1]) - tonumber(up)) * 1000
+if tonumber(ARGV[3]) < startsec then return -2 end
+if tonumber(ARGV[3]) < startsec + 1000 then return -3 end
 redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
 return 1
 `
