@@ -13,10 +13,10 @@ import (
 )
 
 // Bounds documented in docs/RELIABILITY.md. The health interval is the
-// default of --redis-health-interval (1s): an unanswered PING is noticed
+// default of --redis-health-interval (2s): an unanswered PING is noticed
 // when the next one is due, so Redis is known lost within 2 intervals.
 const (
-	healthInterval   = time.Second
+	healthInterval   = 2 * time.Second
 	detectBound      = 2 * healthInterval
 	handshakeTimeout = 2 * time.Second // HERALD_HANDSHAKE_TIMEOUT in nodeEnv
 	slack            = 2 * time.Second // scheduling slack on a loaded 2-core machine

@@ -96,7 +96,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.RedisURL, "redis-url", "", "Redis URL (redis://host:6379/0); empty runs the embedded single-process mode")
 	fs.StringVar(&o.RedisCluster, "redis-cluster", "", "Redis Cluster seed nodes, host:port,host:port (or redis://[:password@]host:port,…); exclusive with --redis-url")
 	fs.DurationVar(&o.RedisTimeout, "redis-timeout", replay.DefaultRedisTimeout, "bound on one jti check in Redis; past it the socket gets 1013")
-	fs.DurationVar(&o.RedisHealth, "redis-health-interval", time.Second, "how often the pub/sub connection is PINGed; an unanswered PING marks Redis lost (/readyz 503) within twice this")
+	fs.DurationVar(&o.RedisHealth, "redis-health-interval", 2*time.Second, "how often the pub/sub connection is PINGed; an unanswered PING marks Redis lost (/readyz 503) within twice this")
 	fs.StringVar(&o.Prefix, "channel-prefix", "", "prefix of every Redis channel and key")
 	fs.StringVar(&o.NodeID, "node-id", "", "replica id carried in socket ids (letters, digits, - and _); empty means random")
 	fs.BoolVar(&o.Dev, "dev", false, "development mode: generate secrets, serve POST /dev/login and a test page; loopback only")
