@@ -4,6 +4,6 @@
 // frames) and check what herald promises in docs/RELIABILITY.md. Every
 // case is bounded in time and count and cleans up after itself.
 //
-// The quick cases run with `go test ./fault/`; the chaos test needs the
-// build tag: `go test -tags chaos -run TestChaos -v ./fault/`.
+// The quick cases run with `go test ./deploy/fault/`; the chaos test needs the
+// build tag: `go test -tags chaos -run TestChaos -v ./deploy/fault/`.
 package fault

@@ -35,7 +35,7 @@ const stallAfter = 3 * time.Second
 // and replays; zero replays accepted is the pass condition, and a
 // duplicate on one socket fails it too (pub/sub is at most once).
 //
-//	go test -tags chaos -run TestChaos -v ./fault/
+//	go test -tags chaos -run TestChaos -v ./deploy/fault/
 func TestChaos(t *testing.T) {
 	duration := time.Minute
 	if d, err := time.ParseDuration(os.Getenv("HERALD_CHAOS_DURATION")); err == nil && d > 0 && d <= 10*time.Minute {
