@@ -134,6 +134,11 @@ type Config struct {
 	// workers. Zero means GOMAXPROCS for each.
 	Pollers int
 	Writers int
+	// KeepMemory leaves the memory a burst of handshakes freed to the Go
+	// runtime's background scavenger. False (the zero value) returns it to
+	// the operating system once per burst (1,000 handshakes or more, then
+	// a second with fewer than 50): see memory.go.
+	KeepMemory bool
 
 	// Logger receives the gateway's logs. Nil means no logs.
 	Logger *zap.Logger

@@ -13,6 +13,7 @@
 //   - api.go: the in-process API (SendToUser, Broadcast, …).
 //   - delivery.go: the broker's handler: checks, frames and queues messages.
 //   - shutdown.go: draining; listener.go: accept with back-off.
+//   - memory.go: returning memory to the system after a burst of handshakes.
 //
 // # Messages
 //

@@ -76,6 +76,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.metrics.connects.Inc()
+	s.handshakes.Add(1)
 	s.metrics.handshake.Observe(time.Since(start).Seconds())
 	s.log.Info("connect",
 		zap.String("user", c.user),

@@ -43,6 +43,7 @@ type Server struct {
 	// the draining check) until their socket is closed, or until the
 	// request ends without one. Shutdown waits for it to reach 0.
 	live       atomic.Int64
+	handshakes atomic.Uint64 // sockets welcomed, for the release loop (memory.go)
 	draining   atomic.Bool
 	drainCh    chan struct{} // closed when Shutdown begins: handshakes waiting for a subscription give up
 	drainSlots chan struct{} // sockets in their drain close handshake; set by Shutdown before any socket takes one
@@ -99,6 +100,13 @@ func New(cfg Config) (*Server, error) {
 		defer s.loops.Done()
 		s.sweepTokens()
 	}()
+	if !cfg.KeepMemory {
+		s.loops.Add(1)
+		go func() {
+			defer s.loops.Done()
+			s.releaseLoop(freeOSMemory)
+		}()
+	}
 	if err := cfg.Broker.Start(&delivery{s: s}); err != nil {
 		s.closeCore()
 		return nil, fmt.Errorf("gateway: start broker: %w", err)
@@ -138,7 +146,7 @@ func (s *Server) Serve(ln net.Listener, h http.Handler) error {
 
 func (s *Server) stopAccept() { s.quitOnce.Do(func() { close(s.quit) }) }
 
-// closeCore stops the socket core and the sweep loop. Sockets must be
+// closeCore stops the socket core, the sweep loop and the release loop. Sockets must be
 // gone already.
 func (s *Server) closeCore() {
 	s.closeOnce.Do(func() {
