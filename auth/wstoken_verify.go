@@ -109,7 +109,7 @@ type mintedClaims struct {
 // 9999, and a sub of printable ASCII without escapes. ok is false for
 // anything else, which the generic check then decides.
 func scanMintedClaims(p []byte) (m mintedClaims, ok bool) {
-	s := string(p) // one copy, which sub and jti share
+	s := string(p)
 	rest, ok := strings.CutPrefix(s, `{"aud":"`+WSAudience+`","exp":`)
 	if !ok {
 		return m, false
@@ -144,7 +144,9 @@ func scanMintedClaims(p []byte) (m mintedClaims, ok bool) {
 			return m, false
 		}
 	}
-	m.sub = sub
+	// Copies of their own: a socket keeps its user id for its lifetime,
+	// which must not keep the whole payload alive.
+	m.sub, m.jti = strings.Clone(sub), strings.Clone(m.jti)
 	return m, true
 }
 
