@@ -36,10 +36,17 @@ type registry struct {
 
 type userShard struct {
 	mu sync.RWMutex
-	m  map[string]map[string]*Conn // user → socket id → socket; guarded by mu
-	// ready holds, per user, the channel the broker closes once the user's
-	// subscription is active; guarded by mu.
-	ready map[string]<-chan struct{}
+	m  map[string]*userSockets // guarded by mu
+}
+
+// userSockets are one user's sockets on this replica. A user has a handful
+// of sockets at most (MaxSocketsPerUser), most often one: a slice costs a
+// socket 8 bytes where a map per user cost about 250.
+type userSockets struct {
+	conns []*Conn // guarded by the shard's mu
+	// ready is the channel the broker closes once the user's subscription
+	// is active; it never changes.
+	ready <-chan struct{}
 }
 
 type socketShard struct {
@@ -50,8 +57,7 @@ type socketShard struct {
 func newRegistry(b fanout.Broker, maxPerUser int) *registry {
 	r := &registry{seed: maphash.MakeSeed(), broker: b, maxUser: maxPerUser}
 	for i := range r.users {
-		r.users[i].m = make(map[string]map[string]*Conn)
-		r.users[i].ready = make(map[string]<-chan struct{})
+		r.users[i].m = make(map[string]*userSockets)
 		r.sockets[i].m = make(map[string]*Conn)
 	}
 	return r
@@ -66,19 +72,18 @@ func (r *registry) shard(id string) int {
 func (r *registry) add(c *Conn) (<-chan struct{}, error) {
 	us := &r.users[r.shard(c.user)]
 	us.mu.Lock()
-	conns := us.m[c.user]
-	if len(conns) >= r.maxUser {
+	u := us.m[c.user]
+	if u != nil && len(u.conns) >= r.maxUser {
 		us.mu.Unlock()
 		return nil, errTooMany
 	}
-	if conns == nil {
-		conns = make(map[string]*Conn, 1)
-		us.m[c.user] = conns
-		us.ready[c.user] = r.broker.Subscribe(c.user)
+	if u == nil {
+		u = &userSockets{conns: make([]*Conn, 0, 1), ready: r.broker.Subscribe(c.user)}
+		us.m[c.user] = u
 		r.nusers.Add(1)
 	}
-	conns[c.id] = c
-	ready := us.ready[c.user]
+	u.conns = append(u.conns, c)
+	ready := u.ready
 	us.mu.Unlock()
 
 	ss := &r.sockets[r.shard(c.id)]
@@ -103,13 +108,18 @@ func (r *registry) remove(c *Conn) {
 
 	us := &r.users[r.shard(c.user)]
 	us.mu.Lock()
-	conns := us.m[c.user]
-	delete(conns, c.id)
-	if len(conns) == 0 {
-		delete(us.m, c.user)
-		delete(us.ready, c.user)
-		r.broker.Unsubscribe(c.user)
-		r.nusers.Add(-1)
+	if u := us.m[c.user]; u != nil {
+		if i := slices.Index(u.conns, c); i >= 0 {
+			last := len(u.conns) - 1
+			u.conns[i] = u.conns[last]
+			u.conns[last] = nil
+			u.conns = u.conns[:last]
+		}
+		if len(u.conns) == 0 {
+			delete(us.m, c.user)
+			r.broker.Unsubscribe(c.user)
+			r.nusers.Add(-1)
+		}
 	}
 	us.mu.Unlock()
 }
@@ -118,8 +128,8 @@ func (r *registry) remove(c *Conn) {
 func (r *registry) appendUser(dst []*Conn, user string) []*Conn {
 	us := &r.users[r.shard(user)]
 	us.mu.RLock()
-	for _, c := range us.m[user] {
-		dst = append(dst, c)
+	if u := us.m[user]; u != nil {
+		dst = append(dst, u.conns...)
 	}
 	us.mu.RUnlock()
 	return dst
