@@ -85,6 +85,18 @@ type Inbox interface {
 	Close() error
 }
 
+// InboxSyncReader is an Inbox that can publish a message on a user's
+// channel in the same atomic step as its Read, the way Append publishes
+// events: every event appended before the read reaches the user's channel
+// before the message. The gateway's handshake uses it to learn when the
+// events up to the head it read have all arrived (one round trip instead of
+// a Read and a Publish).
+type InboxSyncReader interface {
+	// ReadSync is Read, and publishes sync to userID's channel once the
+	// head is read.
+	ReadSync(ctx context.Context, userID, since string, sync []byte) (InboxRead, error)
+}
+
 // InboxRead is the result of Inbox.Read.
 type InboxRead struct {
 	Head   string       // the newest id at the time of the read

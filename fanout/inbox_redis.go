@@ -38,9 +38,12 @@ var AppendScript string
 // readScript is Read in one atomic step: KEYS[1] the stream; ARGV[1] since
 // ("" for none, otherwise already validated as "<ms>-<seq>"); ARGV[2] the
 // most events to return; ARGV[3], ARGV[4] as in AppendScript (for the
-// marker entry of an inbox that does not exist). It returns
+// marker entry of an inbox that does not exist); ARGV[5] and ARGV[6], when
+// ARGV[5] is not empty, a channel and a message PUBLISHed once the head is
+// read (ReadSync). It returns
 // {"ok"|"gap", head, id1, payload1, id2, payload2, …}.
 const readScript = `local key, since, limit = KEYS[1], ARGV[1], tonumber(ARGV[2])
+if ARGV[5] ~= '' then redis.call('PUBLISH', ARGV[5], ARGV[6]) end
 local first = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)
 if #first == 0 then
   local id = redis.call('XADD', key, 'MAXLEN', '~', ARGV[3], '*', 'o', '')
@@ -96,7 +99,10 @@ type RedisInbox struct {
 	cfg    InboxConfig
 }
 
-var _ Inbox = (*RedisInbox)(nil)
+var (
+	_ Inbox           = (*RedisInbox)(nil)
+	_ InboxSyncReader = (*RedisInbox)(nil)
+)
 
 // NewRedisInbox returns a RedisInbox on client, which stays the caller's.
 func NewRedisInbox(client redis.UniversalClient, cfg RedisInboxConfig) (*RedisInbox, error) {
@@ -147,6 +153,16 @@ func appendEvent(ctx context.Context, c cmdProcessor, ch Channels, cfg InboxConf
 // Read runs the read script for userID. A malformed since is a gap that
 // needs no round trip beyond creating a missing inbox.
 func (r *RedisInbox) Read(ctx context.Context, userID, since string) (InboxRead, error) {
+	return r.read(ctx, userID, since, "", nil)
+}
+
+// ReadSync is Read, and PUBLISHes sync on the user's channel in the same
+// atomic step, where AppendScript publishes events (InboxSyncReader).
+func (r *RedisInbox) ReadSync(ctx context.Context, userID, since string, sync []byte) (InboxRead, error) {
+	return r.read(ctx, userID, since, r.ch.User(userID), sync)
+}
+
+func (r *RedisInbox) read(ctx context.Context, userID, since, channel string, sync []byte) (InboxRead, error) {
 	gap := false
 	if since != "" {
 		if _, ok := ParseStreamID(since); !ok {
@@ -154,7 +170,7 @@ func (r *RedisInbox) Read(ctx context.Context, userID, since string) (InboxRead,
 		}
 	}
 	res, err := readInbox.Run(ctx, r.client, []string{r.ch.Inbox(userID)},
-		since, r.cfg.MaxLen, r.cfg.MaxLen, r.cfg.Retention.Milliseconds()).Slice()
+		since, r.cfg.MaxLen, r.cfg.MaxLen, r.cfg.Retention.Milliseconds(), channel, sync).Slice()
 	if err != nil {
 		return InboxRead{}, fmt.Errorf("fanout: inbox read for %s: %w", userID, err)
 	}

@@ -351,3 +351,71 @@ func TestAppendScriptWithRedisCLI(t *testing.T) {
 		t.Fatalf("XLEN inbox:42 = %d", got)
 	}
 }
+
+// ReadSync publishes its message on the user's channel, where Append
+// publishes events, after every event it read: a subscriber gets the
+// events up to the head first, then the message; Read publishes nothing.
+func TestRedisInboxReadSync(t *testing.T) {
+	testenv.NoLeaks(t)
+	srv := testenv.StartRedis(t)
+	c := srv.Client()
+	ctx := context.Background()
+	in, err := NewRedisInbox(c, RedisInboxConfig{Prefix: "app:"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := c.Subscribe(ctx, "app:user:42")
+	defer sub.Close()
+	if _, err := sub.Receive(ctx); err != nil { // the confirmation
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		since  func(last string) string
+		events int // appended before the read
+	}{
+		{"no since, new inbox", func(string) string { return "" }, 0},
+		{"no since", func(string) string { return "" }, 3},
+		{"since the last event but one", func(last string) string { return last }, 2},
+		{"malformed since", func(string) string { return "x" }, 1},
+	}
+	last := ""
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			since := tc.since(last)
+			var ids []string
+			for n := range tc.events {
+				id, err := in.Append(ctx, "42", fmt.Appendf(nil, `{"n":%d}`, n))
+				if err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, id)
+			}
+			if plain, err := in.Read(ctx, "42", ""); err != nil || (len(ids) > 0 && plain.Head != ids[len(ids)-1]) {
+				t.Fatalf("Read = %+v, %v", plain, err)
+			}
+			sync := fmt.Sprintf(`{"sync":%d}`, i)
+			rd, err := in.ReadSync(ctx, "42", since, []byte(sync))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ids) > 0 && rd.Head != ids[len(ids)-1] {
+				t.Fatalf("head %s, want %s", rd.Head, ids[len(ids)-1])
+			}
+			for _, id := range ids {
+				m, err := sub.ReceiveMessage(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got, _ := InboxFrameID([]byte(m.Payload)); got != id {
+					t.Fatalf("message %q, want the event %s first", m.Payload, id)
+				}
+			}
+			m, err := sub.ReceiveMessage(ctx)
+			if err != nil || m.Payload != sync {
+				t.Fatalf("message %v, %v; want the sync %s (Read publishes nothing)", m, err, sync)
+			}
+			last = rd.Head
+		})
+	}
+}

@@ -42,6 +42,8 @@ import (
 // sync message on the user's own channel and keeps the gate until that
 // message comes back: everything published before the read arrives before
 // it, on the same channel. The sync message is never written to a socket.
+// An inbox that implements fanout.InboxSyncReader (RedisInbox) publishes
+// it in the read's own atomic step, which saves the handshake a round trip.
 
 // inboxState is the Server's replay machinery.
 type inboxState struct {
@@ -196,7 +198,14 @@ func (s *Server) openInbox(ctx context.Context, c *Conn, g *inboxGate, q url.Val
 	if asked && since == "" {
 		since = "-" // malformed: a gap
 	}
-	rd, err := s.cfg.Inbox.Read(ctx, c.user, since)
+	var rd fanout.InboxRead
+	var err error
+	rs, syncInRead := s.cfg.Inbox.(fanout.InboxSyncReader)
+	if syncInRead { // the read publishes the sync message itself
+		rd, err = rs.ReadSync(ctx, c.user, since, syncMessage(c.id))
+	} else {
+		rd, err = s.cfg.Inbox.Read(ctx, c.user, since)
+	}
 	if err != nil {
 		s.endInbox(c, g, false, nil)
 		s.log.Warn("socket refused: inbox unreadable", zap.String("user", c.user), zap.Error(err))
@@ -208,10 +217,12 @@ func (s *Server) openInbox(ctx context.Context, c *Conn, g *inboxGate, q url.Val
 		s.log.Error("socket refused: inbox head is not a stream id", zap.String("user", c.user), zap.String("head", rd.Head))
 		return DisconnectTryAgainLater
 	}
-	if err := s.broker.Publish(ctx, fanout.User(c.user), syncMessage(c.id)); err != nil {
-		s.endInbox(c, g, false, nil)
-		s.log.Warn("socket refused: cannot publish the inbox sync", zap.String("user", c.user), zap.Error(err))
-		return DisconnectTryAgainLater
+	if !syncInRead {
+		if err := s.broker.Publish(ctx, fanout.User(c.user), syncMessage(c.id)); err != nil {
+			s.endInbox(c, g, false, nil)
+			s.log.Warn("socket refused: cannot publish the inbox sync", zap.String("user", c.user), zap.Error(err))
+			return DisconnectTryAgainLater
+		}
 	}
 	select {
 	case <-g.synced:
