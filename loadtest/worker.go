@@ -158,15 +158,19 @@ func (w *worker) attempt(s *socket) {
 	cancel()
 	<-w.sem
 	if err == nil {
+		// The counters are reset before register: once registered, the
+		// socket may be closed and its next attempt started by another
+		// goroutine at any time.
+		attempts, invalid := s.attempts, s.invalid
+		s.attempts, s.invalid = 0, 0
 		if err = s.p.register(s, conn, rest, time.Since(start)); err != nil {
+			s.attempts, s.invalid = attempts, invalid // not registered: still ours
 			if !errors.Is(err, errStopping) {
 				w.countFailure("client_fd_error")
 				w.schedule(s, retryBackoff, 0, false)
 			}
 			return
 		}
-		s.attempts = 0
-		s.invalid = 0
 		return
 	}
 	if w.ctx.Err() != nil {
