@@ -58,7 +58,7 @@ func merge(name string, results []*phaseResult, elapsed time.Duration) ScenarioR
 	if len(sr.Closed) == 0 {
 		sr.Closed = nil
 	}
-	if name == "connect" || name == "churn" {
+	if name == "connect" || name == "churn" || name == "replay" {
 		l := latency(&hs, elapsed)
 		sr.Handshake = &l
 	}
@@ -68,7 +68,7 @@ func merge(name string, results []*phaseResult, elapsed time.Duration) ScenarioR
 			sr.FailedBy["down_at_end"] = uint64(sum.Failed)
 		}
 	}
-	if name == "fanout" || name == "churn" || name == "slow" {
+	if name == "fanout" || name == "churn" || name == "slow" || name == "replay" {
 		l := latency(&lat, elapsed)
 		sr.Delivery = &DeliveryReport{
 			Published: sum.Published, PublishErrors: sum.PublishErrors, Sent: sum.Sent, Delivered: sum.Delivered,
@@ -137,6 +137,15 @@ func finish(rep *Report) {
 			rep.Broadcast = &b
 			if b.Missed > 0 {
 				rep.Failures = append(rep.Failures, fmt.Sprintf("broadcast: %d connected sockets did not receive it within 10 s", b.Missed))
+			}
+		case "replay":
+			if s.Replay != nil {
+				rp := *s.Replay
+				rep.Replay = &rp
+				rep.Failures = append(rep.Failures, rp.failures()...)
+				if rp.Skipped > 0 {
+					rep.Warnings = append(rep.Warnings, fmt.Sprintf("replay: %d storm-group sockets were not up when the storm users left, and took no part", rp.Skipped))
+				}
 			}
 		}
 		if d := s.Delivery; d != nil {

@@ -13,7 +13,7 @@ import (
 )
 
 // Scenario names, in the order a run plays them.
-var Scenarios = []string{"connect", "fanout", "broadcast", "churn", "slow"}
+var Scenarios = []string{"connect", "fanout", "broadcast", "churn", "slow", "replay"}
 
 // Config is one load-test run. The zero value of each field is documented;
 // New fills the defaults and refuses what cannot work.
@@ -47,7 +47,8 @@ type Config struct {
 	// means each target's /metrics.
 	Metrics []string
 	// Scenarios to run, from Scenarios; zero means all that can run (those
-	// needing Redis are left out without it). connect always runs first.
+	// needing Redis are left out without it, replay with a single user).
+	// connect always runs first.
 	Scenarios []string
 	// Duration is how long each timed scenario (fanout, churn, slow)
 	// publishes; zero means 10 s.
@@ -77,6 +78,21 @@ type Config struct {
 	// cap (256 KiB) is reached: the second half of slow must last long
 	// enough for that to arrive.
 	SlowFlood float64
+	// ReplayUsers is the storm group of replay: the last ReplayUsers of the
+	// Users, with all their sockets; the others are the live users that
+	// fan-out reaches during replay. Zero means half of the users (rounded
+	// down); it must leave at least one live user.
+	ReplayUsers int
+	// ReplayShare is the share of the storm group whose sockets all close,
+	// get ReplayEvents inbox events each while away, and reconnect at once
+	// with since; the rest of the group stays connected and gets the same
+	// events live. Zero means 1: the whole group storms.
+	ReplayShare float64
+	// ReplayEvents is how many events are appended to each storm user's
+	// inbox while its sockets are away (K); zero means 10. herald replays
+	// at most its --inbox-max-len (100) per reconnect and answers resync
+	// beyond it.
+	ReplayEvents int
 	// Concurrency is handshakes in flight over all workers; zero means 256.
 	Concurrency int
 	// Procs is the number of worker processes; zero means one per 18,000
@@ -139,7 +155,8 @@ func (c *Config) fill() error {
 			c.Metrics = append(c.Metrics, t+"/metrics")
 		}
 	}
-	if len(c.Scenarios) == 0 {
+	chosen := len(c.Scenarios) > 0
+	if !chosen {
 		c.Scenarios = []string{"connect"}
 		if c.Redis != "" {
 			c.Scenarios = Scenarios
@@ -159,6 +176,9 @@ func (c *Config) fill() error {
 		}
 		seen[s] = true
 	}
+	if seen["replay"] && !chosen && c.Users < 2 {
+		delete(seen, "replay") // all scenarios, but one user cannot storm beside live ones
+	}
 	c.Scenarios = nil
 	for _, s := range Scenarios {
 		if seen[s] || s == "connect" {
@@ -177,6 +197,10 @@ func (c *Config) fill() error {
 			if s == "fanout" || s == "churn" || s == "slow" {
 				c.Deadline += 2 * c.Duration
 			}
+			if s == "replay" {
+				// The baseline, the storm (bounded like connect) and the appends.
+				c.Deadline += c.Duration + c.ConnectTimeout + 30*time.Second
+			}
 		}
 	}
 	if c.PayloadBytes <= 0 {
@@ -190,6 +214,29 @@ func (c *Config) fill() error {
 	}
 	if c.SlowFlood == 0 {
 		c.SlowFlood = 2 << 20
+	}
+	if seen["replay"] {
+		if c.Users < 2 {
+			return errors.New("loadtest: replay needs at least 2 users (a storm group and live users)")
+		}
+		if c.ReplayUsers == 0 {
+			c.ReplayUsers = c.Users / 2
+		}
+		if c.ReplayUsers < 0 || c.ReplayUsers >= c.Users {
+			return fmt.Errorf("loadtest: replay users %d: want 1…%d (at least one live user must remain)", c.ReplayUsers, c.Users-1)
+		}
+		if c.ReplayShare == 0 {
+			c.ReplayShare = 1
+		}
+		if c.ReplayShare < 0 || c.ReplayShare > 1 {
+			return fmt.Errorf("loadtest: replay share %v: want a share in (0, 1]", c.ReplayShare)
+		}
+		if c.ReplayEvents == 0 {
+			c.ReplayEvents = 10
+		}
+		if c.ReplayEvents < 0 {
+			return fmt.Errorf("loadtest: replay events %d: must be positive", c.ReplayEvents)
+		}
 	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = 256

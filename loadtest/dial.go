@@ -113,9 +113,11 @@ func netDialer(srcIP string, rcvbuf int) *net.Dialer {
 	return nd
 }
 
-// connect runs one attempt for s: it returns the welcomed connection and
-// the bytes read after the welcome frame.
-func (d *dialer) connect(ctx context.Context, s *socket, mint *sessionMinter) (net.Conn, []byte, error) {
+// connect runs one attempt for s: it returns the welcomed connection, the
+// bytes read after the welcome frame and the welcome's inbox_id (empty
+// when it has none). A socket of a replay storm asks for since: the
+// inbox_id of the last frame it saw.
+func (d *dialer) connect(ctx context.Context, s *socket, mint *sessionMinter) (net.Conn, []byte, string, error) {
 	target := d.pl.Targets[s.idx%len(d.pl.Targets)]
 	src := 0
 	if n := len(d.pl.SrcIPs); n > 0 {
@@ -123,7 +125,7 @@ func (d *dialer) connect(ctx context.Context, s *socket, mint *sessionMinter) (n
 	}
 	token, err := d.token(ctx, d.clients[src], target, mint.mint(s.user.id))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 	srcIP := ""
 	if len(d.pl.SrcIPs) > 0 {
@@ -139,6 +141,9 @@ func (d *dialer) connect(ctx context.Context, s *socket, mint *sessionMinter) (n
 		wd.Header = ws.HandshakeHeaderHTTP(http.Header{"Origin": {d.pl.Origin}})
 	}
 	wsURL := "ws" + strings.TrimPrefix(target, "http") + "/ws?token=" + url.QueryEscape(token)
+	if since, ok := s.p.since(s); ok {
+		wsURL += "&since=" + url.QueryEscape(since)
+	}
 	conn, br, _, err := wd.Dial(ctx, wsURL)
 	if err != nil {
 		var se ws.StatusError
@@ -147,29 +152,29 @@ func (d *dialer) connect(ctx context.Context, s *socket, mint *sessionMinter) (n
 			if se == 503 || se == 502 || se == 504 || se == 429 {
 				step = retryBackoff
 			}
-			return nil, nil, &attemptError{reason: "ws_http_" + strconv.Itoa(int(se)), next: step}
+			return nil, nil, "", &attemptError{reason: "ws_http_" + strconv.Itoa(int(se)), next: step}
 		}
-		return nil, nil, &attemptError{reason: "ws_dial_error", next: retryBackoff, err: err}
+		return nil, nil, "", &attemptError{reason: "ws_dial_error", next: retryBackoff, err: err}
 	}
 	var r io.Reader = conn
 	if br != nil {
 		r = io.MultiReader(br, conn)
 	}
-	rest, err := readWelcome(conn, r, br)
+	rest, inboxID, err := readWelcome(conn, r, br)
 	if br != nil {
 		ws.PutReader(br)
 	}
 	if err != nil {
 		conn.Close()
-		return nil, nil, err
+		return nil, nil, "", err
 	}
-	return conn, rest, nil
+	return conn, rest, inboxID, nil
 }
 
 // readWelcome reads frames until the welcome (answering pings) and returns
-// what was read after it. A close frame instead is an attemptError with its
-// code's policy.
-func readWelcome(conn net.Conn, r io.Reader, br *bufio.Reader) ([]byte, error) {
+// what was read after it and the welcome's inbox_id. A close frame instead
+// is an attemptError with its code's policy.
+func readWelcome(conn net.Conn, r io.Reader, br *bufio.Reader) ([]byte, string, error) {
 	_ = conn.SetReadDeadline(time.Now().Add(15 * time.Second))
 	defer conn.SetReadDeadline(time.Time{})
 	buf := make([]byte, 0, 512)
@@ -177,14 +182,15 @@ func readWelcome(conn net.Conn, r io.Reader, br *bufio.Reader) ([]byte, error) {
 	for {
 		op, _, payload, n, err := nextFrame(buf)
 		if err != nil {
-			return nil, &attemptError{reason: "server_protocol_error", next: retryBackoff, err: err}
+			return nil, "", &attemptError{reason: "server_protocol_error", next: retryBackoff, err: err}
 		}
 		if n > 0 {
 			switch op {
 			case opText:
 				if !strings.HasPrefix(string(payload), `{"type":"welcome"`) {
-					return nil, &attemptError{reason: "no_welcome", next: retryBackoff, err: fmt.Errorf("first message %.80q", payload)}
+					return nil, "", &attemptError{reason: "no_welcome", next: retryBackoff, err: fmt.Errorf("first message %.80q", payload)}
 				}
+				inboxID := string(fieldInboxID(payload))
 				rest := buf[n:]
 				// Bytes the bufio.Reader already holds belong to the socket too.
 				if br != nil {
@@ -195,10 +201,10 @@ func readWelcome(conn net.Conn, r io.Reader, br *bufio.Reader) ([]byte, error) {
 						}
 					}
 				}
-				return rest, nil
+				return rest, inboxID, nil
 			case opClose:
 				code, _ := parseClose(payload)
-				return nil, &attemptError{reason: "close_" + strconv.Itoa(code), next: closeStep(code)}
+				return nil, "", &attemptError{reason: "close_" + strconv.Itoa(code), next: closeStep(code)}
 			}
 			buf = buf[n:]
 			continue
@@ -208,9 +214,9 @@ func readWelcome(conn net.Conn, r io.Reader, br *bufio.Reader) ([]byte, error) {
 		if err != nil && k == 0 {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
-				return nil, &attemptError{reason: "welcome_timeout", next: retryBackoff, err: err}
+				return nil, "", &attemptError{reason: "welcome_timeout", next: retryBackoff, err: err}
 			}
-			return nil, &attemptError{reason: "closed_before_welcome", next: retryBackoff, err: err}
+			return nil, "", &attemptError{reason: "closed_before_welcome", next: retryBackoff, err: err}
 		}
 	}
 }

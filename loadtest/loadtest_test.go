@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"bytes"
 	"context"
 	"math/rand/v2"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/herald-gw/herald/auth"
+	"github.com/herald-gw/herald/fanout"
 )
 
 func TestHistogramQuantiles(t *testing.T) {
@@ -223,6 +225,145 @@ func TestProgressLine(t *testing.T) {
 		}
 		if tty != strings.HasPrefix(out, "\r\033[K") || tty == strings.HasSuffix(out, "\n") {
 			t.Errorf("tty %v: a terminal gets one updating line, a pipe plain lines: %q", tty, out)
+		}
+	}
+}
+
+// TestReplayTrack pins how a storm-group socket judges the storm's events:
+// exactly K, each once, in order, then (away) replay_complete with count K.
+func TestReplayTrack(t *testing.T) {
+	const storm = 77
+	type ev struct {
+		op    string // "ev", "marker", "resync", "session"
+		storm uint64
+		k     uint64
+	}
+	e := func(k uint64) ev { return ev{"ev", storm, k} }
+	marker := func(n uint64) ev { return ev{"marker", 0, n} }
+	tests := []struct {
+		name      string
+		away      bool
+		evs       []ev
+		ok        bool
+		missing   uint64
+		dups, ooo uint64
+		resync    bool
+		done      bool
+	}{
+		{"replayed", true, []ev{e(1), e(2), e(3), marker(3)}, true, 0, 0, 0, false, true},
+		{"no marker", true, []ev{e(1), e(2), e(3)}, false, 0, 0, 0, false, false},
+		{"gap", true, []ev{e(1), e(3), marker(2)}, false, 1, 0, 0, false, true},
+		{"duplicate", true, []ev{e(1), e(2), e(2), e(3), marker(4)}, false, 0, 1, 0, false, true},
+		{"reordered", true, []ev{e(2), e(1), e(3), marker(3)}, false, 0, 0, 1, false, true},
+		{"after the marker", true, []ev{e(1), e(2), marker(2), e(3)}, false, 0, 0, 1, false, true},
+		{"wrong count", true, []ev{e(1), e(2), e(3), marker(4)}, false, 0, 0, 0, false, true},
+		{"resync", true, []ev{{op: "resync"}}, false, 3, 0, 0, true, true},
+		{"broker resync after the replay", true, []ev{e(1), e(2), e(3), marker(3), {op: "resync"}}, true, 0, 0, 0, false, true},
+		{"another storm's events", true, []ev{{"ev", storm - 1, 1}, e(1), e(2), e(3), marker(3)}, true, 0, 0, 0, false, true},
+		{"out of range", true, []ev{e(1), e(2), e(3), e(4), marker(4)}, false, 0, 0, 0, false, true},
+		{"a replay over two sessions", true, []ev{e(1), marker(1), {op: "session"}, e(2), e(3), marker(2)}, false, 0, 0, 2, false, true},
+		{"stayed, live", false, []ev{e(1), e(2), e(3)}, true, 0, 0, 0, false, false},
+		{"stayed, one short", false, []ev{e(1), e(3)}, false, 1, 0, 0, false, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := newReplayTrack(storm, 3, tc.away)
+			for _, x := range tc.evs {
+				switch x.op {
+				case "ev":
+					tr.onEvent(x.storm, x.k)
+				case "marker":
+					tr.onMarker(x.k)
+				case "resync":
+					tr.onResync()
+				case "session":
+					tr.sess = 0
+				}
+			}
+			if tr.ok() != tc.ok || tr.missing() != tc.missing || tr.dups != tc.dups || tr.ooo != tc.ooo || tr.resync != tc.resync || tr.done != tc.done {
+				t.Errorf("ok %v missing %d dups %d ooo %d resync %v done %v; want %v %d %d %d %v %v",
+					tr.ok(), tr.missing(), tr.dups, tr.ooo, tr.resync, tr.done, tc.ok, tc.missing, tc.dups, tc.ooo, tc.resync, tc.done)
+			}
+			var part replayPart
+			part.addTrack(tr)
+			outcomes := part.Replayed + part.Wrong + part.Resyncs + part.NotReplayed + part.StayOK + part.StayBad
+			if outcomes != 1 || (part.Replayed+part.StayOK == 1) != tc.ok {
+				t.Errorf("outcome counted %+v", part)
+			}
+		})
+	}
+}
+
+// TestInboxFrames: the load tester reads inbox frames as herald builds
+// them (fanout.InboxFrame), and the ids of welcome, replay_complete and
+// resync frames.
+func TestInboxFrames(t *testing.T) {
+	payload := appendReplayEvent(nil, 1764150000123456789, 7, 1764150000999999999, 100)
+	if len(payload) != 100 || !bytes.HasPrefix(payload, prefixReplayEv) {
+		t.Fatalf("payload %d bytes: %s", len(payload), payload)
+	}
+	frame := fanout.InboxFrame("1764150000000-3", payload)
+	id, rest, ok := inboxFrame(frame)
+	if !ok || string(id) != "1764150000000-3" || !bytes.HasPrefix(rest, typeReplayEv) {
+		t.Fatalf("inboxFrame(%s) = %q, %q, %v", frame, id, rest, ok)
+	}
+	storm, ok1 := leadingUint(rest[len(typeReplayEv):])
+	k, ok2 := fieldUint(rest, keyK)
+	if !ok1 || !ok2 || storm != 1764150000123456789 || k != 7 {
+		t.Errorf("storm %d k %d from %s", storm, k, rest)
+	}
+	for _, tc := range []struct{ frame, id string }{
+		{`{"type":"welcome","socket_id":"n.1","user_id":"u","heartbeat_s":30,"inbox_id":"5-0"}`, "5-0"},
+		{`{"type":"welcome","socket_id":"n.1","user_id":"u","heartbeat_s":30}`, ""},
+		{`{"type":"replay_complete","count":10,"inbox_id":"9-1"}`, "9-1"},
+		{`{"type":"resync","inbox_id":"9-2"}`, "9-2"},
+		{`{"type":"resync"}`, ""},
+	} {
+		if got := string(fieldInboxID([]byte(tc.frame))); got != tc.id {
+			t.Errorf("fieldInboxID(%s) = %q, want %q", tc.frame, got, tc.id)
+		}
+	}
+	if _, _, ok := inboxFrame([]byte(`{"type":"lt","s":1}`)); ok {
+		t.Error("a plain fan-out frame was taken for an inbox frame")
+	}
+}
+
+func TestReplayConfig(t *testing.T) {
+	base := func() Config {
+		return Config{Targets: []string{"http://h:1"}, Sockets: 10, SessionSecret: make([]byte, 32), Redis: "h:2"}
+	}
+	c := base()
+	c.Scenarios = []string{"replay"}
+	if err := c.fill(); err != nil {
+		t.Fatal(err)
+	}
+	if c.ReplayUsers != 5 || c.ReplayShare != 1 || c.ReplayEvents != 10 || c.Scenarios[len(c.Scenarios)-1] != "replay" {
+		t.Errorf("replay defaults: users %d share %v events %d scenarios %v", c.ReplayUsers, c.ReplayShare, c.ReplayEvents, c.Scenarios)
+	}
+	// All scenarios by default; replay only when a storm group and live users fit.
+	c = base()
+	if err := c.fill(); err != nil || c.Scenarios[len(c.Scenarios)-1] != "replay" {
+		t.Errorf("default scenarios %v (%v)", c.Scenarios, err)
+	}
+	c = base()
+	c.Sockets = 1
+	if err := c.fill(); err != nil || c.Scenarios[len(c.Scenarios)-1] == "replay" {
+		t.Errorf("default scenarios with one user %v (%v)", c.Scenarios, err)
+	}
+	bad := []func(*Config){
+		func(c *Config) { c.Sockets = 1 },
+		func(c *Config) { c.ReplayUsers = 10 },
+		func(c *Config) { c.ReplayUsers = -1 },
+		func(c *Config) { c.ReplayShare = 1.5 },
+		func(c *Config) { c.ReplayShare = -0.5 },
+		func(c *Config) { c.ReplayEvents = -1 },
+	}
+	for i, mod := range bad {
+		c := base()
+		c.Scenarios = []string{"replay"}
+		mod(&c)
+		if err := c.fill(); err == nil {
+			t.Errorf("config %d accepted", i)
 		}
 	}
 }

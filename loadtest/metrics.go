@@ -19,7 +19,13 @@ var scrapedNames = []string{
 	"herald_messages_delivered_total",
 	"herald_sockets",
 	"herald_slow_consumers_total",
+	"herald_inbox_replayed_events_total",
+	"herald_inbox_replays_total",
 }
+
+// resyncReplays is the labelled series of herald_inbox_replays_total that
+// counts the reconnects answered with resync.
+const resyncReplays = `herald_inbox_replays_total{result="resync"}`
 
 // scrape is one reading of every metrics URL; err is set when any failed.
 type scrape struct {
@@ -82,12 +88,14 @@ func scrapeOne(ctx context.Context, c *http.Client, url string) (map[string]floa
 			continue
 		}
 		name, rest, _ := strings.Cut(line, " ")
+		series := ""
 		if i := strings.IndexByte(name, '{'); i >= 0 {
 			// Labels may hold spaces: the value follows the closing brace.
 			j := strings.LastIndexByte(line, '}')
 			if j < 0 {
 				continue
 			}
+			series = line[:j+1]
 			name, rest = line[:i], strings.TrimSpace(line[j+1:])
 		}
 		if !want[name] {
@@ -102,6 +110,9 @@ func scrapeOne(ctx context.Context, c *http.Client, url string) (map[string]floa
 			continue
 		}
 		m[name] += v
+		if series != "" {
+			m[series] += v // each labelled series too, under its full name
+		}
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("metrics %s: %w", url, err)
@@ -122,6 +133,9 @@ type ServerCost struct {
 	Deliveries     float64 `json:"deliveries"` // herald_messages_delivered_total
 	SocketsAfter   float64 `json:"sockets_after"`
 	SlowConsumers  float64 `json:"slow_consumers"`
+	InboxReplayed  float64 `json:"inbox_replayed_events,omitempty"` // herald_inbox_replayed_events_total
+	InboxResyncs   float64 `json:"inbox_resyncs,omitempty"`         // herald_inbox_replays_total{result="resync"}
+	Wall           float64 `json:"wall_s"`                          // seconds between the two readings
 	CPUUsPerHS     float64 `json:"cpu_us_per_handshake,omitempty"`
 	CPUUsPerMsg    float64 `json:"cpu_us_per_delivery,omitempty"`
 	RSSKiBPerSock  float64 `json:"rss_kib_per_socket,omitempty"`
@@ -154,9 +168,12 @@ func cost(before, after scrape) *ServerCost {
 		Deliveries:    after.sum("herald_messages_delivered_total") - before.sum("herald_messages_delivered_total"),
 		SocketsAfter:  after.sum("herald_sockets"),
 		SlowConsumers: after.sum("herald_slow_consumers_total") - before.sum("herald_slow_consumers_total"),
+		InboxReplayed: after.sum("herald_inbox_replayed_events_total") - before.sum("herald_inbox_replayed_events_total"),
+		InboxResyncs:  after.sum(resyncReplays) - before.sum(resyncReplays),
+		Wall:          after.at.Sub(before.at).Seconds(),
 	}
-	if wall := after.at.Sub(before.at).Seconds(); wall > 0 {
-		c.CPUUtilisation = c.CPUSeconds / wall
+	if c.Wall > 0 {
+		c.CPUUtilisation = c.CPUSeconds / c.Wall
 	}
 	if c.Handshakes > 0 {
 		c.CPUUsPerHS = c.CPUSeconds * 1e6 / c.Handshakes

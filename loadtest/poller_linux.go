@@ -131,10 +131,10 @@ func takeFD(conn net.Conn) (int, error) {
 }
 
 // register hands a welcomed connection to the poller. pend holds bytes read
-// after the welcome frame. The session's accounting starts now: messages
+// after the welcome frame, inboxID the welcome's inbox_id (if any). The session's accounting starts now: messages
 // numbered after the user's current seq must all arrive. conn is closed
 // whatever happens.
-func (p *poller) register(s *socket, conn net.Conn, pend []byte, took time.Duration) error {
+func (p *poller) register(s *socket, conn net.Conn, pend []byte, inboxID string, took time.Duration) error {
 	fd, err := takeFD(conn)
 	if err != nil {
 		conn.Close()
@@ -152,10 +152,17 @@ func (p *poller) register(s *socket, conn net.Conn, pend []byte, took time.Durat
 	s.after = -1
 	s.pend = nil
 	s.fragging = false
+	if inboxID != "" {
+		s.inboxID = inboxID
+	}
+	if s.rp != nil {
+		s.rp.sess = 0
+	}
 	p.socks[int32(fd)] = s
 	p.ctlLocked(s, unix.EPOLL_CTL_ADD, evRead)
 	p.t.handshakes++
 	p.t.handshake.Record(took)
+	p.t.hsWindow.Record(took)
 	p.w.up.Add(1)
 	if len(pend) > 0 {
 		p.consumeLocked(s, append([]byte(nil), pend...), time.Now())
@@ -249,6 +256,7 @@ func (p *poller) textLocked(s *socket, m []byte, now time.Time) {
 			d := now.Sub(time.Unix(0, int64(ts)))
 			p.t.latency.Record(d)
 			p.t.interval.Record(d)
+			p.t.window.Record(d)
 		}
 		s.onSeq(seq, p.t)
 	case bytes.HasPrefix(m, prefixBroadcast):
@@ -263,16 +271,48 @@ func (p *poller) textLocked(s *socket, m []byte, now time.Time) {
 				p.t.bc.Record(now.Sub(time.Unix(0, int64(ts))))
 			}
 		}
+	case bytes.HasPrefix(m, prefixInbox):
+		id, rest, ok := inboxFrame(m)
+		if !ok {
+			return
+		}
+		s.inboxID = string(id)
+		if s.rp != nil && bytes.HasPrefix(rest, typeReplayEv) {
+			storm, ok1 := leadingUint(rest[len(typeReplayEv):])
+			k, ok2 := fieldUint(rest, keyK)
+			if ok1 && ok2 {
+				s.rp.onEvent(storm, k)
+			}
+		}
+	case bytes.HasPrefix(m, prefixComplete):
+		if id := fieldInboxID(m); id != nil {
+			s.inboxID = string(id)
+		}
+		if s.rp != nil {
+			count, _ := fieldUint(m, keyCount)
+			if s.rp.onMarker(count) {
+				p.replayDoneLocked(now)
+			}
+		}
 	case bytes.Contains(m, typeReconnect):
 		if ms, ok := fieldUint(m, keyAfter); ok {
 			s.after = time.Duration(ms) * time.Millisecond
 		}
 	case bytes.Contains(m, typeResync):
-		// herald lost its broker and says messages may be missing: those
-		// published before this frame are excused, not lost.
-		p.t.resyncs++
-		if s.state == sockUp {
-			s.excuse(s.user.assigned.Load(), p.t)
+		if id := fieldInboxID(m); id != nil {
+			// The inbox's answer to since: the gap cannot be closed;
+			// refetch, and continue from this id. Nothing live was lost.
+			s.inboxID = string(id)
+		} else {
+			// herald lost its broker and says messages may be missing:
+			// those published before this frame are excused, not lost.
+			p.t.resyncs++
+			if s.state == sockUp {
+				s.excuse(s.user.assigned.Load(), p.t)
+			}
+		}
+		if s.rp != nil && s.rp.onResync() {
+			p.replayDoneLocked(now)
 		}
 	}
 }

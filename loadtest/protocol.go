@@ -29,10 +29,16 @@ type plan struct {
 	SlowRcvBuf    int           `json:"slow_rcvbuf"`
 	DrainTimeout  time.Duration `json:"drain_timeout"`
 	Pollers       int           `json:"pollers"`
+	// replay: users [ReplayFrom, Users) are the storm group, and those
+	// below ReplayAwayTo in it close their sockets for the storm.
+	// ReplayEvents is 0 when replay does not run.
+	ReplayFrom   int `json:"replay_from,omitempty"`
+	ReplayAwayTo int `json:"replay_away_to,omitempty"`
+	ReplayEvents int `json:"replay_events,omitempty"`
 }
 
 type command struct {
-	Op       string        `json:"op"` // plan, connect, fanout, churn, slow, bc_arm, bc_wait, stop
+	Op       string        `json:"op"` // plan, connect, fanout, churn, slow, bc_arm, bc_wait, rp_away, rp_base, rp_storm, rp_end, stop
 	Plan     *plan         `json:"plan,omitempty"`
 	Duration time.Duration `json:"duration,omitempty"`
 	Rate     float64       `json:"rate,omitempty"` // publishes per second for this worker; 0 flat out
@@ -99,6 +105,8 @@ type phaseResult struct {
 
 	Reconnects uint64        `json:"reconnects"`
 	Elapsed    time.Duration `json:"elapsed"`
+
+	Replay *replayPart `json:"replay,omitempty"` // the replay scenario's steps
 }
 
 func encodeLine(v any) []byte {

@@ -12,19 +12,22 @@ import (
 
 // Report is a run's result. Its JSON form is what --json writes; the
 // top-level blocks are the headline figures (sockets and handshake from
-// connect, delivery from fanout, broadcast, server cost from each one's own
-// scenario); Scenarios holds every scenario's own figures.
+// connect, delivery from fanout, broadcast, replay, server cost from each
+// one's own scenario); Scenarios holds every scenario's own figures.
 type Report struct {
 	Run       RunInfo          `json:"run"`
 	Sockets   SocketsReport    `json:"sockets"`
 	Handshake LatencyReport    `json:"handshake"`
 	Delivery  *DeliveryReport  `json:"delivery,omitempty"`
 	Broadcast *BroadcastReport `json:"broadcast,omitempty"`
+	Replay    *ReplayReport    `json:"replay,omitempty"`
 	Server    ServerReport     `json:"server"`
 	Scenarios []ScenarioReport `json:"scenarios"`
 	// Failures are the correctness conditions that failed: a socket not
 	// welcomed, a message lost or duplicated while its socket was
-	// connected, a broadcast not received, a publish that failed.
+	// connected, a broadcast not received, a publish that failed, a storm
+	// socket that did not get exactly its events in order then
+	// replay_complete.
 	Failures []string `json:"failures"`
 	Warnings []string `json:"warnings,omitempty"`
 	OK       bool     `json:"ok"`
@@ -137,6 +140,7 @@ type ScenarioReport struct {
 	Delivery   *DeliveryReport   `json:"delivery,omitempty"`
 	Broadcast  *BroadcastReport  `json:"broadcast,omitempty"`
 	Slow       *SlowReport       `json:"slow,omitempty"`
+	Replay     *ReplayReport     `json:"replay,omitempty"`
 	Server     *ServerCost       `json:"server,omitempty"`
 	Client     *ClientCost       `json:"load_tester,omitempty"`
 }
@@ -194,6 +198,9 @@ func (r *Report) WriteText(w io.Writer) {
 			p("  slow          %d sockets stopped reading (flooded with %.0f KiB/s each, %d messages of 32 KiB); %d shed by herald (herald counted %.0f 4009s); %d still open at the end",
 				sl.Slow, sl.FloodBytesPerS/1024, sl.Flooded, sl.Shed, sl.ShedByServer, sl.StillSlow)
 			p("  others' p99   %.2f ms with slow sockets vs %.2f ms without (×%.2f)", sl.OthersP99, sl.BaselineP99, sl.P99Ratio)
+		}
+		if rp := s.Replay; rp != nil {
+			rp.writeText(p)
 		}
 		if c := s.Server; c != nil {
 			if c.Error != "" {

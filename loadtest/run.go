@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -246,6 +247,10 @@ func (r *runner) start() error {
 			if s == "slow" {
 				pl.SlowShare, pl.SlowRcvBuf = r.cfg.SlowShare, 4096
 			}
+			if s == "replay" {
+				away := max(1, int(math.Ceil(r.cfg.ReplayShare*float64(r.cfg.ReplayUsers)-1e-9)))
+				pl.ReplayFrom, pl.ReplayAwayTo, pl.ReplayEvents = r.replayFrom(), r.replayFrom()+away, r.cfg.ReplayEvents
+			}
 		}
 		if err := we.send(command{Op: "plan", Plan: pl}); err != nil {
 			return fmt.Errorf("worker %d: %w", id, err)
@@ -278,8 +283,12 @@ func (r *runner) waitAll(wait func(*workerEnd) (bool, error)) error {
 func (r *runner) command(c command) ([]*phaseResult, error) {
 	for i, we := range r.workers {
 		wc := c
-		if c.Rate > 0 {
-			wc.Rate = c.Rate * float64(r.usersOf(i)) / float64(r.cfg.Users)
+		switch {
+		case c.Rate > 0 && c.Op == "rp_away":
+			// replay's fan-out reaches only the live users.
+			wc.Rate = c.Rate * float64(r.usersOf(i, r.replayFrom())) / float64(r.replayFrom())
+		case c.Rate > 0:
+			wc.Rate = c.Rate * float64(r.usersOf(i, r.cfg.Users)) / float64(r.cfg.Users)
 		}
 		if err := we.send(wc); err != nil {
 			return nil, fmt.Errorf("worker %d: %w", i, err)
@@ -303,15 +312,20 @@ func (r *runner) command(c command) ([]*phaseResult, error) {
 	return out, err
 }
 
-func (r *runner) usersOf(w int) int {
-	n := 0
-	for u := range r.cfg.Users {
+// usersOf counts the users below n that worker w holds.
+func (r *runner) usersOf(w, n int) int {
+	c := 0
+	for u := range n {
 		if u%r.cfg.Procs == w {
-			n++
+			c++
 		}
 	}
-	return n
+	return c
 }
+
+// replayFrom is the first user of replay's storm group: the users below
+// it are the live ones.
+func (r *runner) replayFrom() int { return r.cfg.Users - r.cfg.ReplayUsers }
 
 func (r *runner) setPhase(p string) {
 	r.phaseMu.Lock()
@@ -354,6 +368,7 @@ func (r *runner) play(rep *Report) error {
 		before := scrapeAll(r.ctx, r.http, r.cfg.Metrics)
 		start := time.Now()
 		var results []*phaseResult
+		var rp *ReplayReport
 		var err error
 		switch name {
 		case "connect":
@@ -366,6 +381,8 @@ func (r *runner) play(rep *Report) error {
 			results, err = r.command(command{Op: "slow", Duration: r.cfg.Duration, Rate: r.cfg.Rate, Share: r.cfg.SlowShare, Flood: max(r.cfg.SlowFlood, 0)})
 		case "broadcast":
 			results, err = r.broadcast()
+		case "replay":
+			results, rp, err = r.replay()
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
@@ -381,6 +398,7 @@ func (r *runner) play(rep *Report) error {
 			sr.Slow.ShedByServer = sr.Server.SlowConsumers
 			sr.Slow.RSSKiBGrowth = sr.Server.RSSKiBAfter - sr.Server.RSSKiBBefore
 		}
+		sr.Replay = rp
 		rep.Scenarios = append(rep.Scenarios, sr)
 	}
 	return nil

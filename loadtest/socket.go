@@ -12,6 +12,8 @@ type user struct {
 	channel  string        // the Redis channel user:<id>, with the prefix
 	assigned atomic.Uint64 // last sequence number handed to a PUBLISH
 	flooding atomic.Bool   // slow: only the flood publisher writes to this user
+	storm    bool          // replay: in the storm group (read-only)
+	away     bool          // replay: its sockets close for the storm (read-only)
 }
 
 // sockState is where a socket is in its life.
@@ -52,6 +54,8 @@ type socket struct {
 	got      uint64        // distinct seqs above startSeq received this session
 	bcID     uint64        // last broadcast received
 	after    time.Duration // reconnect hint of a {"type":"reconnect"} frame; -1 none
+	inboxID  string        // the inbox_id of the last frame that carried one
+	rp       *replayTrack  // replay: set on the storm group's sockets for the scenario
 }
 
 // onSeq records fan-out message seq. It is called with p.mu held.

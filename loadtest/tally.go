@@ -17,9 +17,12 @@ type tally struct {
 	resyncs     uint64    // resync frames received
 	latency     Histogram // publish→deliver, whole phase
 	interval    Histogram // publish→deliver, since the last progress event
+	window      Histogram // publish→deliver, since the last cutWindow (replay)
 
 	handshakes uint64
 	handshake  Histogram
+	hsWindow   Histogram // handshakes since the last cutWindow (replay)
+	rpTimes    Histogram // replay: storm start → each away socket's replay_complete or resync
 
 	bcGot uint64
 	bc    Histogram

@@ -43,6 +43,9 @@ type worker struct {
 	reconns  atomic.Uint64
 
 	cpuAtReset time.Duration // process CPU time when the phase began; owned by the command loop
+	live       *liveFanout   // replay's fan-out between its steps; owned by the command loop
+	rpBegan    time.Time     // when replay began; owned by the command loop
+	rpStart    atomic.Int64  // when replay's storm began, unix ns
 
 	mu       sync.Mutex
 	failedBy map[string]uint64 // guarded by mu
@@ -90,6 +93,9 @@ func newWorker(pl *plan) (*worker, error) {
 			u = &user{id: id, channel: pl.ChannelPrefix + "user:" + id}
 			byUser[ui] = u
 			w.users = append(w.users, u)
+		}
+		if pl.ReplayEvents > 0 && ui >= pl.ReplayFrom {
+			u.storm, u.away = true, ui < pl.ReplayAwayTo
 		}
 		s := &socket{idx: idx, user: u, p: w.pollers[k%np], fd: -1}
 		s.p.all = append(s.p.all, s)
@@ -154,7 +160,7 @@ func (w *worker) attempt(s *socket) {
 	mint := newSessionMinter(w.pl.SessionSecret, w.pl.UserClaim, time.Now)
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(w.ctx, 20*time.Second)
-	conn, rest, err := w.dial.connect(ctx, s, mint)
+	conn, rest, inboxID, err := w.dial.connect(ctx, s, mint)
 	cancel()
 	<-w.sem
 	if err == nil {
@@ -163,7 +169,7 @@ func (w *worker) attempt(s *socket) {
 		// goroutine at any time.
 		attempts, invalid := s.attempts, s.invalid
 		s.attempts, s.invalid = 0, 0
-		if err = s.p.register(s, conn, rest, time.Since(start)); err != nil {
+		if err = s.p.register(s, conn, rest, inboxID, time.Since(start)); err != nil {
 			s.attempts, s.invalid = attempts, invalid // not registered: still ours
 			if !errors.Is(err, errStopping) {
 				w.countFailure("client_fd_error")
@@ -500,6 +506,14 @@ func (w *worker) serve(in *bufio.Scanner, out io.Writer) error {
 			continue
 		case "bc_wait":
 			r = w.broadcastWait(c)
+		case "rp_away":
+			r = w.replayAway(c)
+		case "rp_base":
+			r = w.replayBase(c)
+		case "rp_storm":
+			r = w.replayStorm(c)
+		case "rp_end":
+			r = w.replayEnd()
 		case "stop":
 			return nil
 		default:
@@ -524,6 +538,7 @@ func (w *worker) serve(in *bufio.Scanner, out io.Writer) error {
 func (w *worker) shutdown() {
 	w.stopping.Store(true)
 	w.cancel()
+	w.stopLive()
 	w.each(func(p *poller, s *socket) {
 		if s.open {
 			p.clientCloseLocked(s, "done", false)

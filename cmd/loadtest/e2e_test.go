@@ -135,15 +135,19 @@ func num(t *testing.T, rep map[string]any, path string) float64 {
 // TestLoadTestTwoReplicas is the CI load test: 2,000 sockets from two
 // worker processes against two replicas on Redis. Every socket must be
 // welcomed and every message delivered exactly once, in fan-out, broadcast
-// and churn; the JSON report must hold the documented keys.
+// and churn; in a small reconnect storm (replay) every storm socket must get
+// its 10 inbox events exactly once, in order, then replay_complete, while
+// fan-out to the others goes on; the JSON report must hold the documented
+// keys.
 func TestLoadTestTwoReplicas(t *testing.T) {
 	r, hs := startReplicas(t, 2)
 	res := runLoadtest(t,
 		"--target", "http://"+hs[0].Addr, "--target", "http://"+hs[1].Addr,
 		"--sockets", "2000", "--users", "1500", "--procs", "2",
-		"--redis", r.URL(), "--scenario", "connect,fanout,broadcast,churn",
+		"--redis", r.URL(), "--scenario", "connect,fanout,broadcast,churn,replay",
 		"--duration", "3s", "--rate", "2000", "--concurrency", "64",
-		"--deadline", "100s",
+		"--replay-users", "600", "--replay-share", "0.75",
+		"--deadline", "120s",
 	)
 	if res.code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", res.code, res.stdout, res.stderr)
@@ -200,6 +204,30 @@ func TestLoadTestTwoReplicas(t *testing.T) {
 	}
 	if got := num(t, churn, "sockets_up_at_end"); got != 2000 {
 		t.Errorf("sockets up after churn = %v", got)
+	}
+	// Replay: users 900…1349 (one socket each) left and came back through
+	// the same two replicas with since; users 1350…1499 stayed.
+	for k, want := range map[string]float64{
+		"replay.storm_users": 450, "replay.storm_sockets": 450, "replay.replayed": 450,
+		"replay.stay_sockets": 150, "replay.stay_ok": 150, "replay.live_sockets": 1400,
+		"replay.appended": 6000, "replay.events_per_user": 10, "replay.server_replayed_events": 4500,
+	} {
+		if got := num(t, rep, k); got != want {
+			t.Errorf("%s = %v, want %v", k, got, want)
+		}
+	}
+	for _, k := range []string{"replay.resyncs", "replay.not_replayed", "replay.wrong", "replay.duplicates", "replay.missing", "replay.out_of_order", "replay.stay_bad", "replay.server_resyncs"} {
+		if got := num(t, rep, k); got != 0 {
+			t.Errorf("%s = %v", k, got)
+		}
+	}
+	for _, k := range []string{"replay.first_ms", "replay.median_ms", "replay.last_ms", "replay.before.p99_ms", "replay.storm.p50_ms", "replay.server_cpu_us_per_replayed_event"} {
+		if got := num(t, rep, k); got <= 0 {
+			t.Errorf("%s = %v, want > 0", k, got)
+		}
+	}
+	if first, last := num(t, rep, "replay.first_ms"), num(t, rep, "replay.last_ms"); first > last {
+		t.Errorf("replay first %v ms after last %v ms", first, last)
 	}
 	t.Logf("report:\n%s", res.stdout)
 	if !strings.Contains(res.stdout, "result: OK") {
@@ -355,6 +383,45 @@ func TestLoadTestSlowSocketsShed(t *testing.T) {
 	}
 	if got := num(t, slow, "sockets_up_at_end"); got != 200 {
 		t.Errorf("sockets up at the end = %v, want 200 (the shed ones reconnect)", got)
+	}
+}
+
+// TestLoadTestReplayResyncFails: a storm whose reconnects herald answers
+// with resync instead of the events (more events than its inbox keeps, or
+// no inbox at all) is a replay correctness failure: exit status 1, every
+// storm socket counted as resync, the live sockets unharmed.
+func TestLoadTestReplayResyncFails(t *testing.T) {
+	tests := []struct {
+		name, env string
+	}{
+		{"inbox cap below the events", "HERALD_INBOX_MAX_LEN=5"},
+		{"no inbox", "HERALD_INBOX=false"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r, hs := startReplicas(t, 1, tc.env)
+			res := runLoadtest(t, "--target", "http://"+hs[0].Addr, "--sockets", "100", "--redis", r.URL(),
+				"--scenario", "connect,replay", "--rate", "200", "--duration", "2s",
+				"--replay-users", "40", "--replay-events", "10", "--deadline", "60s")
+			if res.code != 1 {
+				t.Fatalf("exit %d, want 1\n%s\n%s", res.code, res.stdout, res.stderr)
+			}
+			for k, want := range map[string]float64{"replay.storm_sockets": 40, "replay.resyncs": 40, "replay.replayed": 0, "replay.live_sockets": 60} {
+				if got := num(t, res.report, k); got != want {
+					t.Errorf("%s = %v, want %v", k, got, want)
+				}
+			}
+			for _, s := range res.report["scenarios"].([]any) {
+				if sc := s.(map[string]any); sc["name"] == "replay" {
+					if got := num(t, sc, "delivery.lost"); got != 0 {
+						t.Errorf("live sockets lost %v", got)
+					}
+				}
+			}
+			if !strings.Contains(res.stdout, "FAILED: replay:") {
+				t.Errorf("no replay failure in the report:\n%s", res.stdout)
+			}
+		})
 	}
 }
 

@@ -98,8 +98,8 @@ func run(args []string, stderr, stdout io.Writer) int {
 	userPrefix := fs.String("user-prefix", "lt-", "user ids are <prefix><n>")
 	channelPrefix := fs.String("channel-prefix", "", "herald's --channel-prefix")
 	redisURL := fs.String("redis", "", "Redis herald uses (redis://host:port/0 or host:port), for PUBLISH; needed by every scenario but connect")
-	scenarios := fs.String("scenario", "", "comma-separated scenarios among connect,fanout,broadcast,churn,slow (default: all, or connect without --redis)")
-	duration := fs.Duration("duration", 10*time.Second, "how long fanout, churn and slow each publish")
+	scenarios := fs.String("scenario", "", "comma-separated scenarios among connect,fanout,broadcast,churn,slow,replay (default: all, or connect without --redis)")
+	duration := fs.Duration("duration", 10*time.Second, "how long fanout, churn and slow each publish; replay's baseline before the storm lasts half of it")
 	deadline := fs.Duration("deadline", 0, "hard cap of the whole run (default: connect timeout + 2×duration per timed scenario + 30s)")
 	connectTimeout := fs.Duration("connect-timeout", 60*time.Second, "bound on the connect scenario")
 	rate := fs.Float64("rate", 0, "fan-out PUBLISHes per second over all users (0: flat out)")
@@ -107,6 +107,9 @@ func run(args []string, stderr, stdout io.Writer) int {
 	churn := fs.Float64("churn-share", 0.05, "share of sockets that close and reconnect every second in churn")
 	slow := fs.Float64("slow-share", 0.01, "share of sockets that stop reading in slow")
 	flood := fs.Float64("slow-flood", 2<<20, "bytes per second published to each slow socket's user while it does not read (0: none)")
+	replayUsers := fs.Int("replay-users", 0, "replay's storm group: the last N users (default: half of --users); the others get live fan-out")
+	replayShare := fs.Float64("replay-share", 1, "share of the storm group whose sockets all leave and reconnect at once with since (the rest stay and get the events live)")
+	replayEvents := fs.Int("replay-events", 10, "inbox events appended to each storm user while away")
 	concurrency := fs.Int("concurrency", 256, "handshakes in flight over all workers")
 	procs := fs.Int("procs", 0, "worker processes (default: one per 18,000 sockets)")
 	srcIPs := fs.String("src-ips", "", "source addresses for client sockets: N (127.0.0.2 … 127.0.0.N+1) or a comma-separated list (default: enough loopback addresses for the sockets when every target is on loopback)")
@@ -130,6 +133,7 @@ func run(args []string, stderr, stdout io.Writer) int {
 		ChannelPrefix: *channelPrefix, Redis: *redisURL, Metrics: metrics,
 		Duration: *duration, Deadline: *deadline, ConnectTimeout: *connectTimeout, Rate: *rate,
 		PayloadBytes: *payload, ChurnShare: *churn, SlowShare: *slow, SlowFlood: *flood,
+		ReplayUsers: *replayUsers, ReplayShare: *replayShare, ReplayEvents: *replayEvents,
 		Concurrency: *concurrency, Procs: *procs, DrainTimeout: *drain,
 		Progress: stderr, ProgressTTY: isTTY(stderr),
 	}
