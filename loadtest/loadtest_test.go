@@ -3,6 +3,7 @@ package loadtest
 import (
 	"bytes"
 	"context"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -364,6 +365,34 @@ func TestReplayConfig(t *testing.T) {
 		mod(&c)
 		if err := c.fill(); err == nil {
 			t.Errorf("config %d accepted", i)
+		}
+	}
+}
+
+// TestBucketQuantile: herald's latency histogram, read per bucket at two
+// times and summed over replicas, gives the bucket of a quantile over the
+// window.
+func TestBucketQuantile(t *testing.T) {
+	b := func(le string) string { return deliveryLatencyBuckets + `{le="` + le + `"}` }
+	reading := func(a, c, d float64) map[string]float64 {
+		return map[string]float64{b("0.001"): a, b("0.01"): c, b("+Inf"): d, "process_cpu_seconds_total": 1}
+	}
+	before := scrape{values: []map[string]float64{reading(10, 10, 10), reading(5, 5, 5)}}
+	tests := []struct {
+		name  string
+		after scrape
+		q     float64
+		want  float64
+	}{
+		// 100 new observations per replica: 90 ≤ 1 ms, 9 more ≤ 10 ms, 1 above.
+		{"p50", scrape{values: []map[string]float64{reading(100, 109, 110), reading(95, 104, 105)}}, 0.5, 1},
+		{"p99", scrape{values: []map[string]float64{reading(100, 109, 110), reading(95, 104, 105)}}, 0.99, 10},
+		{"p999", scrape{values: []map[string]float64{reading(100, 109, 110), reading(95, 104, 105)}}, 0.999, math.Inf(1)},
+		{"nothing new", scrape{values: []map[string]float64{reading(10, 10, 10), reading(5, 5, 5)}}, 0.99, 0},
+	}
+	for _, tc := range tests {
+		if got := tc.after.bucketQuantile(before, deliveryLatencyBuckets, tc.q); got != tc.want {
+			t.Errorf("%s: %v ms, want %v", tc.name, got, tc.want)
 		}
 	}
 }

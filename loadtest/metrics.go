@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"math"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -21,7 +23,14 @@ var scrapedNames = []string{
 	"herald_slow_consumers_total",
 	"herald_inbox_replayed_events_total",
 	"herald_inbox_replays_total",
+	deliveryLatencyBuckets,
 }
+
+// deliveryLatencyBuckets is herald's histogram of the time from a
+// message's receipt at the replica to the end of the socket write that
+// sent it: its buckets, read per le, give herald's own share of the
+// publish→deliver latency over a window.
+const deliveryLatencyBuckets = "herald_delivery_latency_seconds_bucket"
 
 // resyncReplays is the labelled series of herald_inbox_replays_total that
 // counts the reconnects answered with resync.
@@ -41,6 +50,49 @@ func (s scrape) sum(name string) float64 {
 		v += m[name]
 	}
 	return v
+}
+
+// bucketQuantile returns the upper bound, in milliseconds, of the bucket of
+// histogram name (a _bucket series, summed over the replicas) that holds
+// its q-quantile over the window from before to s; 0 when nothing was
+// observed, +Inf past the last finite bound.
+func (s scrape) bucketQuantile(before scrape, name string, q float64) float64 {
+	type bucket struct {
+		key   string
+		le, n float64
+	}
+	var bs []bucket
+	prefix := name + `{le="`
+	for _, m := range s.values {
+		for k := range m {
+			if !strings.HasPrefix(k, prefix) {
+				continue
+			}
+			le, err := strconv.ParseFloat(strings.TrimSuffix(k[len(prefix):], `"}`), 64)
+			if err != nil {
+				continue
+			}
+			bs = append(bs, bucket{key: k, le: le})
+		}
+		break // every replica has the same buckets
+	}
+	if len(bs) == 0 {
+		return 0
+	}
+	sort.Slice(bs, func(i, j int) bool { return bs[i].le < bs[j].le })
+	for i := range bs {
+		bs[i].n = s.sum(bs[i].key) - before.sum(bs[i].key)
+	}
+	total := bs[len(bs)-1].n
+	if total <= 0 {
+		return 0
+	}
+	for _, b := range bs {
+		if b.n >= q*total {
+			return b.le * 1000
+		}
+	}
+	return math.Inf(1)
 }
 
 // only is the reading of URL i alone.

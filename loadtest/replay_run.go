@@ -2,6 +2,7 @@ package loadtest
 
 import (
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -59,14 +60,27 @@ type ReplayReport struct {
 	P99Ratio float64       `json:"p99_ratio"` // storm p99 / before p99
 
 	// Server cost over the storm window, summed over the replicas.
-	ServerCPUS        float64 `json:"server_cpu_s"`
-	ServerBaseCores   float64 `json:"server_base_cores"`      // CPU per second just before the storm (live fan-out alone)
-	ServerNetCPUS     float64 `json:"server_net_cpu_s"`       // server_cpu_s minus the base rate over the storm window
-	ServerEvents      float64 `json:"server_replayed_events"` // herald_inbox_replayed_events_total
-	ServerResyncs     float64 `json:"server_resyncs"`         // herald_inbox_replays_total{result="resync"}
-	CPUUsPerEvent     float64 `json:"server_cpu_us_per_replayed_event"`
-	CPUUsPerReconnect float64 `json:"server_cpu_us_per_reconnect"`
-	ServerError       string  `json:"server_error,omitempty"`
+	ServerCPUS      float64 `json:"server_cpu_s"`
+	ServerBaseCores float64 `json:"server_base_cores"`      // CPU per second just before the storm (live fan-out alone)
+	ServerNetCPUS   float64 `json:"server_net_cpu_s"`       // server_cpu_s minus the base rate over the storm window
+	ServerEvents    float64 `json:"server_replayed_events"` // herald_inbox_replayed_events_total
+	ServerResyncs   float64 `json:"server_resyncs"`         // herald_inbox_replays_total{result="resync"}
+	// Per replayed event and per reconnect: net of the live fan-out at its
+	// CPU rate before the storm (an underestimate when fan-out gets cheaper
+	// per delivery under load, as batching makes it), and gross (the whole
+	// window's CPU, live fan-out included: an overestimate).
+	CPUUsPerEvent          float64 `json:"server_cpu_us_per_replayed_event"`
+	CPUUsPerReconnect      float64 `json:"server_cpu_us_per_reconnect"`
+	CPUUsPerEventGross     float64 `json:"server_cpu_us_per_replayed_event_gross"`
+	CPUUsPerReconnectGross float64 `json:"server_cpu_us_per_reconnect_gross"`
+	ServerError            string  `json:"server_error,omitempty"`
+	// herald's own share of the live latency: the upper bound of the
+	// herald_delivery_latency_seconds bucket (receipt at the replica to
+	// the end of the socket write, every write) holding the p99 over the
+	// window; -1 past the last bucket.
+	ServerDeliveryP99Away   float64 `json:"server_delivery_p99_ms_away"`
+	ServerDeliveryP99Before float64 `json:"server_delivery_p99_ms_before"`
+	ServerDeliveryP99Storm  float64 `json:"server_delivery_p99_ms_storm"`
 }
 
 // replay runs the replay scenario's steps (see replay.go) and returns the
@@ -74,6 +88,7 @@ type ReplayReport struct {
 // storm's report.
 func (r *runner) replay() ([]*phaseResult, *ReplayReport, error) {
 	storm := uint64(time.Now().UnixNano())
+	awayStart := scrapeAll(r.ctx, r.http, r.cfg.Metrics)
 	away, err := r.command(command{Op: "rp_away", ID: storm, Rate: r.cfg.Rate})
 	if err != nil {
 		return nil, nil, err
@@ -100,7 +115,19 @@ func (r *runner) replay() ([]*phaseResult, *ReplayReport, error) {
 	}
 	rep := replayReport(r.cfg.ReplayEvents, [][]*phaseResult{away, base, stormRes, end})
 	rep.serverCost(cost(baseStart, stormStart), cost(stormStart, stormEnd))
+	if awayStart.err == nil && baseStart.err == nil && stormStart.err == nil && stormEnd.err == nil {
+		rep.ServerDeliveryP99Away = finiteOr(baseStart.bucketQuantile(awayStart, deliveryLatencyBuckets, 0.99), -1)
+		rep.ServerDeliveryP99Before = finiteOr(stormStart.bucketQuantile(baseStart, deliveryLatencyBuckets, 0.99), -1)
+		rep.ServerDeliveryP99Storm = finiteOr(stormEnd.bucketQuantile(stormStart, deliveryLatencyBuckets, 0.99), -1)
+	}
 	return end, rep, nil
+}
+
+func finiteOr(v, or float64) float64 {
+	if math.IsInf(v, 0) || math.IsNaN(v) {
+		return or
+	}
+	return v
 }
 
 // waitServerSockets waits, up to 10 s, until the replicas hold no more
@@ -198,9 +225,11 @@ func (rep *ReplayReport) serverCost(base, storm *ServerCost) {
 	}
 	if events > 0 {
 		rep.CPUUsPerEvent = rep.ServerNetCPUS * 1e6 / events
+		rep.CPUUsPerEventGross = rep.ServerCPUS * 1e6 / events
 	}
 	if storm.Handshakes > 0 {
 		rep.CPUUsPerReconnect = rep.ServerNetCPUS * 1e6 / storm.Handshakes
+		rep.CPUUsPerReconnectGross = rep.ServerCPUS * 1e6 / storm.Handshakes
 	}
 }
 
@@ -246,6 +275,19 @@ func (rep *ReplayReport) writeText(p func(string, ...any)) {
 		p("  storm cost    unknown: %s", rep.ServerError)
 		return
 	}
-	p("  storm cost    server CPU %.2f s in the storm window, %.2f s beyond the live fan-out's %.2f cores: %.1f µs per replayed event (%.0f replayed, %.0f resync), %.1f µs per reconnect",
-		rep.ServerCPUS, rep.ServerNetCPUS, rep.ServerBaseCores, rep.CPUUsPerEvent, rep.ServerEvents, rep.ServerResyncs, rep.CPUUsPerReconnect)
+	p("  storm cost    server CPU %.2f s in the storm window (%.0f events replayed, %.0f resync): %.1f µs per replayed event, %.1f µs per reconnect; beyond the live fan-out's %.2f cores before the storm, %.2f s: %.1f µs per replayed event, %.1f µs per reconnect",
+		rep.ServerCPUS, rep.ServerEvents, rep.ServerResyncs, rep.CPUUsPerEventGross, rep.CPUUsPerReconnectGross,
+		rep.ServerBaseCores, rep.ServerNetCPUS, rep.CPUUsPerEvent, rep.CPUUsPerReconnect)
+	p("  herald's part receipt→written p99 ≤ %s while away, ≤ %s before the storm, ≤ %s during it (herald_delivery_latency_seconds buckets)",
+		bucketText(rep.ServerDeliveryP99Away), bucketText(rep.ServerDeliveryP99Before), bucketText(rep.ServerDeliveryP99Storm))
+}
+
+func bucketText(ms float64) string {
+	switch {
+	case ms < 0:
+		return "∞ (past the last bucket)"
+	case ms == 0:
+		return "? (nothing observed)"
+	}
+	return fmt.Sprintf("%.1f ms", ms)
 }

@@ -221,7 +221,7 @@ func TestLoadTestTwoReplicas(t *testing.T) {
 			t.Errorf("%s = %v", k, got)
 		}
 	}
-	for _, k := range []string{"replay.first_ms", "replay.median_ms", "replay.last_ms", "replay.before.p99_ms", "replay.storm.p50_ms", "replay.server_cpu_us_per_replayed_event"} {
+	for _, k := range []string{"replay.first_ms", "replay.median_ms", "replay.last_ms", "replay.before.p99_ms", "replay.storm.p50_ms", "replay.server_cpu_us_per_replayed_event", "replay.server_delivery_p99_ms_storm"} {
 		if got := num(t, rep, k); got <= 0 {
 			t.Errorf("%s = %v, want > 0", k, got)
 		}
