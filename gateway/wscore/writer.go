@@ -137,6 +137,7 @@ func (c *Conn) flush(iov [][]byte) {
 			return
 		}
 		if err == nil && n == total {
+			c.stalled = 0 // progress: a later wait for room starts a new stall
 			c.mu.Unlock()
 			continue
 		}
