@@ -69,6 +69,7 @@ type Conn struct {
 	out       outQueue    // guarded by mu
 	scheduled bool        // a write worker owns the flush; guarded by mu
 	waitOut   bool        // EPOLLOUT is armed; guarded by mu, and set only together with the epoll interest
+	inputDone bool        // the client shut its side after its close frame: input is no longer watched; guarded by mu, set only together with the epoll interest
 	stalled   int64       // Now since output has been stuck, or 0; guarded by mu
 	endAfter  bool        // tear down once out is written; guarded by mu
 	deadline  int64       // Now after which a closing socket is torn down; guarded by mu
@@ -244,6 +245,9 @@ func (c *Conn) onReadable(buf []byte) {
 	if err == errWouldBlock {
 		return
 	}
+	if n == 0 && err == nil && c.endOfInput() {
+		return
+	}
 	if n == 0 || err != nil {
 		c.teardown(EndClientGone)
 		return
@@ -317,6 +321,29 @@ func (c *Conn) onPeerClose(code ws.StatusCode) {
 	if done {
 		c.teardown(nil)
 	}
+}
+
+// endOfInput handles the end of the client's stream on a socket that is
+// closing and still has output for it, such as the echo of the client's
+// close frame: the client may still read, so input stops being watched and
+// the socket is torn down once its output is written (or at its close
+// deadline). It reports false, changing nothing, for any other socket, which
+// the caller tears down.
+func (c *Conn) endOfInput() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.inputDone {
+		return c.state != Closed // a report read before input was turned off
+	}
+	if c.state != Closing || !c.endAfter || c.out.len() == 0 {
+		return false
+	}
+	c.inputDone = true
+	if err := c.poller.watchWrite(c, c.waitOut); err != nil {
+		c.inputDone = false
+		return false
+	}
+	return true
 }
 
 // onWritable is called by the poller when a socket whose output was stuck

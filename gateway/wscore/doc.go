@@ -15,7 +15,8 @@
 // fragments are reassembled, at most Config.MaxMessageBytes), OnWritten
 // after a socket write completed relayed messages (for latency), and
 // OnClose, exactly once, after the descriptor is closed. Pings, pongs and
-// the close handshake (RFC 6455 §5.5, §7) are answered by the core; a
+// the close handshake (RFC 6455 §5.5, §7) are answered by the core (a
+// client that shuts its side after its close frame still gets the echo); a
 // client that breaks the protocol is closed with 1002, 1007 or 1009.
 //
 // Frames are built once (TextFrame) and may be sent to any number of
@@ -48,10 +49,10 @@
 // until Start, then the poller goroutine for input (the frame parser); the
 // heartbeat for the ping schedule; Conn.mu for everything else, the
 // lifecycle state, the output queue and the epoll interest included. Every
-// epoll_ctl for a socket (add, arming and disarming EPOLLOUT, delete) runs
-// under its Conn.mu, so the interest registered in the kernel always
-// matches Conn.waitOut and a writable report can never be lost between a
-// write worker and the poller. The write itself runs without the lock: the
+// epoll_ctl for a socket (add, arming and disarming EPOLLOUT, turning input
+// off, delete) runs under its Conn.mu, so the interest registered in the
+// kernel always matches Conn.waitOut and Conn.inputDone and a writable
+// report can never be lost between a write worker and the poller. The write itself runs without the lock: the
 // frames it covers are marked in flight, and a concurrent shed keeps them.
 // A poller's fd→socket map removes an entry only if it still points to the
 // socket being removed, and a socket is removed from epoll (under its lock)

@@ -96,9 +96,13 @@ func (p *poller) forget(c *Conn) {
 	p.mu.Unlock()
 }
 
-// watchWrite turns output readiness reports for c on or off. c.mu is held.
+// watchWrite turns output readiness reports for c on or off; input is
+// watched until c.inputDone. c.mu is held.
 func (p *poller) watchWrite(c *Conn, on bool) error {
 	var ev uint32 = pollIn
+	if c.inputDone {
+		ev = 0 // EPOLLHUP and EPOLLERR are still reported
+	}
 	if on {
 		ev |= pollOut
 	}
