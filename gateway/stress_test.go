@@ -27,8 +27,8 @@ func TestStressSmallReceiveBuffers(t *testing.T) {
 	testenv.NoFDLeaks(t)
 	sc := stressScale
 	h := start(t, harnessOpts{sendBuffer: 8 << 10, gw: func(c *gateway.Config) {
-		c.WriteTimeout = 3 * time.Second // a lost wake-up shows as a write timeout
-		c.MaxQueueBytes = 4 * sc.burst * (sc.size + 16)
+		c.WriteTimeout = 3 * time.Second                     // a lost wake-up shows as a write timeout
+		c.MaxQueueBytes = 4 * sc.burst * (sc.size + 16 + 64) // + the core's 64-byte charge per queued frame
 		c.PingInterval = time.Minute
 		c.IdleTimeout = 2 * time.Minute
 	}})

@@ -99,7 +99,8 @@ func (c *Conn) LastSeen() time.Time { return wallTime(c.lastSeen.Load()) }
 // Send queues f without blocking. During the handshake frames are held
 // until Start. A frame larger than the queue cap is refused with
 // ErrTooLarge and the socket is not affected; a socket whose queue would
-// pass its cap is shed with DisconnectSlowConsumer (ErrSlowConsumer).
+// pass its cap (unsent bytes plus frameCharge per queued frame) is shed
+// with DisconnectSlowConsumer (ErrSlowConsumer).
 func (c *Conn) Send(f Frame) error {
 	c.mu.Lock()
 	switch {
@@ -109,7 +110,7 @@ func (c *Conn) Send(f Frame) error {
 	case len(f.b) > c.core.cfg.MaxQueueBytes:
 		c.mu.Unlock()
 		return ErrTooLarge
-	case c.out.bytes+len(f.b) > c.core.cfg.MaxQueueBytes:
+	case c.out.charge()+len(f.b)+frameCharge > c.core.cfg.MaxQueueBytes:
 		if c.shedLocked(DisconnectSlowConsumer, c.core.cfg.CloseTimeout) {
 			c.core.slowConsumers.Add(1)
 		}

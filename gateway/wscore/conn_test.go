@@ -224,3 +224,38 @@ func TestSendLimits(t *testing.T) {
 	}
 	c.Drop(EndClientGone)
 }
+
+// TestQueueChargesPerFrame fills a socket in its handshake (frames held
+// until Start) with empty messages. Each queued frame costs a slice entry
+// besides its bytes, and broadcast frames share their bytes, so counting
+// bytes alone let a 4 KiB cap hold 2,048 two-byte frames: 48 KiB of queue.
+// The cap must bound the memory a queue holds, overhead included.
+func TestQueueChargesPerFrame(t *testing.T) {
+	const limit = 4096
+	k, err := New(Config{Pollers: 1, Writers: 1, MaxQueueBytes: limit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	ln := listen(t)
+	_, s := pair(t, ln)
+	c, err := k.NewConn(s, &recorder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Drop(EndClientGone)
+	empty := TextFrame(nil)
+	queued := 0
+	for c.Send(empty) == nil {
+		queued++
+		if queued > limit {
+			break
+		}
+	}
+	if max := limit / (empty.Len() + frameCharge); queued > max {
+		t.Fatalf("%d empty frames queued under a %d-byte cap; want at most %d", queued, limit, max)
+	}
+	if c.State() != Closing || k.Stats().SlowConsumers != 1 {
+		t.Fatalf("state %s, slow consumers %d; want closing, 1", c.State(), k.Stats().SlowConsumers)
+	}
+}

@@ -14,6 +14,16 @@ type outQueue struct {
 	inFlight int     // frames at the front handed to a writev under way
 }
 
+// frameCharge is what a queued frame costs besides its bytes: its slice
+// entry (24 bytes) and the spare capacity the slice grows by, rounded up.
+// It is charged against the cap because a broadcast frame's bytes are
+// shared by every socket, while each queue pays for its own entries: a
+// burst of tiny messages must not grow a queue far past its cap.
+const frameCharge = 64
+
+// charge returns what the queue counts against its cap.
+func (q *outQueue) charge() int { return q.bytes + len(q.frames)*frameCharge }
+
 // len returns the number of frames not fully written.
 func (q *outQueue) len() int { return len(q.frames) }
 

@@ -19,7 +19,7 @@ func TestWriteTimeoutSparesProgress(t *testing.T) {
 		Pollers: 1, Writers: 1,
 		PingInterval: time.Minute, IdleTimeout: 2 * time.Minute, // no ping, no idle reap
 		WriteTimeout:  writeTimeout,
-		MaxQueueBytes: 8 << 20,
+		MaxQueueBytes: 32 << 20, // 300,000 small frames, each charged frameCharge too
 	})
 	if err != nil {
 		t.Fatal(err)
