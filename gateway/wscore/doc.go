@@ -70,7 +70,8 @@
 //	Conn.mu → writePool.mu
 //
 // poller.mu and writePool.mu are leaves: nothing is called while they are
-// held. The gateway's locks (its registry shards, and the broker's lock
-// taken under a registry shard) are never held while it calls into a Conn,
-// and the core never calls the gateway with a lock held.
+// held. The gateway's registry shards (and the broker's lock taken under a
+// shard) are never held while it calls into a Conn; its inbox gate's lock
+// is (gateway/inbox.go queues held frames under it), which is safe because
+// the core never calls the gateway with a lock of its own held.
 package wscore
