@@ -120,6 +120,16 @@ func TestPublisherShardedMode(t *testing.T) {
 	if l := cc.XLen(ctx, "inbox:{42}").Val(); l < 1 {
 		t.Fatalf("XLEN inbox:{42} = %d", l)
 	}
+	// The handshake's inbox read publishes its sync message where the
+	// events go: by SPUBLISH on the user's hash-tagged channel.
+	in, err := NewRedisInbox(cc, RedisInboxConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in.ReadSync(ctx, "42", "", []byte(`{"type":"sync-42"}`)); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitFor(t, User("42"), `{"type":"sync-42"}`)
 	// A plain PUBLISH on the single-Redis name reaches nobody here.
 	if n := cc.Publish(ctx, "user:42", "x").Val(); n != 0 {
 		t.Fatalf("PUBLISH user:42 reached %d subscribers, want 0", n)

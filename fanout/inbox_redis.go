@@ -39,11 +39,12 @@ var AppendScript string
 // ("" for none, otherwise already validated as "<ms>-<seq>"); ARGV[2] the
 // most events to return; ARGV[3], ARGV[4] as in AppendScript (for the
 // marker entry of an inbox that does not exist); ARGV[5] and ARGV[6], when
-// ARGV[5] is not empty, a channel and a message PUBLISHed once the head is
-// read (ReadSync). It returns
+// ARGV[5] is not empty, a channel and a message published once the head is
+// read (ReadSync), with the command in ARGV[7] (PUBLISH, or SPUBLISH with
+// sharded names, as in AppendScript). It returns
 // {"ok"|"gap", head, id1, payload1, id2, payload2, …}.
 const readScript = `local key, since, limit = KEYS[1], ARGV[1], tonumber(ARGV[2])
-if ARGV[5] ~= '' then redis.call('PUBLISH', ARGV[5], ARGV[6]) end
+if ARGV[5] ~= '' then redis.call(ARGV[7], ARGV[5], ARGV[6]) end
 local first = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)
 if #first == 0 then
   local id = redis.call('XADD', key, 'MAXLEN', '~', ARGV[3], '*', 'o', '')
@@ -169,8 +170,12 @@ func (r *RedisInbox) read(ctx context.Context, userID, since, channel string, sy
 			since, gap = "", true
 		}
 	}
+	publish := "PUBLISH"
+	if r.ch.Sharded() {
+		publish = "SPUBLISH" // the channel shares the stream's hash slot
+	}
 	res, err := readInbox.Run(ctx, r.client, []string{r.ch.Inbox(userID)},
-		since, r.cfg.MaxLen, r.cfg.MaxLen, r.cfg.Retention.Milliseconds(), channel, sync).Slice()
+		since, r.cfg.MaxLen, r.cfg.MaxLen, r.cfg.Retention.Milliseconds(), channel, sync, publish).Slice()
 	if err != nil {
 		return InboxRead{}, fmt.Errorf("fanout: inbox read for %s: %w", userID, err)
 	}
