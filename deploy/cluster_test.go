@@ -97,7 +97,7 @@ func startClusterWith(t *testing.T, bin string, extraEnv ...string) *cluster {
 		c.start(node)
 	}
 	nginxAddr := testenv.FreeAddr(t)
-	c.nginx = testenv.StartNginx(t, heraldConf(t, nginxAddr, upstreams), nginxAddr)
+	c.nginx = testenv.StartNginx(t, testenv.HeraldNginxConf(t, nginxAddr, upstreams), nginxAddr)
 	return c
 }
 

@@ -72,42 +72,6 @@ const (
 
 // ---- nginx ----
 
-var (
-	replicaLine = regexp.MustCompile(`^(\s*server\s+)(\S+)(\s.*# herald:replica\s*)$`)
-	listenLine  = regexp.MustCompile(`^(\s*listen\s+)([^;\s]+)(.*# herald:listen\s*)$`)
-)
-
-// heraldConf returns deploy/nginx/herald.conf with two substitutions, as its
-// header documents: the address of each "# herald:replica" server line
-// (there must be exactly len(replicas)), and the address of the
-// "# herald:listen" line. Everything else is the file as shipped.
-func heraldConf(t testing.TB, listen string, replicas []string) string {
-	t.Helper()
-	b, err := os.ReadFile("nginx/herald.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(string(b), "\n")
-	var nReplica, nListen int
-	for i, line := range lines {
-		switch {
-		case replicaLine.MatchString(line):
-			if nReplica < len(replicas) {
-				lines[i] = replicaLine.ReplaceAllString(line, "${1}"+replicas[nReplica]+"${3}")
-			}
-			nReplica++
-		case listenLine.MatchString(line):
-			lines[i] = listenLine.ReplaceAllString(line, "${1}"+listen+"${3}")
-			nListen++
-		}
-	}
-	if nReplica != len(replicas) || nListen != 1 {
-		t.Fatalf("nginx/herald.conf has %d \"# herald:replica\" lines and %d \"# herald:listen\" lines; want %d and 1",
-			nReplica, nListen, len(replicas))
-	}
-	return strings.Join(lines, "\n")
-}
-
 // nginxDirectives returns herald.conf without comments.
 func nginxDirectives(t testing.TB) string {
 	t.Helper()
@@ -126,7 +90,7 @@ func nginxDirectives(t testing.TB) string {
 }
 
 func TestNginxConfigParses(t *testing.T) {
-	conf := heraldConf(t, testenv.FreeAddr(t), []string{"127.0.0.1:18081", "127.0.0.1:18082", "127.0.0.1:18083"})
+	conf := testenv.HeraldNginxConf(t, testenv.FreeAddr(t), []string{"127.0.0.1:18081", "127.0.0.1:18082", "127.0.0.1:18083"})
 	if out, err := testenv.CheckNginxConf(t, conf); err != nil {
 		t.Fatalf("nginx -t rejects deploy/nginx/herald.conf: %v\n%s", err, out)
 	}
