@@ -87,6 +87,14 @@ type Config struct {
 	// HandshakeRate.
 	HandshakeRate  float64
 	HandshakeBurst int
+	// HandshakeConcurrency bounds how many token requests and WebSocket
+	// handshakes run their CPU-bound steps at once; the others wait for a
+	// slot, parked, within HandshakeTimeout (a token request then gets 503,
+	// a socket 1013). A handshake gives its slot back while it waits for
+	// Redis. The bound keeps a burst of reconnects from delaying the
+	// relaying of live messages (see cpuSlots). Zero means GOMAXPROCS;
+	// negative means no bound.
+	HandshakeConcurrency int
 
 	// AuthFailLimit is how many failed authentications (a forged or corrupt
 	// session or WS token, a reused WS token) one client IP may cause within
@@ -196,6 +204,7 @@ func (c *Config) setDefaults() {
 	defInt(&c.DrainConcurrency, DefaultDrainConcurrency)
 	defInt(&c.Pollers, runtime.GOMAXPROCS(0))
 	defInt(&c.Writers, runtime.GOMAXPROCS(0))
+	defInt(&c.HandshakeConcurrency, runtime.GOMAXPROCS(0))
 	defInt(&c.TokenBurst, DefaultTokenBurst)
 	if c.TokenRate == 0 {
 		c.TokenRate = DefaultTokenRate

@@ -57,8 +57,16 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	owned = true
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.HandshakeTimeout)
 	defer cancel()
+	sl := &slot{s: s.slots}
+	defer sl.give()
 	var early []byte
-	if d := s.admitSocket(ctx, c, r, token); d != nil {
+	d := DisconnectTryAgainLater
+	if sl.take(ctx) {
+		d = s.admitSocket(ctx, sl, c, r, token)
+	} else {
+		d = s.noSlot(c.user)
+	}
+	if d != nil {
 		c.ws.Shed(d, s.cfg.CloseTimeout)
 	} else {
 		if n := rw.Reader.Buffered(); n > 0 {
@@ -88,8 +96,9 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 
 // admitSocket checks the token, consumes it, registers the socket and waits
 // for its user's subscription. It returns why the socket is refused, or nil
-// with the welcome frame queued.
-func (s *Server) admitSocket(ctx context.Context, c *Conn, r *http.Request, token string) *Disconnect {
+// with the welcome frame queued. It runs holding sl, which it gives back
+// while it waits for Redis.
+func (s *Server) admitSocket(ctx context.Context, sl *slot, c *Conn, r *http.Request, token string) *Disconnect {
 	if blocked, _ := s.blocker.blocked(c.remoteIP, time.Now()); blocked {
 		s.metrics.authFailures.WithLabelValues("ip_blocked").Inc()
 		return DisconnectRateLimited
@@ -103,15 +112,19 @@ func (s *Server) admitSocket(ctx context.Context, c *Conn, r *http.Request, toke
 		s.authFailed(r, d.Reason, zap.Error(err))
 		return d
 	}
-	if s.admit != nil && !s.admit.Allow() {
-		s.authFailed(r, "rate_limited", zap.String("user", claims.UserID))
-		return DisconnectRateLimited
+	if d := s.pace(ctx, sl, r, claims.UserID); d != nil {
+		return d
 	}
 	// The store's clock, not this replica's, decides whether the token is
 	// still alive: a replica whose clock lags cannot revive a token whose
 	// record has expired. A store that started after the token was minted
 	// (Redis restarted without its data) refuses it too.
-	first, err := s.cfg.Replay.Consume(ctx, claims.JTI, claims.MintedBy, claims.ExpiresAt.Add(s.cfg.Auth.ClockSkew()))
+	var first bool
+	if !sl.await(ctx, func() {
+		first, err = s.cfg.Replay.Consume(ctx, claims.JTI, claims.MintedBy, claims.ExpiresAt.Add(s.cfg.Auth.ClockSkew()))
+	}) && err == nil {
+		return s.noSlot(c.user)
+	}
 	if errors.Is(err, replay.ErrExpired) {
 		s.authFailed(r, DisconnectTokenExpired.Reason, zap.String("user", claims.UserID), zap.Error(err))
 		return DisconnectTokenExpired
@@ -131,7 +144,7 @@ func (s *Server) admitSocket(ctx context.Context, c *Conn, r *http.Request, toke
 	// messages delivered once the socket is registered come after it. With
 	// an inbox it waits for the inbox read, and a gate holds those messages
 	// meanwhile (inbox.go). A cluster-wide cap refuses before any of it.
-	if d := s.presenceAdmit(ctx, c); d != nil {
+	if d := s.presenceAdmit(ctx, sl, c); d != nil {
 		return d
 	}
 	gate := s.beginInbox(c)
@@ -154,18 +167,74 @@ func (s *Server) admitSocket(ctx context.Context, c *Conn, r *http.Request, toke
 		s.endInbox(c, gate, false, nil)
 		return DisconnectServiceRestart
 	}
-	select {
-	case <-ready:
-	case <-s.drainCh:
+	var d *Disconnect
+	taken := sl.await(ctx, func() {
+		select {
+		case <-ready:
+		case <-s.drainCh:
+			d = DisconnectServiceRestart
+		case <-ctx.Done():
+			s.log.Warn("socket refused: broker subscription not confirmed in time",
+				zap.String("user", c.user), zap.Duration("timeout", s.cfg.HandshakeTimeout))
+			d = DisconnectTryAgainLater
+		}
+	})
+	if d == nil && !taken {
+		d = s.noSlot(c.user)
+	}
+	if d != nil {
 		s.endInbox(c, gate, false, nil)
-		return DisconnectServiceRestart
-	case <-ctx.Done():
-		s.endInbox(c, gate, false, nil)
-		s.log.Warn("socket refused: broker subscription not confirmed in time",
-			zap.String("user", c.user), zap.Duration("timeout", s.cfg.HandshakeTimeout))
+		return d
+	}
+	return s.openInbox(ctx, sl, c, gate, r.URL.Query())
+}
+
+// pace holds a handshake over --handshake-rate until its turn, with its
+// CPU slot given back, so that a reconnect storm is spread out rather than
+// refused. A handshake whose turn is more than half its timeout away is
+// refused with 4029 at once: the client backs off and the queue stays
+// bounded.
+func (s *Server) pace(ctx context.Context, sl *slot, r *http.Request, user string) *Disconnect {
+	if s.admit == nil {
+		return nil
+	}
+	now := time.Now()
+	rv := s.admit.ReserveN(now, 1)
+	wait := rv.DelayFrom(now)
+	if wait == 0 {
+		return nil
+	}
+	if !rv.OK() || wait > s.cfg.HandshakeTimeout/2 {
+		rv.CancelAt(now)
+		s.authFailed(r, "rate_limited", zap.String("user", user))
+		return DisconnectRateLimited
+	}
+	s.metrics.paced.Inc()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	expired := false
+	taken := sl.await(ctx, func() {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			expired = true
+		}
+	})
+	if expired {
+		rv.Cancel()
 		return DisconnectTryAgainLater
 	}
-	return s.openInbox(ctx, c, gate, r.URL.Query())
+	if !taken {
+		return s.noSlot(user)
+	}
+	return nil
+}
+
+// noSlot is the refusal of a handshake that waited for a CPU slot (see
+// cpuSlots) until its timeout.
+func (s *Server) noSlot(user string) *Disconnect {
+	s.log.Warn("socket refused: no handshake slot in time", zap.String("user", user), zap.Duration("timeout", s.cfg.HandshakeTimeout))
+	return DisconnectTryAgainLater
 }
 
 // welcomeFrame is the first frame; inboxID, when set, is the inbox head.

@@ -96,7 +96,9 @@ type Config struct {
 	// Concurrency is handshakes in flight over all workers; zero means 256.
 	Concurrency int
 	// Procs is the number of worker processes; zero means one per 18,000
-	// sockets (a process may hold 20,000 descriptors here).
+	// sockets (a process may hold 20,000 descriptors here), and at least
+	// two with the replay scenario. With two or more, replay's live users
+	// and its storm group are held by different processes (see workerOf).
 	Procs int
 	// SrcIPs are local addresses to bind client sockets to, spread evenly;
 	// zero means the kernel's choice.
@@ -243,6 +245,9 @@ func (c *Config) fill() error {
 	}
 	if c.Procs <= 0 {
 		c.Procs = (c.Sockets + perProcSockets - 1) / perProcSockets
+		if seen["replay"] {
+			c.Procs = max(c.Procs, 2) // the live users get a process of their own
+		}
 	}
 	if c.Procs > c.Sockets {
 		c.Procs = c.Sockets

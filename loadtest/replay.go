@@ -407,8 +407,6 @@ func (w *worker) replayStorm(c command) *phaseResult {
 		time.Sleep(20 * time.Millisecond)
 	}
 	elapsed := time.Since(start)
-	w.awaitPublished(w.pl.DrainTimeout)
-	lat, hs := w.cutWindow()
 	var times Histogram
 	for _, p := range w.pollers {
 		p.mu.Lock()
@@ -416,8 +414,18 @@ func (w *worker) replayStorm(c command) *phaseResult {
 		p.mu.Unlock()
 	}
 	return &phaseResult{Phase: "replay", Replay: &replayPart{
-		Storm: lat.sparse(), StormHS: hs.sparse(), Times: times.sparse(), StormT: elapsed, Reconnects: uint64(len(todo)),
+		Times: times.sparse(), StormT: elapsed, Reconnects: uint64(len(todo)),
 	}}
+}
+
+// replayCut is the step rp_cut, once every worker's storm is over: the
+// live messages published so far arrive, and the storm's live latency and
+// handshake windows close. (A worker that holds only live users is done
+// with rp_storm at once; its window must last as long as the others'.)
+func (w *worker) replayCut() *phaseResult {
+	w.awaitPublished(w.pl.DrainTimeout)
+	lat, hs := w.cutWindow()
+	return &phaseResult{Phase: "replay", Replay: &replayPart{Storm: lat.sparse(), StormHS: hs.sparse()}}
 }
 
 // replayEnd is the step rp_end: live fan-out stops, the messages in flight

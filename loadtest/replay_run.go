@@ -109,11 +109,15 @@ func (r *runner) replay() ([]*phaseResult, *ReplayReport, error) {
 		return nil, nil, err
 	}
 	stormEnd := scrapeAll(r.ctx, r.http, r.cfg.Metrics)
+	cut, err := r.command(command{Op: "rp_cut"})
+	if err != nil {
+		return nil, nil, err
+	}
 	end, err := r.command(command{Op: "rp_end"})
 	if err != nil {
 		return nil, nil, err
 	}
-	rep := replayReport(r.cfg.ReplayEvents, [][]*phaseResult{away, base, stormRes, end})
+	rep := replayReport(r.cfg.ReplayEvents, [][]*phaseResult{away, base, stormRes, cut, end})
 	rep.serverCost(cost(baseStart, stormStart), cost(stormStart, stormEnd))
 	if awayStart.err == nil && baseStart.err == nil && stormStart.err == nil && stormEnd.err == nil {
 		rep.ServerDeliveryP99Away = finiteOr(baseStart.bucketQuantile(awayStart, deliveryLatencyBuckets, 0.99), -1)

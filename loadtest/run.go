@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -225,7 +226,7 @@ func (r *runner) start() error {
 	}
 	shares := make([][]int, r.cfg.Procs)
 	for i := range r.cfg.Sockets {
-		w := (i % r.cfg.Users) % r.cfg.Procs
+		w := r.workerOf(i % r.cfg.Users)
 		shares[w] = append(shares[w], i)
 	}
 	for id := range r.cfg.Procs {
@@ -240,7 +241,7 @@ func (r *runner) start() error {
 			Worker: id, Targets: r.cfg.Targets, SrcIPs: r.cfg.SrcIPs, SessionSecret: r.cfg.SessionSecret,
 			UserClaim: r.cfg.UserClaim, SessionCookie: r.cfg.SessionCookie, Origin: r.cfg.Origin,
 			UserPrefix: r.cfg.UserPrefix, ChannelPrefix: r.cfg.ChannelPrefix, Redis: r.cfg.Redis,
-			Users: r.cfg.Users, Sockets: shares[id], Concurrency: max(1, r.cfg.Concurrency/r.cfg.Procs),
+			Users: r.cfg.Users, Sockets: shares[id], Concurrency: max(1, r.cfg.Concurrency*len(shares[id])/r.cfg.Sockets),
 			PayloadBytes: r.cfg.PayloadBytes, DrainTimeout: r.cfg.DrainTimeout,
 		}
 		for _, s := range r.cfg.Scenarios {
@@ -316,11 +317,38 @@ func (r *runner) command(c command) ([]*phaseResult, error) {
 func (r *runner) usersOf(w, n int) int {
 	c := 0
 	for u := range n {
-		if u%r.cfg.Procs == w {
+		if r.workerOf(u) == w {
 			c++
 		}
 	}
 	return c
+}
+
+// workerOf returns the worker that holds user u's sockets. Users are dealt
+// round-robin, except in a run with the replay scenario and two workers or
+// more: the live users then have workers of their own (a share of the
+// workers as large as their share of the users, at least one), so that the
+// storm's handshakes never share a process, and its Go scheduler, with the
+// sockets whose latency the storm is measured by.
+func (r *runner) workerOf(u int) int {
+	live := r.liveProcs()
+	if live == 0 {
+		return u % r.cfg.Procs
+	}
+	if u < r.replayFrom() {
+		return u % live
+	}
+	return live + u%(r.cfg.Procs-live)
+}
+
+// liveProcs is how many workers hold replay's live users alone; zero when
+// users are dealt round-robin.
+func (r *runner) liveProcs() int {
+	if r.cfg.Procs < 2 || !slices.Contains(r.cfg.Scenarios, "replay") {
+		return 0
+	}
+	n := r.cfg.Procs * r.replayFrom() / r.cfg.Users
+	return min(max(n, 1), r.cfg.Procs-1)
 }
 
 // replayFrom is the first user of replay's storm group: the users below

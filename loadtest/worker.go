@@ -512,6 +512,8 @@ func (w *worker) serve(in *bufio.Scanner, out io.Writer) error {
 			r = w.replayBase(c)
 		case "rp_storm":
 			r = w.replayStorm(c)
+		case "rp_cut":
+			r = w.replayCut()
 		case "rp_end":
 			r = w.replayEnd()
 		case "stop":
