@@ -80,3 +80,14 @@ type Broker interface {
 	// after Close returns.
 	Close() error
 }
+
+// SocketSubscriber is implemented by a Broker whose socket channels must be
+// subscribed one by one: RedisCluster, because sharded pub/sub has no
+// patterns. The gateway calls SubscribeSocket when it registers a socket
+// and waits for the returned channel, as for Subscribe, before the
+// welcome; it calls UnsubscribeSocket once when the socket goes. Other
+// brokers receive every local socket's messages without it.
+type SocketSubscriber interface {
+	SubscribeSocket(socketID string) <-chan struct{}
+	UnsubscribeSocket(socketID string)
+}
