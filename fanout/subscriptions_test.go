@@ -227,3 +227,19 @@ func TestSubscriptionsForget(t *testing.T) {
 		t.Fatalf("connected = %d, want 0", n)
 	}
 }
+
+// An Unsubscribe without grace (a socket channel) is planned at once, even
+// when the subscriptions have a grace period.
+func TestSubscriptionsRemoveWithoutGrace(t *testing.T) {
+	s := newSubscriptions(time.Hour)
+	s.add("socket:{n1.a}")
+	wantPlan(t, s, []string{"socket:{n1.a}"}, nil)
+	s.confirm("socket:{n1.a}")
+	if ok, work := s.remove("socket:{n1.a}", time.Now(), false); !ok || !work {
+		t.Fatalf("remove = %v, %v", ok, work)
+	}
+	if !s.nextDeadline().IsZero() {
+		t.Fatal("a grace deadline was queued")
+	}
+	wantPlan(t, s, nil, []string{"socket:{n1.a}"})
+}

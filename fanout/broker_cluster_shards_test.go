@@ -108,3 +108,100 @@ func TestRedisClusterFollowsMoved(t *testing.T) {
 		return nil
 	})
 }
+
+// Socket channels are sharded like user channels: each socket's channel is
+// SSUBSCRIBEd on the master of its slot, so one replica's sockets spread
+// over every shard; a message SPUBLISHed on socket:{<id>} reaches the
+// handler as ToSocket; after a slot migration the channel is subscribed on
+// the new master and the socket gets a resync.
+func TestRedisClusterSocketChannels(t *testing.T) {
+	testenv.NoLeaks(t)
+	rc, cc := startThreeMasterCluster(t)
+	b, err := NewRedisCluster(cc, RedisConfig{
+		NodeID:           "n1",
+		RefreshInterval:  100 * time.Millisecond,
+		UnsubscribeGrace: time.Hour, // user channels'; socket channels have none
+		Logger:           testLogger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	if err := b.Start(rec); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	waitReady(t, b)
+	ch := NewShardedChannels("")
+	const sockets = 30
+	ids := make([]string, sockets)
+	for i := range ids {
+		ids[i] = "n1." + strconv.Itoa(1000+i)
+	}
+	chans := make([]<-chan struct{}, sockets)
+	for i, id := range ids {
+		chans[i] = b.SubscribeSocket(id)
+	}
+	masters := map[string]bool{}
+	for i, id := range ids {
+		waitClosed(t, chans[i], 10*time.Second, id)
+		m := rc.MasterOf(keySlot(ch.Socket(id)))
+		masters[m] = true
+		if n := shardNumSubAt(t, m, ch.Socket(id)); n != 1 {
+			t.Fatalf("SHARDNUMSUB %s on its master = %d, want 1", ch.Socket(id), n)
+		}
+	}
+	if len(masters) != 3 {
+		t.Fatalf("%d sockets on %d masters, want all 3", sockets, len(masters))
+	}
+	ctx := context.Background()
+	for _, id := range ids {
+		if n, err := cc.SPublish(ctx, ch.Socket(id), "to-"+id).Result(); err != nil || n != 1 {
+			t.Fatalf("SPUBLISH %s: %d receivers, %v; want 1", ch.Socket(id), n, err)
+		}
+	}
+	for _, id := range ids {
+		rec.waitFor(t, Socket(id), "to-"+id)
+	}
+
+	// Migrate the first socket's slot: resubscribed on the new master, and
+	// a resync for that socket only.
+	id := ids[0]
+	slot := keySlot(ch.Socket(id))
+	to := otherMaster(t, rc, rc.MasterOf(slot))
+	rc.MigrateSlot(slot, to)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if n := shardNumSubAt(t, to, ch.Socket(id)); n != 1 {
+			return fmt.Errorf("SHARDNUMSUB %s on the new master = %d, want 1", ch.Socket(id), n)
+		}
+		if !rec.has(Socket(id), resyncPayload) {
+			return fmt.Errorf("no resync for socket %s", id)
+		}
+		return nil
+	})
+	if err := cc.SPublish(ctx, ch.Socket(id), "after-migration").Err(); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitFor(t, Socket(id), "after-migration")
+	for _, other := range ids[1:] {
+		if keySlot(ch.Socket(other)) != slot && rec.has(Socket(other), resyncPayload) {
+			t.Errorf("socket %s, whose slot did not move, got a resync", other)
+		}
+	}
+
+	// UnsubscribeSocket drops the channel at once: no grace.
+	for _, id := range ids {
+		b.UnsubscribeSocket(id)
+	}
+	testenv.Eventually(t, 5*time.Second, func() error {
+		for _, m := range rc.Masters() {
+			c := redis.NewClient(&redis.Options{Addr: m, MaxRetries: -1})
+			n := len(c.PubSubShardChannels(ctx, "socket:*").Val())
+			c.Close()
+			if n != 0 {
+				return fmt.Errorf("%s: %d socket channels still subscribed", m, n)
+			}
+		}
+		return nil
+	})
+}
