@@ -87,8 +87,9 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 }
 
 // admitSocket checks the token, consumes it, registers the socket and waits
-// for its user's subscription. It returns why the socket is refused, or nil
-// with the welcome frame queued.
+// for its user's subscription (and its socket's, with a broker that
+// subscribes sockets one by one). It returns why the socket is refused, or
+// nil with the welcome frame queued.
 func (s *Server) admitSocket(ctx context.Context, c *Conn, r *http.Request, token string) *Disconnect {
 	if blocked, _ := s.blocker.blocked(c.remoteIP, time.Now()); blocked {
 		s.metrics.authFailures.WithLabelValues("ip_blocked").Inc()
@@ -138,7 +139,7 @@ func (s *Server) admitSocket(ctx context.Context, c *Conn, r *http.Request, toke
 	if gate == nil {
 		c.enqueue(s.welcomeFrame(c, ""))
 	}
-	ready, err := s.reg.add(c)
+	userReady, socketReady, err := s.reg.add(c)
 	if err != nil {
 		s.presenceLeft(c)
 		s.endInbox(c, gate, false, nil)
@@ -154,16 +155,21 @@ func (s *Server) admitSocket(ctx context.Context, c *Conn, r *http.Request, toke
 		s.endInbox(c, gate, false, nil)
 		return DisconnectServiceRestart
 	}
-	select {
-	case <-ready:
-	case <-s.drainCh:
-		s.endInbox(c, gate, false, nil)
-		return DisconnectServiceRestart
-	case <-ctx.Done():
-		s.endInbox(c, gate, false, nil)
-		s.log.Warn("socket refused: broker subscription not confirmed in time",
-			zap.String("user", c.user), zap.Duration("timeout", s.cfg.HandshakeTimeout))
-		return DisconnectTryAgainLater
+	for _, ready := range [...]<-chan struct{}{userReady, socketReady} {
+		if ready == nil { // no per-socket subscription
+			continue
+		}
+		select {
+		case <-ready:
+		case <-s.drainCh:
+			s.endInbox(c, gate, false, nil)
+			return DisconnectServiceRestart
+		case <-ctx.Done():
+			s.endInbox(c, gate, false, nil)
+			s.log.Warn("socket refused: broker subscription not confirmed in time",
+				zap.String("user", c.user), zap.String("socket_id", c.id), zap.Duration("timeout", s.cfg.HandshakeTimeout))
+			return DisconnectTryAgainLater
+		}
 	}
 	return s.openInbox(ctx, c, gate, r.URL.Query())
 }
