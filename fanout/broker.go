@@ -56,7 +56,9 @@ type Handler interface {
 	Resync()
 }
 
-// Broker is the replica's view of the message bus.
+// Broker is the replica's view of the message bus. A Broker that must be
+// told about each local socket to receive its messages (RedisCluster) also
+// implements SocketSubscriber.
 type Broker interface {
 	// Start begins delivering to h. It is called once, before any other method.
 	Start(h Handler) error
