@@ -33,7 +33,7 @@ func otherMaster(t testing.TB, rc *testenv.RedisCluster, addr string) string {
 	return ""
 }
 
-// shardNumSub returns PUBSUB SHARDNUMSUB channel on the node at addr.
+// shardNumSubAt returns PUBSUB SHARDNUMSUB channel on the node at addr.
 func shardNumSubAt(t testing.TB, addr, channel string) int64 {
 	t.Helper()
 	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
