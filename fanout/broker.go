@@ -56,7 +56,9 @@ type Handler interface {
 	Resync()
 }
 
-// Broker is the replica's view of the message bus.
+// Broker is the replica's view of the message bus. A Broker that must be
+// told about each local socket to receive its messages (RedisCluster) also
+// implements SocketSubscriber.
 type Broker interface {
 	// Start begins delivering to h. It is called once, before any other method.
 	Start(h Handler) error
@@ -79,4 +81,15 @@ type Broker interface {
 	// Close stops delivery and releases resources. Nothing is delivered
 	// after Close returns.
 	Close() error
+}
+
+// SocketSubscriber is implemented by a Broker whose socket channels must be
+// subscribed one by one: RedisCluster, because sharded pub/sub has no
+// patterns. The gateway calls SubscribeSocket when it registers a socket
+// and waits for the returned channel, as for Subscribe, before the
+// welcome; it calls UnsubscribeSocket once when the socket goes. Other
+// brokers receive every local socket's messages without it.
+type SocketSubscriber interface {
+	SubscribeSocket(socketID string) <-chan struct{}
+	UnsubscribeSocket(socketID string)
 }

@@ -18,16 +18,17 @@ import (
 )
 
 // RedisCluster is the Broker of the multi-replica mode on a Redis Cluster
-// (Redis 7 or later). User channels are "<prefix>user:{<id>}" (see
-// NewShardedChannels) and travel by sharded pub/sub: the broker keeps one
-// pub/sub connection per master, SSUBSCRIBEs each user on the master that
-// owns the slot of its channel, batched per shard as Redis does, and
-// follows the slot map: when a master fails over or a slot migrates, the
-// users concerned are subscribed on their new master and their sockets get
-// {"type":"resync"}. Broadcast, broadcast-except, socket and control
-// messages stay on classic pub/sub, which a Redis Cluster relays to every
-// node: one more connection, to any node, receives them (see the package
-// documentation for the cost).
+// (Redis 7 or later). User and socket channels are "<prefix>user:{<id>}"
+// and "<prefix>socket:{<id>}" (see NewShardedChannels) and travel by
+// sharded pub/sub: the broker keeps one pub/sub connection per master,
+// SSUBSCRIBEs each user's channel and each local socket's (SocketSubscriber)
+// on the master that owns its slot, batched per shard as Redis does, and
+// follows the slot map: when a master fails over, a slot migrates or an
+// SSUBSCRIBE gets MOVED, the channels concerned are subscribed on their new
+// master and their sockets get {"type":"resync"}. Broadcast,
+// broadcast-except and control messages stay on classic pub/sub, which a
+// Redis Cluster relays to every node: one more connection, to any node,
+// receives them (see the package documentation for the cost).
 //
 // Subscribe, Unsubscribe, Publish and Ready may be called from any
 // goroutine. Messages are delivered from the shards' receive loops and the
@@ -41,13 +42,14 @@ type RedisCluster struct {
 	log    *zap.Logger
 	m      *metrics
 
-	classic       *Redis        // broadcast, except, socket and control; read-only
+	classic       *Redis        // broadcast, except and control; read-only
 	classicClient *redis.Client // owned; dials a node of the cluster
 
 	ctx     context.Context
 	cancel  context.CancelFunc
 	loops   sync.WaitGroup // the refresh loop and resync waiters
 	kick    chan struct{}  // capacity 1: re-read the slot map now
+	moves   chan slotRange // MOVED replies of the shards, for the refresh loop
 	closed  atomic.Bool
 	h       Handler       // set by Start, read-only after
 	nodesMu sync.Mutex    // guards nodes
@@ -59,9 +61,11 @@ type RedisCluster struct {
 	closing bool                    // guarded by mu
 	slots   []slotRange             // guarded by mu; sorted; empty until the first read
 	shards  map[string]*shard       // guarded by mu; by master address
-	users   map[string]*clusterUser // guarded by mu; users with Subscribe calls outstanding
-	unhomed int                     // guarded by mu; users whose slot had no master when subscribed
+	chans   map[string]*clusterChan // guarded by mu; user and socket channels with Subscribe calls outstanding
+	unhomed int                     // guarded by mu; channels whose slot had no master when subscribed
 }
+
+var _ SocketSubscriber = (*RedisCluster)(nil)
 
 var _ Broker = (*RedisCluster)(nil)
 
@@ -76,23 +80,24 @@ type slotRange struct {
 type shard struct {
 	addr   string
 	client *redis.Client // owned
-	b      *Redis        // sharded mode
-	users  int           // guarded by RedisCluster.mu; users homed here
+	b      *Redis        // sharded mode, keyed by channel name
+	chans  int           // guarded by RedisCluster.mu; channels homed here
 }
 
-// movedUser is a user refresh homed on a new shard.
-type movedUser struct {
-	user    string
+// movedChan is a channel homed on a new shard.
+type movedChan struct {
+	channel string
 	ready   <-chan struct{} // closed once subscribed on the new shard
 	resync  bool            // it was homed elsewhere: messages may be lost
 	waiting chan struct{}   // nil, or Subscribe's channel to close once ready
 }
 
-type clusterUser struct {
+// clusterChan is a user's or a socket's channel.
+type clusterChan struct {
 	refs  int
 	shard *shard // nil until the slot map is known
 	// waiting is the channel handed to Subscribe calls made before the
-	// slot map was known; closed once the user is homed and subscribed.
+	// slot map was known; closed once the channel is homed and subscribed.
 	waiting chan struct{}
 }
 
@@ -121,9 +126,10 @@ func NewRedisCluster(client *redis.ClusterClient, cfg RedisConfig) (*RedisCluste
 		ctx:    ctx,
 		cancel: cancel,
 		kick:   make(chan struct{}, 1),
+		moves:  make(chan slotRange, 64),
 		nodes:  slices.Clone(opt.Addrs),
 		shards: make(map[string]*shard),
-		users:  make(map[string]*clusterUser),
+		chans:  make(map[string]*clusterChan),
 	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
@@ -230,60 +236,83 @@ func (r *RedisCluster) Subscribe(userID string) <-chan struct{} {
 		r.log.Error("Subscribe with an empty user id")
 		return closedChan
 	}
+	return r.subscribe(r.ch.User(userID))
+}
+
+// Unsubscribe undoes one Subscribe of userID, after the grace period.
+func (r *RedisCluster) Unsubscribe(userID string) { r.unsubscribe(r.ch.User(userID), true) }
+
+// SubscribeSocket subscribes the channel of one local socket on the master
+// that owns it; the returned channel is closed once the subscription is
+// active. Calls are balanced by UnsubscribeSocket, once per socket.
+func (r *RedisCluster) SubscribeSocket(socketID string) <-chan struct{} {
+	if socketID == "" {
+		r.log.Error("SubscribeSocket with an empty socket id")
+		return closedChan
+	}
+	return r.subscribe(r.ch.Socket(socketID))
+}
+
+// UnsubscribeSocket drops the socket's channel at the next flush: a socket
+// id is never reused, so no grace period.
+func (r *RedisCluster) UnsubscribeSocket(socketID string) {
+	r.unsubscribe(r.ch.Socket(socketID), false)
+}
+
+func (r *RedisCluster) subscribe(channel string) <-chan struct{} {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closing {
 		return closedChan
 	}
-	u := r.users[userID]
-	if u == nil {
-		u = &clusterUser{}
-		r.users[userID] = u
-		u.shard = r.ownerLocked(userID)
-		if u.shard != nil {
-			u.shard.users++
+	c := r.chans[channel]
+	if c == nil {
+		c = &clusterChan{}
+		r.chans[channel] = c
+		c.shard = r.ownerLocked(channel)
+		if c.shard != nil {
+			c.shard.chans++
 		} else {
 			r.unhomed++
 		}
 	}
-	u.refs++
-	if u.shard == nil {
-		if u.waiting == nil {
-			u.waiting = make(chan struct{})
+	c.refs++
+	if c.shard == nil {
+		if c.waiting == nil {
+			c.waiting = make(chan struct{})
 		}
-		return u.waiting
+		return c.waiting
 	}
-	return u.shard.b.Subscribe(userID)
+	return c.shard.b.subscribe(channel)
 }
 
-// Unsubscribe undoes one Subscribe of userID.
-func (r *RedisCluster) Unsubscribe(userID string) {
+func (r *RedisCluster) unsubscribe(channel string, grace bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closing {
 		return
 	}
-	u := r.users[userID]
-	if u == nil {
-		r.log.Warn("Unsubscribe without a Subscribe", zap.String("user", userID))
+	c := r.chans[channel]
+	if c == nil {
+		r.log.Warn("Unsubscribe without a Subscribe", zap.String("channel", channel))
 		return
 	}
-	u.refs--
-	if u.shard != nil {
-		u.shard.b.Unsubscribe(userID)
+	c.refs--
+	if c.shard != nil {
+		c.shard.b.unsubscribe(channel, grace)
 	}
-	if u.refs == 0 {
-		if u.shard != nil {
-			u.shard.users--
+	if c.refs == 0 {
+		if c.shard != nil {
+			c.shard.chans--
 		} else {
 			r.unhomed--
 		}
-		delete(r.users, userID)
+		delete(r.chans, channel)
 	}
 }
 
-// Publish sends payload to to: SPUBLISH on a user channel, PUBLISH on the
-// others.
+// Publish sends payload to to: SPUBLISH on a user or socket channel,
+// PUBLISH on the others.
 func (r *RedisCluster) Publish(ctx context.Context, to Target, payload []byte) error {
 	if r.closed.Load() {
 		return ErrClosed
@@ -292,7 +321,7 @@ func (r *RedisCluster) Publish(ctx context.Context, to Target, payload []byte) e
 	if err != nil {
 		return err
 	}
-	if to.Kind == ToUser {
+	if to.Kind == ToUser || to.Kind == ToSocket {
 		err = r.client.SPublish(ctx, name, payload).Err()
 	} else {
 		err = r.client.Publish(ctx, name, payload).Err()
@@ -322,9 +351,9 @@ func (r *RedisCluster) PublishControl(ctx context.Context, c Control) error {
 // Ready reports whether the slot map is known and the classic connection
 // (broadcast, control) is ready. A shard that is down does not make the
 // replica unready: the users of the other shards can still connect, and
-// a handshake of a user on that shard fails on its own, when its
-// subscription is not confirmed in time. herald_broker_up is 1 only when
-// every shard holding users is ready too (AllShardsReady).
+// a handshake whose user or socket channel is on that shard fails on its
+// own, when its subscription is not confirmed in time. herald_broker_up is
+// 1 only when every shard holding channels is ready too (AllShardsReady).
 func (r *RedisCluster) Ready() bool {
 	if !r.classic.Ready() {
 		return false
@@ -335,7 +364,7 @@ func (r *RedisCluster) Ready() bool {
 }
 
 // AllShardsReady reports whether Ready holds and every shard that holds
-// users has its connection up and its subscriptions confirmed.
+// channels has its connection up and its subscriptions confirmed.
 func (r *RedisCluster) AllShardsReady() bool {
 	if !r.Ready() {
 		return false
@@ -343,7 +372,7 @@ func (r *RedisCluster) AllShardsReady() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, s := range r.shards {
-		if s.users > 0 && !s.b.Ready() {
+		if s.chans > 0 && !s.b.Ready() {
 			return false
 		}
 	}
@@ -388,7 +417,9 @@ func (r *RedisCluster) kickRefresh() {
 }
 
 // refreshLoop reads the slot map at once, then every RefreshInterval and
-// when kicked (at most every RefreshInterval/4), and updates the gauges.
+// when kicked (at most every RefreshInterval/4), and updates the gauges. A
+// MOVED reply names the slot's new master itself: the loop applies it at
+// once, between reads (applyMoved).
 func (r *RedisCluster) refreshLoop() {
 	defer r.loops.Done()
 	t := time.NewTicker(r.cfg.RefreshInterval)
@@ -398,14 +429,32 @@ func (r *RedisCluster) refreshLoop() {
 			r.log.Warn("redis cluster: reading the slot map failed", zap.Error(err))
 		}
 		r.updateGauges()
-		if !sleepCtx(r.ctx, r.cfg.RefreshInterval/4) {
+		if !r.waitRefresh(t) {
 			return
 		}
+	}
+}
+
+// waitRefresh waits until the next read of the slot map is due: a tick or
+// a kick, once RefreshInterval/4 has passed since the last read. It applies
+// MOVED replies meanwhile, and returns false once the broker is closed.
+func (r *RedisCluster) waitRefresh(t *time.Ticker) bool {
+	throttle := time.NewTimer(r.cfg.RefreshInterval / 4)
+	defer throttle.Stop()
+	var kick <-chan struct{}
+	var tick <-chan time.Time // nil while throttled
+	for {
 		select {
 		case <-r.ctx.Done():
-			return
-		case <-t.C:
-		case <-r.kick:
+			return false
+		case mv := <-r.moves:
+			r.applyMoved(mv.start, mv.addr)
+		case <-throttle.C:
+			kick, tick = r.kick, t.C
+		case <-kick:
+			return true
+		case <-tick:
+			return true
 		}
 	}
 }
@@ -430,9 +479,9 @@ func (r *RedisCluster) updateGauges() {
 	}
 }
 
-// refresh reads CLUSTER SLOTS and moves every user whose slot changed
+// refresh reads CLUSTER SLOTS and moves every channel whose slot changed
 // master to its new shard; their sockets get a resync once subscribed
-// there. Shards left without users and no longer masters are closed.
+// there. Shards left without channels and no longer masters are closed.
 func (r *RedisCluster) refresh() error {
 	ctx, cancel := context.WithTimeout(r.ctx, 2*time.Second)
 	defer cancel()
@@ -464,7 +513,6 @@ func (r *RedisCluster) refresh() error {
 	r.nodes = nodes
 	r.nodesMu.Unlock()
 
-	var todo []movedUser
 	var stale []*shard
 	r.mu.Lock()
 	if r.closing {
@@ -473,53 +521,18 @@ func (r *RedisCluster) refresh() error {
 	}
 	changed := !slices.Equal(slots, r.slots)
 	r.slots = slots
+	moved := r.rehomeLocked(changed || r.unhomed > 0)
 	if changed || r.unhomed > 0 {
-		for id, u := range r.users {
-			owner := r.ownerLocked(id)
-			if owner == u.shard || owner == nil {
-				continue
-			}
-			old := u.shard
-			var ready <-chan struct{}
-			for range u.refs {
-				if old != nil {
-					old.b.Unsubscribe(id)
-				}
-				ready = owner.b.Subscribe(id)
-			}
-			if old != nil {
-				old.users--
-			} else {
-				r.unhomed--
-			}
-			owner.users++
-			u.shard = owner
-			todo = append(todo, movedUser{user: id, ready: ready, resync: old != nil, waiting: u.waiting})
-			u.waiting = nil
-		}
 		masters := map[string]bool{}
 		for _, s := range slots {
 			masters[s.addr] = true
 		}
 		for addr, s := range r.shards {
-			if s.users == 0 && !masters[addr] {
+			if s.chans == 0 && !masters[addr] {
 				delete(r.shards, addr)
 				stale = append(stale, s)
 			}
 		}
-	}
-	// Users the server dropped whose slot stayed on their master (a slot
-	// that left and came back, or a stale map): subscribe them again.
-	for _, sh := range r.shards {
-		for _, id := range sh.b.takePushed() {
-			if u := r.users[id]; u != nil && u.shard == sh {
-				todo = append(todo, movedUser{user: id, ready: sh.b.resubscribe(id), resync: true})
-			}
-		}
-	}
-	if len(todo) > 0 {
-		r.loops.Add(1)
-		go r.afterMove(todo)
 	}
 	r.mu.Unlock()
 	for _, s := range stale {
@@ -527,16 +540,114 @@ func (r *RedisCluster) refresh() error {
 		_ = s.client.Close()
 		r.log.Info("redis cluster: shard connection closed", zap.String("addr", s.addr))
 	}
-	if len(todo) > 0 {
-		r.log.Info("redis cluster: users moved to a new shard or subscribed again", zap.Int("users", len(todo)))
+	if moved > 0 {
+		r.log.Info("redis cluster: channels moved to a new shard or subscribed again", zap.Int("channels", moved))
 	}
 	return nil
 }
 
-// afterMove waits for each moved user's new subscription, then sends its
-// sockets a resync (or releases the Subscribe calls that waited for the
-// first slot map).
-func (r *RedisCluster) afterMove(todo []movedUser) {
+// applyMoved follows a shard's MOVED reply: slot is served by the master at
+// addr. It patches the slot map and moves the slot's channels there, without
+// waiting for the next read, which it asks for: the map is stale.
+func (r *RedisCluster) applyMoved(slot int, addr string) {
+	r.mu.Lock()
+	if r.closing || len(r.slots) == 0 {
+		r.mu.Unlock()
+		return
+	}
+	r.slots = withOwner(r.slots, slot, addr)
+	moved := r.rehomeLocked(true)
+	r.mu.Unlock()
+	r.log.Info("redis cluster: followed MOVED", zap.Int("slot", slot), zap.String("addr", addr), zap.Int("channels", moved))
+	r.kickRefresh()
+}
+
+// withOwner returns a copy of slots in which the master at addr serves slot.
+func withOwner(slots []slotRange, slot int, addr string) []slotRange {
+	out := make([]slotRange, 0, len(slots)+2)
+	placed := false
+	for _, s := range slots {
+		switch {
+		case s.start <= slot && slot <= s.end:
+			if s.start < slot {
+				out = append(out, slotRange{s.start, slot - 1, s.addr})
+			}
+			out = append(out, slotRange{slot, slot, addr})
+			if slot < s.end {
+				out = append(out, slotRange{slot + 1, s.end, s.addr})
+			}
+			placed = true
+			continue
+		case !placed && s.start > slot:
+			out = append(out, slotRange{slot, slot, addr})
+			placed = true
+		}
+		out = append(out, s)
+	}
+	if !placed {
+		out = append(out, slotRange{slot, slot, addr})
+	}
+	return out
+}
+
+// rehomeLocked moves the channels whose slot the map gives to another
+// master to that master's shard (when all is false, it looks only at the
+// channels the shards report dropped or refused), and subscribes again
+// the dropped channels whose slot stayed. It returns how many channels it
+// moved or resubscribed; a goroutine resyncs their sockets once subscribed.
+func (r *RedisCluster) rehomeLocked(all bool) int {
+	var todo []movedChan
+	if all {
+		for name, c := range r.chans {
+			owner := r.ownerLocked(name)
+			if owner == c.shard || owner == nil {
+				continue
+			}
+			old := c.shard
+			waiting := c.waiting // Subscribe calls made before the first map
+			if old != nil {
+				// Or made while the channel was on its old shard, and
+				// not yet active there.
+				waiting = old.b.takeWaiter(name)
+			}
+			var ready <-chan struct{}
+			for range c.refs {
+				if old != nil {
+					old.b.unsubscribe(name, false) // no longer served there
+				}
+				ready = owner.b.subscribe(name)
+			}
+			if old != nil {
+				old.chans--
+			} else {
+				r.unhomed--
+			}
+			owner.chans++
+			c.shard = owner
+			c.waiting = nil
+			todo = append(todo, movedChan{channel: name, ready: ready, resync: old != nil, waiting: waiting})
+		}
+	}
+	// Channels the server dropped or refused whose slot stayed on their
+	// master (a slot that left and came back, or a stale map): subscribe
+	// them again.
+	for _, sh := range r.shards {
+		for _, name := range sh.b.takePushed() {
+			if c := r.chans[name]; c != nil && c.shard == sh {
+				todo = append(todo, movedChan{channel: name, ready: sh.b.resubscribe(name), resync: true})
+			}
+		}
+	}
+	if len(todo) > 0 {
+		r.loops.Add(1)
+		go r.afterMove(todo)
+	}
+	return len(todo)
+}
+
+// afterMove waits for each moved channel's new subscription, then sends its
+// sockets a resync (and releases the Subscribe calls that waited for it).
+func (r *RedisCluster) afterMove(todo []movedChan) {
 	defer r.loops.Done()
 	for _, mv := range todo {
 		select {
@@ -548,15 +659,23 @@ func (r *RedisCluster) afterMove(todo []movedUser) {
 			close(mv.waiting)
 		}
 		if mv.resync {
-			r.h.Deliver(User(mv.user), []byte(resyncPayload))
+			r.resync(mv.channel)
 		}
 	}
 }
 
-// ownerLocked returns the shard of the master that owns userID's channel,
+// resync tells the sockets of a user or socket channel that messages may
+// have been lost.
+func (r *RedisCluster) resync(channel string) {
+	if to, ok := r.ch.Parse(channel); ok {
+		r.h.Deliver(to, []byte(resyncPayload))
+	}
+}
+
+// ownerLocked returns the shard of the master that owns channel's slot,
 // creating it; nil while the slot map is unknown or the slot unserved.
-func (r *RedisCluster) ownerLocked(userID string) *shard {
-	slot := keySlot(r.ch.User(userID))
+func (r *RedisCluster) ownerLocked(channel string) *shard {
+	slot := keySlot(channel)
 	i := sort.Search(len(r.slots), func(i int) bool { return r.slots[i].end >= slot })
 	if i == len(r.slots) || r.slots[i].start > slot {
 		return nil
@@ -582,9 +701,16 @@ func (r *RedisCluster) newShardLocked(addr string) (*shard, error) {
 	hooks := &shardHooks{
 		lost:   func(error) { r.kickRefresh() },
 		pushed: func(string) { r.kickRefresh() },
-		restored: func(users []string) {
-			for _, u := range users {
-				r.h.Deliver(User(u), []byte(resyncPayload))
+		moved: func(slot int, addr string) {
+			select {
+			case r.moves <- slotRange{start: slot, end: slot, addr: addr}:
+			default: // the loop is behind: a full read of the map will do
+				r.kickRefresh()
+			}
+		},
+		restored: func(channels []string) {
+			for _, ch := range channels {
+				r.resync(ch)
 			}
 		},
 	}
@@ -601,7 +727,7 @@ func (r *RedisCluster) newShardLocked(addr string) (*shard, error) {
 	return s, nil
 }
 
-// shardHandler receives what a shard delivers: user messages only.
+// shardHandler receives what a shard delivers: user and socket messages.
 type shardHandler struct{ r *RedisCluster }
 
 func (h shardHandler) Deliver(to Target, payload []byte) { h.r.h.Deliver(to, payload) }

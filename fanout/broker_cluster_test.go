@@ -59,9 +59,9 @@ func TestKeySlotMatchesRedis(t *testing.T) {
 	}
 }
 
-// With a cluster client, the Publisher sends user messages by SPUBLISH on
-// the hash-tagged channel and the rest by PUBLISH, under the same names as
-// a RedisCluster broker listens to.
+// With a cluster client, the Publisher sends user and socket messages by
+// SPUBLISH on the hash-tagged channel and the rest by PUBLISH, under the
+// same names as a RedisCluster broker listens to.
 func TestPublisherShardedMode(t *testing.T) {
 	testenv.NoLeaks(t)
 	_, cc := startOneNodeCluster(t)
@@ -75,7 +75,14 @@ func TestPublisherShardedMode(t *testing.T) {
 	}
 	defer b.Close()
 	waitClosed(t, b.Subscribe("42"), 10*time.Second, "42")
+	waitClosed(t, b.SubscribeSocket("n1.abc"), 10*time.Second, "socket n1.abc")
 	waitReady(t, b)
+	// A raw sharded subscriber sees what the Publisher sends to the socket.
+	raw := cc.SSubscribe(context.Background(), "socket:{n1.abc}")
+	defer raw.Close()
+	if _, err := raw.Receive(context.Background()); err != nil {
+		t.Fatalf("SSUBSCRIBE socket:{n1.abc}: %v", err)
+	}
 
 	pub, err := NewPublisher(cc, PublisherConfig{NoInbox: true})
 	if err != nil {
@@ -91,8 +98,11 @@ func TestPublisherShardedMode(t *testing.T) {
 	if _, err := pub.Broadcast(ctx, []byte("to-all")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pub.SendToSocket(ctx, "n1.abc", []byte("to-socket")); err != nil {
-		t.Fatal(err)
+	if n, err := pub.SendToSocket(ctx, "n1.abc", []byte("to-socket")); err != nil || n != 2 {
+		t.Fatalf("SendToSocket: %d, %v; want 2 receivers (the broker and the raw SSUBSCRIBE)", n, err)
+	}
+	if m, err := raw.ReceiveMessage(ctx); err != nil || m.Channel != "socket:{n1.abc}" || m.Payload != "to-socket" {
+		t.Fatalf("raw SSUBSCRIBE got %+v, %v", m, err)
 	}
 	if _, err := pub.Disconnect(ctx, "42", "logout"); err != nil {
 		t.Fatal(err)
@@ -130,10 +140,21 @@ func TestPublisherShardedMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec.waitFor(t, User("42"), `{"type":"sync-42"}`)
-	// A plain PUBLISH on the single-Redis name reaches nobody here.
-	if n := cc.Publish(ctx, "user:42", "x").Val(); n != 0 {
-		t.Fatalf("PUBLISH user:42 reached %d subscribers, want 0", n)
+	// A plain PUBLISH on the single-Redis names, or on the sharded ones,
+	// reaches nobody here: the classic connection has no socket pattern.
+	for _, name := range []string{"user:42", "socket:n1.abc", "socket:{n1.abc}"} {
+		if n := cc.Publish(ctx, name, "x").Val(); n != 0 {
+			t.Fatalf("PUBLISH %s reached %d subscribers, want 0", name, n)
+		}
 	}
+	// Without its socket's subscription, the broker no longer receives it.
+	b.UnsubscribeSocket("n1.abc")
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if n := cc.SPublish(ctx, "socket:{n1.abc}", "gone").Val(); n != 1 {
+			return fmt.Errorf("SPUBLISH socket:{n1.abc} reached %d subscribers, want 1 (the raw one)", n)
+		}
+		return nil
+	})
 }
 
 // The broker batches SSUBSCRIBE per slot, confirms every user, counts

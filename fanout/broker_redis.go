@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -125,8 +126,10 @@ type Redis struct {
 	drops  *zap.Logger // log, sampled to one line a second
 	m      *metrics
 
-	// The static subscriptions; read-only.
+	// The static subscriptions; read-only. socketPattern is empty with
+	// sharded names: a RedisCluster subscribes each socket on its shard.
 	socketPattern, exceptPattern, broadcast, control string
+	statics                                          int // how many of them a connection confirms
 
 	ctx     context.Context    // cancelled by Close
 	cancel  context.CancelFunc // cancels ctx
@@ -137,13 +140,15 @@ type Redis struct {
 	closed  atomic.Bool        // set by Close
 	pongs   atomic.Uint64      // the latest health PING answered on the current connection
 
-	mu            sync.Mutex
-	started       bool                // guarded by mu
-	closing       bool                // guarded by mu; set by Close
-	ps            *redis.PubSub       // guarded by mu; the current connection, nil while there is none
+	mu      sync.Mutex
+	started bool          // guarded by mu
+	closing bool          // guarded by mu; set by Close
+	ps      *redis.PubSub // guarded by mu; the current connection, nil while there is none
+	// subs is keyed by user id; in shard mode by channel name, so that one
+	// shard serves user and socket channels alike (see key).
 	subs          *subscriptions      // guarded by mu
 	staticPending int                 // guarded by mu; static subscriptions not yet confirmed on ps
-	pushedUsers   map[string]struct{} // guarded by mu; shard mode: users whose channel the server dropped
+	pushed        map[string]struct{} // guarded by mu; shard mode: channels the server dropped or refused (MOVED)
 	sessionReady  bool                // guarded by mu; ready was set for ps
 
 	// shard is nil for a standalone broker. For one shard of a RedisCluster
@@ -159,24 +164,24 @@ type Redis struct {
 var _ Broker = (*Redis)(nil)
 
 // shardHooks make a Redis broker one shard of a RedisCluster: it then has no
-// static subscriptions, subscribes user channels with SSUBSCRIBE on one
-// master, and reports to the cluster broker instead of calling
-// Handler.Resync. The callbacks run on the broker's loops and must not block
-// or call the shard's Close.
+// static subscriptions, subscribes user and socket channels, named in full,
+// with SSUBSCRIBE on one master, and reports to the cluster broker instead
+// of calling Handler.Resync. The callbacks run on the broker's loops and
+// must not block or call the shard's Close.
 type shardHooks struct {
 	// lost is called when a connection fails or cannot be made.
 	lost func(err error)
 	// restored is called when a connection after the first is ready, with
-	// the users subscribed on it: their messages since the loss are gone.
-	restored func(users []string)
-	// pushed is called when the server unsubscribed a user channel that was
+	// the channels subscribed on it: their messages since the loss are gone.
+	restored func(channels []string)
+	// pushed is called when the server unsubscribed a channel that was
 	// wanted: its slot moved to another shard.
-	pushed func(user string)
+	pushed func(channel string)
+	// moved is called when the server answered MOVED to an SSUBSCRIBE: the
+	// master at addr serves slot now, and the channels of that slot sent
+	// here are not subscribed (takePushed returns them).
+	moved func(slot int, addr string)
 }
-
-// staticCount is the number of static subscriptions a connection confirms:
-// the socket and broadcast-except patterns, broadcast and control.
-const staticCount = 4
 
 // kickPing is a PING payload that only asks the receive loop to look at
 // readiness again (health PINGs carry a number).
@@ -224,7 +229,6 @@ func newRedis(client *redis.Client, cfg RedisConfig, ch Channels, shard *shardHo
 			return zapcore.NewSamplerWithOptions(c, time.Second, 1, 0)
 		})),
 		m:             m,
-		socketPattern: ch.SocketPattern(cfg.NodeID),
 		exceptPattern: ch.ExceptPattern(),
 		broadcast:     ch.Broadcast(),
 		control:       ch.Control(),
@@ -234,6 +238,17 @@ func newRedis(client *redis.Client, cfg RedisConfig, ch Channels, shard *shardHo
 		wake:          make(chan struct{}, 1),
 		subs:          newSubscriptions(cfg.UnsubscribeGrace),
 		shard:         shard,
+	}
+	switch {
+	case shard != nil: // no static subscription
+	case ch.Sharded():
+		// A RedisCluster's classic connection: the socket channels are
+		// sharded, so no pattern; the exception pattern, broadcast and
+		// control.
+		r.statics = 3
+	default:
+		r.socketPattern = ch.SocketPattern(cfg.NodeID)
+		r.statics = 4
 	}
 	return r, nil
 }
@@ -278,12 +293,18 @@ func (r *Redis) Subscribe(userID string) <-chan struct{} {
 		r.log.Error("Subscribe with an empty user id")
 		return closedChan
 	}
+	return r.subscribe(userID)
+}
+
+// subscribe is Subscribe for a key of subs: a user id, or in shard mode a
+// channel name.
+func (r *Redis) subscribe(key string) <-chan struct{} {
 	r.mu.Lock()
 	if r.closing {
 		r.mu.Unlock()
 		return closedChan
 	}
-	ready, work := r.subs.add(userID)
+	ready, work := r.subs.add(key)
 	r.mu.Unlock()
 	if work {
 		r.wakeFlusher()
@@ -294,16 +315,20 @@ func (r *Redis) Subscribe(userID string) <-chan struct{} {
 // Unsubscribe undoes one Subscribe of userID. When none is left, the
 // channel is unsubscribed after the grace period, unless a Subscribe comes
 // first.
-func (r *Redis) Unsubscribe(userID string) {
+func (r *Redis) Unsubscribe(userID string) { r.unsubscribe(userID, true) }
+
+// unsubscribe is Unsubscribe for a key of subs; without grace, the channel
+// is unsubscribed at the next flush.
+func (r *Redis) unsubscribe(key string, grace bool) {
 	r.mu.Lock()
 	if r.closing {
 		r.mu.Unlock()
 		return
 	}
-	ok, work := r.subs.remove(userID, time.Now())
+	ok, work := r.subs.remove(key, time.Now(), grace)
 	r.mu.Unlock()
 	if !ok {
-		r.log.Warn("Unsubscribe without a Subscribe", zap.String("user", userID))
+		r.log.Warn("Unsubscribe without a Subscribe", zap.String("key", key))
 	}
 	if work {
 		r.wakeFlusher()
@@ -432,7 +457,11 @@ func (r *Redis) dial() (*redis.PubSub, error) {
 		return ps, nil
 	}
 	// The first command opens the connection, so it alone may dial.
-	if err := ps.PSubscribe(r.ctx, r.socketPattern, r.exceptPattern); err != nil {
+	patterns := []string{r.exceptPattern}
+	if r.socketPattern != "" {
+		patterns = append(patterns, r.socketPattern)
+	}
+	if err := ps.PSubscribe(r.ctx, patterns...); err != nil {
 		_ = ps.Close()
 		return nil, err
 	}
@@ -453,10 +482,7 @@ func (r *Redis) session(ps *redis.PubSub) error {
 		return ErrClosed
 	}
 	r.ps = ps
-	r.staticPending = staticCount
-	if r.shard != nil {
-		r.staticPending = 0
-	}
+	r.staticPending = r.statics
 	r.sessionReady = false
 	r.subs.connected()
 	r.mu.Unlock()
@@ -491,6 +517,11 @@ func (r *Redis) session(ps *redis.PubSub) error {
 func (r *Redis) receive(ps *redis.PubSub) error {
 	for {
 		msg, err := ps.Receive(r.guarded)
+		if slot, addr, ok := movedError(err); ok && r.shard != nil {
+			// An error reply, read in full: the connection is sound.
+			r.onMoved(slot, addr)
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -542,34 +573,32 @@ func (r *Redis) onSubscription(s *redis.Subscription) {
 	case "subscribe":
 		if s.Channel == r.broadcast || s.Channel == r.control {
 			r.staticPending--
-		} else if user, ok := r.ch.userID(s.Channel); ok {
-			r.subs.confirm(user)
-			r.m.subscriptions.Set(float64(r.subs.active))
+		} else if r.shard == nil {
+			if user, ok := r.ch.userID(s.Channel); ok {
+				r.subs.confirm(user)
+				r.m.subscriptions.Set(float64(r.subs.active))
+			}
 		}
 	case "ssubscribe":
-		if user, ok := r.ch.userID(s.Channel); ok {
-			r.subs.confirm(user)
+		if r.shard != nil {
+			r.subs.confirm(s.Channel)
 			r.m.subscriptions.Set(float64(r.subs.active))
 		}
 	case "sunsubscribe":
 		// Either the reply to our SUNSUBSCRIBE, or the server dropping a
-		// channel whose slot it no longer serves. A user still marked sent
-		// tells them apart (a SUBSCRIBE, UNSUBSCRIBE, SUBSCRIBE sequence in
-		// flight may look pushed: the user is then subscribed once more).
-		// A dropped user is no longer active here; the cluster broker
-		// re-reads the slot map and either moves it to its new master or
-		// has it subscribed again here (takePushed, resubscribe).
-		if user, ok := r.ch.userID(s.Channel); ok && r.shard != nil {
-			if e := r.subs.users[user]; e != nil && e.sent {
-				e.sent = false
-				r.subs.setActive(e, false)
-				r.m.subscriptions.Set(float64(r.subs.active))
-				if r.pushedUsers == nil {
-					r.pushedUsers = map[string]struct{}{}
-				}
-				r.pushedUsers[user] = struct{}{}
-				r.shard.pushed(user) // does not block or lock
-			}
+		// channel whose slot it no longer serves. A channel still marked
+		// sent tells them apart (a SUBSCRIBE, UNSUBSCRIBE, SUBSCRIBE
+		// sequence in flight may look pushed: the channel is then
+		// subscribed once more). A dropped channel is no longer active
+		// here; the cluster broker re-reads the slot map and either moves
+		// it to its new master or has it subscribed again here
+		// (takePushed, resubscribe).
+		if e := r.subs.users[s.Channel]; r.shard != nil && e != nil && e.sent {
+			e.sent = false
+			r.subs.setActive(e, false)
+			r.m.subscriptions.Set(float64(r.subs.active))
+			r.addPushedLocked(s.Channel)
+			r.shard.pushed(s.Channel) // does not block or lock
 		}
 	}
 	ready, users := r.checkReadyLocked()
@@ -592,6 +621,59 @@ func (r *Redis) onPong(p *redis.Pong) {
 			r.markReady(users)
 		}
 	}
+}
+
+// onMoved handles a MOVED reply to an SSUBSCRIBE of this shard: slot is
+// served by the master at addr now. Every channel of slot sent here and not
+// yet confirmed is refused (the commands still in flight get MOVED too):
+// it is no longer sent, and the cluster broker moves it (takePushed).
+// Redis names the slot, not the channels: a shard sends one slot a command.
+func (r *Redis) onMoved(slot int, addr string) {
+	r.mu.Lock()
+	n := 0
+	for ch, e := range r.subs.users {
+		if e.pending == 0 || keySlot(ch) != slot {
+			continue
+		}
+		wanted := e.wanted()
+		r.subs.refused(ch, e)
+		if wanted {
+			r.addPushedLocked(ch)
+			n++
+		}
+	}
+	r.m.subscriptions.Set(float64(r.subs.active))
+	ready, active := r.checkReadyLocked()
+	r.mu.Unlock()
+	r.log.Info("redis pub/sub: SSUBSCRIBE answered MOVED", zap.Int("slot", slot), zap.String("to", addr), zap.Int("channels", n))
+	r.shard.moved(slot, addr) // does not block or lock
+	if ready {
+		r.markReady(active)
+	}
+}
+
+func (r *Redis) addPushedLocked(channel string) {
+	if r.pushed == nil {
+		r.pushed = map[string]struct{}{}
+	}
+	r.pushed[channel] = struct{}{}
+}
+
+// movedError returns the slot and address of a MOVED error reply.
+func movedError(err error) (slot int, addr string, ok bool) {
+	var re redis.Error
+	if !errors.As(err, &re) {
+		return 0, "", false
+	}
+	f := strings.Fields(re.Error())
+	if len(f) != 3 || f[0] != "MOVED" {
+		return 0, "", false
+	}
+	slot, perr := strconv.Atoi(f[1])
+	if perr != nil || slot < 0 || slot >= clusterSlots {
+		return 0, "", false
+	}
+	return slot, f[2], true
 }
 
 // checkReadyLocked reports whether the current connection just became
@@ -618,7 +700,7 @@ func (r *Redis) markReady(users int) {
 	r.log.Info("redis pub/sub restored",
 		zap.Int("user_channels", users), zap.Duration("downtime", time.Since(r.downSince)))
 	if r.shard != nil {
-		r.shard.restored(r.wantedUsers())
+		r.shard.restored(r.wantedKeys())
 		return
 	}
 	r.h.Resync()
@@ -728,25 +810,25 @@ func (r *Redis) flush() time.Time {
 	return next
 }
 
-// send SUBSCRIBEs (or UNSUBSCRIBEs) the user channels of users, BatchSize
-// channels a command.
+// send SUBSCRIBEs (or UNSUBSCRIBEs) the channels of keys (user ids, or
+// channel names in shard mode), BatchSize channels a command.
 //
 // A shard's SSUBSCRIBE may only name channels of one hash slot, so a shard
-// sorts users by slot and sends one command per slot (and per BatchSize
-// channels); the commands are written back to back, without waiting for
-// their replies.
-func (r *Redis) send(ps *redis.PubSub, users []string, subscribe bool) error {
+// sorts its channels by slot and sends one command per slot (and per
+// BatchSize channels); the commands are written back to back, without
+// waiting for their replies.
+func (r *Redis) send(ps *redis.PubSub, keys []string, subscribe bool) error {
 	var names []string
 	var slots []int
 	if r.shard != nil {
-		slots = make([]int, len(users))
-		for i, u := range users {
-			slots[i] = keySlot(r.ch.User(u))
+		slots = make([]int, len(keys))
+		for i, ch := range keys {
+			slots[i] = keySlot(ch)
 		}
-		sort.Sort(bySlot{users, slots})
+		sort.Sort(bySlot{keys, slots})
 	}
-	for len(users) > 0 {
-		n := min(len(users), r.cfg.BatchSize)
+	for len(keys) > 0 {
+		n := min(len(keys), r.cfg.BatchSize)
 		if slots != nil {
 			same := 1
 			for same < n && slots[same] == slots[0] {
@@ -756,8 +838,11 @@ func (r *Redis) send(ps *redis.PubSub, users []string, subscribe bool) error {
 			slots = slots[n:]
 		}
 		names = names[:0]
-		for _, u := range users[:n] {
-			names = append(names, r.ch.User(u))
+		for _, k := range keys[:n] {
+			if r.shard == nil {
+				k = r.ch.User(k)
+			}
+			names = append(names, k)
 		}
 		var err error
 		switch {
@@ -773,66 +858,84 @@ func (r *Redis) send(ps *redis.PubSub, users []string, subscribe bool) error {
 		if err != nil {
 			return err
 		}
-		users = users[n:]
+		keys = keys[n:]
 	}
 	return nil
 }
 
-// wantedUsers returns the users this broker subscribes.
-func (r *Redis) wantedUsers() []string {
+// wantedKeys returns the keys (user ids, or channels in shard mode) this
+// broker subscribes.
+func (r *Redis) wantedKeys() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make([]string, 0, len(r.subs.users))
-	for u, e := range r.subs.users {
+	for k, e := range r.subs.users {
 		if e.wanted() {
-			out = append(out, u)
+			out = append(out, k)
 		}
 	}
 	return out
 }
 
-// activeSubscriptions returns the user channels Redis has confirmed on the
-// current connection.
+// activeSubscriptions returns the user (or shard) channels Redis has
+// confirmed on the current connection.
 func (r *Redis) activeSubscriptions() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.subs.active
 }
 
-// bySlot sorts users by their channel's hash slot.
+// bySlot sorts channels by their hash slot.
 type bySlot struct {
-	users []string
-	slots []int
+	channels []string
+	slots    []int
 }
 
-func (b bySlot) Len() int           { return len(b.users) }
+func (b bySlot) Len() int           { return len(b.channels) }
 func (b bySlot) Less(i, j int) bool { return b.slots[i] < b.slots[j] }
 func (b bySlot) Swap(i, j int) {
-	b.users[i], b.users[j] = b.users[j], b.users[i]
+	b.channels[i], b.channels[j] = b.channels[j], b.channels[i]
 	b.slots[i], b.slots[j] = b.slots[j], b.slots[i]
 }
 
-// takePushed returns and forgets the users whose channel the server
-// dropped (shard mode) and that are still wanted and not subscribed again.
+// takePushed returns and forgets the channels the server dropped or
+// refused (shard mode) that are still wanted and not subscribed again.
 func (r *Redis) takePushed() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []string
-	for u := range r.pushedUsers {
-		if e := r.subs.users[u]; e != nil && e.wanted() && !e.sent {
-			out = append(out, u)
+	for ch := range r.pushed {
+		if e := r.subs.users[ch]; e != nil && e.wanted() && !e.sent {
+			out = append(out, ch)
 		}
 	}
-	r.pushedUsers = nil
+	r.pushed = nil
 	return out
 }
 
-// resubscribe has the flusher subscribe user again on this connection and
-// returns the channel closed once Redis confirms it. It is for a user the
-// server dropped (takePushed) whose slot stayed on this master.
-func (r *Redis) resubscribe(user string) <-chan struct{} {
+// takeWaiter returns the channel that Subscribe calls for key wait on, if
+// the subscription is not active, and forgets it here: the cluster broker
+// closes it once key is subscribed on the shard it moves to. Nil if
+// nobody waits.
+func (r *Redis) takeWaiter(key string) chan struct{} {
 	r.mu.Lock()
-	e := r.subs.users[user]
+	defer r.mu.Unlock()
+	e := r.subs.users[key]
+	if e == nil || e.active {
+		return nil
+	}
+	w := e.ready
+	e.ready = nil
+	return w
+}
+
+// resubscribe has the flusher subscribe channel again on this connection
+// and returns the channel closed once Redis confirms it. It is for a
+// channel the server dropped or refused (takePushed) whose slot is on this
+// master.
+func (r *Redis) resubscribe(channel string) <-chan struct{} {
+	r.mu.Lock()
+	e := r.subs.users[channel]
 	if e == nil || !e.wanted() || r.closing {
 		r.mu.Unlock()
 		return closedChan
@@ -845,7 +948,7 @@ func (r *Redis) resubscribe(user string) <-chan struct{} {
 		e.ready = make(chan struct{})
 	}
 	ready := e.ready
-	r.subs.dirty[user] = struct{}{}
+	r.subs.dirty[channel] = struct{}{}
 	r.mu.Unlock()
 	r.wakeFlusher()
 	return ready

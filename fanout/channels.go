@@ -32,10 +32,10 @@ const (
 //	<prefix>herald:control                  Control commands, as JSON
 //
 // In a Redis Cluster (NewShardedChannels) a user's channel is
-// "<prefix>user:{<user_id>}" instead: the braces are a hash tag, so the
-// channel lives on the shard that owns the slot of <user_id>, and its
-// messages travel by sharded pub/sub (SPUBLISH, SSUBSCRIBE). Every other name
-// is the same in both modes.
+// "<prefix>user:{<user_id>}" and a socket's "<prefix>socket:{<socket_id>}"
+// instead: the braces are a hash tag, so the channel lives on the shard that
+// owns the slot of the id, and its messages travel by sharded pub/sub
+// (SPUBLISH, SSUBSCRIBE). The other names are the same in both modes.
 //
 // The zero value has an empty prefix. Channels is a small value, safe to copy
 // and to use from any goroutine.
@@ -49,7 +49,7 @@ type Channels struct {
 func NewChannels(prefix string) Channels { return Channels{prefix: prefix} }
 
 // NewShardedChannels returns the names under prefix for a Redis Cluster,
-// whose user channels carry a hash tag.
+// whose user and socket channels carry a hash tag.
 func NewShardedChannels(prefix string) Channels { return Channels{prefix: prefix, sharded: true} }
 
 // channelsFor returns the names a client of this kind publishes on:
@@ -62,22 +62,27 @@ func channelsFor(client redis.UniversalClient, prefix string) Channels {
 	return NewChannels(prefix)
 }
 
-// Sharded reports whether user channels are sharded (Redis Cluster names).
+// Sharded reports whether user and socket channels are sharded (Redis
+// Cluster names).
 func (c Channels) Sharded() bool { return c.sharded }
 
 // Prefix returns the prefix every name starts with.
 func (c Channels) Prefix() string { return c.prefix }
 
 // User returns the channel of userID's messages.
-func (c Channels) User(userID string) string {
-	if c.sharded {
-		return c.prefix + userPart + "{" + userID + "}"
-	}
-	return c.prefix + userPart + userID
-}
+func (c Channels) User(userID string) string { return c.tagged(userPart, userID) }
 
 // Socket returns the channel of one socket's messages.
-func (c Channels) Socket(socketID string) string { return c.prefix + socketPart + socketID }
+func (c Channels) Socket(socketID string) string { return c.tagged(socketPart, socketID) }
+
+// tagged returns the channel of a user or a socket: the id in braces (a
+// hash tag) when sharded.
+func (c Channels) tagged(part, id string) string {
+	if c.sharded {
+		return c.prefix + part + "{" + id + "}"
+	}
+	return c.prefix + part + id
+}
 
 // Broadcast returns the channel of messages for every socket.
 func (c Channels) Broadcast() string { return c.prefix + broadcastPart }
@@ -90,7 +95,8 @@ func (c Channels) BroadcastExcept(userID string) string { return c.prefix + exce
 func (c Channels) Control() string { return c.prefix + controlPart }
 
 // SocketPattern returns the PSUBSCRIBE pattern that matches the socket
-// channels of every socket whose id is "<nodeID>.<suffix>". Glob characters
+// channels of every socket whose id is "<nodeID>.<suffix>", for unsharded
+// names (sharded pub/sub has no patterns). Glob characters
 // in the prefix are escaped, so the pattern matches the prefix literally.
 // nodeID must satisfy ValidNodeID, whose alphabet has no glob characters.
 func (c Channels) SocketPattern(nodeID string) string {
@@ -132,10 +138,10 @@ func (c Channels) Parse(channel string) (Target, bool) {
 	if !ok {
 		return Target{}, false
 	}
-	if id, ok := c.userPartID(rest); ok {
+	if id, ok := c.taggedID(rest, userPart); ok {
 		return User(id), true
 	}
-	if id, ok := strings.CutPrefix(rest, socketPart); ok && id != "" {
+	if id, ok := c.taggedID(rest, socketPart); ok {
 		return Socket(id), true
 	}
 	if rest == broadcastPart {
@@ -159,13 +165,13 @@ func (c Channels) userID(channel string) (string, bool) {
 	if !ok {
 		return "", false
 	}
-	return c.userPartID(rest)
+	return c.taggedID(rest, userPart)
 }
 
-// userPartID returns the user id of rest, a user channel without the
-// prefix: "user:<id>", or "user:{<id>}" when sharded.
-func (c Channels) userPartID(rest string) (string, bool) {
-	id, ok := strings.CutPrefix(rest, userPart)
+// taggedID returns the id of rest, a user or socket channel (part) without
+// the prefix: "<part><id>", or "<part>{<id>}" when sharded.
+func (c Channels) taggedID(rest, part string) (string, bool) {
+	id, ok := strings.CutPrefix(rest, part)
 	if !ok {
 		return "", false
 	}

@@ -3,6 +3,7 @@ package fanout
 import (
 	"errors"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -209,7 +210,7 @@ func FuzzChannelsParse(f *testing.F) {
 	})
 }
 
-// Cluster names: only the user channel changes, to carry a hash tag.
+// Cluster names: the user and socket channels change, to carry a hash tag.
 func TestShardedChannels(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -220,7 +221,8 @@ func TestShardedChannels(t *testing.T) {
 		{"user", "", User("42"), "user:{42}"},
 		{"user with prefix", "app:", User("42"), "app:user:{42}"},
 		{"user id with braces", "", User("a}b"), "user:{a}b}"},
-		{"socket unchanged", "", Socket("n1.abc"), "socket:n1.abc"},
+		{"socket", "", Socket("n1.abc"), "socket:{n1.abc}"},
+		{"socket with prefix", "app:", Socket("3f9a1c0e.8d2b4c6a1e0f9d7c"), "app:socket:{3f9a1c0e.8d2b4c6a1e0f9d7c}"},
 		{"broadcast unchanged", "", All(), "broadcast"},
 		{"except unchanged", "", AllExcept("7"), "broadcast:except:7"},
 	}
@@ -236,7 +238,7 @@ func TestShardedChannels(t *testing.T) {
 			}
 		})
 	}
-	for _, bad := range []string{"user:42", "user:{}", "user:{42", "user:42}"} {
+	for _, bad := range []string{"user:42", "user:{}", "user:{42", "user:42}", "socket:n1.abc", "socket:{}", "socket:{n1.abc"} {
 		if to, ok := NewShardedChannels("").Parse(bad); ok {
 			t.Errorf("sharded Parse(%q) = %+v, want refused", bad, to)
 		}
@@ -244,5 +246,30 @@ func TestShardedChannels(t *testing.T) {
 	// Every socket of a user hashes to one slot whatever the prefix.
 	if keySlot("app:user:{42}") != keySlot("user:{42}") {
 		t.Error("the prefix changed the slot of a hash-tagged channel")
+	}
+	// A socket's slot is its id's, not its node's: one replica's sockets
+	// spread over the shards.
+	slots := map[int]bool{}
+	c := NewShardedChannels("")
+	for i := range 64 {
+		slots[keySlot(c.Socket("n1."+strconv.Itoa(i)))] = true
+	}
+	if len(slots) < 32 {
+		t.Errorf("64 sockets of one node hash to %d slots", len(slots))
+	}
+}
+
+func TestShardedChannelsParseAllocs(t *testing.T) {
+	c := NewShardedChannels("app:")
+	allocs := testing.AllocsPerRun(100, func() {
+		if to, ok := c.Parse("app:user:{42}"); !ok || to.Kind != ToUser {
+			t.Fatal("user not parsed")
+		}
+		if to, ok := c.Parse("app:socket:{n1.abc}"); !ok || to.Kind != ToSocket {
+			t.Fatal("socket not parsed")
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("sharded Parse allocates %v times, want 0", allocs)
 	}
 }

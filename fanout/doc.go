@@ -26,7 +26,8 @@
 // are "<node_id>.<suffix>". A replica subscribes once, at connection time,
 // to what every replica needs: SUBSCRIBE "<prefix>broadcast" and
 // "<prefix>herald:control", and PSUBSCRIBE "<prefix>socket:<node_id>.*" (the
-// messages of its own sockets, whatever their number, with one pattern) and
+// messages of its own sockets, whatever their number, with one pattern;
+// not in a Redis Cluster, see below) and
 // "<prefix>broadcast:except:*". User channels are subscribed on demand:
 // Subscribe and Unsubscribe only record what is wanted, and a flusher sends
 // batched SUBSCRIBE and UNSUBSCRIBE commands, keeping a user subscribed for
@@ -43,19 +44,26 @@
 //
 // # Redis Cluster
 //
-// RedisCluster uses sharded pub/sub for user channels, named
-// "<prefix>user:{<user_id>}" (NewShardedChannels) so that the hash tag
-// picks the slot. It keeps one Redis broker in sharded mode per master
-// (SSUBSCRIBE, one command per hash slot, as Redis requires) and one
-// classic broker connected to any node for broadcast, broadcast-except,
-// socket and control messages, which a cluster relays to every node. A
-// refresh loop reads CLUSTER SLOTS every RefreshInterval and when a shard
-// reports trouble (a lost connection, MOVED, a server-pushed SUNSUBSCRIBE);
-// users whose slot changed master move to the new master's shard (a user
-// whose channel the server dropped while its slot stayed is subscribed
-// again where it is), and once subscribed their sockets receive
-// {"type":"resync"} through Handler.Deliver. A shard whose connection is restored resyncs its own
-// users the same way; only a restored classic connection calls
+// RedisCluster uses sharded pub/sub for user and socket channels, named
+// "<prefix>user:{<user_id>}" and "<prefix>socket:{<socket_id>}"
+// (NewShardedChannels) so that the hash tag picks the slot. Redis 7 has no
+// sharded pattern subscription, so instead of the socket pattern the
+// gateway subscribes each local socket's channel (SocketSubscriber, which
+// RedisCluster alone implements; no grace on UnsubscribeSocket, since a
+// socket id is never reused). It keeps one Redis broker in sharded mode per
+// master, which tracks its subscriptions by channel name (SSUBSCRIBE, one
+// command per hash slot, as Redis requires), and one classic broker
+// connected to any node for broadcast, broadcast-except and control
+// messages, which a cluster relays to every node. A refresh loop reads
+// CLUSTER SLOTS every RefreshInterval and when a shard reports trouble (a
+// lost connection, a server-pushed SUNSUBSCRIBE); a MOVED reply to an
+// SSUBSCRIBE names the slot's new master and is applied at once, without
+// dropping the shard's connection. Channels whose slot changed master move
+// to the new master's shard (a channel the server dropped while its slot
+// stayed is subscribed again where it is), and once subscribed their
+// sockets (the user's, or the one socket) receive {"type":"resync"}
+// through Handler.Deliver. A shard whose connection is restored resyncs
+// its own channels the same way; only a restored classic connection calls
 // Handler.Resync. Lock order: RedisCluster.mu, then a shard's Redis.mu.
 // Publisher and RedisInbox pick the names and the command (SPUBLISH or
 // PUBLISH) from the client's type (channelsFor).

@@ -34,10 +34,11 @@ type PublisherConfig struct {
 // user events to the users' inboxes (AppendScript), so it needs only the
 // Redis client the service already has. It is safe for concurrent use.
 //
-// The mode follows the client: with a *redis.ClusterClient, user messages
-// go by SPUBLISH on "user:{<id>}" (herald's --redis-cluster mode); with any
-// other client, by PUBLISH on "user:<id>" (one Redis, or a Sentinel-managed
-// primary). Socket, broadcast and control messages use PUBLISH in both.
+// The mode follows the client: with a *redis.ClusterClient, user and socket
+// messages go by SPUBLISH on "user:{<id>}" and "socket:{<id>}" (herald's
+// --redis-cluster mode); with any other client, by PUBLISH on "user:<id>"
+// and "socket:<id>" (one Redis, or a Sentinel-managed primary). Broadcast
+// and control messages use PUBLISH in both.
 //
 // Each send returns the number of receivers Redis reported for the PUBLISH:
 // the herald replicas subscribed to that channel (0 when no replica holds a
@@ -87,7 +88,7 @@ func (p *Publisher) Publish(ctx context.Context, to Target, payload []byte) (rec
 		_, n, err := appendEvent(ctx, p.client, p.ch, p.inbox, to.ID, payload)
 		return n, err
 	}
-	if to.Kind == ToUser && p.ch.Sharded() {
+	if (to.Kind == ToUser || to.Kind == ToSocket) && p.ch.Sharded() {
 		return p.publishCmd(ctx, "spublish", name, payload)
 	}
 	return p.publish(ctx, name, payload)

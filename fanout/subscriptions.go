@@ -13,7 +13,8 @@ var closedChan = func() chan struct{} {
 // subscriptions is the bookkeeping of the Redis broker's user channels: what
 // the gateway wants, what was sent on the current connection, and what Redis
 // has confirmed. It does no I/O and is not safe for concurrent use; the Redis
-// broker guards it with its mu.
+// broker guards it with its mu. Its "users" are keys: user ids for a
+// standalone broker, channel names (user and socket) for a cluster's shard.
 //
 // A user is wanted while its Subscribe count is positive and during the grace
 // period after it dropped to zero. The flusher turns the difference between
@@ -89,10 +90,11 @@ func (s *subscriptions) add(user string) (<-chan struct{}, bool) {
 	return e.ready, work
 }
 
-// remove counts an Unsubscribe for user. It reports false for a user with no
-// Subscribe to balance, and otherwise whether the flusher has work (a grace
-// deadline to wait for counts as work).
-func (s *subscriptions) remove(user string, now time.Time) (ok, work bool) {
+// remove counts an Unsubscribe for user, with the grace period unless grace
+// is false. It reports false for a user with no Subscribe to balance, and
+// otherwise whether the flusher has work (a grace deadline to wait for
+// counts as work).
+func (s *subscriptions) remove(user string, now time.Time, grace bool) (ok, work bool) {
 	e := s.users[user]
 	if e == nil || e.refs == 0 {
 		return false, false
@@ -101,7 +103,7 @@ func (s *subscriptions) remove(user string, now time.Time) (ok, work bool) {
 	if e.refs > 0 {
 		return true, false
 	}
-	if s.grace > 0 {
+	if grace && s.grace > 0 {
 		e.graceUntil = now.Add(s.grace)
 		s.graceQ = append(s.graceQ, graceItem{user, e.graceUntil})
 	} else {
@@ -186,6 +188,16 @@ func (s *subscriptions) confirm(user string) bool {
 	}
 	s.gc(user, e)
 	return true
+}
+
+// refused forgets the SUBSCRIBEs of user sent on this connection: Redis
+// refused them (MOVED), so none will be confirmed. The user no longer holds
+// the connection's readiness back; whoever moves it elsewhere does.
+func (s *subscriptions) refused(user string, e *userSub) {
+	e.sent, e.pending = false, 0
+	s.setActive(e, false)
+	s.leaveResync(e)
+	s.gc(user, e)
 }
 
 // lost forgets everything sent on a connection that is gone: nothing is

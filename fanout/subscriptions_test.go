@@ -53,7 +53,7 @@ func TestSubscriptionsStaleConfirmation(t *testing.T) {
 	s := newSubscriptions(-1) // no grace
 	ch, _ := s.add("u")
 	wantPlan(t, s, []string{"u"}, nil)
-	if ok, _ := s.remove("u", time.Now()); !ok {
+	if ok, _ := s.remove("u", time.Now(), true); !ok {
 		t.Fatal("remove refused")
 	}
 	wantPlan(t, s, nil, []string{"u"})
@@ -78,7 +78,7 @@ func TestSubscriptionsConfirmAfterUnsubscribe(t *testing.T) {
 	s := newSubscriptions(-1)
 	ch, _ := s.add("u")
 	wantPlan(t, s, []string{"u"}, nil)
-	s.remove("u", time.Now())
+	s.remove("u", time.Now(), true)
 	wantPlan(t, s, nil, []string{"u"})
 	s.confirm("u")
 	if isClosed(ch) || s.active != 0 {
@@ -97,7 +97,7 @@ func TestSubscriptionsGrace(t *testing.T) {
 	wantPlan(t, s, []string{"u"}, nil)
 	s.confirm("u")
 
-	if ok, work := s.remove("u", t0); !ok || !work {
+	if ok, work := s.remove("u", t0, true); !ok || !work {
 		t.Fatalf("remove = %v, %v", ok, work)
 	}
 	if got := s.nextDeadline(); !got.Equal(t0.Add(grace)) {
@@ -114,7 +114,7 @@ func TestSubscriptionsGrace(t *testing.T) {
 	wantPlan(t, s, nil, nil)
 
 	// Unsubscribe again: it happens once the grace is over.
-	s.remove("u", t0.Add(3*grace))
+	s.remove("u", t0.Add(3*grace), true)
 	s.expire(t0.Add(3*grace + grace/2))
 	wantPlan(t, s, nil, nil)
 	s.expire(t0.Add(4 * grace))
@@ -134,14 +134,14 @@ func TestSubscriptionsCounted(t *testing.T) {
 	s.add("u")
 	s.add("u")
 	wantPlan(t, s, []string{"u"}, nil)
-	s.remove("u", time.Now())
+	s.remove("u", time.Now(), true)
 	wantPlan(t, s, nil, nil) // one Subscribe left
-	s.remove("u", time.Now())
+	s.remove("u", time.Now(), true)
 	wantPlan(t, s, nil, []string{"u"})
-	if ok, _ := s.remove("u", time.Now()); ok {
+	if ok, _ := s.remove("u", time.Now(), true); ok {
 		t.Fatal("an unbalanced remove was accepted")
 	}
-	if ok, _ := s.remove("never", time.Now()); ok {
+	if ok, _ := s.remove("never", time.Now(), true); ok {
 		t.Fatal("remove of an unknown user was accepted")
 	}
 }
@@ -193,7 +193,7 @@ func TestSubscriptionsResyncDropped(t *testing.T) {
 	wantPlan(t, s, []string{"u", "v"}, nil)
 	s.lost()
 	s.connected()
-	s.remove("u", time.Now())
+	s.remove("u", time.Now(), true)
 	wantPlan(t, s, []string{"v"}, nil)
 	if s.resyncPending != 1 {
 		t.Fatalf("resyncPending = %d, want 1", s.resyncPending)
@@ -216,7 +216,7 @@ func TestSubscriptionsForget(t *testing.T) {
 	s.add("u")
 	wantPlan(t, s, []string{"u"}, nil)
 	s.confirm("u")
-	s.remove("u", t0)
+	s.remove("u", t0, true)
 	s.lost()
 	s.expire(t0.Add(time.Hour))
 	s.plan(false)
@@ -226,4 +226,20 @@ func TestSubscriptionsForget(t *testing.T) {
 	if n := s.connected(); n != 0 {
 		t.Fatalf("connected = %d, want 0", n)
 	}
+}
+
+// An Unsubscribe without grace (a socket channel) is planned at once, even
+// when the subscriptions have a grace period.
+func TestSubscriptionsRemoveWithoutGrace(t *testing.T) {
+	s := newSubscriptions(time.Hour)
+	s.add("socket:{n1.a}")
+	wantPlan(t, s, []string{"socket:{n1.a}"}, nil)
+	s.confirm("socket:{n1.a}")
+	if ok, work := s.remove("socket:{n1.a}", time.Now(), false); !ok || !work {
+		t.Fatalf("remove = %v, %v", ok, work)
+	}
+	if !s.nextDeadline().IsZero() {
+		t.Fatal("a grace deadline was queued")
+	}
+	wantPlan(t, s, nil, []string{"socket:{n1.a}"})
 }

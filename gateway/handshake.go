@@ -95,9 +95,10 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 }
 
 // admitSocket checks the token, consumes it, registers the socket and waits
-// for its user's subscription. It returns why the socket is refused, or nil
-// with the welcome frame queued. It runs holding sl, which it gives back
-// while it waits for Redis.
+// for its user's subscription (and its socket's, with a broker that
+// subscribes sockets one by one). It returns why the socket is refused, or
+// nil with the welcome frame queued. It runs holding sl, which it gives
+// back while it waits for Redis.
 func (s *Server) admitSocket(ctx context.Context, sl *slot, c *Conn, r *http.Request, token string) *Disconnect {
 	if blocked, _ := s.blocker.blocked(c.remoteIP, time.Now()); blocked {
 		s.metrics.authFailures.WithLabelValues("ip_blocked").Inc()
@@ -151,7 +152,7 @@ func (s *Server) admitSocket(ctx context.Context, sl *slot, c *Conn, r *http.Req
 	if gate == nil {
 		c.enqueue(s.welcomeFrame(c, ""))
 	}
-	ready, err := s.reg.add(c)
+	userReady, socketReady, err := s.reg.add(c)
 	if err != nil {
 		s.presenceLeft(c)
 		s.endInbox(c, gate, false, nil)
@@ -169,14 +170,21 @@ func (s *Server) admitSocket(ctx context.Context, sl *slot, c *Conn, r *http.Req
 	}
 	var d *Disconnect
 	taken := sl.await(ctx, func() {
-		select {
-		case <-ready:
-		case <-s.drainCh:
-			d = DisconnectServiceRestart
-		case <-ctx.Done():
-			s.log.Warn("socket refused: broker subscription not confirmed in time",
-				zap.String("user", c.user), zap.Duration("timeout", s.cfg.HandshakeTimeout))
-			d = DisconnectTryAgainLater
+		for _, ready := range [...]<-chan struct{}{userReady, socketReady} {
+			if ready == nil { // no per-socket subscription
+				continue
+			}
+			select {
+			case <-ready:
+			case <-s.drainCh:
+				d = DisconnectServiceRestart
+				return
+			case <-ctx.Done():
+				s.log.Warn("socket refused: broker subscription not confirmed in time",
+					zap.String("user", c.user), zap.String("socket_id", c.id), zap.Duration("timeout", s.cfg.HandshakeTimeout))
+				d = DisconnectTryAgainLater
+				return
+			}
 		}
 	})
 	if d == nil && !taken {

@@ -22,10 +22,14 @@ const registryShards = 64
 // The registry drives the broker: it subscribes to a user when the replica
 // gains the user's first socket and unsubscribes when it loses the last, under
 // the user's shard lock, so the broker sees the calls for one user in order.
+// With a broker that subscribes sockets one by one (fanout.SocketSubscriber:
+// Redis Cluster), it also subscribes each socket's channel on add and
+// unsubscribes it on remove.
 type registry struct {
 	seed    maphash.Seed
 	broker  fanout.Broker
-	maxUser int // sockets per user
+	sockSub fanout.SocketSubscriber // nil unless broker is one
+	maxUser int                     // sockets per user
 
 	users   [registryShards]userShard
 	sockets [registryShards]socketShard
@@ -56,6 +60,7 @@ type socketShard struct {
 
 func newRegistry(b fanout.Broker, maxPerUser int) *registry {
 	r := &registry{seed: maphash.MakeSeed(), broker: b, maxUser: maxPerUser}
+	r.sockSub, _ = b.(fanout.SocketSubscriber)
 	for i := range r.users {
 		r.users[i].m = make(map[string]*userSockets)
 		r.sockets[i].m = make(map[string]*Conn)
@@ -68,14 +73,16 @@ func (r *registry) shard(id string) int {
 }
 
 // add registers c. It returns the channel that is closed once messages for
-// c's user reach this replica, or errTooMany.
-func (r *registry) add(c *Conn) (<-chan struct{}, error) {
+// c's user reach this replica, and the one closed once messages for c
+// itself do (nil when the broker needs no per-socket subscription), or
+// errTooMany.
+func (r *registry) add(c *Conn) (user, socket <-chan struct{}, err error) {
 	us := &r.users[r.shard(c.user)]
 	us.mu.Lock()
 	u := us.m[c.user]
 	if u != nil && len(u.conns) >= r.maxUser {
 		us.mu.Unlock()
-		return nil, errTooMany
+		return nil, nil, errTooMany
 	}
 	if u == nil {
 		u = &userSockets{conns: make([]*Conn, 0, 1), ready: r.broker.Subscribe(c.user)}
@@ -86,12 +93,15 @@ func (r *registry) add(c *Conn) (<-chan struct{}, error) {
 	ready := u.ready
 	us.mu.Unlock()
 
+	if r.sockSub != nil {
+		socket = r.sockSub.SubscribeSocket(c.id)
+	}
 	ss := &r.sockets[r.shard(c.id)]
 	ss.mu.Lock()
 	ss.m[c.id] = c
 	ss.mu.Unlock()
 	r.total.Add(1)
-	return ready, nil
+	return ready, socket, nil
 }
 
 // remove unregisters c; it is a no-op for a socket that is not registered.
@@ -105,6 +115,9 @@ func (r *registry) remove(c *Conn) {
 	delete(ss.m, c.id)
 	ss.mu.Unlock()
 	r.total.Add(-1)
+	if r.sockSub != nil {
+		r.sockSub.UnsubscribeSocket(c.id)
+	}
 
 	us := &r.users[r.shard(c.user)]
 	us.mu.Lock()

@@ -17,8 +17,9 @@ import (
 
 // TestRedisClusterMode runs 2 herald replicas on a 3-master Redis Cluster
 // with one replica per master, users spread over every shard with a socket
-// on each herald, and checks delivery, then delivery across a master's
-// failover and across a slot migration, both under a steady publish load.
+// on each herald, and checks delivery to users and to sockets (sharded
+// channels both), then delivery across a master's failover and across a
+// slot migration, both under a steady publish load.
 func TestRedisClusterMode(t *testing.T) {
 	rc := testenv.StartRedisCluster(t, 3, 1)
 	f := startFleet(t, 2, "HERALD_REDIS_CLUSTER="+strings.Join(rc.Addrs(), ","))
@@ -79,11 +80,56 @@ func TestRedisClusterMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitAll(t, 10*time.Second, all, `{"type":"all"}`)
-	one := all[0]
-	if _, err := pub.SendToSocket(ctx, one.id, []byte(`{"type":"one"}`)); err != nil {
-		t.Fatal(err)
+	// Socket channels are sharded too: a backend's SPUBLISH on
+	// socket:{<id>} reaches exactly that socket, through the one herald
+	// subscribed to it on the socket's master.
+	sockSlot := map[*sock]int{}
+	sockMasters := map[string]bool{}
+	for _, s := range all {
+		sockSlot[s] = rc.KeySlot("socket:{" + s.id + "}")
+		sockMasters[rc.MasterOf(sockSlot[s])] = true
+		msg := `{"type":"one","to":"` + s.id + `"}`
+		if n, err := client.SPublish(ctx, "socket:{"+s.id+"}", msg).Result(); err != nil || n != 1 {
+			t.Fatalf("SPUBLISH socket:{%s}: %d receivers, %v; want 1", s.id, n, err)
+		}
+		waitAll(t, 10*time.Second, []*sock{s}, msg)
 	}
-	waitAll(t, 10*time.Second, []*sock{one}, `{"type":"one"}`)
+	if len(sockMasters) < 2 {
+		t.Errorf("socket channels on %d masters, want them spread over at least 2 of 3", len(sockMasters))
+	}
+	for _, s := range all {
+		for _, m := range s.after(0) {
+			if strings.HasPrefix(m, `{"type":"one"`) && m != `{"type":"one","to":"`+s.id+`"}` {
+				t.Errorf("socket %s received another socket's message %s", s.id, m)
+			}
+		}
+	}
+	// socketResumes waits until every socket whose channel is on a slot of
+	// slots has a resync after from[s], and then receives a message sent
+	// to it alone.
+	socketResumes := func(t *testing.T, slots map[int]bool, from map[*sock]int) {
+		t.Helper()
+		for _, s := range all {
+			if !slots[sockSlot[s]] {
+				continue
+			}
+			waitAll(t, 30*time.Second, []*sock{s}, resyncMsg)
+			if s.index(resyncMsg, from[s]) < 0 {
+				t.Fatalf("socket %s: no resync after the move", s.id)
+			}
+			msg := `{"type":"after","to":"` + s.id + `"}`
+			testenv.Eventually(t, 30*time.Second, func() error {
+				if n, err := client.SPublish(ctx, "socket:{"+s.id+"}", msg).Result(); err != nil || n != 1 {
+					return fmt.Errorf("SPUBLISH socket:{%s}: %d receivers, %v; want 1", s.id, n, err)
+				}
+				return nil
+			})
+			waitAll(t, 10*time.Second, []*sock{s}, msg)
+			if n := shardNumSub(t, rc, sockSlot[s], "socket:{"+s.id+"}"); n != 1 {
+				t.Errorf("SHARDNUMSUB socket:{%s} on its new master = %d, want 1", s.id, n)
+			}
+		}
+	}
 
 	// A steady load: every user gets a numbered message every 20 ms.
 	var seq atomic.Int64
@@ -138,6 +184,12 @@ func TestRedisClusterMode(t *testing.T) {
 	t.Run("master failover", func(t *testing.T) {
 		victim := masters[0]
 		users := byMaster[victim]
+		victimSlots := map[int]bool{}
+		for _, s := range all {
+			if rc.MasterOf(sockSlot[s]) == victim {
+				victimSlots[sockSlot[s]] = true
+			}
+		}
 		from := marks()
 		rc.Node(victim).Kill()
 		testenv.Eventually(t, 30*time.Second, func() error {
@@ -152,6 +204,7 @@ func TestRedisClusterMode(t *testing.T) {
 				t.Errorf("SHARDNUMSUB user:{%s} on the promoted master = %d, want 2", u, n)
 			}
 		}
+		socketResumes(t, victimSlots, from)
 		// The other shards' users kept receiving.
 		for _, u := range byMaster[masters[1]] {
 			for _, s := range socks[u] {
@@ -166,12 +219,27 @@ func TestRedisClusterMode(t *testing.T) {
 	t.Run("slot migration", func(t *testing.T) {
 		u := byMaster[masters[1]][0]
 		target := rc.MasterOf(slotOf[byMaster[masters[2]][0]])
+		// And a socket channel's slot, from another master to target.
+		var moved *sock
+		for _, s := range all {
+			if m := rc.MasterOf(sockSlot[s]); m != target && sockSlot[s] != slotOf[u] {
+				moved = s
+				break
+			}
+		}
 		from := marks()
 		rc.MigrateSlot(slotOf[u], target)
+		if moved != nil {
+			rc.MigrateSlot(sockSlot[moved], target)
+		}
 		resumes(t, []string{u}, from)
 		if n := shardNumSub(t, rc, slotOf[u], "user:{"+u+"}"); n != 2 {
 			t.Errorf("SHARDNUMSUB user:{%s} on its new master = %d, want 2", u, n)
 		}
+		if moved == nil {
+			t.Fatal("no socket channel off the target master")
+		}
+		socketResumes(t, map[int]bool{sockSlot[moved]: true}, from)
 	})
 }
 
