@@ -81,20 +81,14 @@ type Config struct {
 	// and 30 (a user re-opening 16 tabs at once gets all of them).
 	TokenRate  float64
 	TokenBurst int
-	// HandshakeRate caps WebSocket handshakes per second on this replica;
-	// sockets over it are closed with 4029 after the upgrade. Zero means no
-	// cap. HandshakeBurst is how many may come at once; zero means
+	// HandshakeRate caps WebSocket handshakes per second on this replica.
+	// A handshake over it waits for its turn (after the upgrade, before its
+	// token is consumed) when that turn comes within half the time the
+	// handshake has left; otherwise it is closed with 4029 at once. Zero
+	// means no cap. HandshakeBurst is how many may come at once; zero means
 	// HandshakeRate.
 	HandshakeRate  float64
 	HandshakeBurst int
-	// HandshakeConcurrency bounds how many token requests and WebSocket
-	// handshakes run their CPU-bound steps at once; the others wait for a
-	// slot, parked, within HandshakeTimeout (a token request then gets 503,
-	// a socket 1013). A handshake gives its slot back while it waits for
-	// Redis. The bound keeps a burst of reconnects from delaying the
-	// relaying of live messages (see cpuSlots). Zero means GOMAXPROCS;
-	// negative means no bound.
-	HandshakeConcurrency int
 
 	// AuthFailLimit is how many failed authentications (a forged or corrupt
 	// session or WS token, a reused WS token) one client IP may cause within
@@ -204,7 +198,6 @@ func (c *Config) setDefaults() {
 	defInt(&c.DrainConcurrency, DefaultDrainConcurrency)
 	defInt(&c.Pollers, runtime.GOMAXPROCS(0))
 	defInt(&c.Writers, runtime.GOMAXPROCS(0))
-	defInt(&c.HandshakeConcurrency, runtime.GOMAXPROCS(0))
 	defInt(&c.TokenBurst, DefaultTokenBurst)
 	if c.TokenRate == 0 {
 		c.TokenRate = DefaultTokenRate

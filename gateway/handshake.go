@@ -57,16 +57,8 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	owned = true
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.HandshakeTimeout)
 	defer cancel()
-	sl := &slot{s: s.slots}
-	defer sl.give()
 	var early []byte
-	d := DisconnectTryAgainLater
-	if sl.take(ctx) {
-		d = s.admitSocket(ctx, sl, c, r, token)
-	} else {
-		d = s.noSlot(c.user)
-	}
-	if d != nil {
+	if d := s.admitSocket(ctx, c, r, token); d != nil {
 		c.ws.Shed(d, s.cfg.CloseTimeout)
 	} else {
 		if n := rw.Reader.Buffered(); n > 0 {
@@ -97,9 +89,8 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 // admitSocket checks the token, consumes it, registers the socket and waits
 // for its user's subscription (and its socket's, with a broker that
 // subscribes sockets one by one). It returns why the socket is refused, or
-// nil with the welcome frame queued. It runs holding sl, which it gives
-// back while it waits for Redis.
-func (s *Server) admitSocket(ctx context.Context, sl *slot, c *Conn, r *http.Request, token string) *Disconnect {
+// nil with the welcome frame queued.
+func (s *Server) admitSocket(ctx context.Context, c *Conn, r *http.Request, token string) *Disconnect {
 	if blocked, _ := s.blocker.blocked(c.remoteIP, time.Now()); blocked {
 		s.metrics.authFailures.WithLabelValues("ip_blocked").Inc()
 		return DisconnectRateLimited
@@ -113,19 +104,14 @@ func (s *Server) admitSocket(ctx context.Context, sl *slot, c *Conn, r *http.Req
 		s.authFailed(r, d.Reason, zap.Error(err))
 		return d
 	}
-	if d := s.pace(ctx, sl, r, claims.UserID); d != nil {
+	if d := s.pace(ctx, r, claims.UserID); d != nil {
 		return d
 	}
 	// The store's clock, not this replica's, decides whether the token is
 	// still alive: a replica whose clock lags cannot revive a token whose
 	// record has expired. A store that started after the token was minted
 	// (Redis restarted without its data) refuses it too.
-	var first bool
-	if !sl.await(ctx, func() {
-		first, err = s.cfg.Replay.Consume(ctx, claims.JTI, claims.MintedBy, claims.ExpiresAt.Add(s.cfg.Auth.ClockSkew()))
-	}) && err == nil {
-		return s.noSlot(c.user)
-	}
+	first, err := s.cfg.Replay.Consume(ctx, claims.JTI, claims.MintedBy, claims.ExpiresAt.Add(s.cfg.Auth.ClockSkew()))
 	if errors.Is(err, replay.ErrExpired) {
 		s.authFailed(r, DisconnectTokenExpired.Reason, zap.String("user", claims.UserID), zap.Error(err))
 		return DisconnectTokenExpired
@@ -145,7 +131,7 @@ func (s *Server) admitSocket(ctx context.Context, sl *slot, c *Conn, r *http.Req
 	// messages delivered once the socket is registered come after it. With
 	// an inbox it waits for the inbox read, and a gate holds those messages
 	// meanwhile (inbox.go). A cluster-wide cap refuses before any of it.
-	if d := s.presenceAdmit(ctx, sl, c); d != nil {
+	if d := s.presenceAdmit(ctx, c); d != nil {
 		return d
 	}
 	gate := s.beginInbox(c)
@@ -168,41 +154,32 @@ func (s *Server) admitSocket(ctx context.Context, sl *slot, c *Conn, r *http.Req
 		s.endInbox(c, gate, false, nil)
 		return DisconnectServiceRestart
 	}
-	var d *Disconnect
-	taken := sl.await(ctx, func() {
-		for _, ready := range [...]<-chan struct{}{userReady, socketReady} {
-			if ready == nil { // no per-socket subscription
-				continue
-			}
-			select {
-			case <-ready:
-			case <-s.drainCh:
-				d = DisconnectServiceRestart
-				return
-			case <-ctx.Done():
-				s.log.Warn("socket refused: broker subscription not confirmed in time",
-					zap.String("user", c.user), zap.String("socket_id", c.id), zap.Duration("timeout", s.cfg.HandshakeTimeout))
-				d = DisconnectTryAgainLater
-				return
-			}
+	for _, ready := range [...]<-chan struct{}{userReady, socketReady} {
+		if ready == nil { // no per-socket subscription
+			continue
 		}
-	})
-	if d == nil && !taken {
-		d = s.noSlot(c.user)
+		select {
+		case <-ready:
+		case <-s.drainCh:
+			s.endInbox(c, gate, false, nil)
+			return DisconnectServiceRestart
+		case <-ctx.Done():
+			s.endInbox(c, gate, false, nil)
+			s.log.Warn("socket refused: broker subscription not confirmed in time",
+				zap.String("user", c.user), zap.String("socket_id", c.id), zap.Duration("timeout", s.cfg.HandshakeTimeout))
+			return DisconnectTryAgainLater
+		}
 	}
-	if d != nil {
-		s.endInbox(c, gate, false, nil)
-		return d
-	}
-	return s.openInbox(ctx, sl, c, gate, r.URL.Query())
+	return s.openInbox(ctx, c, gate, r.URL.Query())
 }
 
-// pace holds a handshake over --handshake-rate until its turn, with its
-// CPU slot given back, so that a reconnect storm is spread out rather than
-// refused. A handshake whose turn is more than half its timeout away is
-// refused with 4029 at once: the client backs off and the queue stays
-// bounded.
-func (s *Server) pace(ctx context.Context, sl *slot, r *http.Request, user string) *Disconnect {
+// pace holds a handshake over --handshake-rate until its turn, so that a
+// reconnect storm is spread out rather than refused, and the replica's CPU
+// is left to the sockets it already holds. A handshake whose turn would
+// take more than half the time it has left is refused with 4029 at once:
+// the client backs off, and the queue stays bounded. The token is not
+// consumed yet while it waits.
+func (s *Server) pace(ctx context.Context, r *http.Request, user string) *Disconnect {
 	if s.admit == nil {
 		return nil
 	}
@@ -212,7 +189,11 @@ func (s *Server) pace(ctx context.Context, sl *slot, r *http.Request, user strin
 	if wait == 0 {
 		return nil
 	}
-	if !rv.OK() || wait > s.cfg.HandshakeTimeout/2 {
+	budget := s.cfg.HandshakeTimeout / 2
+	if dl, ok := ctx.Deadline(); ok {
+		budget = min(budget, dl.Sub(now)/2)
+	}
+	if !rv.OK() || wait > budget {
 		rv.CancelAt(now)
 		s.authFailed(r, "rate_limited", zap.String("user", user))
 		return DisconnectRateLimited
@@ -220,29 +201,16 @@ func (s *Server) pace(ctx context.Context, sl *slot, r *http.Request, user strin
 	s.metrics.paced.Inc()
 	t := time.NewTimer(wait)
 	defer t.Stop()
-	expired := false
-	taken := sl.await(ctx, func() {
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			expired = true
-		}
-	})
-	if expired {
+	select {
+	case <-t.C:
+		return nil
+	case <-s.drainCh:
+		rv.Cancel()
+		return DisconnectServiceRestart
+	case <-ctx.Done():
 		rv.Cancel()
 		return DisconnectTryAgainLater
 	}
-	if !taken {
-		return s.noSlot(user)
-	}
-	return nil
-}
-
-// noSlot is the refusal of a handshake that waited for a CPU slot (see
-// cpuSlots) until its timeout.
-func (s *Server) noSlot(user string) *Disconnect {
-	s.log.Warn("socket refused: no handshake slot in time", zap.String("user", user), zap.Duration("timeout", s.cfg.HandshakeTimeout))
-	return DisconnectTryAgainLater
 }
 
 // welcomeFrame is the first frame; inboxID, when set, is the inbox head.

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"math"
@@ -85,16 +84,6 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		s.metrics.authFailures.WithLabelValues("ip_blocked").Inc()
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
 		writeError(w, http.StatusTooManyRequests, "rate_limited")
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.HandshakeTimeout)
-	defer cancel()
-	sl := &slot{s: s.slots}
-	defer sl.give()
-	if !sl.take(ctx) {
-		s.log.Warn("token request refused: no handshake slot in time", zap.Duration("timeout", s.cfg.HandshakeTimeout))
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, "busy")
 		return
 	}
 	user, err := s.cfg.Auth.VerifySession(r.Context(), sessionToken(r, s.cfg.SessionCookie))

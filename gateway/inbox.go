@@ -187,7 +187,7 @@ func (s *Server) endInbox(c *Conn, g *inboxGate, flush bool, head *fanout.Stream
 // openInbox runs once the user's subscription is confirmed: it queues the
 // welcome and, with an inbox, the replay (see the top of this file). It
 // returns why the socket is refused, or nil.
-func (s *Server) openInbox(ctx context.Context, sl *slot, c *Conn, g *inboxGate, q url.Values) *Disconnect {
+func (s *Server) openInbox(ctx context.Context, c *Conn, g *inboxGate, q url.Values) *Disconnect {
 	since, asked := q.Get("since"), q.Has("since")
 	if g == nil { // no inbox: the welcome is queued already
 		if asked {
@@ -201,16 +201,10 @@ func (s *Server) openInbox(ctx context.Context, sl *slot, c *Conn, g *inboxGate,
 	var rd fanout.InboxRead
 	var err error
 	rs, syncInRead := s.cfg.Inbox.(fanout.InboxSyncReader)
-	taken := sl.await(ctx, func() {
-		if syncInRead { // the read publishes the sync message itself
-			rd, err = rs.ReadSync(ctx, c.user, since, syncMessage(c.id))
-		} else {
-			rd, err = s.cfg.Inbox.Read(ctx, c.user, since)
-		}
-	})
-	if err == nil && !taken {
-		s.endInbox(c, g, false, nil)
-		return s.noSlot(c.user)
+	if syncInRead { // the read publishes the sync message itself
+		rd, err = rs.ReadSync(ctx, c.user, since, syncMessage(c.id))
+	} else {
+		rd, err = s.cfg.Inbox.Read(ctx, c.user, since)
 	}
 	if err != nil {
 		s.endInbox(c, g, false, nil)
@@ -230,23 +224,15 @@ func (s *Server) openInbox(ctx context.Context, sl *slot, c *Conn, g *inboxGate,
 			return DisconnectTryAgainLater
 		}
 	}
-	var d *Disconnect
-	taken = sl.await(ctx, func() {
-		select {
-		case <-g.synced:
-		case <-s.drainCh:
-			d = DisconnectServiceRestart
-		case <-ctx.Done():
-			s.log.Warn("socket refused: inbox sync not received in time", zap.String("user", c.user))
-			d = DisconnectTryAgainLater
-		}
-	})
-	if d == nil && !taken {
-		d = s.noSlot(c.user)
-	}
-	if d != nil {
+	select {
+	case <-g.synced:
+	case <-s.drainCh:
 		s.endInbox(c, g, false, nil)
-		return d
+		return DisconnectServiceRestart
+	case <-ctx.Done():
+		s.endInbox(c, g, false, nil)
+		s.log.Warn("socket refused: inbox sync not received in time", zap.String("user", c.user))
+		return DisconnectTryAgainLater
 	}
 	if !asked {
 		c.enqueue(s.welcomeFrame(c, rd.Head))

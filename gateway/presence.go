@@ -121,7 +121,7 @@ func (u *userCounts) failed(n int, err error) {
 // cluster-wide cap it asks Presence first (one round trip) and returns
 // DisconnectTooMany when the user is at the cap; a Presence error lets the
 // socket in (the cap is a limit, not a security boundary).
-func (s *Server) presenceAdmit(ctx context.Context, sl *slot, c *Conn) *Disconnect {
+func (s *Server) presenceAdmit(ctx context.Context, c *Conn) *Disconnect {
 	if !s.cfg.UserPresence {
 		return nil
 	}
@@ -130,11 +130,7 @@ func (s *Server) presenceAdmit(ctx context.Context, sl *slot, c *Conn) *Disconne
 		s.users.queue(presence.Op{User: c.user, Delta: 1})
 		return nil
 	}
-	var res []int
-	var err error
-	taken := sl.await(ctx, func() {
-		res, err = s.cfg.Presence.Apply(ctx, s.cfg.NodeID, []presence.Op{{User: c.user, Delta: 1, Cap: s.cfg.ClusterMaxSocketsPerUser}})
-	})
+	res, err := s.cfg.Presence.Apply(ctx, s.cfg.NodeID, []presence.Op{{User: c.user, Delta: 1, Cap: s.cfg.ClusterMaxSocketsPerUser}})
 	switch {
 	case err != nil:
 		s.log.Warn("presence: cluster-wide cap not checked", zap.String("user", c.user), zap.Error(err))
@@ -144,10 +140,6 @@ func (s *Server) presenceAdmit(ctx context.Context, sl *slot, c *Conn) *Disconne
 		return DisconnectTooMany
 	}
 	c.counted.Store(true)
-	if !taken {
-		s.presenceLeft(c)
-		return s.noSlot(c.user)
-	}
 	return nil
 }
 

@@ -31,7 +31,6 @@ type Server struct {
 	core    *wscore.Core
 	tokens  *userLimiter
 	admit   *rate.Limiter // WebSocket handshakes; nil when not capped
-	slots   *cpuSlots     // handshakes' CPU-bound steps
 	users   *userCounts   // per-user counts for Presence (presence.go)
 	blocker *authBlocker  // failed-authentication blocking; nil when off
 
@@ -83,9 +82,6 @@ func New(cfg Config) (*Server, error) {
 		s.admit = rate.NewLimiter(rate.Limit(cfg.HandshakeRate), cfg.HandshakeBurst)
 	}
 	if s.metrics, err = newMetrics(cfg.Registerer, s); err != nil {
-		return nil, fmt.Errorf("gateway: %w", err)
-	}
-	if s.slots, err = newCPUSlots(cfg.HandshakeConcurrency, cfg.Registerer); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	if s.blocker, err = newAuthBlocker(cfg.AuthFailLimit, cfg.AuthFailWindow, cfg.AuthBlockDuration,

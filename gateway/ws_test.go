@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -360,6 +361,87 @@ func TestHandshakeRateLimit(t *testing.T) {
 	}
 	defer c.Close()
 	expectClose(t, c, 4029, "rate_limited")
+}
+
+// TestHandshakePacing: handshakes over --handshake-rate wait for their
+// turn instead of being refused, when it comes within half the time the
+// handshake has left.
+func TestHandshakePacing(t *testing.T) {
+	testenv.NoLeaks(t)
+	h := start(t, harnessOpts{gw: func(c *gateway.Config) {
+		c.HandshakeRate = 4
+		c.HandshakeBurst = 1
+	}})
+	tokens := make([]string, 4)
+	for i := range tokens {
+		tokens[i] = h.token(strconv.Itoa(100 + i))
+	}
+	began := time.Now()
+	errs := make(chan error, len(tokens))
+	for _, tok := range tokens {
+		go func() {
+			c, err := h.dial(tok)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			msg, err := c.ReadText(5 * time.Second)
+			if err == nil && !strings.Contains(msg, `"type":"welcome"`) {
+				err = fmt.Errorf("first frame %s, want the welcome", msg)
+			}
+			errs <- err
+		}()
+	}
+	for range tokens {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// One token at once, then one every 250 ms: the last waited 750 ms.
+	if took := time.Since(began); took < 600*time.Millisecond {
+		t.Errorf("4 handshakes at 4/s with a burst of 1 took %v: not paced", took)
+	}
+	if n := h.metric("herald_handshakes_paced_total"); n != 3 {
+		t.Errorf("herald_handshakes_paced_total = %v, want 3", n)
+	}
+	if n := h.metric(`herald_auth_failures_total{reason="rate_limited"}`); n != 0 {
+		t.Errorf("%v handshakes refused as rate_limited, want 0", n)
+	}
+}
+
+// TestHandshakePacingDrain: a handshake waiting for its turn when the
+// replica starts draining gets 1012 at once, not at its turn.
+func TestHandshakePacingDrain(t *testing.T) {
+	testenv.NoLeaks(t)
+	h := start(t, harnessOpts{gw: func(c *gateway.Config) {
+		c.HandshakeRate = 0.2 // the second handshake's turn is 5 s away
+		c.HandshakeBurst = 1
+		c.HandshakeTimeout = 20 * time.Second
+	}})
+	h.connect("1")
+	c, err := h.dial(h.token("2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if n := h.metric("herald_handshakes_paced_total"); n != 1 {
+			return fmt.Errorf("herald_handshakes_paced_total = %v, want 1", n)
+		}
+		return nil
+	})
+	began := time.Now()
+	down := make(chan struct{})
+	go func() {
+		defer close(down)
+		h.shutdown(10 * time.Second)
+	}()
+	expectClose(t, c, 1012, "service_restart")
+	if took := time.Since(began); took > 3*time.Second {
+		t.Errorf("the paced handshake was closed %v after the drain began: it waited for its turn", took)
+	}
+	<-down
 }
 
 // TestSecretsStayOutOfLogs runs the whole flow, then checks that no token,

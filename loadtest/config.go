@@ -96,9 +96,10 @@ type Config struct {
 	// Concurrency is handshakes in flight over all workers; zero means 256.
 	Concurrency int
 	// Procs is the number of worker processes; zero means one per 18,000
-	// sockets (a process may hold 20,000 descriptors here), and at least
-	// two with the replay scenario. With two or more, replay's live users
-	// and its storm group are held by different processes (see workerOf).
+	// sockets (a process may hold 20,000 descriptors here), counted apart
+	// for replay's live users and its storm group, which are held by
+	// different processes whenever there are two or more (see workerOf).
+	// With the replay scenario each group gets the whole Concurrency.
 	Procs int
 	// SrcIPs are local addresses to bind client sockets to, spread evenly;
 	// zero means the kernel's choice.
@@ -246,7 +247,9 @@ func (c *Config) fill() error {
 	if c.Procs <= 0 {
 		c.Procs = (c.Sockets + perProcSockets - 1) / perProcSockets
 		if seen["replay"] {
-			c.Procs = max(c.Procs, 2) // the live users get a process of their own
+			// The live users and the storm group get processes of their own.
+			live := c.replaySockets(false)
+			c.Procs = (live+perProcSockets-1)/perProcSockets + (c.Sockets-live+perProcSockets-1)/perProcSockets
 		}
 	}
 	if c.Procs > c.Sockets {
@@ -274,4 +277,18 @@ func SrcRange(n int) []string {
 		ips = append(ips, fmt.Sprintf("127.%d.%d.%d", (k>>16)&0xff, (k>>8)&0xff, k&0xff))
 	}
 	return ips
+}
+
+// replaySockets counts the sockets of replay's storm group (storm) or of
+// its live users: socket i belongs to user i % Users, and the last
+// ReplayUsers users are the storm group.
+func (c *Config) replaySockets(storm bool) int {
+	from := c.Users - c.ReplayUsers
+	n := 0
+	for i := range c.Sockets {
+		if (i%c.Users >= from) == storm {
+			n++
+		}
+	}
+	return n
 }

@@ -396,3 +396,48 @@ func TestBucketQuantile(t *testing.T) {
 		}
 	}
 }
+
+// TestReplayWorkers: with replay, the live users and the storm group get
+// worker processes of their own, each process under the per-process socket
+// budget, and each group the whole Concurrency; without replay, users are
+// dealt round-robin.
+func TestReplayWorkers(t *testing.T) {
+	c := Config{Targets: []string{"http://h:1"}, Sockets: 50000, ReplayUsers: 25000,
+		SessionSecret: make([]byte, 32), Redis: "h:2", Scenarios: []string{"connect", "replay"}}
+	if err := c.fill(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Procs != 4 {
+		t.Fatalf("Procs = %d for 25,000 live and 25,000 storm sockets, want 2 + 2", c.Procs)
+	}
+	r := &runner{cfg: c}
+	sockets := make([]int, c.Procs)
+	for i := range c.Sockets {
+		u := i % c.Users
+		w := r.workerOf(u)
+		if storm := u >= r.replayFrom(); storm != (w >= 2) {
+			t.Fatalf("user %d (storm %v) on worker %d", u, storm, w)
+		}
+		sockets[w]++
+	}
+	conc := [2]int{}
+	for w, n := range sockets {
+		if n > perProcSockets {
+			t.Errorf("worker %d holds %d sockets, over %d", w, n, perProcSockets)
+		}
+		conc[w/2] += r.concurrency(w, n)
+	}
+	if conc[0] != c.Concurrency || conc[1] != c.Concurrency {
+		t.Errorf("concurrency live %d, storm %d: want %d each", conc[0], conc[1], c.Concurrency)
+	}
+
+	c = Config{Targets: []string{"http://h:1"}, Sockets: 40000, SessionSecret: make([]byte, 32), Redis: "h:2",
+		Scenarios: []string{"connect", "fanout"}}
+	if err := c.fill(); err != nil {
+		t.Fatal(err)
+	}
+	r = &runner{cfg: c}
+	if c.Procs != 3 || r.liveProcs() != 0 || r.workerOf(4) != 1 {
+		t.Errorf("without replay: %d procs, %d live, user 4 on worker %d; want 3, 0, 1", c.Procs, r.liveProcs(), r.workerOf(4))
+	}
+}

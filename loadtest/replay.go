@@ -3,6 +3,7 @@ package loadtest
 import (
 	"context"
 	"math/bits"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,7 +15,10 @@ import (
 //
 // The users split in two: the live users, which fan-out reaches all along
 // (plain PUBLISHes, as in fanout), and the storm group, the last
-// ReplayUsers users. The parent runs four steps on every worker:
+// ReplayUsers users. With two worker processes or more, the live users
+// and the storm group are held by different processes, so that the storm's
+// handshakes do not share a Go scheduler with the sockets whose latency
+// measures it. The parent runs five steps on every worker:
 //
 //	rp_away   live fan-out starts; the away part of the storm group closes
 //	          all its sockets; K events are appended to the inbox of each
@@ -24,10 +28,12 @@ import (
 //	rp_storm  every away socket reconnects at once (fresh token, since = the
 //	          inbox_id of the last frame it saw) while live fan-out goes on;
 //	          it ends when each has its replay_complete or resync
+//	rp_cut    once every worker's storm is over: the storm's live latency
+//	          and handshake windows close
+//	rp_end    live fan-out stops; every socket's accounting is settled
 //
 // Each window's live latency is that of the deliveries during it, and of
 // the messages published in it that arrive just after (awaitPublished).
-//	rp_end    live fan-out stops; every socket's accounting is settled
 //
 // A storm-group socket must get exactly its K events, each once, in order
 // (k = 1…K), then replay_complete with count K (away sockets), or K live
@@ -142,7 +148,7 @@ type replayPart struct {
 	Away   sparseHist    `json:"away"`   // live latency while away and appending
 	Before sparseHist    `json:"before"` // live latency just before the storm
 	BaseT  time.Duration `json:"base_t,omitempty"`
-	// rp_storm
+	// rp_storm, and rp_cut for Storm and StormHS
 	Storm      sparseHist    `json:"storm"`    // live latency during the storm
 	StormHS    sparseHist    `json:"storm_hs"` // handshakes during the storm
 	Times      sparseHist    `json:"times"`    // storm start → replay_complete or resync
@@ -212,6 +218,9 @@ type liveFanout struct {
 func liveReaders(u *user) bool { return !u.storm && !u.flooding.Load() }
 
 func (w *worker) startLive(rate float64) {
+	if !slices.ContainsFunc(w.users, func(u *user) bool { return !u.storm }) {
+		return // a storm-only worker: its rate is 0, which would mean flat out
+	}
 	ctx, cancel := context.WithCancel(w.ctx)
 	lf := &liveFanout{pb: &publisher{w: w, size: w.pl.PayloadBytes}, cancel: cancel, done: make(chan struct{})}
 	go func() {

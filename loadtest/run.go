@@ -241,7 +241,7 @@ func (r *runner) start() error {
 			Worker: id, Targets: r.cfg.Targets, SrcIPs: r.cfg.SrcIPs, SessionSecret: r.cfg.SessionSecret,
 			UserClaim: r.cfg.UserClaim, SessionCookie: r.cfg.SessionCookie, Origin: r.cfg.Origin,
 			UserPrefix: r.cfg.UserPrefix, ChannelPrefix: r.cfg.ChannelPrefix, Redis: r.cfg.Redis,
-			Users: r.cfg.Users, Sockets: shares[id], Concurrency: max(1, r.cfg.Concurrency*len(shares[id])/r.cfg.Sockets),
+			Users: r.cfg.Users, Sockets: shares[id], Concurrency: r.concurrency(id, len(shares[id])),
 			PayloadBytes: r.cfg.PayloadBytes, DrainTimeout: r.cfg.DrainTimeout,
 		}
 		for _, s := range r.cfg.Scenarios {
@@ -341,14 +341,28 @@ func (r *runner) workerOf(u int) int {
 	return live + u%(r.cfg.Procs-live)
 }
 
-// liveProcs is how many workers hold replay's live users alone; zero when
-// users are dealt round-robin.
+// liveProcs is how many workers hold replay's live users alone (as large
+// a share of the workers as the live users' share of the sockets, rounded
+// up, and at least one for each group); zero when users are dealt
+// round-robin.
 func (r *runner) liveProcs() int {
 	if r.cfg.Procs < 2 || !slices.Contains(r.cfg.Scenarios, "replay") {
 		return 0
 	}
-	n := r.cfg.Procs * r.replayFrom() / r.cfg.Users
+	live := r.cfg.replaySockets(false)
+	n := (r.cfg.Procs*live + r.cfg.Sockets - 1) / r.cfg.Sockets
 	return min(max(n, 1), r.cfg.Procs-1)
+}
+
+// concurrency is worker id's share of Concurrency, by its sockets: a share
+// of all the sockets, or with the live users apart (liveProcs), of its
+// group's, so that the storm has the whole Concurrency to reconnect with.
+func (r *runner) concurrency(id, sockets int) int {
+	of := r.cfg.Sockets
+	if live := r.liveProcs(); live > 0 {
+		of = r.cfg.replaySockets(id >= live)
+	}
+	return max(1, r.cfg.Concurrency*sockets/max(of, 1))
 }
 
 // replayFrom is the first user of replay's storm group: the users below

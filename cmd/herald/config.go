@@ -46,20 +46,19 @@ type options struct {
 	AllowedOrigins string
 	TrustedProxies string
 
-	PingInterval         time.Duration
-	IdleTimeout          time.Duration
-	MaxMessageBytes      int
-	MaxSocketsPerUser    int
-	MaxQueueBytes        int
-	WriteTimeout         time.Duration
-	CloseTimeout         time.Duration
-	HandshakeTimeout     time.Duration
-	TokenRate            float64
-	TokenBurst           int
-	HandshakeRate        float64
-	HandshakeBurst       int
-	HandshakeConcurrency int
-	UnsubscribeGrace     time.Duration
+	PingInterval      time.Duration
+	IdleTimeout       time.Duration
+	MaxMessageBytes   int
+	MaxSocketsPerUser int
+	MaxQueueBytes     int
+	WriteTimeout      time.Duration
+	CloseTimeout      time.Duration
+	HandshakeTimeout  time.Duration
+	TokenRate         float64
+	TokenBurst        int
+	HandshakeRate     float64
+	HandshakeBurst    int
+	UnsubscribeGrace  time.Duration
 
 	Inbox          bool
 	InboxMaxLen    int
@@ -127,9 +126,8 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.HandshakeTimeout, "handshake-timeout", gateway.DefaultHandshakeTimeout, "bound on a WebSocket handshake, subscription included")
 	fs.Float64Var(&o.TokenRate, "token-rate", gateway.DefaultTokenRate, "WS tokens per second one user may fetch on average")
 	fs.IntVar(&o.TokenBurst, "token-burst", gateway.DefaultTokenBurst, "WS tokens one user may fetch at once")
-	fs.Float64Var(&o.HandshakeRate, "handshake-rate", 0, "WebSocket handshakes per second a replica admits; those over it wait their turn, up to half of --handshake-timeout, then get 4029 (0: no cap)")
+	fs.Float64Var(&o.HandshakeRate, "handshake-rate", 0, "WebSocket handshakes per second a replica admits; those over it wait their turn when it comes within half of --handshake-timeout, the others get 4029 (0: no cap)")
 	fs.IntVar(&o.HandshakeBurst, "handshake-burst", 0, "handshakes admitted at once (0: the rate)")
-	fs.IntVar(&o.HandshakeConcurrency, "handshake-concurrency", 0, "token requests and handshakes doing CPU work at once; the others wait (0: GOMAXPROCS; -1: no bound)")
 	fs.DurationVar(&o.UnsubscribeGrace, "unsubscribe-grace", fanout.DefaultUnsubscribeGrace, "how long a user's channel stays subscribed after its last socket leaves")
 
 	fs.BoolVar(&o.Inbox, "inbox", true, "keep each user's recent events for replay to sockets that reconnect with since (false: no ids, no replay)")
