@@ -87,8 +87,9 @@ type shard struct {
 // movedChan is a channel homed on a new shard.
 type movedChan struct {
 	channel string
-	ready   <-chan struct{} // closed once subscribed on the new shard
-	resync  bool            // it was homed elsewhere: messages may be lost
+	c       *clusterChan    // the channel's entry when it moved
+	ready   <-chan struct{} // closed once subscribed on the new shard, or dropped there
+	resync  bool            // it was active elsewhere: messages may be lost
 	waiting chan struct{}   // nil, or Subscribe's channel to close once ready
 }
 
@@ -605,10 +606,11 @@ func (r *RedisCluster) rehomeLocked(all bool) int {
 			}
 			old := c.shard
 			waiting := c.waiting // Subscribe calls made before the first map
+			wasActive := false   // nothing to lose for a channel never active
 			if old != nil {
 				// Or made while the channel was on its old shard, and
 				// not yet active there.
-				waiting = old.b.takeWaiter(name)
+				waiting, wasActive = old.b.handOver(name)
 			}
 			var ready <-chan struct{}
 			for range c.refs {
@@ -625,7 +627,7 @@ func (r *RedisCluster) rehomeLocked(all bool) int {
 			owner.chans++
 			c.shard = owner
 			c.waiting = nil
-			todo = append(todo, movedChan{channel: name, ready: ready, resync: old != nil, waiting: waiting})
+			todo = append(todo, movedChan{channel: name, c: c, ready: ready, resync: wasActive, waiting: waiting})
 		}
 	}
 	// Channels the server dropped or refused whose slot stayed on their
@@ -634,7 +636,8 @@ func (r *RedisCluster) rehomeLocked(all bool) int {
 	for _, sh := range r.shards {
 		for _, name := range sh.b.takePushed() {
 			if c := r.chans[name]; c != nil && c.shard == sh {
-				todo = append(todo, movedChan{channel: name, ready: sh.b.resubscribe(name), resync: true})
+				ready, wasActive := sh.b.resubscribe(name)
+				todo = append(todo, movedChan{channel: name, c: c, ready: ready, resync: wasActive})
 			}
 		}
 	}
@@ -645,22 +648,60 @@ func (r *RedisCluster) rehomeLocked(all bool) int {
 	return len(todo)
 }
 
+// afterMoveSweep bounds how long one moved channel whose subscription is
+// slow (its master is down, or it is refused and moves again) holds back
+// the others of its batch: they are looked at again this often.
+const afterMoveSweep = 100 * time.Millisecond
+
 // afterMove waits for each moved channel's new subscription, then sends its
 // sockets a resync (and releases the Subscribe calls that waited for it).
+// The channels are done as each becomes ready, in any order: it sleeps
+// until the first one left is ready, or afterMoveSweep has passed, and then
+// looks at them all.
 func (r *RedisCluster) afterMove(todo []movedChan) {
 	defer r.loops.Done()
-	for _, mv := range todo {
+	sweep := time.NewTicker(afterMoveSweep)
+	defer sweep.Stop()
+	for {
+		left := todo[:0]
+		for _, mv := range todo {
+			select {
+			case <-mv.ready:
+				r.moveDone(mv)
+			default:
+				left = append(left, mv)
+			}
+		}
+		clear(todo[len(left):]) // let the done channels go
+		todo = left
+		if len(todo) == 0 {
+			return
+		}
 		select {
-		case <-mv.ready:
+		case <-todo[0].ready:
+		case <-sweep.C:
 		case <-r.ctx.Done():
 			return
 		}
-		if mv.waiting != nil {
-			close(mv.waiting)
-		}
-		if mv.resync {
-			r.resync(mv.channel)
-		}
+	}
+}
+
+// moveDone releases the Subscribe calls that waited for a moved channel,
+// and resyncs its sockets if messages may have been lost. A channel
+// unsubscribed meanwhile (its ready closed because its entry was dropped)
+// has no sockets left to resync.
+func (r *RedisCluster) moveDone(mv movedChan) {
+	if mv.waiting != nil {
+		close(mv.waiting)
+	}
+	if !mv.resync {
+		return
+	}
+	r.mu.Lock()
+	live := r.chans[mv.channel] == mv.c
+	r.mu.Unlock()
+	if live {
+		r.resync(mv.channel)
 	}
 }
 
