@@ -224,7 +224,7 @@ func sameSlotSockets(n int) []string {
 func clusterShardOf(b *RedisCluster, channel string) string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if c := b.chans[channel]; c != nil && c.shard != nil {
+	if c := b.chans[keySlot(channel)][channel]; c != nil && c.shard != nil {
 		return c.shard.addr
 	}
 	return ""

@@ -283,10 +283,10 @@ func TestRedisClusterAfterMoveIndependent(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	rec := &recorder{}
-	r := &RedisCluster{ctx: ctx, ch: NewShardedChannels(""), h: rec, chans: map[string]*clusterChan{}}
+	r := &RedisCluster{ctx: ctx, ch: NewShardedChannels(""), h: rec, chans: map[int]map[string]*clusterChan{}}
 	mk := func(name string, resync bool) (movedChan, chan struct{}) {
 		c := &clusterChan{refs: 1}
-		r.chans[name] = c
+		r.chans[keySlot(name)] = map[string]*clusterChan{name: c}
 		ready := make(chan struct{})
 		return movedChan{channel: name, c: c, ready: ready, resync: resync, waiting: make(chan struct{})}, ready
 	}
@@ -295,7 +295,7 @@ func TestRedisClusterAfterMoveIndependent(t *testing.T) {
 	later, laterReady := mk("user:{later}", true)
 	gone, goneReady := mk("socket:{n1.gone}", true)
 	fresh, freshReady := mk("socket:{n1.fresh}", false)
-	delete(r.chans, gone.channel) // unsubscribed: its ready closed by the drop
+	delete(r.chans, keySlot(gone.channel)) // unsubscribed: its ready closed by the drop
 	close(firstReady)
 	close(goneReady)
 	close(freshReady)
