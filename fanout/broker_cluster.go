@@ -57,12 +57,14 @@ type RedisCluster struct {
 	nextRR  atomic.Uint32 // rotates the classic dialer's first choice
 
 	mu      sync.Mutex
-	started bool                    // guarded by mu
-	closing bool                    // guarded by mu
-	slots   []slotRange             // guarded by mu; sorted; empty until the first read
-	shards  map[string]*shard       // guarded by mu; by master address
-	chans   map[string]*clusterChan // guarded by mu; user and socket channels with Subscribe calls outstanding
-	unhomed int                     // guarded by mu; channels whose slot had no master when subscribed
+	started bool              // guarded by mu
+	closing bool              // guarded by mu
+	slots   []slotRange       // guarded by mu; sorted; empty until the first read
+	shards  map[string]*shard // guarded by mu; by master address
+	// chans holds the user and socket channels with Subscribe calls
+	// outstanding, by hash slot and name: a MOVED reply concerns one slot.
+	chans   map[int]map[string]*clusterChan // guarded by mu
+	unhomed int                             // guarded by mu; channels whose slot had no master when subscribed
 }
 
 var _ SocketSubscriber = (*RedisCluster)(nil)
@@ -87,8 +89,9 @@ type shard struct {
 // movedChan is a channel homed on a new shard.
 type movedChan struct {
 	channel string
-	ready   <-chan struct{} // closed once subscribed on the new shard
-	resync  bool            // it was homed elsewhere: messages may be lost
+	c       *clusterChan    // the channel's entry when it moved
+	ready   <-chan struct{} // closed once subscribed on the new shard, or dropped there
+	resync  bool            // it was active elsewhere: messages may be lost
 	waiting chan struct{}   // nil, or Subscribe's channel to close once ready
 }
 
@@ -129,7 +132,7 @@ func NewRedisCluster(client *redis.ClusterClient, cfg RedisConfig) (*RedisCluste
 		moves:  make(chan slotRange, 64),
 		nodes:  slices.Clone(opt.Addrs),
 		shards: make(map[string]*shard),
-		chans:  make(map[string]*clusterChan),
+		chans:  make(map[int]map[string]*clusterChan),
 	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
@@ -265,11 +268,15 @@ func (r *RedisCluster) subscribe(channel string) <-chan struct{} {
 	if r.closing {
 		return closedChan
 	}
-	c := r.chans[channel]
+	slot := keySlot(channel)
+	c := r.chans[slot][channel]
 	if c == nil {
 		c = &clusterChan{}
-		r.chans[channel] = c
-		c.shard = r.ownerLocked(channel)
+		if r.chans[slot] == nil {
+			r.chans[slot] = make(map[string]*clusterChan)
+		}
+		r.chans[slot][channel] = c
+		c.shard = r.ownerLocked(slot)
 		if c.shard != nil {
 			c.shard.chans++
 		} else {
@@ -292,7 +299,8 @@ func (r *RedisCluster) unsubscribe(channel string, grace bool) {
 	if r.closing {
 		return
 	}
-	c := r.chans[channel]
+	slot := keySlot(channel)
+	c := r.chans[slot][channel]
 	if c == nil {
 		r.log.Warn("Unsubscribe without a Subscribe", zap.String("channel", channel))
 		return
@@ -307,7 +315,10 @@ func (r *RedisCluster) unsubscribe(channel string, grace bool) {
 		} else {
 			r.unhomed--
 		}
-		delete(r.chans, channel)
+		delete(r.chans[slot], channel)
+		if len(r.chans[slot]) == 0 {
+			delete(r.chans, slot)
+		}
 	}
 }
 
@@ -521,7 +532,11 @@ func (r *RedisCluster) refresh() error {
 	}
 	changed := !slices.Equal(slots, r.slots)
 	r.slots = slots
-	moved := r.rehomeLocked(changed || r.unhomed > 0)
+	scope := noSlot // only the channels the shards report dropped or refused
+	if changed || r.unhomed > 0 {
+		scope = allSlots
+	}
+	moved := r.rehomeLocked(scope)
 	if changed || r.unhomed > 0 {
 		masters := map[string]bool{}
 		for _, s := range slots {
@@ -556,7 +571,7 @@ func (r *RedisCluster) applyMoved(slot int, addr string) {
 		return
 	}
 	r.slots = withOwner(r.slots, slot, addr)
-	moved := r.rehomeLocked(true)
+	moved := r.rehomeLocked(slot)
 	r.mu.Unlock()
 	r.log.Info("redis cluster: followed MOVED", zap.Int("slot", slot), zap.String("addr", addr), zap.Int("channels", moved))
 	r.kickRefresh()
@@ -590,51 +605,37 @@ func withOwner(slots []slotRange, slot int, addr string) []slotRange {
 	return out
 }
 
+// Scopes of rehomeLocked besides a slot.
+const (
+	allSlots = -1
+	noSlot   = -2
+)
+
 // rehomeLocked moves the channels whose slot the map gives to another
-// master to that master's shard (when all is false, it looks only at the
-// channels the shards report dropped or refused), and subscribes again
-// the dropped channels whose slot stayed. It returns how many channels it
-// moved or resubscribed; a goroutine resyncs their sockets once subscribed.
-func (r *RedisCluster) rehomeLocked(all bool) int {
+// master to that master's shard: the channels of every slot for allSlots,
+// of one slot, or none for noSlot. In every case it subscribes again the
+// channels the shards report dropped or refused whose slot stayed. It
+// returns how many channels it moved or resubscribed; a goroutine resyncs
+// their sockets once subscribed.
+func (r *RedisCluster) rehomeLocked(scope int) int {
 	var todo []movedChan
-	if all {
-		for name, c := range r.chans {
-			owner := r.ownerLocked(name)
-			if owner == c.shard || owner == nil {
-				continue
-			}
-			old := c.shard
-			waiting := c.waiting // Subscribe calls made before the first map
-			if old != nil {
-				// Or made while the channel was on its old shard, and
-				// not yet active there.
-				waiting = old.b.takeWaiter(name)
-			}
-			var ready <-chan struct{}
-			for range c.refs {
-				if old != nil {
-					old.b.unsubscribe(name, false) // no longer served there
-				}
-				ready = owner.b.subscribe(name)
-			}
-			if old != nil {
-				old.chans--
-			} else {
-				r.unhomed--
-			}
-			owner.chans++
-			c.shard = owner
-			c.waiting = nil
-			todo = append(todo, movedChan{channel: name, ready: ready, resync: old != nil, waiting: waiting})
+	switch scope {
+	case noSlot:
+	case allSlots:
+		for slot, chans := range r.chans {
+			todo = r.moveSlotLocked(slot, chans, todo)
 		}
+	default:
+		todo = r.moveSlotLocked(scope, r.chans[scope], todo)
 	}
 	// Channels the server dropped or refused whose slot stayed on their
 	// master (a slot that left and came back, or a stale map): subscribe
 	// them again.
 	for _, sh := range r.shards {
 		for _, name := range sh.b.takePushed() {
-			if c := r.chans[name]; c != nil && c.shard == sh {
-				todo = append(todo, movedChan{channel: name, ready: sh.b.resubscribe(name), resync: true})
+			if c := r.chans[keySlot(name)][name]; c != nil && c.shard == sh {
+				ready, wasActive := sh.b.resubscribe(name)
+				todo = append(todo, movedChan{channel: name, c: c, ready: ready, resync: wasActive})
 			}
 		}
 	}
@@ -645,22 +646,102 @@ func (r *RedisCluster) rehomeLocked(all bool) int {
 	return len(todo)
 }
 
+// moveSlotLocked moves the channels of slot, chans, to the shard of the
+// slot's master if they are homed elsewhere, and appends them to todo.
+func (r *RedisCluster) moveSlotLocked(slot int, chans map[string]*clusterChan, todo []movedChan) []movedChan {
+	if len(chans) == 0 {
+		return todo
+	}
+	owner := r.ownerLocked(slot)
+	if owner == nil {
+		return todo
+	}
+	for name, c := range chans {
+		if c.shard == owner {
+			continue
+		}
+		old := c.shard
+		waiting := c.waiting // Subscribe calls made before the first map
+		wasActive := false   // nothing to lose for a channel never active
+		if old != nil {
+			// Or made while the channel was on its old shard, and not
+			// yet active there.
+			waiting, wasActive = old.b.handOver(name)
+		}
+		var ready <-chan struct{}
+		for range c.refs {
+			if old != nil {
+				old.b.unsubscribe(name, false) // no longer served there
+			}
+			ready = owner.b.subscribe(name)
+		}
+		if old != nil {
+			old.chans--
+		} else {
+			r.unhomed--
+		}
+		owner.chans++
+		c.shard = owner
+		c.waiting = nil
+		todo = append(todo, movedChan{channel: name, c: c, ready: ready, resync: wasActive, waiting: waiting})
+	}
+	return todo
+}
+
+// afterMoveSweep bounds how long one moved channel whose subscription is
+// slow (its master is down, or it is refused and moves again) holds back
+// the others of its batch: they are looked at again this often.
+const afterMoveSweep = 100 * time.Millisecond
+
 // afterMove waits for each moved channel's new subscription, then sends its
 // sockets a resync (and releases the Subscribe calls that waited for it).
+// The channels are done as each becomes ready, in any order: it sleeps
+// until the first one left is ready, or afterMoveSweep has passed, and then
+// looks at them all.
 func (r *RedisCluster) afterMove(todo []movedChan) {
 	defer r.loops.Done()
-	for _, mv := range todo {
+	sweep := time.NewTicker(afterMoveSweep)
+	defer sweep.Stop()
+	for {
+		left := todo[:0]
+		for _, mv := range todo {
+			select {
+			case <-mv.ready:
+				r.moveDone(mv)
+			default:
+				left = append(left, mv)
+			}
+		}
+		clear(todo[len(left):]) // let the done channels go
+		todo = left
+		if len(todo) == 0 {
+			return
+		}
 		select {
-		case <-mv.ready:
+		case <-todo[0].ready:
+		case <-sweep.C:
 		case <-r.ctx.Done():
 			return
 		}
-		if mv.waiting != nil {
-			close(mv.waiting)
-		}
-		if mv.resync {
-			r.resync(mv.channel)
-		}
+	}
+}
+
+// moveDone releases the Subscribe calls that waited for a moved channel,
+// and resyncs its sockets if messages may have been lost. A channel
+// unsubscribed meanwhile (its ready closed because its entry was dropped)
+// has no sockets left to resync.
+func (r *RedisCluster) moveDone(mv movedChan) {
+	if mv.waiting != nil {
+		close(mv.waiting)
+	}
+	if !mv.resync {
+		return
+	}
+	r.mu.Lock()
+	live := r.chans[keySlot(mv.channel)][mv.channel] == mv.c
+	r.mu.Unlock()
+	if live {
+		r.resync(mv.channel)
 	}
 }
 
@@ -672,10 +753,9 @@ func (r *RedisCluster) resync(channel string) {
 	}
 }
 
-// ownerLocked returns the shard of the master that owns channel's slot,
-// creating it; nil while the slot map is unknown or the slot unserved.
-func (r *RedisCluster) ownerLocked(channel string) *shard {
-	slot := keySlot(channel)
+// ownerLocked returns the shard of the master that owns slot, creating
+// it; nil while the slot map is unknown or the slot unserved.
+func (r *RedisCluster) ownerLocked(slot int) *shard {
 	i := sort.Search(len(r.slots), func(i int) bool { return r.slots[i].end >= slot })
 	if i == len(r.slots) || r.slots[i].start > slot {
 		return nil

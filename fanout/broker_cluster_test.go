@@ -274,3 +274,56 @@ func TestRedisClusterResubscribesDroppedChannel(t *testing.T) {
 	}
 	rec.waitFor(t, User("42"), "after")
 }
+
+// afterMove does each moved channel as soon as its subscription is ready:
+// one whose subscription never comes (its new master is down) holds back
+// neither the resyncs nor the waiting Subscribe calls of the others; one
+// unsubscribed meanwhile gets no resync; one never active gets none either.
+func TestRedisClusterAfterMoveIndependent(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rec := &recorder{}
+	r := &RedisCluster{ctx: ctx, ch: NewShardedChannels(""), h: rec, chans: map[int]map[string]*clusterChan{}}
+	mk := func(name string, resync bool) (movedChan, chan struct{}) {
+		c := &clusterChan{refs: 1}
+		r.chans[keySlot(name)] = map[string]*clusterChan{name: c}
+		ready := make(chan struct{})
+		return movedChan{channel: name, c: c, ready: ready, resync: resync, waiting: make(chan struct{})}, ready
+	}
+	stuck, _ := mk("socket:{n1.stuck}", true)
+	first, firstReady := mk("socket:{n1.first}", true)
+	later, laterReady := mk("user:{later}", true)
+	gone, goneReady := mk("socket:{n1.gone}", true)
+	fresh, freshReady := mk("socket:{n1.fresh}", false)
+	delete(r.chans, keySlot(gone.channel)) // unsubscribed: its ready closed by the drop
+	close(firstReady)
+	close(goneReady)
+	close(freshReady)
+	r.loops.Add(1)
+	go r.afterMove([]movedChan{stuck, first, later, gone, fresh})
+
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if !rec.has(Socket("n1.first"), resyncPayload) || !isClosed(first.waiting) {
+			return fmt.Errorf("first: resync %v, released %v", rec.has(Socket("n1.first"), resyncPayload), isClosed(first.waiting))
+		}
+		return nil
+	})
+	close(laterReady)
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if !rec.has(User("later"), resyncPayload) || !isClosed(later.waiting) {
+			return fmt.Errorf("later: resync %v, released %v", rec.has(User("later"), resyncPayload), isClosed(later.waiting))
+		}
+		return nil
+	})
+	if !isClosed(gone.waiting) || !isClosed(fresh.waiting) {
+		t.Errorf("released: gone %v, fresh %v; want both", isClosed(gone.waiting), isClosed(fresh.waiting))
+	}
+	if rec.has(Socket("n1.gone"), resyncPayload) || rec.has(Socket("n1.fresh"), resyncPayload) || rec.has(Socket("n1.stuck"), resyncPayload) {
+		t.Error("resync for an unsubscribed, never active or unconfirmed channel")
+	}
+	if isClosed(stuck.waiting) {
+		t.Error("a channel whose subscription never came was released")
+	}
+	cancel()
+	r.loops.Wait()
+}

@@ -286,8 +286,9 @@ func (r *Redis) Start(h Handler) error {
 // active). Calls are counted: the user stays subscribed until as many
 // Unsubscribe calls. Calls made while Redis is unreachable take effect after
 // the reconnection. An empty userID, and any call after Close, get a closed
-// channel and change nothing. If Unsubscribe undoes the Subscribe before the
-// subscription becomes active, the channel may never close.
+// channel and change nothing. If Unsubscribe calls undo every Subscribe
+// before the subscription becomes active, the channel is closed when the
+// user is forgotten (after the grace period).
 func (r *Redis) Subscribe(userID string) <-chan struct{} {
 	if userID == "" {
 		r.log.Error("Subscribe with an empty user id")
@@ -913,43 +914,49 @@ func (r *Redis) takePushed() []string {
 	return out
 }
 
-// takeWaiter returns the channel that Subscribe calls for key wait on, if
-// the subscription is not active, and forgets it here: the cluster broker
-// closes it once key is subscribed on the shard it moves to. Nil if
-// nobody waits.
-func (r *Redis) takeWaiter(key string) chan struct{} {
+// handOver prepares the move of key to another shard. It returns the
+// channel that Subscribe calls for key wait on, if the subscription is not
+// active, and forgets it here: the cluster broker closes it once key is
+// subscribed on the shard it moves to (nil if nobody waits). everActive
+// reports whether the subscription was ever active here: if so, messages
+// may be lost by the move.
+func (r *Redis) handOver(key string) (waiter chan struct{}, everActive bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e := r.subs.users[key]
-	if e == nil || e.active {
-		return nil
+	if e == nil {
+		return nil, false
+	}
+	if e.active {
+		return nil, true
 	}
 	w := e.ready
 	e.ready = nil
-	return w
+	return w, e.everActive
 }
 
 // resubscribe has the flusher subscribe channel again on this connection
-// and returns the channel closed once Redis confirms it. It is for a
-// channel the server dropped or refused (takePushed) whose slot is on this
-// master.
-func (r *Redis) resubscribe(channel string) <-chan struct{} {
+// and returns the channel closed once Redis confirms it (or the channel is
+// dropped). It is for a channel the server dropped or refused (takePushed)
+// whose slot is on this master. everActive reports whether the
+// subscription was ever active here: if so, messages may have been lost.
+func (r *Redis) resubscribe(channel string) (ready <-chan struct{}, everActive bool) {
 	r.mu.Lock()
 	e := r.subs.users[channel]
 	if e == nil || !e.wanted() || r.closing {
 		r.mu.Unlock()
-		return closedChan
+		return closedChan, false
 	}
 	if e.active {
 		r.mu.Unlock()
-		return closedChan
+		return closedChan, true
 	}
 	if e.ready == nil {
 		e.ready = make(chan struct{})
 	}
-	ready := e.ready
+	ready, everActive = e.ready, e.everActive
 	r.subs.dirty[channel] = struct{}{}
 	r.mu.Unlock()
 	r.wakeFlusher()
-	return ready
+	return ready, everActive
 }

@@ -60,9 +60,9 @@
 // SSUBSCRIBE names the slot's new master and is applied at once, without
 // dropping the shard's connection. Channels whose slot changed master move
 // to the new master's shard (a channel the server dropped while its slot
-// stayed is subscribed again where it is), and once subscribed their
-// sockets (the user's, or the one socket) receive {"type":"resync"}
-// through Handler.Deliver. A shard whose connection is restored resyncs
+// stayed is subscribed again where it is), and once subscribed the
+// sockets of those that had been active (the user's, or the one socket)
+// receive {"type":"resync"} through Handler.Deliver. A shard whose connection is restored resyncs
 // its own channels the same way; only a restored classic connection calls
 // Handler.Resync. Lock order: RedisCluster.mu, then a shard's Redis.mu.
 // Publisher and RedisInbox pick the names and the command (SPUBLISH or

@@ -43,8 +43,12 @@ type userSub struct {
 	sent       bool      // the last command sent on this connection was SUBSCRIBE
 	pending    int       // SUBSCRIBEs sent on this connection and not yet confirmed
 	active     bool      // sent, and pending is 0
-	// ready is closed when the subscription becomes active; nil when nobody
-	// waits for activation or it happened.
+	// everActive: active was set once since the entry was made, so the
+	// user's sockets may have missed messages when it is moved elsewhere.
+	everActive bool
+	// ready is closed when the subscription becomes active, or when the
+	// entry is dropped (every Subscribe undone: nobody waits any more); nil
+	// when nobody waits for activation or it happened.
 	ready chan struct{}
 	// resync marks a user that was wanted when the connection was made and is
 	// not yet active: the broker is ready only when no such user is left.
@@ -218,7 +222,7 @@ func (s *subscriptions) lost() {
 func (s *subscriptions) connected() int {
 	for user, e := range s.users {
 		if !e.wanted() {
-			delete(s.users, user)
+			s.drop(user, e)
 			continue
 		}
 		s.dirty[user] = struct{}{}
@@ -236,6 +240,7 @@ func (s *subscriptions) setActive(e *userSub, on bool) {
 	}
 	e.active = on
 	if on {
+		e.everActive = true
 		s.active++
 		if e.ready != nil {
 			close(e.ready)
@@ -254,11 +259,22 @@ func (s *subscriptions) leaveResync(e *userSub) {
 }
 
 // gc drops user when nothing remembers it: nobody wants it, nothing is sent
-// and no confirmation is due. A ready channel nobody closed is dropped with
-// it: its Subscribe was undone before the subscription became active.
+// and no confirmation is due.
 func (s *subscriptions) gc(user string, e *userSub) {
 	if !e.wanted() && !e.sent && e.pending == 0 {
-		s.leaveResync(e)
-		delete(s.users, user)
+		s.drop(user, e)
 	}
+}
+
+// drop forgets user, which nobody wants. A ready channel not yet closed is
+// closed: its Subscribe calls were undone before the subscription became
+// active, and whoever still waits on it (a RedisCluster moving the channel)
+// must not wait for ever.
+func (s *subscriptions) drop(user string, e *userSub) {
+	s.leaveResync(e)
+	if e.ready != nil {
+		close(e.ready)
+		e.ready = nil
+	}
+	delete(s.users, user)
 }

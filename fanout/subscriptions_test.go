@@ -73,19 +73,48 @@ func TestSubscriptionsStaleConfirmation(t *testing.T) {
 	}
 }
 
-// A confirmation after the user was unsubscribed again activates nothing.
+// A confirmation after the user was unsubscribed again activates nothing;
+// the user is then dropped, which closes its ready channel.
 func TestSubscriptionsConfirmAfterUnsubscribe(t *testing.T) {
 	s := newSubscriptions(-1)
 	ch, _ := s.add("u")
 	wantPlan(t, s, []string{"u"}, nil)
 	s.remove("u", time.Now(), true)
 	wantPlan(t, s, nil, []string{"u"})
-	s.confirm("u")
-	if isClosed(ch) || s.active != 0 {
-		t.Fatal("an unsubscribed user became active")
+	if isClosed(ch) {
+		t.Fatal("ready closed while a confirmation is still due")
 	}
-	if len(s.users) != 0 {
-		t.Fatalf("users = %d, want 0 after everything settled", len(s.users))
+	s.confirm("u")
+	if s.active != 0 || s.users["u"] != nil {
+		t.Fatalf("after the confirmation: active %d, user kept %v; want 0, dropped", s.active, s.users["u"] != nil)
+	}
+	if !isClosed(ch) {
+		t.Fatal("ready of a dropped user still open")
+	}
+}
+
+// A user whose every Subscribe is undone before anything was sent (or while
+// disconnected) is dropped at the next plan, and its ready channel closed:
+// whoever still waits on it (a RedisCluster moving the channel) must not
+// wait for ever.
+func TestSubscriptionsDropClosesReady(t *testing.T) {
+	for _, connected := range []bool{true, false} {
+		s := newSubscriptions(-1)
+		ch, _ := s.add("u")
+		s.remove("u", time.Now(), false)
+		s.plan(connected)
+		if s.users["u"] != nil || !isClosed(ch) {
+			t.Fatalf("connected %v: user kept %v, ready closed %v; want dropped, closed", connected, s.users["u"] != nil, isClosed(ch))
+		}
+	}
+	// Dropped by a new connection: unwanted, sent on the lost one.
+	s := newSubscriptions(-1)
+	ch, _ := s.add("u")
+	wantPlan(t, s, []string{"u"}, nil)
+	s.remove("u", time.Now(), false)
+	s.lost()
+	if s.users["u"] != nil || !isClosed(ch) {
+		t.Fatalf("after lost: user kept %v, ready closed %v; want dropped, closed", s.users["u"] != nil, isClosed(ch))
 	}
 }
 
