@@ -118,7 +118,6 @@ func TestRefusedAtStart(t *testing.T) {
 		{"dev on a public address", []string{"--dev", "--addr", "0.0.0.0:0"}, nil, "loopback"},
 		{"redis without a shared WS secret", []string{"--session-secret", strings.Repeat("s", 32), "--redis-url", "redis://127.0.0.1:1/0"}, nil, "HERALD_WS_TOKEN_SECRET"},
 		{"inbox without room", []string{"--session-secret", strings.Repeat("s", 32), "--inbox-max-len", "-1"}, nil, "inbox max len"},
-		{"presence on a Redis Cluster", []string{"--session-secret", strings.Repeat("s", 32), "--ws-token-secret", strings.Repeat("w", 32), "--redis-cluster", "127.0.0.1:1", "--presence"}, nil, "not --redis-cluster"},
 		{"both Redis modes", []string{"--session-secret", strings.Repeat("s", 32), "--ws-token-secret", strings.Repeat("w", 32), "--redis-cluster", "127.0.0.1:1", "--redis-url", "redis://127.0.0.1:1/0"}, nil, "give one"},
 		{"idle shorter than ping", []string{"--session-secret", strings.Repeat("s", 32), "--ping-interval", "10s", "--idle-timeout", "5s"}, nil, "idle timeout"},
 	}

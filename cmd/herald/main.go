@@ -131,12 +131,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if err != nil {
 			return err
 		}
-		if _, ok := client.(*redis.ClusterClient); ok {
-			// The presence scripts touch keys of several hash slots.
-			if o.Presence || o.ClusterMaxSockets > 0 {
-				return errors.New("--presence and --max-sockets-per-user-cluster need --redis-url (one Redis or Sentinel), not --redis-cluster")
-			}
-		} else if pres, err = presence.NewRedis(client, presCfg); err != nil {
+		// The membership, in every Redis mode: rebalancing needs it, and
+		// --presence adds the per-user counts (one slot on a cluster).
+		if pres, err = presence.NewRedis(client, presCfg); err != nil {
 			return err
 		}
 		if o.Inbox {
@@ -188,7 +185,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		PresenceInterval:         o.PresenceInterval,
 		UserPresence:             o.Presence || o.ClusterMaxSockets > 0,
 		ClusterMaxSocketsPerUser: o.ClusterMaxSockets,
-		Rebalance:                o.Rebalance && o.RedisURL != "",
+		Rebalance:                o.Rebalance && (o.RedisURL != "" || o.RedisCluster != ""),
 		RebalanceMargin:          o.RebalanceMargin,
 		RebalanceRate:            o.RebalanceRate,
 		Logger:                   log,

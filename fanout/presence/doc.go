@@ -23,9 +23,14 @@
 // hash per replica of its users' counts (expiring with the replica), one key
 // per online user, and a sorted set of pending offline checks, which any
 // replica's Refresh processes. Each method is one Lua script, one round
-// trip; the scripts touch keys they do not declare, so they need a single
-// Redis server, not Redis Cluster. Memory is the single-process equivalent
-// for the embedded mode: it delivers events to a callback.
+// trip, which touches several of these keys. On a Redis Cluster (a
+// *redis.ClusterClient) the names start with "<prefix>presence:{presence}:"
+// instead: the hash tag puts every key in one slot, each script declares
+// the live replicas' key, so it runs on that slot's master, and that one
+// master holds the whole membership. The events are a classic PUBLISH in
+// every mode, which a cluster relays to every node. Memory is the
+// single-process equivalent for the embedded mode: it delivers events to a
+// callback.
 //
 // Concurrency: every method of Redis and Memory is safe for concurrent use.
 // Apply's operations for one user must be given in the order the sockets

@@ -3,10 +3,12 @@ package presence_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
 	"github.com/herald-gw/herald/fanout/presence"
@@ -57,28 +59,14 @@ func TestStores(t *testing.T) {
 		}},
 		{"redis", func(t *testing.T, ev *events) presence.Store {
 			rdb := testenv.StartRedis(t).Client()
-			r, err := presence.NewRedis(rdb, presence.Config{Prefix: "t:", TTL: ttl, Debounce: debounce})
-			if err != nil {
-				t.Fatal(err)
-			}
-			sub := rdb.Subscribe(context.Background(), "t:presence")
-			if _, err := sub.Receive(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				for msg := range sub.Channel() {
-					e, err := presence.ParseEvent([]byte(msg.Payload))
-					if err != nil {
-						t.Errorf("event %q: %v", msg.Payload, err)
-						continue
-					}
-					ev.add(e)
-				}
-			}()
-			t.Cleanup(func() { sub.Close(); <-done })
-			return r
+			return redisStore(t, rdb, rdb, ev)
+		}},
+		// Every script runs on the master of the presence keys' slot; the
+		// events are subscribed to on another master, which Redis Cluster
+		// relays a classic PUBLISH to.
+		{"redis cluster", func(t *testing.T, ev *events) presence.Store {
+			rc := testenv.StartRedisCluster(t, 3, 0)
+			return redisStore(t, rc.Client(), otherMaster(t, rc), ev)
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -87,6 +75,110 @@ func TestStores(t *testing.T) {
 			testStore(t, s, ev)
 		})
 	}
+}
+
+// redisStore returns a Redis store on client, prefix "t:", whose events
+// reach ev through a subscription on sub.
+func redisStore(t *testing.T, client redis.UniversalClient, sub *redis.Client, ev *events) presence.Store {
+	r, err := presence.NewRedis(client, presence.Config{Prefix: "t:", TTL: ttl, Debounce: debounce})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := sub.Subscribe(context.Background(), "t:presence")
+	if _, err := ps.Receive(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for msg := range ps.Channel() {
+			e, err := presence.ParseEvent([]byte(msg.Payload))
+			if err != nil {
+				t.Errorf("event %q: %v", msg.Payload, err)
+				continue
+			}
+			ev.add(e)
+		}
+	}()
+	t.Cleanup(func() { ps.Close(); <-done })
+	return r
+}
+
+// otherMaster returns a client of a master that does not hold the
+// presence keys.
+func otherMaster(t *testing.T, rc *testenv.RedisCluster) *redis.Client {
+	home := rc.MasterOf(rc.KeySlot("{presence}"))
+	for _, m := range rc.Masters() {
+		if m != home {
+			return rc.Node(m).Client()
+		}
+	}
+	t.Fatalf("no master besides %s", home)
+	return nil
+}
+
+// TestRedisKeyNames: one Redis (and Sentinel) keeps the names deployments
+// already hold; a Redis Cluster puts every presence key in one slot, the
+// slot of the hash tag {presence}, on one master.
+func TestRedisKeyNames(t *testing.T) {
+	ctx := context.Background()
+	fill := func(t *testing.T, client redis.UniversalClient) {
+		s, err := presence.NewRedis(client, presence.Config{Prefix: "k:", TTL: time.Minute, Debounce: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Join(ctx, "a"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Refresh(ctx, "a", 2); err != nil {
+			t.Fatal(err)
+		}
+		// u1 online; u2 online then pending its offline check.
+		if _, err := s.Apply(ctx, "a", []presence.Op{{User: "u1", Delta: 1}, {User: "u2", Delta: 1}, {User: "u2", Delta: -1}}); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := s.Count(ctx, "u1"); err != nil || n != 1 {
+			t.Fatalf("Count(u1) = %d, %v; want 1", n, err)
+		}
+	}
+	names := func(base string) []string {
+		var out []string
+		for _, n := range []string{"nodes", "online:u1", "online:u2", "pending", "sockets", "users:a"} {
+			out = append(out, base+n)
+		}
+		return out
+	}
+	t.Run("redis", func(t *testing.T) {
+		rdb := testenv.StartRedis(t).Client()
+		fill(t, rdb)
+		keys, err := rdb.Keys(ctx, "*").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(keys)
+		if want := names("k:presence:"); !slices.Equal(keys, want) {
+			t.Fatalf("keys %v; want %v", keys, want)
+		}
+	})
+	t.Run("redis cluster", func(t *testing.T) {
+		rc := testenv.StartRedisCluster(t, 3, 0)
+		fill(t, rc.Client())
+		home := rc.MasterOf(rc.KeySlot("{presence}"))
+		for _, m := range rc.Masters() {
+			keys, err := rc.Node(m).Client().Keys(ctx, "*").Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			slices.Sort(keys)
+			var want []string
+			if m == home {
+				want = names("k:presence:{presence}:")
+			}
+			if !slices.Equal(keys, want) {
+				t.Errorf("keys on %s %v; want %v", m, keys, want)
+			}
+		}
+	})
 }
 
 func testStore(t *testing.T, s presence.Store, ev *events) {

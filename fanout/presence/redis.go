@@ -11,11 +11,16 @@ import (
 
 // Redis is the shared membership in Redis. Create it with NewRedis.
 type Redis struct {
-	client redis.UniversalClient
-	cfg    Config
+	client  redis.UniversalClient
+	cfg     Config
+	keys    string   // what every key name starts with (keyBase)
+	nodes   []string // KEYS of every script: the live replicas' key
+	channel string   // the events' channel, prefix included
 }
 
-// NewRedis returns a Store in Redis. The client is the caller's to close.
+// NewRedis returns a Store in Redis: one Redis, a Sentinel-managed primary
+// (a *redis.Client) or a Redis Cluster (a *redis.ClusterClient). The
+// client is the caller's to close.
 func NewRedis(client redis.UniversalClient, cfg Config) (*Redis, error) {
 	if client == nil {
 		return nil, errors.New("presence: NewRedis with a nil client")
@@ -24,18 +29,34 @@ func NewRedis(client redis.UniversalClient, cfg Config) (*Redis, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Redis{client: client, cfg: cfg}, nil
+	keys := keyBase(client, cfg.Prefix)
+	return &Redis{client: client, cfg: cfg, keys: keys, nodes: []string{keys + "nodes"}, channel: cfg.Prefix + cfg.Channel}, nil
 }
 
-// Every script takes ARGV[1] = prefix, ARGV[2] = node and ARGV[3] = TTL in
-// ms, and starts with this prelude: now (Redis' clock, ms), the live
-// replicas, and sum(user), a user's count over them.
+// keyBase returns what every key name starts with: "<prefix>presence:",
+// the names deployments on one Redis or Sentinel already hold, or for a
+// *redis.ClusterClient "<prefix>presence:{presence}:". The scripts touch
+// several keys at once (every replica's hash), which Redis Cluster allows
+// only within one slot: the hash tag puts them all in the slot of
+// "presence", so one master holds the whole membership.
+func keyBase(client redis.UniversalClient, prefix string) string {
+	if _, ok := client.(*redis.ClusterClient); ok {
+		return prefix + "presence:{presence}:"
+	}
+	return prefix + "presence:"
+}
+
+// Every script takes KEYS[1] = the live replicas' sorted set, which routes
+// it to the master of the presence slot in a Redis Cluster (every other key
+// shares that slot), and ARGV[1] = what key names start with, ARGV[2] =
+// node and ARGV[3] = TTL in ms. It starts with this prelude: now (Redis'
+// clock, ms), the live replicas, and sum(user), a user's count over them.
 const prelude = `
-local p, node, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local k, node, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local nk, sk, pk = p .. 'presence:nodes', p .. 'presence:sockets', p .. 'presence:pending'
-local function users(n) return p .. 'presence:users:' .. n end
+local nk, sk, pk = KEYS[1], k .. 'sockets', k .. 'pending'
+local function users(n) return k .. 'users:' .. n end
 local function live() return redis.call('ZRANGEBYSCORE', nk, string.format('%d', now), '+inf') end
 local function sum(nodes, user)
   local s = tonumber(redis.call('HGET', users(node), user) or '0')
@@ -54,7 +75,8 @@ end
 `
 
 // ARGV[4] = this replica's socket count, or -1 to leave; ARGV[5] = the
-// event channel; ARGV[6] = 1 to forget node's users (join, leave); ARGV[7]
+// event channel (a classic PUBLISH, which a Redis Cluster relays to every
+// node); ARGV[6] = 1 to forget node's users (join, leave); ARGV[7]
 // = debounce ms. The users of a replica whose entry expired are checked at
 // once (it has been gone for a TTL); those of a replica that joins or
 // leaves after the debounce (they may reconnect).
@@ -78,8 +100,8 @@ end
 local nodes = live()
 for _, u in ipairs(redis.call('ZRANGEBYSCORE', pk, '-inf', string.format('%d', now), 'LIMIT', 0, 1000)) do
   redis.call('ZREM', pk, u)
-  if sum(nodes, u) == 0 and redis.call('DEL', p .. 'presence:online:' .. u) == 1 then
-    redis.call('PUBLISH', p .. channel, event(u, false))
+  if sum(nodes, u) == 0 and redis.call('DEL', k .. 'online:' .. u) == 1 then
+    redis.call('PUBLISH', channel, event(u, false))
   end
 end
 local out = {tostring(rejoined)}
@@ -105,8 +127,8 @@ for i = 6, #ARGV, 3 do
     if own <= 0 then redis.call('HDEL', users(node), user) end
     s = s + delta
     if s > 0 then
-      if redis.call('SET', p .. 'presence:online:' .. user, '1', 'NX') then
-        redis.call('PUBLISH', p .. channel, event(user, true))
+      if redis.call('SET', k .. 'online:' .. user, '1', 'NX') then
+        redis.call('PUBLISH', channel, event(user, true))
       end
     else
       s = 0
@@ -125,7 +147,7 @@ return sum(live(), ARGV[4])
 `)
 
 func (r *Redis) args(node string, more ...any) []any {
-	return append([]any{r.cfg.Prefix, node, r.cfg.TTL.Milliseconds()}, more...)
+	return append([]any{r.keys, node, r.cfg.TTL.Milliseconds()}, more...)
 }
 
 // Join implements Store.
@@ -152,7 +174,7 @@ func (r *Redis) refresh(ctx context.Context, node string, sockets int, join bool
 	if join {
 		j = "1"
 	}
-	res, err := refreshScript.Run(ctx, r.client, nil, r.args(node, sockets, r.cfg.Channel, j, r.cfg.Debounce.Milliseconds())...).StringSlice()
+	res, err := refreshScript.Run(ctx, r.client, r.nodes, r.args(node, sockets, r.channel, j, r.cfg.Debounce.Milliseconds())...).StringSlice()
 	if err != nil || len(res) == 0 {
 		return Replicas{}, fmt.Errorf("presence: refresh: %v %w", res, err)
 	}
@@ -169,11 +191,11 @@ func (r *Redis) Apply(ctx context.Context, node string, ops []Op) ([]int, error)
 	if len(ops) == 0 {
 		return nil, nil
 	}
-	args := r.args(node, r.cfg.Channel, r.cfg.Debounce.Milliseconds())
+	args := r.args(node, r.channel, r.cfg.Debounce.Milliseconds())
 	for _, op := range ops {
 		args = append(args, op.User, op.Delta, op.Cap)
 	}
-	res, err := applyScript.Run(ctx, r.client, nil, args...).Int64Slice()
+	res, err := applyScript.Run(ctx, r.client, r.nodes, args...).Int64Slice()
 	if err != nil {
 		return nil, fmt.Errorf("presence: apply: %w", err)
 	}
@@ -186,7 +208,7 @@ func (r *Redis) Apply(ctx context.Context, node string, ops []Op) ([]int, error)
 
 // Count implements Store.
 func (r *Redis) Count(ctx context.Context, user string) (int, error) {
-	n, err := countScript.Run(ctx, r.client, nil, r.args("", user)...).Int()
+	n, err := countScript.Run(ctx, r.client, r.nodes, r.args("", user)...).Int()
 	if err != nil {
 		return 0, fmt.Errorf("presence: count: %w", err)
 	}
