@@ -3,7 +3,6 @@ package deploy_test
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -54,38 +53,7 @@ func TestClusterPresence(t *testing.T) {
 	}
 
 	// A backend service's view: the presence channel.
-	sub := c.rdb.Subscribe(ctx, "presence")
-	if _, err := sub.Receive(ctx); err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var events []string
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for msg := range sub.Channel() {
-			e, err := presence.ParseEvent([]byte(msg.Payload))
-			if err != nil {
-				t.Errorf("presence channel: %q: %v", msg.Payload, err)
-				continue
-			}
-			mu.Lock()
-			events = append(events, fmt.Sprintf("%s:%v", e.UserID, e.Online))
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() { sub.Close(); <-done })
-	waitEvents := func(want ...string) {
-		t.Helper()
-		testenv.Eventually(t, 5*time.Second, func() error {
-			mu.Lock()
-			defer mu.Unlock()
-			if fmt.Sprint(events) != fmt.Sprint(want) {
-				return fmt.Errorf("presence events %v; want %v", events, want)
-			}
-			return nil
-		})
-	}
+	waitEvents := testenv.PresenceEvents(t, c.rdb, "presence", 5*time.Second)
 
 	// One socket of alice on each replica: counted together, one online.
 	var alice []*socket

@@ -5,10 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -43,40 +41,7 @@ func TestRedisClusterPresence(t *testing.T) {
 			other = m
 		}
 	}
-	sub := rc.Node(other).Client().Subscribe(ctx, "presence")
-	if _, err := sub.Receive(ctx); err != nil {
-		t.Fatal(err)
-	}
-	var (
-		mu     sync.Mutex
-		events []string
-	)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for msg := range sub.Channel() {
-			e, err := presence.ParseEvent([]byte(msg.Payload))
-			if err != nil {
-				t.Errorf("event %q: %v", msg.Payload, err)
-				continue
-			}
-			mu.Lock()
-			events = append(events, fmt.Sprintf("%s:%v", e.UserID, e.Online))
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() { sub.Close(); <-done })
-	waitEvents := func(want ...string) {
-		t.Helper()
-		testenv.Eventually(t, 10*time.Second, func() error {
-			mu.Lock()
-			defer mu.Unlock()
-			if !slices.Equal(events, want) {
-				return fmt.Errorf("events %v; want %v", events, want)
-			}
-			return nil
-		})
-	}
+	waitEvents := testenv.PresenceEvents(t, rc.Node(other).Client(), "presence", 10*time.Second)
 
 	for i := range f.heralds {
 		testenv.Eventually(t, 10*time.Second, func() error {
