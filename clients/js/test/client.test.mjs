@@ -241,7 +241,9 @@ describe("herald client", () => {
   });
 
   test("4029 (handshake rate): jittered backoff, then in", async () => {
-    const h = await startHerald(["--handshake-rate", "2", "--handshake-burst", "1"]);
+    // One handshake every 2 s; herald waits for a turn up to half of the
+    // 2 s handshake timeout and refuses those further away with 4029.
+    const h = await startHerald(["--handshake-rate", "0.5", "--handshake-burst", "1", "--handshake-timeout", "2s"]);
     const rs = [];
     for (const u of ["1", "2", "3"]) rs.push(await client(h, u, { backoffBaseMs: 300 }));
     for (const r of rs) r.client.connect();
