@@ -54,15 +54,7 @@ func TestRedisClusterFollowsMoved(t *testing.T) {
 	rc, cc := startThreeMasterCluster(t)
 	// One read of the slot map at Start, and none for an hour after: the
 	// map goes stale behind the broker's back.
-	b, err := NewRedisCluster(cc, RedisConfig{NodeID: "n1", RefreshInterval: time.Hour, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := &recorder{}
-	if err := b.Start(rec); err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b, rec := startClusterBroker(t, cc, RedisConfig{RefreshInterval: time.Hour})
 	waitReady(t, b)
 
 	// Two users on the same master; one stays, the other's slot moves.
@@ -117,20 +109,10 @@ func TestRedisClusterFollowsMoved(t *testing.T) {
 func TestRedisClusterSocketChannels(t *testing.T) {
 	testenv.NoLeaks(t)
 	rc, cc := startThreeMasterCluster(t)
-	b, err := NewRedisCluster(cc, RedisConfig{
-		NodeID:           "n1",
+	b, rec := startClusterBroker(t, cc, RedisConfig{
 		RefreshInterval:  100 * time.Millisecond,
 		UnsubscribeGrace: time.Hour, // user channels'; socket channels have none
-		Logger:           testLogger(t),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := &recorder{}
-	if err := b.Start(rec); err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
 	waitReady(t, b)
 	ch := NewShardedChannels("")
 	const sockets = 30
@@ -239,15 +221,7 @@ func TestRedisClusterMoveSurvivesDroppedChannel(t *testing.T) {
 	testenv.NoLeaks(t)
 	rc, cc := startThreeMasterCluster(t)
 	// One read of the slot map at Start: the move is learnt from MOVED.
-	b, err := NewRedisCluster(cc, RedisConfig{NodeID: "n1", RefreshInterval: time.Hour, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := &recorder{}
-	if err := b.Start(rec); err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b, rec := startClusterBroker(t, cc, RedisConfig{RefreshInterval: time.Hour})
 	waitReady(t, b)
 
 	ch := NewShardedChannels("")

@@ -65,15 +65,7 @@ func TestKeySlotMatchesRedis(t *testing.T) {
 func TestPublisherShardedMode(t *testing.T) {
 	testenv.NoLeaks(t)
 	_, cc := startOneNodeCluster(t)
-	b, err := NewRedisCluster(cc, RedisConfig{NodeID: "n1", RefreshInterval: 100 * time.Millisecond, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := &recorder{}
-	if err := b.Start(rec); err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b, rec := startClusterBroker(t, cc, RedisConfig{RefreshInterval: 100 * time.Millisecond})
 	waitClosed(t, b.Subscribe("42"), 10*time.Second, "42")
 	waitClosed(t, b.SubscribeSocket("n1.abc"), 10*time.Second, "socket n1.abc")
 	waitReady(t, b)
@@ -163,21 +155,11 @@ func TestRedisClusterSubscriptions(t *testing.T) {
 	testenv.NoLeaks(t)
 	srv, cc := startOneNodeCluster(t)
 	reg := prometheus.NewRegistry()
-	b, err := NewRedisCluster(cc, RedisConfig{
-		NodeID:           "n1",
+	b, _ := startClusterBroker(t, cc, RedisConfig{
 		UnsubscribeGrace: 50 * time.Millisecond,
 		RefreshInterval:  100 * time.Millisecond,
-		Logger:           testLogger(t),
 		Registerer:       reg,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := &recorder{}
-	if err := b.Start(rec); err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
 	const users = 600
 	chans := make([]<-chan struct{}, users)
 	for i := range users {
@@ -221,15 +203,7 @@ func TestRedisClusterSubscriptions(t *testing.T) {
 func TestRedisClusterResubscribesDroppedChannel(t *testing.T) {
 	testenv.NoLeaks(t)
 	srv, cc := startOneNodeCluster(t)
-	b, err := NewRedisCluster(cc, RedisConfig{NodeID: "n1", RefreshInterval: 100 * time.Millisecond, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := &recorder{}
-	if err := b.Start(rec); err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b, rec := startClusterBroker(t, cc, RedisConfig{RefreshInterval: 100 * time.Millisecond})
 	waitClosed(t, b.Subscribe("42"), 10*time.Second, "42")
 	waitClosed(t, b.Subscribe("43"), 10*time.Second, "43")
 	admin := srv.Client()
@@ -326,4 +300,25 @@ func TestRedisClusterAfterMoveIndependent(t *testing.T) {
 	}
 	cancel()
 	r.loops.Wait()
+}
+
+// startClusterBroker starts a RedisCluster broker on cc, node "n1" unless
+// cfg names one, logging to the test, delivering to the returned recorder;
+// it is closed when the test ends.
+func startClusterBroker(t *testing.T, cc *redis.ClusterClient, cfg RedisConfig) (*RedisCluster, *recorder) {
+	t.Helper()
+	if cfg.NodeID == "" {
+		cfg.NodeID = "n1"
+	}
+	cfg.Logger = testLogger(t)
+	b, err := NewRedisCluster(cc, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	if err := b.Start(rec); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b, rec
 }
