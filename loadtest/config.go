@@ -101,6 +101,10 @@ type Config struct {
 	// different processes whenever there are two or more (see workerOf).
 	// With the replay scenario each group gets the whole Concurrency.
 	Procs int
+	// liveSockets and liveProcs are set by fill: with the replay scenario,
+	// the sockets of its live users, and the workers that hold them alone
+	// (zero when users are dealt round-robin; see runner.workerOf).
+	liveSockets, liveProcs int
 	// SrcIPs are local addresses to bind client sockets to, spread evenly;
 	// zero means the kernel's choice.
 	SrcIPs []string
@@ -244,16 +248,24 @@ func (c *Config) fill() error {
 	if c.Concurrency <= 0 {
 		c.Concurrency = 256
 	}
+	if seen["replay"] {
+		c.liveSockets = c.replaySockets(false)
+	}
 	if c.Procs <= 0 {
 		c.Procs = (c.Sockets + perProcSockets - 1) / perProcSockets
 		if seen["replay"] {
 			// The live users and the storm group get processes of their own.
-			live := c.replaySockets(false)
-			c.Procs = (live+perProcSockets-1)/perProcSockets + (c.Sockets-live+perProcSockets-1)/perProcSockets
+			c.Procs = (c.liveSockets+perProcSockets-1)/perProcSockets + (c.Sockets-c.liveSockets+perProcSockets-1)/perProcSockets
 		}
 	}
 	if c.Procs > c.Sockets {
 		c.Procs = c.Sockets
+	}
+	if seen["replay"] && c.Procs >= 2 {
+		// As large a share of the workers as the live sockets' share,
+		// rounded up, and at least one for each group.
+		n := (c.Procs*c.liveSockets + c.Sockets - 1) / c.Sockets
+		c.liveProcs = min(max(n, 1), c.Procs-1)
 	}
 	for _, ip := range c.SrcIPs {
 		if net.ParseIP(ip) == nil {

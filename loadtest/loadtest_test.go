@@ -437,7 +437,7 @@ func TestReplayWorkers(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = &runner{cfg: c}
-	if c.Procs != 3 || r.liveProcs() != 0 || r.workerOf(4) != 1 {
-		t.Errorf("without replay: %d procs, %d live, user 4 on worker %d; want 3, 0, 1", c.Procs, r.liveProcs(), r.workerOf(4))
+	if c.Procs != 3 || r.cfg.liveProcs != 0 || r.workerOf(4) != 1 {
+		t.Errorf("without replay: %d procs, %d live, user 4 on worker %d; want 3, 0, 1", c.Procs, r.cfg.liveProcs, r.workerOf(4))
 	}
 }

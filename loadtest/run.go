@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -331,7 +330,7 @@ func (r *runner) usersOf(w, n int) int {
 // storm's handshakes never share a process, and its Go scheduler, with the
 // sockets whose latency the storm is measured by.
 func (r *runner) workerOf(u int) int {
-	live := r.liveProcs()
+	live := r.cfg.liveProcs
 	if live == 0 {
 		return u % r.cfg.Procs
 	}
@@ -341,26 +340,16 @@ func (r *runner) workerOf(u int) int {
 	return live + u%(r.cfg.Procs-live)
 }
 
-// liveProcs is how many workers hold replay's live users alone (as large
-// a share of the workers as the live users' share of the sockets, rounded
-// up, and at least one for each group); zero when users are dealt
-// round-robin.
-func (r *runner) liveProcs() int {
-	if r.cfg.Procs < 2 || !slices.Contains(r.cfg.Scenarios, "replay") {
-		return 0
-	}
-	live := r.cfg.replaySockets(false)
-	n := (r.cfg.Procs*live + r.cfg.Sockets - 1) / r.cfg.Sockets
-	return min(max(n, 1), r.cfg.Procs-1)
-}
-
 // concurrency is worker id's share of Concurrency, by its sockets: a share
-// of all the sockets, or with the live users apart (liveProcs), of its
+// of all the sockets, or with the live users apart (Config.liveProcs), of its
 // group's, so that the storm has the whole Concurrency to reconnect with.
 func (r *runner) concurrency(id, sockets int) int {
 	of := r.cfg.Sockets
-	if live := r.liveProcs(); live > 0 {
-		of = r.cfg.replaySockets(id >= live)
+	if live := r.cfg.liveProcs; live > 0 {
+		of = r.cfg.liveSockets
+		if id >= live {
+			of = r.cfg.Sockets - r.cfg.liveSockets
+		}
 	}
 	return max(1, r.cfg.Concurrency*sockets/max(of, 1))
 }
