@@ -93,3 +93,11 @@ type SocketSubscriber interface {
 	SubscribeSocket(socketID string) <-chan struct{}
 	UnsubscribeSocket(socketID string)
 }
+
+// UserIDChecker is implemented by a Broker whose channel names cannot carry
+// every user id that sessions may hold: RedisCluster (see
+// Channels.CheckUserID). The gateway refuses a token to a user id whose
+// CheckUserID fails, instead of handing out a token no handshake can use.
+type UserIDChecker interface {
+	CheckUserID(userID string) error
+}

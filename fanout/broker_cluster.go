@@ -813,3 +813,6 @@ type shardHandler struct{ r *RedisCluster }
 func (h shardHandler) Deliver(to Target, payload []byte) { h.r.h.Deliver(to, payload) }
 func (h shardHandler) Control(c Control)                 { h.r.h.Control(c) }
 func (h shardHandler) Resync()                           {}
+
+// CheckUserID implements UserIDChecker: see Channels.CheckUserID.
+func (b *RedisCluster) CheckUserID(userID string) error { return b.ch.CheckUserID(userID) }

@@ -214,6 +214,9 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (*op
 		}
 		_ = fs.Set(name, strings.TrimRight(string(b), "\r\n"))
 	}
+	if err := fanout.CheckPrefix(o.Prefix); err != nil {
+		errs = append(errs, fmt.Errorf("--channel-prefix (%s): %w", envName("channel-prefix"), err))
+	}
 	o.addrSet = onCommandLine["addr"] || getenv(envName("addr")) != ""
 	if o.Dev && !o.addrSet {
 		o.Addr = "127.0.0.1:8080"
