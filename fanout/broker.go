@@ -56,6 +56,15 @@ type Handler interface {
 	Resync()
 }
 
+// TargetResyncer is implemented by a Handler that can tell the sockets of
+// one target (a user or a socket) that their messages may have been lost:
+// a RedisCluster calls ResyncTarget when one shard's connection was lost and
+// restored, for the channels that shard carried. A Handler without it is
+// given the resync frame, {"type":"resync"}, through Deliver.
+type TargetResyncer interface {
+	ResyncTarget(to Target)
+}
+
 // Broker is the replica's view of the message bus. A Broker that must be
 // told about each local socket to receive its messages (RedisCluster) also
 // implements SocketSubscriber.
