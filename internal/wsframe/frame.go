@@ -1,4 +1,4 @@
-package wscore
+package wsframe
 
 import (
 	"encoding/binary"
@@ -8,33 +8,40 @@ import (
 	"github.com/gobwas/ws"
 )
 
-// errStopRead ends parsing after a close frame: nothing after it counts.
-var errStopRead = errors.New("wscore: stop reading")
+// The ways a peer breaks RFC 6455, each with the close code that answers it
+// (1002, 1009 and 1007).
+var (
+	ErrProtocol    = errors.New("wsframe: protocol error")
+	ErrTooBig      = errors.New("wsframe: message too big")
+	ErrInvalidUTF8 = errors.New("wsframe: invalid utf-8")
+)
 
-// inbound is the incremental parser of one socket's client frames. It is
-// owned by the poller goroutine that reads the socket. An idle socket holds
-// no buffer: pending and msg are nil between frames.
-type inbound struct {
+// Inbound is the incremental parser of one socket's client frames. It is
+// owned by one goroutine at a time (the socket's reader). An idle socket
+// holds no buffer: pending and msg are nil between frames. The zero value
+// is ready to use.
+type Inbound struct {
 	pending []byte    // bytes of an incomplete frame
 	msg     []byte    // payload of a fragmented message in progress
 	msgOp   ws.OpCode // opcode of that message; 0 when none is in progress
 }
 
-// frameFunc receives one complete message (text or binary, reassembled) or
+// FrameFunc receives one complete message (text or binary, reassembled) or
 // one control frame. payload is only valid during the call.
-type frameFunc func(op ws.OpCode, payload []byte) error
+type FrameFunc func(op ws.OpCode, payload []byte) error
 
-// feed parses data, which the caller may reuse after feed returns, calls fn
-// for every complete message or control frame, and keeps an incomplete tail
-// for the next call. limit bounds a message's payload. It returns a
-// *Disconnect for a client that breaks RFC 6455, or whatever fn returned.
-func (in *inbound) feed(data []byte, limit int, fn frameFunc) error {
+// Feed parses data, unmasking it in place (the caller may reuse it after
+// Feed returns), calls fn for every complete message or control frame, and
+// keeps an incomplete tail for the next call. limit bounds a message's
+// payload. It returns ErrProtocol or ErrTooBig for a client that breaks
+// RFC 6455, or whatever fn returned.
+func (in *Inbound) Feed(data []byte, limit int, fn FrameFunc) error {
 	if len(in.pending) > 0 {
 		data = append(in.pending, data...)
 		in.pending = nil
 	}
 	for len(data) > 0 {
-		h, hn, err := parseHeader(data)
+		h, hn, err := ParseHeader(data)
 		if err != nil {
 			return err
 		}
@@ -63,26 +70,26 @@ func (in *inbound) feed(data []byte, limit int, fn frameFunc) error {
 
 // check applies RFC 6455's rules for a client frame before its payload is
 // read, so that an oversized frame is refused without buffering it.
-func (in *inbound) check(h ws.Header, limit int) error {
+func (in *Inbound) check(h ws.Header, limit int) error {
 	switch {
 	case h.Rsv != 0, !h.Masked, h.OpCode.IsReserved():
-		return DisconnectProtocol
+		return ErrProtocol
 	case h.OpCode.IsControl():
 		if !h.Fin || h.Length > ws.MaxControlFramePayloadSize {
-			return DisconnectProtocol
+			return ErrProtocol
 		}
 		return nil
 	case h.OpCode == ws.OpContinuation && in.msgOp == 0:
-		return DisconnectProtocol
+		return ErrProtocol
 	case h.OpCode != ws.OpContinuation && in.msgOp != 0:
-		return DisconnectProtocol
+		return ErrProtocol
 	case h.Length > int64(limit-len(in.msg)):
-		return DisconnectTooBig
+		return ErrTooBig
 	}
 	return nil
 }
 
-func (in *inbound) dispatch(h ws.Header, payload []byte, fn frameFunc) error {
+func (in *Inbound) dispatch(h ws.Header, payload []byte, fn FrameFunc) error {
 	switch {
 	case h.OpCode.IsControl():
 		return fn(h.OpCode, payload)
@@ -103,9 +110,11 @@ func (in *inbound) dispatch(h ws.Header, payload []byte, fn frameFunc) error {
 	}
 }
 
-// parseHeader decodes a frame header from the start of b. It returns n == 0
-// when b does not hold the whole header yet.
-func parseHeader(b []byte) (h ws.Header, n int, err error) {
+// ParseHeader decodes a frame header from the start of b. It returns n == 0
+// when b does not hold the whole header yet, and ErrProtocol for a 64-bit
+// length with its most significant bit set. The fields it could read are
+// set even when n == 0.
+func ParseHeader(b []byte) (h ws.Header, n int, err error) {
 	if len(b) < 2 {
 		return h, 0, nil
 	}
@@ -128,7 +137,7 @@ func parseHeader(b []byte) (h ws.Header, n int, err error) {
 		}
 		u := binary.BigEndian.Uint64(b[2:10])
 		if u>>63 != 0 {
-			return h, 0, DisconnectProtocol
+			return h, 0, ErrProtocol
 		}
 		h.Length = int64(u)
 	default:
@@ -144,65 +153,12 @@ func parseHeader(b []byte) (h ws.Header, n int, err error) {
 	return h, n, nil
 }
 
-// Frame is one server frame, ready for the wire. It is built once and may
-// be sent to any number of sockets: its bytes are never modified. A frame
-// built by MessageFrame also carries the time its message was received,
-// for the delivery latency reported to Handler.OnWritten; it rides in the
-// 8 bytes of spare capacity after the frame (see stamp), so that a queued
-// frame costs no more than a slice. Server frames are never masked.
-type Frame struct {
-	b []byte // len: the frame; cap: the frame, plus stampLen for a stamped one
-}
+// MaxHeaderLen is the most a header adds to the payload of an unmasked
+// frame (a server's); a client's mask adds 4 bytes more.
+const MaxHeaderLen = 10
 
-// stampLen is the size of the receipt time stored after a stamped frame.
-const stampLen = 8
-
-// TextFrame frames payload as one text message.
-func TextFrame(payload []byte) Frame { return newFrame(ws.OpText, payload, 0) }
-
-// BinaryFrame frames payload as one binary message.
-func BinaryFrame(payload []byte) Frame { return newFrame(ws.OpBinary, payload, 0) }
-
-// MessageFrame frames payload as one text message received at received, a
-// value of Now (which is never 0).
-func MessageFrame(payload []byte, received int64) Frame {
-	return newFrame(ws.OpText, payload, received)
-}
-
-// newFrame allocates the frame once, at its exact size (plus the stamp when
-// received is set), so that only a stamped frame has spare capacity.
-func newFrame(op ws.OpCode, payload []byte, received int64) Frame {
-	n := headerLen(len(payload)) + len(payload)
-	extra := 0
-	if received != 0 {
-		extra = stampLen
-	}
-	b := appendFrame(make([]byte, 0, n+extra), op, payload)
-	if received != 0 {
-		binary.LittleEndian.PutUint64(b[n:n+stampLen], uint64(received))
-	}
-	return Frame{b: b}
-}
-
-// stamp returns the receipt time of a MessageFrame, or 0.
-func (f Frame) stamp() int64 {
-	if cap(f.b)-len(f.b) != stampLen {
-		return 0
-	}
-	return int64(binary.LittleEndian.Uint64(f.b[len(f.b) : len(f.b)+stampLen]))
-}
-
-// Len returns the frame's size on the wire.
-func (f Frame) Len() int { return len(f.b) }
-
-// Bytes returns the frame's bytes, which must not be modified.
-func (f Frame) Bytes() []byte { return f.b }
-
-// FrameOverhead is the most a frame header adds to a payload.
-const FrameOverhead = 10
-
-// headerLen is the size of an unmasked frame header for n payload bytes.
-func headerLen(n int) int {
+// HeaderLen is the size of an unmasked frame header for n payload bytes.
+func HeaderLen(n int) int {
 	switch {
 	case n <= 125:
 		return 2
@@ -212,54 +168,65 @@ func headerLen(n int) int {
 	return 10
 }
 
-// controlFrame frames a control message; payload must be at most 125 bytes.
-func controlFrame(op ws.OpCode, payload []byte) Frame { return newFrame(op, payload, 0) }
-
-// closeFrame frames a close message carrying d's code and reason.
-func closeFrame(d *Disconnect) Frame {
-	return controlFrame(ws.OpClose, ws.NewCloseFrameBody(d.Code, d.Reason))
-}
-
-func appendFrame(b []byte, op ws.OpCode, payload []byte) []byte {
-	b = append(b, 0x80|byte(op))
-	switch n := len(payload); {
-	case n <= 125:
-		b = append(b, byte(n))
-	case n <= 0xffff:
-		b = append(b, 126, byte(n>>8), byte(n))
-	default:
-		b = append(b, 127)
-		b = binary.BigEndian.AppendUint64(b, uint64(n))
-	}
+// AppendFrame appends payload to b as one unmasked, final frame of op (the
+// frame a server sends).
+func AppendFrame(b []byte, op ws.OpCode, payload []byte) []byte {
+	b = appendHeader(b, op, 0, len(payload))
 	return append(b, payload...)
 }
 
-// framePing is the ping every socket shares.
-var framePing = controlFrame(ws.OpPing, nil)
+// AppendMasked appends payload to b as one final frame of op masked with
+// key (the frame a client sends). payload is not modified.
+func AppendMasked(b []byte, op ws.OpCode, payload []byte, key [4]byte) []byte {
+	b = appendHeader(b, op, 0x80, len(payload))
+	b = append(b, key[:]...)
+	for i, c := range payload {
+		b = append(b, c^key[i&3])
+	}
+	return b
+}
 
-// parseClose validates the payload of a client's close frame and returns the
-// code to log and echo. A frame without a code is answered with 1000.
-func parseClose(payload []byte) (ws.StatusCode, error) {
+// appendHeader appends a final frame's header for n payload bytes; mask is
+// 0x80 for a masked frame (its key follows), else 0.
+func appendHeader(b []byte, op ws.OpCode, mask byte, n int) []byte {
+	b = append(b, 0x80|byte(op))
+	switch {
+	case n <= 125:
+		b = append(b, mask|byte(n))
+	case n <= 0xffff:
+		b = append(b, mask|126, byte(n>>8), byte(n))
+	default:
+		b = append(b, mask|127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+	return b
+}
+
+// ParseClose validates the payload of a peer's close frame and returns the
+// code to log and echo. A frame without a code is answered with 1000. It
+// returns ErrProtocol for a code a peer may not send, ErrInvalidUTF8 for a
+// reason that is not UTF-8.
+func ParseClose(payload []byte) (ws.StatusCode, error) {
 	switch len(payload) {
 	case 0:
 		return ws.StatusNormalClosure, nil
 	case 1:
-		return 0, DisconnectProtocol
+		return 0, ErrProtocol
 	}
 	code, reason := ws.ParseCloseFrameDataUnsafe(payload)
-	if !validCloseCode(code) {
-		return 0, DisconnectProtocol
+	if !ValidCloseCode(code) {
+		return 0, ErrProtocol
 	}
 	if !utf8.ValidString(reason) {
-		return 0, DisconnectInvalidUTF8
+		return 0, ErrInvalidUTF8
 	}
 	return code, nil
 }
 
-// validCloseCode reports whether a peer may send code in a close frame:
+// ValidCloseCode reports whether a peer may send code in a close frame:
 // the codes IANA registered for RFC 6455 (1004-1006 and 1015 are reserved
 // for local use) and the ranges for libraries and applications.
-func validCloseCode(code ws.StatusCode) bool {
+func ValidCloseCode(code ws.StatusCode) bool {
 	switch {
 	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014:
 		return true

@@ -1,4 +1,4 @@
-package wscore
+package wsframe
 
 import (
 	"bytes"
@@ -26,11 +26,11 @@ type got struct {
 
 func feedAll(t *testing.T, chunks [][]byte, limit int) ([]got, error) {
 	t.Helper()
-	var in inbound
+	var in Inbound
 	var out []got
 	for _, c := range chunks {
 		c = append([]byte(nil), c...) // feed unmasks in place
-		err := in.feed(c, limit, func(op ws.OpCode, p []byte) error {
+		err := in.Feed(c, limit, func(op ws.OpCode, p []byte) error {
 			out = append(out, got{op, string(p)})
 			return nil
 		})
@@ -56,7 +56,7 @@ func TestInboundFrames(t *testing.T) {
 		chunks  [][]byte
 		limit   int
 		want    []got
-		wantErr *Disconnect
+		wantErr error
 	}{
 		{"one text frame", [][]byte{text}, 4096, []got{{ws.OpText, "hello"}}, nil},
 		{"split byte by byte", splitEvery(text, 1), 4096, []got{{ws.OpText, "hello"}}, nil},
@@ -69,22 +69,22 @@ func TestInboundFrames(t *testing.T) {
 			clientFrame(ws.OpContinuation, true, []byte("lo")),
 		}, 4096, []got{{ws.OpPing, "p"}, {ws.OpText, "hello"}}, nil},
 		{"at the limit", [][]byte{clientFrame(ws.OpText, true, big)}, 300, []got{{ws.OpText, string(big)}}, nil},
-		{"over the limit", [][]byte{clientFrame(ws.OpText, true, big)}, 299, nil, DisconnectTooBig},
-		{"over the limit only in its header", [][]byte{clientFrame(ws.OpText, true, big)[:8]}, 299, nil, DisconnectTooBig},
+		{"over the limit", [][]byte{clientFrame(ws.OpText, true, big)}, 299, nil, ErrTooBig},
+		{"over the limit only in its header", [][]byte{clientFrame(ws.OpText, true, big)[:8]}, 299, nil, ErrTooBig},
 		{"fragments over the limit", [][]byte{
 			clientFrame(ws.OpText, false, big[:200]),
 			clientFrame(ws.OpContinuation, true, big[:200]),
-		}, 299, nil, DisconnectTooBig},
-		{"unmasked", [][]byte{unmasked}, 4096, nil, DisconnectProtocol},
-		{"reserved bit", [][]byte{rsv}, 4096, nil, DisconnectProtocol},
-		{"reserved opcode", [][]byte{clientFrame(ws.OpCode(0x3), true, nil)}, 4096, nil, DisconnectProtocol},
-		{"continuation first", [][]byte{clientFrame(ws.OpContinuation, true, []byte("x"))}, 4096, nil, DisconnectProtocol},
+		}, 299, nil, ErrTooBig},
+		{"unmasked", [][]byte{unmasked}, 4096, nil, ErrProtocol},
+		{"reserved bit", [][]byte{rsv}, 4096, nil, ErrProtocol},
+		{"reserved opcode", [][]byte{clientFrame(ws.OpCode(0x3), true, nil)}, 4096, nil, ErrProtocol},
+		{"continuation first", [][]byte{clientFrame(ws.OpContinuation, true, []byte("x"))}, 4096, nil, ErrProtocol},
 		{"new message inside a fragmented one", [][]byte{
 			clientFrame(ws.OpText, false, []byte("a")),
 			clientFrame(ws.OpText, true, []byte("b")),
-		}, 4096, nil, DisconnectProtocol},
-		{"fragmented ping", [][]byte{clientFrame(ws.OpPing, false, nil)}, 4096, nil, DisconnectProtocol},
-		{"long ping", [][]byte{clientFrame(ws.OpPing, true, big[:126])}, 4096, nil, DisconnectProtocol},
+		}, 4096, nil, ErrProtocol},
+		{"fragmented ping", [][]byte{clientFrame(ws.OpPing, false, nil)}, 4096, nil, ErrProtocol},
+		{"long ping", [][]byte{clientFrame(ws.OpPing, true, big[:126])}, 4096, nil, ErrProtocol},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -124,7 +124,7 @@ func TestParseClose(t *testing.T) {
 		name    string
 		payload []byte
 		want    ws.StatusCode
-		wantErr *Disconnect
+		wantErr error
 	}{
 		{"empty", nil, 1000, nil},
 		{"normal", ws.NewCloseFrameBody(1000, "bye"), 1000, nil},
@@ -133,18 +133,18 @@ func TestParseClose(t *testing.T) {
 		{"service restart echoed", ws.NewCloseFrameBody(1012, "service_restart"), 1012, nil},
 		{"try again later echoed", ws.NewCloseFrameBody(1013, ""), 1013, nil},
 		{"library range", ws.NewCloseFrameBody(3000, ""), 3000, nil},
-		{"unassigned 1016", ws.NewCloseFrameBody(1016, ""), 0, DisconnectProtocol},
-		{"unassigned 2999", ws.NewCloseFrameBody(2999, ""), 0, DisconnectProtocol},
-		{"above 4999", ws.NewCloseFrameBody(5000, ""), 0, DisconnectProtocol},
-		{"reserved 1006", ws.NewCloseFrameBody(1006, ""), 0, DisconnectProtocol},
-		{"one byte", []byte{3}, 0, DisconnectProtocol},
-		{"reserved 1005", ws.NewCloseFrameBody(1005, ""), 0, DisconnectProtocol},
-		{"not in use 999", ws.NewCloseFrameBody(999, ""), 0, DisconnectProtocol},
-		{"bad utf-8 reason", append(ws.NewCloseFrameBody(1000, ""), 0xff, 0xfe), 0, DisconnectInvalidUTF8},
+		{"unassigned 1016", ws.NewCloseFrameBody(1016, ""), 0, ErrProtocol},
+		{"unassigned 2999", ws.NewCloseFrameBody(2999, ""), 0, ErrProtocol},
+		{"above 4999", ws.NewCloseFrameBody(5000, ""), 0, ErrProtocol},
+		{"reserved 1006", ws.NewCloseFrameBody(1006, ""), 0, ErrProtocol},
+		{"one byte", []byte{3}, 0, ErrProtocol},
+		{"reserved 1005", ws.NewCloseFrameBody(1005, ""), 0, ErrProtocol},
+		{"not in use 999", ws.NewCloseFrameBody(999, ""), 0, ErrProtocol},
+		{"bad utf-8 reason", append(ws.NewCloseFrameBody(1000, ""), 0xff, 0xfe), 0, ErrInvalidUTF8},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			code, err := parseClose(tt.payload)
+			code, err := ParseClose(tt.payload)
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) {
 					t.Fatalf("error = %v, want %v", err, tt.wantErr)
@@ -158,19 +158,6 @@ func TestParseClose(t *testing.T) {
 	}
 }
 
-func TestServerFramesDecode(t *testing.T) {
-	for _, n := range []int{0, 125, 126, 65535, 65536, 70000} {
-		payload := bytes.Repeat([]byte("a"), n)
-		f, err := ws.ReadFrame(bytes.NewReader(TextFrame(payload).Bytes()))
-		if err != nil {
-			t.Fatalf("len %d: %v", n, err)
-		}
-		if f.Header.OpCode != ws.OpText || !f.Header.Fin || f.Header.Masked || !bytes.Equal(f.Payload, payload) {
-			t.Fatalf("len %d: decoded %+v", n, f.Header)
-		}
-	}
-}
-
 // FuzzInbound feeds arbitrary bytes, in arbitrary chunks, to the frame
 // parser. It must never panic, never hand over more than the limit, and
 // must parse a valid masked frame the same way gobwas/ws does.
@@ -181,11 +168,11 @@ func FuzzInbound(f *testing.F) {
 	f.Add([]byte{0x81, 0xff, 0, 0, 0, 0, 0, 0, 0, 1}, uint8(2))
 	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
 		const limit = 512
-		var in inbound
+		var in Inbound
 		step := int(chunk)%16 + 1
 		for len(data) > 0 {
 			n := min(step, len(data))
-			err := in.feed(data[:n], limit, func(op ws.OpCode, p []byte) error {
+			err := in.Feed(data[:n], limit, func(op ws.OpCode, p []byte) error {
 				if len(p) > limit {
 					t.Fatalf("payload of %d bytes passed a limit of %d", len(p), limit)
 				}
@@ -195,9 +182,8 @@ func FuzzInbound(f *testing.F) {
 				return nil
 			})
 			if err != nil {
-				var d *Disconnect
-				if !errors.As(err, &d) {
-					t.Fatalf("error %v is not a *Disconnect", err)
+				if err != ErrProtocol && err != ErrTooBig {
+					t.Fatalf("error %v is not ErrProtocol or ErrTooBig", err)
 				}
 				return
 			}
@@ -209,23 +195,44 @@ func FuzzInbound(f *testing.F) {
 	})
 }
 
-// TestFrameStamp: only MessageFrame carries a receipt time, and it never
-// changes the bytes on the wire.
-func TestFrameStamp(t *testing.T) {
-	for _, n := range []int{0, 1, 125, 126, 200, 65535, 65536} {
-		payload := bytes.Repeat([]byte("p"), n)
-		plain, stamped := TextFrame(payload), MessageFrame(payload, 12345)
-		if plain.stamp() != 0 || stamped.stamp() != 12345 {
-			t.Fatalf("len %d: stamps %d and %d, want 0 and 12345", n, plain.stamp(), stamped.stamp())
+// TestAppendDecodes: the frames AppendFrame and AppendMasked build are read
+// back by gobwas/ws as sent, and ParseHeader agrees with it.
+func TestAppendDecodes(t *testing.T) {
+	key := [4]byte{1, 2, 3, 4}
+	for _, n := range []int{0, 1, 125, 126, 65535, 65536, 70000} {
+		payload := bytes.Repeat([]byte("a"), n)
+		tests := []struct {
+			name   string
+			frame  []byte
+			masked bool
+		}{
+			{"server", AppendFrame(nil, ws.OpText, payload), false},
+			{"client", AppendMasked(nil, ws.OpBinary, payload, key), true},
 		}
-		if !bytes.Equal(plain.Bytes(), stamped.Bytes()) {
-			t.Fatalf("len %d: the stamp changed the frame", n)
+		for _, tt := range tests {
+			f, err := ws.ReadFrame(bytes.NewReader(tt.frame))
+			if err != nil {
+				t.Fatalf("%s len %d: %v", tt.name, n, err)
+			}
+			if f.Header.Masked != tt.masked || !f.Header.Fin || f.Header.Length != int64(n) {
+				t.Fatalf("%s len %d: decoded %+v", tt.name, n, f.Header)
+			}
+			if tt.masked {
+				ws.Cipher(f.Payload, f.Header.Mask, 0)
+			}
+			if !bytes.Equal(f.Payload, payload) {
+				t.Fatalf("%s len %d: payload differs", tt.name, n)
+			}
+			h, hn, err := ParseHeader(tt.frame)
+			if err != nil || h != f.Header || hn+n != len(tt.frame) {
+				t.Fatalf("%s len %d: ParseHeader = %+v, %d, %v; want %+v, %d", tt.name, n, h, hn, err, f.Header, len(tt.frame)-n)
+			}
+			if !tt.masked && hn != HeaderLen(n) {
+				t.Fatalf("%s len %d: HeaderLen = %d, header is %d bytes", tt.name, n, HeaderLen(n), hn)
+			}
+			if _, hn, err := ParseHeader(tt.frame[:hn-1]); hn != 0 || err != nil {
+				t.Fatalf("%s len %d: a cut header parsed: n %d err %v", tt.name, n, hn, err)
+			}
 		}
-		if cap(plain.Bytes()) != len(plain.Bytes()) {
-			t.Fatalf("len %d: an unstamped frame has spare capacity", n)
-		}
-	}
-	if s := closeFrame(DisconnectNormal).stamp(); s != 0 {
-		t.Fatalf("close frame stamp %d, want 0", s)
 	}
 }

@@ -5,7 +5,6 @@ package floor
 import (
 	"context"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,6 +22,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sys/unix"
+
+	"github.com/herald-gw/herald/internal/wsframe"
 )
 
 // Config is a floor server's configuration.
@@ -227,18 +228,8 @@ func dupFD(conn net.Conn) (int, error) {
 
 // frame is payload as one unmasked text frame.
 func frame(payload []byte) []byte {
-	b := make([]byte, 0, len(payload)+10)
-	b = append(b, 0x81)
-	switch n := len(payload); {
-	case n < 126:
-		b = append(b, byte(n))
-	case n <= 0xffff:
-		b = append(b, 126, byte(n>>8), byte(n))
-	default:
-		b = append(b, 127)
-		b = binary.BigEndian.AppendUint64(b, uint64(n))
-	}
-	return append(b, payload...)
+	b := make([]byte, 0, len(payload)+wsframe.MaxHeaderLen)
+	return wsframe.AppendFrame(b, ws.OpText, payload)
 }
 
 // relay writes every Redis message to its sockets, one write each.
