@@ -67,6 +67,7 @@ type options struct {
 	AuthFailLimit     int
 	AuthFailWindow    time.Duration
 	AuthBlockDuration time.Duration
+	AuthBlockIPv6Bits int
 
 	DrainWindow      time.Duration
 	DrainConcurrency int
@@ -138,6 +139,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.AuthFailLimit, "auth-fail-limit", 30, "failed authentications (forged or reused tokens, invalid sessions) one client IP may cause per --auth-fail-window before it is blocked (0: no blocking)")
 	fs.DurationVar(&o.AuthFailWindow, "auth-fail-window", gateway.DefaultAuthFailWindow, "window in which --auth-fail-limit failures block an IP")
 	fs.DurationVar(&o.AuthBlockDuration, "auth-block-duration", gateway.DefaultAuthBlockDuration, "how long a blocked IP gets 429 at the token endpoint and 4029 on /ws")
+	fs.IntVar(&o.AuthBlockIPv6Bits, "auth-block-ipv6-prefix", gateway.DefaultAuthBlockIPv6Prefix, "leading bits of an IPv6 address counted as one client by --auth-fail-limit (128: each address)")
 
 	fs.DurationVar(&o.DrainWindow, "drain-window", gateway.DefaultDrainWindow, "on shutdown, sockets are told to reconnect after a random delay below this")
 	fs.IntVar(&o.DrainConcurrency, "drain-concurrency", gateway.DefaultDrainConcurrency, "sockets in their close handshake at once while draining")
