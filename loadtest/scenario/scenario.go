@@ -1,4 +1,4 @@
-package loadtest
+package scenario
 
 import (
 	"context"
@@ -6,87 +6,32 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/herald-gw/herald/loadtest/client"
 )
 
-// publisher PUBLISHes numbered fan-out messages to this worker's users. A
-// user's messages come from one goroutine at a time, so each socket must see
-// them in order.
-type publisher struct {
-	w     *worker
-	size  int
-	next  int // round-robin position in w.users
-	buf   []byte
-	sent  uint64
-	errs  uint64
-	pipe  [][]byte
-	chans []string
-}
-
-// run publishes at rate messages per second (0: as fast as Redis answers)
-// until ctx ends, to the users pick accepts.
-func (pb *publisher) run(ctx context.Context, rate float64, pick func(*user) bool) {
-	if pb.w.rdb == nil || len(pb.w.users) == 0 {
-		return
-	}
-	start := time.Now()
-	for ctx.Err() == nil {
-		n := 128
-		if rate > 0 {
-			due := uint64(rate * time.Since(start).Seconds())
-			if due <= pb.sent {
-				time.Sleep(2 * time.Millisecond)
-				continue
-			}
-			n = int(min(due-pb.sent, 1000))
-		}
-		pipe := pb.w.rdb.Pipeline()
-		k := 0
-		for tries := 0; k < n && tries < n+len(pb.w.users); tries++ {
-			u := pb.w.users[pb.next]
-			pb.next = (pb.next + 1) % len(pb.w.users)
-			if !pick(u) {
-				continue
-			}
-			seq := u.assigned.Add(1)
-			pb.buf = appendFanout(pb.buf[:0], seq, time.Now().UnixNano(), pb.size)
-			pipe.Publish(ctx, u.channel, string(pb.buf))
-			k++
-		}
-		if k == 0 {
-			time.Sleep(10 * time.Millisecond)
-			continue
-		}
-		if _, err := pipe.Exec(context.WithoutCancel(ctx)); err != nil {
-			pb.errs += uint64(k)
-		}
-		pb.sent += uint64(k)
-	}
-}
-
-func readers(u *user) bool { return !u.flooding.Load() }
+func readers(u *client.User) bool { return !u.Flooding() }
 
 // fanout publishes for c.Duration, waits for the deliveries, and settles.
-func (w *worker) fanout(c command) *phaseResult {
-	w.resetTallies()
+func (w *worker) fanout(c client.Command) *client.Result {
+	w.f.ResetTallies()
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(w.ctx, c.Duration)
-	pb := &publisher{w: w, size: w.pl.PayloadBytes}
+	ctx, cancel := context.WithTimeout(w.f.Context(), c.Duration)
+	pb := &publisher{f: w.f, size: w.f.Plan().PayloadBytes}
 	pb.run(ctx, c.Rate, readers)
 	cancel()
-	w.drain()
-	r := w.collect("fanout", start)
+	w.f.Drain()
+	r := w.f.Collect("fanout", start)
 	r.Published, r.PublishErrors = pb.sent, pb.errs
 	return r
 }
 
 // churn runs fan-out while, every second, c.Share of the sockets that are
 // up close and reconnect with a fresh token.
-func (w *worker) churn(c command) *phaseResult {
-	w.resetTallies()
+func (w *worker) churn(c client.Command) *client.Result {
+	w.f.ResetTallies()
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(w.ctx, c.Duration)
-	pb := &publisher{w: w, size: w.pl.PayloadBytes}
+	ctx, cancel := context.WithTimeout(w.f.Context(), c.Duration)
+	pb := &publisher{f: w.f, size: w.f.Plan().PayloadBytes}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -99,9 +44,9 @@ func (w *worker) churn(c command) *phaseResult {
 		case <-ctx.Done():
 			done = true
 		case <-tick.C:
-			w.each(func(p *poller, s *socket) {
-				if s.state == sockUp && rand.Float64() < c.Share {
-					p.clientCloseLocked(s, "churn", true)
+			w.f.Each(func(s *client.Socket) {
+				if s.UpLocked() && rand.Float64() < c.Share {
+					s.CloseLocked("churn", true)
 				}
 			})
 		}
@@ -109,19 +54,11 @@ func (w *worker) churn(c command) *phaseResult {
 	tick.Stop()
 	wg.Wait()
 	cancel()
-	w.waitUp(w.pl.DrainTimeout)
-	w.drain()
-	r := w.collect("churn", start)
+	w.f.WaitUp(w.f.Plan().DrainTimeout)
+	w.f.Drain()
+	r := w.f.Collect("churn", start)
 	r.Published, r.PublishErrors = pb.sent, pb.errs
 	return r
-}
-
-// waitUp waits until no socket is reconnecting, or timeout.
-func (w *worker) waitUp(timeout time.Duration) {
-	deadline := time.Now().Add(timeout)
-	for !w.settled() && time.Now().Before(deadline) && w.ctx.Err() == nil {
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // slow runs fan-out for half of c.Duration with every socket reading (the
@@ -129,36 +66,36 @@ func (w *worker) waitUp(timeout time.Duration) {
 // sockets, chosen when they were dialled with a small receive buffer) for
 // the other half while the rest keep reading, and floods their users with
 // c.Flood bytes per second each so that their queues pass herald's cap.
-func (w *worker) slow(c command) *phaseResult {
-	w.resetTallies()
+func (w *worker) slow(c client.Command) *client.Result {
+	w.f.ResetTallies()
 	start := time.Now()
 	half := c.Duration / 2
-	ctx, cancel := context.WithTimeout(w.ctx, half)
-	pb := &publisher{w: w, size: w.pl.PayloadBytes}
+	ctx, cancel := context.WithTimeout(w.f.Context(), half)
+	pb := &publisher{f: w.f, size: w.f.Plan().PayloadBytes}
 	pb.run(ctx, c.Rate, readers)
 	cancel()
-	w.drain()
-	base := w.collect("slow", start)
-	w.resetTallies()
+	w.f.Drain()
+	base := w.f.Collect("slow", start)
+	w.f.ResetTallies()
 
 	var slow uint64
-	w.each(func(p *poller, s *socket) {
-		if s.slowCandidate && s.state == sockUp {
-			p.markSlowLocked(s)
+	w.f.Each(func(s *client.Socket) {
+		if s.SlowCandidate() && s.UpLocked() {
+			s.MarkSlowLocked()
 			slow++
 		}
 	})
-	ctx, cancel = context.WithTimeout(w.ctx, c.Duration-half)
+	ctx, cancel = context.WithTimeout(w.f.Context(), c.Duration-half)
 	var wg sync.WaitGroup
-	flood := &publisher{w: w, size: floodBytes}
+	flood := &publisher{f: w.f, size: floodBytes}
 	if c.Flood > 0 && slow > 0 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			flood.run(ctx, c.Flood*float64(slow)/float64(flood.size), func(u *user) bool { return u.flooding.Load() })
+			flood.run(ctx, c.Flood*float64(slow)/float64(flood.size), (*client.User).Flooding)
 		}()
 	}
-	pb2 := &publisher{w: w, size: w.pl.PayloadBytes, next: pb.next}
+	pb2 := &publisher{f: w.f, size: w.f.Plan().PayloadBytes, next: pb.next}
 	pb2.run(ctx, c.Rate, readers)
 	wg.Wait()
 	cancel()
@@ -166,18 +103,12 @@ func (w *worker) slow(c command) *phaseResult {
 	// frame (4009) sits behind the data herald managed to hand the kernel
 	// before it gave up, so only reading finds it. Those still open then
 	// close and reconnect.
-	w.each(func(p *poller, s *socket) {
-		if s.state == sockSlow {
-			// Megabytes may wait behind the close: open the window.
-			_ = unix.SetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
-			p.ctlLocked(s, unix.EPOLL_CTL_MOD, evRead)
-		}
-	})
-	deadline := time.Now().Add(2 * w.pl.DrainTimeout)
-	for time.Now().Before(deadline) && w.ctx.Err() == nil {
+	w.f.Each((*client.Socket).WakeLocked)
+	deadline := time.Now().Add(2 * w.f.Plan().DrainTimeout)
+	for time.Now().Before(deadline) && w.f.Context().Err() == nil {
 		n := 0
-		w.each(func(_ *poller, s *socket) {
-			if s.state == sockSlow {
+		w.f.Each(func(s *client.Socket) {
+			if s.SlowLocked() {
 				n++
 			}
 		})
@@ -187,15 +118,15 @@ func (w *worker) slow(c command) *phaseResult {
 		time.Sleep(50 * time.Millisecond)
 	}
 	var still uint64
-	w.each(func(p *poller, s *socket) {
-		if s.state == sockSlow {
+	w.f.Each(func(s *client.Socket) {
+		if s.SlowLocked() {
 			still++
-			p.clientCloseLocked(s, "slow_end", true)
+			s.CloseLocked("slow_end", true)
 		}
 	})
-	w.waitUp(w.pl.DrainTimeout)
-	w.drain()
-	r := w.collect("slow", start)
+	w.f.WaitUp(w.f.Plan().DrainTimeout)
+	w.f.Drain()
+	r := w.f.Collect("slow", start)
 	r.Baseline = base.Latency
 	r.Published = base.Published + pb.sent + pb2.sent
 	r.PublishErrors = pb.errs + pb2.errs + flood.errs
@@ -213,29 +144,23 @@ func (w *worker) slow(c command) *phaseResult {
 
 // broadcastWait waits until every socket that is up has the armed
 // broadcast, or c.Timeout passes.
-func (w *worker) broadcastWait(c command) *phaseResult {
+func (w *worker) broadcastWait(c client.Command) *client.Result {
 	start := time.Now()
 	deadline := start.Add(c.Timeout)
-	want := uint64(w.up.Load())
-	for time.Now().Before(deadline) && w.ctx.Err() == nil {
-		var got uint64
-		for _, p := range w.pollers {
-			p.mu.Lock()
-			got += p.t.bcGot
-			p.mu.Unlock()
-		}
-		if got >= want {
+	want := uint64(w.f.Up())
+	for time.Now().Before(deadline) && w.f.Context().Err() == nil {
+		if w.f.BroadcastGot() >= want {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	missing := uint64(0)
-	w.each(func(_ *poller, s *socket) {
-		if s.state == sockUp && s.bcID < c.ID {
+	w.f.Each(func(s *client.Socket) {
+		if s.UpLocked() && s.BroadcastLocked() < c.ID {
 			missing++
 		}
 	})
-	r := w.collect("broadcast", start)
+	r := w.f.Collect("broadcast", start)
 	r.BroadcastMissed = missing
 	return r
 }
