@@ -2,10 +2,8 @@ package wscore
 
 import (
 	"errors"
-	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -37,9 +35,11 @@ type Handler interface {
 	// the client (fragments reassembled; text is valid UTF-8). payload is
 	// only valid during the call.
 	OnMessage(op ws.OpCode, payload []byte)
-	// OnWritten is called by a write worker after one socket write
-	// completed frames built by MessageFrame: how many, and the
-	// earliest receipt time among them (a value of Now).
+	// OnWritten is called after one socket write completed frames built
+	// by MessageFrame: how many, and the earliest receipt time among them
+	// (a value of Now). It runs on a write worker, or on the goroutine
+	// calling Send when Send wrote the frame at once, so it must not take
+	// a lock that Send's callers may hold.
 	OnWritten(frames int, oldest int64)
 	// OnClose is called exactly once, after the socket is closed, with
 	// why it ended.
@@ -52,11 +52,9 @@ type Handler interface {
 // heartbeat pings and reaps it.
 type Conn struct {
 	core   *Core
-	poller *poller         // never changes
-	nc     net.Conn        // the socket; closed once, by teardown
-	raw    syscall.RawConn // nc's descriptor, for non-blocking I/O
-	fd     int32           // nc's descriptor number, the poller's key
-	h      Handler         // never changes
+	poller *poller // never changes
+	sock   sockFD  // the descriptor, owned by the core; closed once, by teardown (sock.fd is the poller's key)
+	h      Handler // never changes
 
 	lastSeen atomic.Int64 // Now of the last bytes read
 	nextPing int64        // Now of the next ping; owned by the heartbeat
@@ -242,8 +240,8 @@ func (c *Conn) Drop(end *Disconnect) { c.teardown(end) }
 // onReadable is called by the poller when the socket has input or was hung
 // up. buf is the poller's buffer: nothing may keep a reference to it.
 func (c *Conn) onReadable(buf []byte) {
-	n, err := readRaw(c.raw, buf)
-	if err == errWouldBlock {
+	n, err := c.sock.read(buf)
+	if err == errWouldBlock || err == ErrClosed {
 		return
 	}
 	if n == 0 && err == nil && c.endOfInput() {
@@ -397,6 +395,6 @@ func (c *Conn) teardown(why *Disconnect) {
 		c.waitOut = false
 	}
 	c.mu.Unlock()
-	_ = c.nc.Close()
+	c.sock.close()
 	c.h.OnClose(end)
 }

@@ -18,7 +18,9 @@
 # wall-clock figures move with the neighbours' load.
 # Environment: SOCKETS, RATE, DURATION, ROUNDS, PAYLOAD (bytes), OUT (a
 # directory for the JSON reports; default a temporary one), SERVERS (the
-# subset to run, default "herald node floor").
+# subset to run, default "herald node floor"; "base" is herald built from
+# HERALD_BASE, a binary of another commit, to measure a change against it
+# in the same run).
 set -euo pipefail
 
 SOCKETS=${SOCKETS:-15000}
@@ -68,10 +70,12 @@ waitport() {
 start() {
 	local name=$1 rport=$2 port=$3
 	case $name in
-	herald)
+	herald | base)
+		local exe=$bin/herald
+		[ "$name" = base ] && exe=$HERALD_BASE
 		HERALD_ADDR=127.0.0.1:$port HERALD_REDIS_URL=redis://127.0.0.1:$rport/0 \
 			HERALD_SESSION_SECRET=$secret HERALD_WS_TOKEN_SECRET=$wssecret HERALD_LOG_LEVEL=warn \
-			"$bin/herald" >"$OUT/$name.log" 2>&1 &
+			"$exe" >"$OUT/$name.log" 2>&1 &
 		;;
 	node)
 		HERALD_ADDR=127.0.0.1:$port HERALD_REDIS_URL=redis://127.0.0.1:$rport/0 HERALD_SESSION_SECRET=$secret \
@@ -142,7 +146,7 @@ for round in $(seq 1 "$ROUNDS"); do
 		eval "rss_$name=\$rss cpu_$name=\$cpu last_$name=\$last"
 	done
 	if [[ " $SERVERS " == *" herald "* ]]; then
-		for peer in node floor; do
+		for peer in base node floor; do
 			[[ " $SERVERS " == *" $peer "* ]] || continue
 			eval "pr=\$rss_$peer pc=\$cpu_$peer pl=\$last_$peer"
 			printf '%-6s %-6s %12s %12s %10s %14s\n' "$round" "h/$peer" "$(ratio "$rss_herald" "$pr")" "$(ratio "$cpu_herald" "$pc")" "" "$(ratio "$last_herald" "$pl")"
