@@ -94,7 +94,9 @@ func (c *Conn) State() State {
 // LastSeen returns when bytes last arrived from the client.
 func (c *Conn) LastSeen() time.Time { return wallTime(c.lastSeen.Load()) }
 
-// Send queues f without blocking. During the handshake frames are held
+// Send queues f without blocking; on an active socket with nothing queued
+// it writes f at once (non-blocking, under the socket's lock) and queues
+// only what the kernel did not take. During the handshake frames are held
 // until Start. A frame larger than the queue cap is refused with
 // ErrTooLarge and the socket is not affected; a socket whose queue would
 // pass its cap (unsent bytes plus frameCharge per queued frame) is shed
@@ -115,10 +117,45 @@ func (c *Conn) Send(f Frame) error {
 		c.mu.Unlock()
 		return ErrSlowConsumer
 	}
+	if c.out.len() > 0 || !c.idleLocked() {
+		c.out.push(f)
+		c.kickLocked()
+		c.mu.Unlock()
+		return nil
+	}
+	// Write-through: nothing is queued or being written, so the frame goes
+	// to the kernel at once from this goroutine, and only what the kernel
+	// does not take is queued for a write worker.
+	n, err := c.sock.write(f.b)
+	switch {
+	case err == nil && n == len(f.b):
+		c.stalled = 0
+		c.mu.Unlock()
+		if at := f.stamp(); at != 0 {
+			c.h.OnWritten(1, at)
+		}
+		return nil
+	}
 	c.out.push(f)
+	c.out.head, c.out.bytes = n, len(f.b)-n
+	if err == errWouldBlock || n > 0 {
+		c.stalled = Now()
+		if c.waitWritableLocked() == nil {
+			c.mu.Unlock()
+			return nil
+		}
+	}
+	// A write error: a write worker meets it again and tears the socket
+	// down, so that Send never calls OnClose (its caller may hold locks).
 	c.kickLocked()
 	c.mu.Unlock()
 	return nil
+}
+
+// idleLocked reports whether the socket is active with no output queued or
+// in a write, and none waited for: a frame sent now may be written at once.
+func (c *Conn) idleLocked() bool {
+	return c.started && c.state == Active && !c.scheduled && !c.waitOut
 }
 
 // kickLocked hands the socket to a write worker if it has output and nobody
