@@ -44,7 +44,7 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/herald ./cmd/herald
 
 fuzz:
-	$(GO) test -run=^$$ -fuzz=FuzzInbound -fuzztime=30s ./gateway/wscore/
+	$(GO) test -run=^$$ -fuzz=FuzzInbound -fuzztime=30s ./internal/wsframe/
 
 bench:
 	$(GO) test -run=^$$ -bench=. -benchmem ./...
