@@ -103,16 +103,24 @@ func (c *Conn) LastSeen() time.Time { return wallTime(c.lastSeen.Load()) }
 // ErrTooLarge and the socket is not affected; a socket whose queue would
 // pass its cap (unsent bytes plus frameCharge per queued frame) is shed
 // with DisconnectSlowConsumer (ErrSlowConsumer).
-func (c *Conn) Send(f Frame) error {
+func (c *Conn) Send(f Frame) error { return c.send(f.b, f.stamp(), f, nil) }
+
+// SendMessage is Send for a Message: written at once from the sender's
+// buffer when the socket is idle, queued as m.Frame() otherwise.
+func (c *Conn) SendMessage(m *Message) error { return c.send(m.buf, m.at, Frame{}, m) }
+
+// send is Send of the frame b, received at at (0: not a relayed message),
+// which is f, or m's frame when m is set.
+func (c *Conn) send(b []byte, at int64, f Frame, m *Message) error {
 	c.mu.Lock()
 	switch {
 	case c.state > Active:
 		c.mu.Unlock()
 		return ErrClosed
-	case len(f.b) > c.core.cfg.MaxQueueBytes:
+	case len(b) > c.core.cfg.MaxQueueBytes:
 		c.mu.Unlock()
 		return ErrTooLarge
-	case c.out.charge()+len(f.b)+frameCharge > c.core.cfg.MaxQueueBytes:
+	case c.out.charge()+len(b)+frameCharge > c.core.cfg.MaxQueueBytes:
 		if c.shedLocked(DisconnectSlowConsumer, c.core.cfg.CloseTimeout) {
 			c.core.slowConsumers.Add(1)
 		}
@@ -120,6 +128,9 @@ func (c *Conn) Send(f Frame) error {
 		return ErrSlowConsumer
 	}
 	if c.out.len() > 0 || !c.idleLocked() {
+		if m != nil {
+			f = m.Frame()
+		}
 		c.out.push(f)
 		c.kickLocked()
 		c.mu.Unlock()
@@ -128,18 +139,20 @@ func (c *Conn) Send(f Frame) error {
 	// Write-through: nothing is queued or being written, so the frame goes
 	// to the kernel at once from this goroutine, and only what the kernel
 	// does not take is queued for a write worker.
-	n, err := c.sock.write(f.b)
-	switch {
-	case err == nil && n == len(f.b):
+	n, err := c.sock.write(b)
+	if err == nil && n == len(b) {
 		c.stalled = 0
 		c.mu.Unlock()
-		if at := f.stamp(); at != 0 {
+		if at != 0 {
 			c.h.OnWritten(1, at)
 		}
 		return nil
 	}
+	if m != nil {
+		f = m.Frame()
+	}
 	c.out.push(f)
-	c.out.head, c.out.bytes = n, len(f.b)-n
+	c.out.head, c.out.bytes = n, len(b)-n
 	if err == errWouldBlock || n > 0 {
 		c.stalled = Now()
 		if c.waitWritableLocked() == nil {
