@@ -84,7 +84,8 @@ type options struct {
 	LogLevel  string
 	LogFormat string
 
-	addrSet bool // --addr or HERALD_ADDR was given
+	addrSet bool            // --addr or HERALD_ADDR was given
+	given   map[string]bool // flags given on the command line or in the environment, by name
 }
 
 // secretFlags may be given as files.
@@ -182,12 +183,17 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (*op
 	}
 	onCommandLine := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
+	o.given = map[string]bool{}
+	for name := range onCommandLine {
+		o.given[name] = true
+	}
 	var errs []error
 	fs.VisitAll(func(f *flag.Flag) {
 		if onCommandLine[f.Name] {
 			return
 		}
 		if v := getenv(envName(f.Name)); v != "" {
+			o.given[f.Name] = true
 			if err := fs.Set(f.Name, v); err != nil {
 				errs = append(errs, fmt.Errorf("%s=%q: %w", envName(f.Name), v, err))
 			}
@@ -209,6 +215,9 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (*op
 			continue
 		}
 		_ = fs.Set(name, strings.TrimRight(string(b), "\r\n"))
+	}
+	if err := fanout.CheckPrefix(o.Prefix); err != nil {
+		errs = append(errs, fmt.Errorf("--channel-prefix (%s): %w", envName("channel-prefix"), err))
 	}
 	o.addrSet = onCommandLine["addr"] || getenv(envName("addr")) != ""
 	if o.Dev && !o.addrSet {
