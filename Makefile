@@ -2,7 +2,8 @@
 #   make run    herald on its embedded default (no Redis), in --dev mode
 #   make test   everything CI runs: installs what the tests need, then
 #               gofmt, go vet, go test -race, the deployment checks, the
-#               JavaScript client's tests and the browser tests
+#               JavaScript client's tests, the browser tests and the
+#               three-way benchmark's smoke test
 
 GO ?= go
 # herald --version and herald_build_info name the build.
@@ -10,7 +11,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo deve
 COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS = -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: run test deps check test-go test-js build fuzz bench soak chaos
+.PHONY: run test deps check test-go test-js test-peers build fuzz bench soak chaos
 
 # Built first, then run (not go run): Ctrl-C reaches herald, which drains
 # and exits 0, so make ends cleanly.
@@ -20,7 +21,7 @@ run:
 	@echo "make run: starting herald --dev on http://127.0.0.1:8080/ (Ctrl-C stops it)"
 	@exec bin/herald --dev --log-format console
 
-test: deps check test-go test-js
+test: deps check test-go test-js test-peers
 
 deps:
 	./scripts/test-deps.sh
@@ -42,11 +43,17 @@ test-go:
 test-js:
 	cd clients/js && npm ci --no-audit --no-fund && npm test && npm run test:browser
 
+# The three-way benchmark (herald, the Node peer, the bare-socket floor;
+# scripts/peers/compare.sh) at a tiny size: it runs and every server passes
+# the load tester's checks. The full size is in docs/BENCHMARKS.md.
+test-peers:
+	SOCKETS=50 RATE=200 DURATION=2s ROUNDS=1 scripts/peers/compare.sh
+
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/herald ./cmd/herald
 
 fuzz:
-	$(GO) test -run=^$$ -fuzz=FuzzInbound -fuzztime=30s ./gateway/wscore/
+	$(GO) test -run=^$$ -fuzz=FuzzInbound -fuzztime=30s ./internal/wsframe/
 
 bench:
 	$(GO) test -run=^$$ -bench=. -benchmem ./...

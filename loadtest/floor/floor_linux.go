@@ -21,6 +21,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sys/unix"
+
+	"github.com/herald-gw/herald/internal/wsframe"
 )
 
 // Config is a floor server's configuration.
@@ -179,7 +181,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	s.next++
-	welcome := appendFrame(nil, fmt.Appendf(nil, `{"type":"welcome","socket_id":"floor.%016x","user_id":%q,"heartbeat_s":30}`, s.next, user))
+	welcome := wsframe.AppendFrame(nil, ws.OpText, fmt.Appendf(nil, `{"type":"welcome","socket_id":"floor.%016x","user_id":%q,"heartbeat_s":30}`, s.next, user))
 	if n, err := unix.Write(fd, welcome); err != nil || n != len(welcome) {
 		s.mu.Unlock()
 		unix.Close(fd)

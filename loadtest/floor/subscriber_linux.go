@@ -9,9 +9,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gobwas/ws"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/herald-gw/herald/internal/resp"
+	"github.com/herald-gw/herald/internal/wsframe"
 )
 
 // subscriber is the floor's one Redis connection in subscribed mode, read
@@ -88,20 +90,6 @@ func (s *subscriber) next() (channel, payload []byte, err error) {
 	}
 }
 
-// appendFrame appends payload as one unmasked text frame to dst.
-func appendFrame(dst, payload []byte) []byte {
-	dst = append(dst, 0x81)
-	switch n := len(payload); {
-	case n < 126:
-		dst = append(dst, byte(n))
-	case n <= 0xffff:
-		dst = append(dst, 126, byte(n>>8), byte(n))
-	default:
-		dst = append(dst, 127, 0, 0, 0, 0, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-	}
-	return append(dst, payload...)
-}
-
 // relay writes every Redis message to its sockets, one write system call
 // each. The frame buffer is reused: each write completes, or the message
 // is dropped for that socket, before the next message is read.
@@ -114,7 +102,7 @@ func (s *Server) relay() {
 		if err != nil {
 			return // closed by Close, or Redis went away: the floor does not reconnect
 		}
-		f = appendFrame(f[:0], payload)
+		f = wsframe.AppendFrame(f[:0], ws.OpText, payload)
 		s.mu.Lock()
 		switch {
 		case bytes.Equal(channel, bcast):
