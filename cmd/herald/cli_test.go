@@ -38,7 +38,7 @@ func TestHelpGrouped(t *testing.T) {
 		pos = i
 	}
 	if strings.Contains(help, "\nOther:\n") {
-		t.Errorf("flags outside every group:\n%s", help[strings.Index(help, "\nOther:\n"):])
+		t.Errorf("flags outside every group (add them to flagGroups in usage.go):\n%s", help[strings.Index(help, "\nOther:\n"):])
 	}
 	fs := newFlagSet(&options{}, io.Discard)
 	groups := help[strings.Index(help, "\nServer:\n"):]

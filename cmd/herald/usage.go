@@ -21,7 +21,7 @@ var flagGroups = []flagGroup{
 		"session-secret", "session-secret-file", "session-public-key", "session-jwks", "session-algs",
 		"session-cookie", "session-issuer", "session-audience", "user-claim", "clock-skew",
 		"ws-token-secret", "ws-token-secret-file", "ws-token-ttl",
-		"auth-fail-limit", "auth-fail-window", "auth-block-duration",
+		"auth-fail-limit", "auth-fail-window", "auth-block-duration", "auth-block-ipv6-prefix",
 	}},
 	{"Redis", []string{"redis-url", "redis-cluster", "redis-timeout", "redis-health-interval", "channel-prefix", "unsubscribe-grace"}},
 	{"Limits", []string{
