@@ -1,4 +1,4 @@
-package loadtest
+package client
 
 import (
 	"encoding/json"
@@ -10,7 +10,7 @@ import (
 // travel in the plan on stdin, never on a command line.
 
 // plan is everything a worker needs to know about its share of the run.
-type plan struct {
+type Plan struct {
 	Worker        int           `json:"worker"`
 	Targets       []string      `json:"targets"`
 	SrcIPs        []string      `json:"src_ips,omitempty"`
@@ -37,9 +37,9 @@ type plan struct {
 	ReplayEvents int `json:"replay_events,omitempty"`
 }
 
-type command struct {
+type Command struct {
 	Op       string        `json:"op"` // plan, connect, fanout, churn, slow, bc_arm, bc_wait, rp_away, rp_base, rp_storm, rp_end, stop
-	Plan     *plan         `json:"plan,omitempty"`
+	Plan     *Plan         `json:"plan,omitempty"`
 	Duration time.Duration `json:"duration,omitempty"`
 	Rate     float64       `json:"rate,omitempty"` // publishes per second for this worker; 0 flat out
 	Share    float64       `json:"share,omitempty"`
@@ -48,52 +48,52 @@ type command struct {
 	Timeout  time.Duration `json:"timeout,omitempty"`
 }
 
-type event struct {
-	Ev       string       `json:"ev"` // ready, progress, result, armed, error
-	Progress *progress    `json:"progress,omitempty"`
-	Result   *phaseResult `json:"result,omitempty"`
-	Err      string       `json:"err,omitempty"`
+type Event struct {
+	Ev       string    `json:"ev"` // ready, progress, result, armed, error
+	Progress *Progress `json:"progress,omitempty"`
+	Result   *Result   `json:"result,omitempty"`
+	Err      string    `json:"err,omitempty"`
 }
 
 // progress is a worker's state, sent about once a second.
-type progress struct {
-	Up        int64      `json:"up"`
-	Failed    uint64     `json:"failed"`    // failed attempts so far
-	Delivered uint64     `json:"delivered"` // fan-out frames received since the start
-	Latency   sparseHist `json:"latency"`   // since the last progress event
+type Progress struct {
+	Up        int64  `json:"up"`
+	Failed    uint64 `json:"failed"`    // failed attempts so far
+	Delivered uint64 `json:"delivered"` // fan-out frames received since the start
+	Latency   Sparse `json:"latency"`   // since the last progress event
 }
 
-// phaseResult is one worker's figures for one scenario. The parent adds
+// Result is one worker's figures for one scenario. The parent adds
 // them up.
-type phaseResult struct {
+type Result struct {
 	Phase    string            `json:"phase"`
 	Up       int64             `json:"up"`
 	Failed   int64             `json:"failed"` // sockets down at the end of connect
 	FailedBy map[string]uint64 `json:"failed_by,omitempty"`
 	Closed   map[string]uint64 `json:"closed,omitempty"` // sessions ended, by why
 
-	Handshakes uint64     `json:"handshakes"`
-	Handshake  sparseHist `json:"handshake"`
+	Handshakes uint64 `json:"handshakes"`
+	Handshake  Sparse `json:"handshake"`
 
-	Published     uint64     `json:"published"`
-	PublishErrors uint64     `json:"publish_errors"`
-	Sent          uint64     `json:"sent"`
-	Delivered     uint64     `json:"delivered"`
-	Lost          uint64     `json:"lost"`
-	Excused       uint64     `json:"excused"`
-	Resyncs       uint64     `json:"resyncs"`
-	Dups          uint64     `json:"dups"`
-	OutOfOrder    uint64     `json:"out_of_order"`
-	SocketsLost   uint64     `json:"sockets_lost"`
-	SocketsDup    uint64     `json:"sockets_dup"`
-	SocketsOOO    uint64     `json:"sockets_ooo"`
-	MaxLost       uint64     `json:"max_lost"`
-	Latency       sparseHist `json:"latency"`
-	Baseline      sparseHist `json:"baseline"` // slow: the readers before any socket stopped
+	Published     uint64 `json:"published"`
+	PublishErrors uint64 `json:"publish_errors"`
+	Sent          uint64 `json:"sent"`
+	Delivered     uint64 `json:"delivered"`
+	Lost          uint64 `json:"lost"`
+	Excused       uint64 `json:"excused"`
+	Resyncs       uint64 `json:"resyncs"`
+	Dups          uint64 `json:"dups"`
+	OutOfOrder    uint64 `json:"out_of_order"`
+	SocketsLost   uint64 `json:"sockets_lost"`
+	SocketsDup    uint64 `json:"sockets_dup"`
+	SocketsOOO    uint64 `json:"sockets_ooo"`
+	MaxLost       uint64 `json:"max_lost"`
+	Latency       Sparse `json:"latency"`
+	Baseline      Sparse `json:"baseline"` // slow: the readers before any socket stopped
 
-	BroadcastGot    uint64     `json:"broadcast_got"`
-	BroadcastMissed uint64     `json:"broadcast_missed"`
-	Broadcast       sparseHist `json:"broadcast"`
+	BroadcastGot    uint64 `json:"broadcast_got"`
+	BroadcastMissed uint64 `json:"broadcast_missed"`
+	Broadcast       Sparse `json:"broadcast"`
 
 	Slow      uint64 `json:"slow"`
 	Flooded   uint64 `json:"flooded"` // flood messages published to slow users
@@ -106,10 +106,10 @@ type phaseResult struct {
 	Reconnects uint64        `json:"reconnects"`
 	Elapsed    time.Duration `json:"elapsed"`
 
-	Replay *replayPart `json:"replay,omitempty"` // the replay scenario's steps
+	Storm *StormPart `json:"replay,omitempty"` // the replay scenario's steps
 }
 
-func encodeLine(v any) []byte {
+func EncodeLine(v any) []byte {
 	b, _ := json.Marshal(v)
 	return append(b, '\n')
 }

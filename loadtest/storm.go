@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/herald-gw/herald/loadtest/client"
 )
 
-// ReplayReport is the replay scenario's outcome: the storm's correctness,
+// StormReport is the replay scenario's outcome: the storm's correctness,
 // how long it took, what it did to the live sockets' latency, and what it
 // cost herald. Its JSON form is the report's "replay" block.
-type ReplayReport struct {
+type StormReport struct {
 	EventsPerUser int     `json:"events_per_user"` // K
 	StormUsers    uint64  `json:"storm_users"`     // users whose sockets all closed and came back
 	StormSockets  uint64  `json:"storm_sockets"`
@@ -86,10 +88,10 @@ type ReplayReport struct {
 // replay runs the replay scenario's steps (see replay.go) and returns the
 // last step's results, for the scenario's delivery figures, with the
 // storm's report.
-func (r *runner) replay() ([]*phaseResult, *ReplayReport, error) {
+func (r *runner) storm() ([]*client.Result, *StormReport, error) {
 	storm := uint64(time.Now().UnixNano())
 	awayStart := scrapeAll(r.ctx, r.http, r.cfg.Metrics)
-	away, err := r.command(command{Op: "rp_away", ID: storm, Rate: r.cfg.Rate})
+	away, err := r.command(client.Command{Op: "storm_away", ID: storm, Rate: r.cfg.Rate})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -99,25 +101,25 @@ func (r *runner) replay() ([]*phaseResult, *ReplayReport, error) {
 	}
 	r.waitServerSockets(up)
 	baseStart := scrapeAll(r.ctx, r.http, r.cfg.Metrics)
-	base, err := r.command(command{Op: "rp_base", Duration: max(r.cfg.Duration/2, time.Second)})
+	base, err := r.command(client.Command{Op: "storm_base", Duration: max(r.cfg.Duration/2, time.Second)})
 	if err != nil {
 		return nil, nil, err
 	}
 	stormStart := scrapeAll(r.ctx, r.http, r.cfg.Metrics)
-	stormRes, err := r.command(command{Op: "rp_storm", Timeout: r.cfg.ConnectTimeout})
+	stormRes, err := r.command(client.Command{Op: "storm_storm", Timeout: r.cfg.ConnectTimeout})
 	if err != nil {
 		return nil, nil, err
 	}
 	stormEnd := scrapeAll(r.ctx, r.http, r.cfg.Metrics)
-	cut, err := r.command(command{Op: "rp_cut"})
+	cut, err := r.command(client.Command{Op: "storm_cut"})
 	if err != nil {
 		return nil, nil, err
 	}
-	end, err := r.command(command{Op: "rp_end"})
+	end, err := r.command(client.Command{Op: "storm_end"})
 	if err != nil {
 		return nil, nil, err
 	}
-	rep := replayReport(r.cfg.ReplayEvents, [][]*phaseResult{away, base, stormRes, cut, end})
+	rep := stormReport(r.cfg.ReplayEvents, [][]*client.Result{away, base, stormRes, cut, end})
 	rep.serverCost(cost(baseStart, stormStart), cost(stormStart, stormEnd))
 	if awayStart.err == nil && baseStart.err == nil && stormStart.err == nil && stormEnd.err == nil {
 		rep.ServerDeliveryP99Away = finiteOr(baseStart.bucketQuantile(awayStart, deliveryLatencyBuckets, 0.99), -1)
@@ -147,14 +149,14 @@ func (r *runner) waitServerSockets(up int64) {
 	}
 }
 
-// replayReport adds up the workers' parts of every step.
-func replayReport(k int, steps [][]*phaseResult) *ReplayReport {
-	rep := &ReplayReport{EventsPerUser: k}
-	var away, before, storm, hs, times Histogram
+// stormReport adds up the workers' parts of every step.
+func stormReport(k int, steps [][]*client.Result) *StormReport {
+	rep := &StormReport{EventsPerUser: k}
+	var away, before, storm, hs, times client.Histogram
 	var appendT, stormT time.Duration
 	for _, step := range steps {
 		for _, res := range step {
-			p := res.Replay
+			p := res.Storm
 			if p == nil {
 				continue
 			}
@@ -167,11 +169,11 @@ func replayReport(k int, steps [][]*phaseResult) *ReplayReport {
 			rep.Appended += p.Appended
 			rep.AppendErrors += p.AppendErrors
 			appendT = max(appendT, p.AppendTime)
-			p.Away.mergeInto(&away)
-			p.Before.mergeInto(&before)
-			p.Storm.mergeInto(&storm)
-			p.StormHS.mergeInto(&hs)
-			p.Times.mergeInto(&times)
+			p.Away.MergeInto(&away)
+			p.Before.MergeInto(&before)
+			p.Storm.MergeInto(&storm)
+			p.StormHS.MergeInto(&hs)
+			p.Times.MergeInto(&times)
 			stormT = max(stormT, p.StormT)
 			rep.Reconnects += p.Reconnects
 			rep.Replayed += p.Replayed
@@ -192,8 +194,8 @@ func replayReport(k int, steps [][]*phaseResult) *ReplayReport {
 	}
 	var baseT time.Duration
 	for _, res := range steps[1] {
-		if res.Replay != nil {
-			baseT = max(baseT, res.Replay.BaseT)
+		if res.Storm != nil {
+			baseT = max(baseT, res.Storm.BaseT)
 		}
 	}
 	rep.AppendS = appendT.Seconds()
@@ -211,7 +213,7 @@ func replayReport(k int, steps [][]*phaseResult) *ReplayReport {
 
 // serverCost fills the storm's server figures: base is the cost of live
 // fan-out alone just before the storm, storm the cost of the storm window.
-func (rep *ReplayReport) serverCost(base, storm *ServerCost) {
+func (rep *StormReport) serverCost(base, storm *ServerCost) {
 	switch {
 	case storm.Error != "":
 		rep.ServerError = storm.Error
@@ -238,7 +240,7 @@ func (rep *ReplayReport) serverCost(base, storm *ServerCost) {
 }
 
 // failures returns the replay's correctness failures.
-func (rep *ReplayReport) failures() []string {
+func (rep *StormReport) failures() []string {
 	var f []string
 	if rep.StormSockets == 0 {
 		f = append(f, "replay: no storm socket was up to leave (is --replay-users right?)")
@@ -264,7 +266,7 @@ func (rep *ReplayReport) failures() []string {
 }
 
 // writeText writes the replay's lines of the text report.
-func (rep *ReplayReport) writeText(p func(string, ...any)) {
+func (rep *StormReport) writeText(p func(string, ...any)) {
 	p("  storm         %d users (%d sockets) closed, got %d events each in their inbox (%d appended in %.2f s, %d errors), and reconnected at once with since; %d users (%d sockets) stayed; %d live sockets",
 		rep.StormUsers, rep.StormSockets, rep.EventsPerUser, rep.Appended, rep.AppendS, rep.AppendErrors, rep.StayUsers, rep.StaySockets, rep.LiveSockets)
 	p("  replayed      %d of %d storm sockets exactly, in order, then replay_complete; %d resync, %d neither, %d wrong; stayed %d ok, %d not",

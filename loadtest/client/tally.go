@@ -1,4 +1,4 @@
-package loadtest
+package client
 
 // tally is one poller's figures for the current phase. Guarded by the
 // poller's mu.
@@ -9,8 +9,8 @@ type tally struct {
 	dups       uint64
 	ooo        uint64
 	maxLost    uint64
-	dupSockets map[*socket]struct{}
-	oooSockets map[*socket]struct{}
+	dupSockets map[*Socket]struct{}
+	oooSockets map[*Socket]struct{}
 
 	lostSockets uint64
 	excused     uint64    // missing before a resync frame: announced, not lost
@@ -22,7 +22,7 @@ type tally struct {
 	handshakes uint64
 	handshake  Histogram
 	hsWindow   Histogram // handshakes since the last cutWindow (replay)
-	rpTimes    Histogram // replay: storm start → each away socket's replay_complete or resync
+	stormTimes Histogram // replay: storm start → each away socket's replay_complete or resync
 
 	bcGot uint64
 	bc    Histogram
@@ -33,14 +33,14 @@ type tally struct {
 
 func newTally() *tally {
 	return &tally{
-		dupSockets: map[*socket]struct{}{},
-		oooSockets: map[*socket]struct{}{},
+		dupSockets: map[*Socket]struct{}{},
+		oooSockets: map[*Socket]struct{}{},
 		closed:     map[string]uint64{},
 	}
 }
 
 // addTo adds t's figures to r.
-func (t *tally) addTo(r *phaseResult) {
+func (t *tally) addTo(r *Result) {
 	r.Delivered += t.delivered
 	r.Sent += t.sent
 	r.Lost += t.lost

@@ -1,4 +1,4 @@
-package loadtest
+package client
 
 import (
 	"bufio"
@@ -64,12 +64,12 @@ func closeStep(code int) nextStep {
 // dialer opens sockets the way a browser does: a token POST with the
 // session cookie, then the upgrade, then the welcome.
 type dialer struct {
-	pl      *plan
+	pl      *Plan
 	clients []*http.Client // one per source address (or one)
 	now     func() time.Time
 }
 
-func newDialer(pl *plan) *dialer {
+func newDialer(pl *Plan) *dialer {
 	d := &dialer{pl: pl, now: time.Now}
 	srcs := pl.SrcIPs
 	if len(srcs) == 0 {
@@ -130,7 +130,7 @@ func netDialer(srcIP string, rcvbuf int) *net.Dialer {
 // bytes read after the welcome frame and the welcome's inbox_id (empty
 // when it has none). A socket of a replay storm asks for since: the
 // inbox_id of the last frame it saw.
-func (d *dialer) connect(ctx context.Context, s *socket, mint *sessionMinter) (net.Conn, []byte, string, error) {
+func (d *dialer) connect(ctx context.Context, s *Socket, mint *sessionMinter) (net.Conn, []byte, string, error) {
 	target := d.pl.Targets[s.idx%len(d.pl.Targets)]
 	src := 0
 	if n := len(d.pl.SrcIPs); n > 0 {

@@ -1,53 +1,9 @@
-package loadtest
+package client
 
 import (
 	"bytes"
-	"encoding/binary"
-	"errors"
-	"math/rand/v2"
 	"strconv"
-
-	"github.com/gobwas/ws"
-
-	"github.com/herald-gw/herald/internal/wsframe"
 )
-
-var errProtocol = errors.New("server broke RFC 6455")
-
-// maxServerFrame is the largest server frame the client accepts.
-const maxServerFrame = 1 << 30
-
-// nextFrame parses one server frame at the start of b. It returns the
-// frame's header, its payload (aliasing b) and its total length, or n = 0
-// when b does not hold a whole frame yet.
-func nextFrame(b []byte) (h ws.Header, payload []byte, n int, err error) {
-	h, hn, err := wsframe.ParseHeader(b)
-	switch {
-	case h.Masked:
-		return h, nil, 0, errProtocol // servers never mask
-	case err != nil, h.Length > maxServerFrame:
-		return h, nil, 0, errProtocol
-	case hn == 0 || int64(len(b)-hn) < h.Length:
-		return h, nil, 0, nil
-	}
-	end := hn + int(h.Length)
-	return h, b[hn:end], end, nil
-}
-
-// appendClientFrame appends one masked frame with a fresh mask to dst.
-func appendClientFrame(dst []byte, op ws.OpCode, payload []byte, rng *rand.Rand) []byte {
-	var key [4]byte
-	binary.LittleEndian.PutUint32(key[:], rng.Uint32())
-	return wsframe.AppendMasked(dst, op, payload, key)
-}
-
-// parseClose returns a close frame's code (1005 when it carries none).
-func parseClose(p []byte) (int, string) {
-	if len(p) < 2 {
-		return 1005, ""
-	}
-	return int(binary.BigEndian.Uint16(p)), string(p[2:])
-}
 
 // Messages the load tester publishes. Each is compact JSON, recognised by
 // its prefix without a JSON parse:
@@ -61,7 +17,7 @@ func parseClose(p []byte) (int, string) {
 var (
 	prefixFanout    = []byte(`{"type":"lt","s":`)
 	prefixBroadcast = []byte(`{"type":"lt-bc","id":`)
-	prefixReplayEv  = []byte(`{"type":"lt-rp","r":`)
+	prefixStormEv   = []byte(`{"type":"lt-rp","r":`)
 	prefixInbox     = []byte(`{"inbox_id":"`)
 	prefixComplete  = []byte(`{"type":"replay_complete"`)
 	keyT            = []byte(`"t":`)
@@ -71,16 +27,22 @@ var (
 	keyAfter        = []byte(`"after_ms":`)
 	typeReconnect   = []byte(`"type":"reconnect"`)
 	typeResync      = []byte(`"type":"resync"`)
-	typeReplayEv    = []byte(`,"type":"lt-rp","r":`) // after an inbox frame's id
+	typeStormEv     = []byte(`,"type":"lt-rp","r":`) // after an inbox frame's id
 )
 
-// appendFanout appends a fan-out payload padded to at least size bytes.
-func appendFanout(dst []byte, seq uint64, unixNano int64, size int) []byte {
+// AppendFanout appends a fan-out payload padded to at least size bytes.
+func AppendFanout(dst []byte, seq uint64, unixNano int64, size int) []byte {
 	start := len(dst)
 	dst = append(dst, prefixFanout...)
 	dst = strconv.AppendUint(dst, seq, 10)
 	dst = append(dst, `,"t":`...)
 	dst = strconv.AppendInt(dst, unixNano, 10)
+	return appendPadding(dst, start, size)
+}
+
+// appendPadding ends the payload that began at dst[start] with a "p"
+// field of 'x's, so that it is at least size bytes, and the closing brace.
+func appendPadding(dst []byte, start, size int) []byte {
 	if pad := size - (len(dst) - start) - len(`,"p":""}`); pad > 0 {
 		dst = append(dst, `,"p":"`...)
 		for range pad {
@@ -91,24 +53,17 @@ func appendFanout(dst []byte, seq uint64, unixNano int64, size int) []byte {
 	return append(dst, '}')
 }
 
-// appendReplayEvent appends an inbox event of storm for its k-th of K,
+// AppendStormEvent appends an inbox event of storm for its k-th of K,
 // padded to at least size bytes like a fan-out payload.
-func appendReplayEvent(dst []byte, storm uint64, k int, unixNano int64, size int) []byte {
+func AppendStormEvent(dst []byte, storm uint64, k int, unixNano int64, size int) []byte {
 	start := len(dst)
-	dst = append(dst, prefixReplayEv...)
+	dst = append(dst, prefixStormEv...)
 	dst = strconv.AppendUint(dst, storm, 10)
 	dst = append(dst, `,"k":`...)
 	dst = strconv.AppendInt(dst, int64(k), 10)
 	dst = append(dst, `,"t":`...)
 	dst = strconv.AppendInt(dst, unixNano, 10)
-	if pad := size - (len(dst) - start) - len(`,"p":""}`); pad > 0 {
-		dst = append(dst, `,"p":"`...)
-		for range pad {
-			dst = append(dst, 'x')
-		}
-		dst = append(dst, '"')
-	}
-	return append(dst, '}')
+	return appendPadding(dst, start, size)
 }
 
 // inboxFrame splits an inbox frame {"inbox_id":"<id>",…} into its id and
@@ -140,8 +95,8 @@ func fieldInboxID(p []byte) []byte {
 	return p[:end]
 }
 
-// appendBroadcast appends a broadcast payload.
-func appendBroadcast(dst []byte, id uint64, unixNano int64) []byte {
+// AppendBroadcast appends a broadcast payload.
+func AppendBroadcast(dst []byte, id uint64, unixNano int64) []byte {
 	dst = append(dst, prefixBroadcast...)
 	dst = strconv.AppendUint(dst, id, 10)
 	dst = append(dst, `,"t":`...)

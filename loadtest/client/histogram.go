@@ -1,4 +1,4 @@
-package loadtest
+package client
 
 import (
 	"math"
@@ -109,8 +109,8 @@ func (h *Histogram) Quantile(q float64) float64 {
 	return float64(h.max) / 1000
 }
 
-// sparseHist is a Histogram on the wire: the non-empty buckets only.
-type sparseHist struct {
+// Sparse is a Histogram on the wire: the non-empty buckets only.
+type Sparse struct {
 	B   []int    `json:"b,omitempty"` // bucket indexes
 	C   []uint32 `json:"c,omitempty"` // their counts
 	N   uint64   `json:"n"`
@@ -118,8 +118,8 @@ type sparseHist struct {
 	Max uint64   `json:"max"`
 }
 
-func (h *Histogram) sparse() sparseHist {
-	s := sparseHist{N: h.n, Min: h.min, Max: h.max}
+func (h *Histogram) Sparse() Sparse {
+	s := Sparse{N: h.n, Min: h.min, Max: h.max}
 	for i, c := range h.counts {
 		if c != 0 {
 			s.B = append(s.B, i)
@@ -129,7 +129,7 @@ func (h *Histogram) sparse() sparseHist {
 	return s
 }
 
-func (s sparseHist) mergeInto(h *Histogram) {
+func (s Sparse) MergeInto(h *Histogram) {
 	if s.N == 0 {
 		return
 	}

@@ -1,9 +1,8 @@
 //go:build linux
 
-package loadtest
+package client
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -24,12 +23,12 @@ import (
 // it handles a batch of ready sockets; other goroutines (the connect path,
 // phase commands) take it to register, close or inspect sockets.
 type poller struct {
-	w    *worker
+	f    *Fleet
 	epfd int
 
 	mu    sync.Mutex
-	all   []*socket         // every socket of this poller; set before the loop starts, never changed
-	socks map[int32]*socket // registered sockets by fd; guarded by mu
+	all   []*Socket         // every socket of this poller; set before the loop starts, never changed
+	socks map[int32]*Socket // registered sockets by fd; guarded by mu
 	t     *tally            // guarded by mu
 	rng   *rand.Rand        // guarded by mu
 	wbuf  []byte            // frame scratch; guarded by mu
@@ -45,15 +44,15 @@ const (
 	evSlow = unix.EPOLLRDHUP // a socket we do not read: only its hang-up
 )
 
-func newPoller(w *worker, seed uint64) (*poller, error) {
+func newPoller(f *Fleet, seed uint64) (*poller, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
 	}
 	return &poller{
-		w:     w,
+		f:     f,
 		epfd:  epfd,
-		socks: map[int32]*socket{},
+		socks: map[int32]*Socket{},
 		t:     newTally(),
 		rng:   rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		buf:   make([]byte, 64<<10),
@@ -73,7 +72,7 @@ func (p *poller) run(stop <-chan struct{}) {
 		}
 		n, err := unix.EpollWait(p.epfd, events, 100)
 		if err != nil && !errors.Is(err, unix.EINTR) {
-			p.w.fail(fmt.Errorf("epoll_wait: %w", err))
+			p.f.Fail(fmt.Errorf("epoll_wait: %w", err))
 			return
 		}
 		if n <= 0 {
@@ -100,7 +99,7 @@ func (p *poller) run(stop <-chan struct{}) {
 // close releases the epoll instance; the loop must have returned.
 func (p *poller) close() { unix.Close(p.epfd) }
 
-func (p *poller) ctlLocked(s *socket, op int, events uint32) {
+func (p *poller) ctlLocked(s *Socket, op int, events uint32) {
 	ev := unix.EpollEvent{Events: events, Fd: int32(s.fd)}
 	_ = unix.EpollCtl(p.epfd, op, s.fd, &ev)
 }
@@ -135,7 +134,7 @@ func takeFD(conn net.Conn) (int, error) {
 // after the welcome frame, inboxID the welcome's inbox_id (if any). The session's accounting starts now: messages
 // numbered after the user's current seq must all arrive. conn is closed
 // whatever happens.
-func (p *poller) register(s *socket, conn net.Conn, pend []byte, inboxID string, took time.Duration) error {
+func (p *poller) register(s *Socket, conn net.Conn, pend []byte, inboxID string, took time.Duration) error {
 	fd, err := takeFD(conn)
 	if err != nil {
 		conn.Close()
@@ -143,7 +142,7 @@ func (p *poller) register(s *socket, conn net.Conn, pend []byte, inboxID string,
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.w.stopping.Load() {
+	if p.f.stopping.Load() {
 		unix.Close(fd)
 		return errStopping
 	}
@@ -156,15 +155,15 @@ func (p *poller) register(s *socket, conn net.Conn, pend []byte, inboxID string,
 	if inboxID != "" {
 		s.inboxID = inboxID
 	}
-	if s.rp != nil {
-		s.rp.sess = 0
+	if s.track != nil {
+		s.track.sess = 0
 	}
 	p.socks[int32(fd)] = s
 	p.ctlLocked(s, unix.EPOLL_CTL_ADD, evRead)
 	p.t.handshakes++
 	p.t.handshake.Record(took)
 	p.t.hsWindow.Record(took)
-	p.w.up.Add(1)
+	p.f.up.Add(1)
 	if len(pend) > 0 {
 		p.consumeLocked(s, append([]byte(nil), pend...), time.Now())
 	}
@@ -174,7 +173,7 @@ func (p *poller) register(s *socket, conn net.Conn, pend []byte, inboxID string,
 var errStopping = errors.New("the run is stopping")
 
 // readLocked reads once from s and handles every whole frame.
-func (p *poller) readLocked(s *socket, now time.Time) {
+func (p *poller) readLocked(s *Socket, now time.Time) {
 	n, err := unix.Read(s.fd, p.buf)
 	if err != nil {
 		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
@@ -196,7 +195,7 @@ func (p *poller) readLocked(s *socket, now time.Time) {
 }
 
 // consumeLocked handles the whole frames in data and keeps the rest.
-func (p *poller) consumeLocked(s *socket, data []byte, now time.Time) {
+func (p *poller) consumeLocked(s *Socket, data []byte, now time.Time) {
 	for s.open {
 		h, payload, n, err := nextFrame(data)
 		if err != nil {
@@ -240,87 +239,9 @@ func (p *poller) consumeLocked(s *socket, data []byte, now time.Time) {
 	}
 }
 
-// textLocked handles one text message.
-func (p *poller) textLocked(s *socket, m []byte, now time.Time) {
-	switch {
-	case bytes.HasPrefix(m, prefixFanout):
-		seq, ok := leadingUint(m[len(prefixFanout):])
-		if !ok {
-			return
-		}
-		p.total++
-		if s.state != sockUp {
-			return // a slow socket draining what it left unread
-		}
-		p.t.delivered++
-		if ts, ok := fieldUint(m, keyT); ok {
-			d := now.Sub(time.Unix(0, int64(ts)))
-			p.t.latency.Record(d)
-			p.t.interval.Record(d)
-			p.t.window.Record(d)
-		}
-		s.onSeq(seq, p.t)
-	case bytes.HasPrefix(m, prefixBroadcast):
-		id, ok := leadingUint(m[len(prefixBroadcast):])
-		if !ok || id <= s.bcID {
-			return
-		}
-		s.bcID = id
-		if id == p.w.bcArmed.Load() {
-			p.t.bcGot++
-			if ts, ok := fieldUint(m, keyT); ok {
-				p.t.bc.Record(now.Sub(time.Unix(0, int64(ts))))
-			}
-		}
-	case bytes.HasPrefix(m, prefixInbox):
-		id, rest, ok := inboxFrame(m)
-		if !ok {
-			return
-		}
-		s.inboxID = string(id)
-		if s.rp != nil && bytes.HasPrefix(rest, typeReplayEv) {
-			storm, ok1 := leadingUint(rest[len(typeReplayEv):])
-			k, ok2 := fieldUint(rest, keyK)
-			if ok1 && ok2 {
-				s.rp.onEvent(storm, k)
-			}
-		}
-	case bytes.HasPrefix(m, prefixComplete):
-		if id := fieldInboxID(m); id != nil {
-			s.inboxID = string(id)
-		}
-		if s.rp != nil {
-			count, _ := fieldUint(m, keyCount)
-			if s.rp.onMarker(count) {
-				p.replayDoneLocked(now)
-			}
-		}
-	case bytes.Contains(m, typeReconnect):
-		if ms, ok := fieldUint(m, keyAfter); ok {
-			s.after = time.Duration(ms) * time.Millisecond
-		}
-	case bytes.Contains(m, typeResync):
-		if id := fieldInboxID(m); id != nil {
-			// The inbox's answer to since: the gap cannot be closed;
-			// refetch, and continue from this id. Nothing live was lost.
-			s.inboxID = string(id)
-		} else {
-			// herald lost its broker and says messages may be missing:
-			// those published before this frame are excused, not lost.
-			p.t.resyncs++
-			if s.state == sockUp {
-				s.excuse(s.user.assigned.Load(), p.t)
-			}
-		}
-		if s.rp != nil && s.rp.onResync() {
-			p.replayDoneLocked(now)
-		}
-	}
-}
-
 // writeLocked sends one small masked frame. A socket whose kernel buffer
 // cannot take a few bytes is broken: it is dropped.
-func (p *poller) writeLocked(s *socket, op ws.OpCode, payload []byte) {
+func (p *poller) writeLocked(s *Socket, op ws.OpCode, payload []byte) {
 	if !s.open {
 		return
 	}
@@ -336,7 +257,7 @@ func (p *poller) writeLocked(s *socket, op ws.OpCode, payload []byte) {
 // endLocked ends s's session: it settles its messages (those after the
 // last one received cannot be told lost), closes the connection and applies
 // the reconnect policy for code. byServer says the server sent code.
-func (p *poller) endLocked(s *socket, code int, why string, byServer bool) {
+func (p *poller) endLocked(s *Socket, code int, why string, byServer bool) {
 	if !s.open {
 		return
 	}
@@ -349,9 +270,9 @@ func (p *poller) endLocked(s *socket, code int, why string, byServer bool) {
 	_ = unix.Close(s.fd)
 	s.open, s.fd, s.pend, s.frag = false, -1, nil, nil
 	s.state = sockDown
-	p.w.up.Add(-1)
+	p.f.up.Add(-1)
 	if wasSlow {
-		p.w.slowNow.Add(-1)
+		p.f.slowNow.Add(-1)
 		s.user.flooding.Store(false)
 		if byServer || code == 1006 {
 			// Shed: herald closed it (4009 when the close frame got
@@ -361,18 +282,18 @@ func (p *poller) endLocked(s *socket, code int, why string, byServer bool) {
 		why = "slow_" + why
 	}
 	p.t.closed[why]++
-	if p.w.stopping.Load() {
+	if p.f.stopping.Load() {
 		s.state = sockGone
-		p.w.gone.Add(1)
+		p.f.gone.Add(1)
 		return
 	}
-	p.w.pending.Add(1) // under mu: shutdown waits for pending only after taking every mu
-	go p.w.afterClose(s, code, byServer, s.after)
+	p.f.pending.Add(1) // under mu: shutdown waits for pending only after taking every mu
+	go p.f.afterClose(s, code, byServer, s.after)
 }
 
 // clientCloseLocked closes s as a browser tab would (close frame 1000), and
 // reconnects it at once with a fresh token when reconnect is set.
-func (p *poller) clientCloseLocked(s *socket, reason string, reconnect bool) {
+func (p *poller) clientCloseLocked(s *Socket, reason string, reconnect bool) {
 	if !s.open {
 		return
 	}
@@ -381,7 +302,7 @@ func (p *poller) clientCloseLocked(s *socket, reason string, reconnect bool) {
 		s.settle(s.maxSeq, p.t)
 	}
 	if s.state == sockSlow {
-		p.w.slowNow.Add(-1)
+		p.f.slowNow.Add(-1)
 		s.user.flooding.Store(false)
 	}
 	p.ctlLocked(s, unix.EPOLL_CTL_DEL, 0)
@@ -389,26 +310,36 @@ func (p *poller) clientCloseLocked(s *socket, reason string, reconnect bool) {
 	_ = unix.Close(s.fd)
 	s.open, s.fd, s.pend, s.frag = false, -1, nil, nil
 	s.state = sockDown
-	p.w.up.Add(-1)
+	p.f.up.Add(-1)
 	p.t.closed["client_"+reason]++
-	if !reconnect || p.w.stopping.Load() {
+	if !reconnect || p.f.stopping.Load() {
 		s.state = sockGone
-		p.w.gone.Add(1)
+		p.f.gone.Add(1)
 		return
 	}
-	p.w.pending.Add(1)
-	go p.w.reconnect(s)
+	p.f.pending.Add(1)
+	go p.f.reconnect(s)
 }
 
 // markSlowLocked stops reading s. Its session is settled now: what it does
 // not read is not lost, it is what the scenario withholds.
-func (p *poller) markSlowLocked(s *socket) {
+func (p *poller) markSlowLocked(s *Socket) {
 	if s.state != sockUp {
 		return
 	}
 	s.settle(s.maxSeq, p.t)
 	s.state = sockSlow
-	p.w.slowNow.Add(1)
+	p.f.slowNow.Add(1)
 	s.user.flooding.Store(true)
 	p.ctlLocked(s, unix.EPOLL_CTL_MOD, evSlow)
+}
+
+// wakeLocked reads a slow socket again. Megabytes may wait behind the
+// close frame of a shed socket: its receive window opens first.
+func (p *poller) wakeLocked(s *Socket) {
+	if s.state != sockSlow {
+		return
+	}
+	_ = unix.SetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
+	p.ctlLocked(s, unix.EPOLL_CTL_MOD, evRead)
 }
