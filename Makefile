@@ -6,11 +6,20 @@
 #               three-way benchmark's smoke test
 
 GO ?= go
+# herald --version and herald_build_info name the build.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS = -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 .PHONY: run test deps check test-go test-js test-peers build fuzz bench soak chaos
 
+# Built first, then run (not go run): Ctrl-C reaches herald, which drains
+# and exits 0, so make ends cleanly.
 run:
-	$(GO) run ./cmd/herald --dev --log-format console
+	@echo "make run: building herald into bin/herald (the first build downloads modules and compiles for a few minutes)"
+	@$(GO) build -ldflags "$(LDFLAGS)" -o bin/herald ./cmd/herald
+	@echo "make run: starting herald --dev on http://127.0.0.1:8080/ (Ctrl-C stops it)"
+	@exec bin/herald --dev --log-format console
 
 test: deps check test-go test-js test-peers
 
@@ -44,7 +53,7 @@ test-peers:
 	SOCKETS=50 RATE=200 DURATION=2s ROUNDS=1 scripts/peers/compare.sh
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o bin/herald ./cmd/herald
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/herald ./cmd/herald
 
 fuzz:
 	$(GO) test -run=^$$ -fuzz=FuzzInbound -fuzztime=30s ./internal/wsframe/
