@@ -445,7 +445,7 @@ func TestDevKnownUsers(t *testing.T) {
 // load balancer that routes by name).
 func TestNoDevRoutesWithoutDev(t *testing.T) {
 	addr := testenv.FreeAddr(t)
-	testenv.StartHerald(t, heraldBin, addr, []string{"HERALD_SESSION_SECRET=" + strings.Repeat("s", 32)}, "--addr", addr)
+	testenv.StartHerald(t, heraldBin, addr, []string{"HERALD_SESSION_SECRET=" + strings.Repeat("s", 32)}, "--standalone", "--addr", addr)
 	d := &devServer{base: "http://" + addr}
 	for _, tc := range []struct{ method, path string }{
 		{"POST", "/dev/login?user=42"},
