@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -139,6 +141,8 @@ type Redis struct {
 	ready   atomic.Bool        // connected, and every wanted subscription confirmed
 	closed  atomic.Bool        // set by Close
 	pongs   atomic.Uint64      // the latest health PING answered on the current connection
+	frames  atomic.Uint64      // frames read from the current connection: the health check's proof of life
+	ticked  atomic.Uint64      // frames at the health check's latest tick
 
 	mu      sync.Mutex
 	started bool          // guarded by mu
@@ -439,7 +443,11 @@ func (r *Redis) run() {
 		r.mu.Lock()
 		wanted := len(r.subs.users)
 		r.mu.Unlock()
-		r.log.Warn("redis pub/sub connection lost", zap.Error(err), zap.Int("user_channels", wanted))
+		fields := []zap.Field{zap.Error(err), zap.Int("user_channels", wanted)}
+		if r.frames.Load() != r.ticked.Load() && closedByServer(err) {
+			fields = append(fields, zap.String("hint", outputBufferHint))
+		}
+		r.log.Warn("redis pub/sub connection lost", fields...)
 		if r.shard != nil {
 			r.shard.lost(err)
 		}
@@ -488,6 +496,8 @@ func (r *Redis) session(ps *redis.PubSub) error {
 	r.subs.connected()
 	r.mu.Unlock()
 	r.pongs.Store(0)
+	r.frames.Store(0)
+	r.ticked.Store(0)
 	r.wakeFlusher()
 
 	done := make(chan struct{})
@@ -518,6 +528,9 @@ func (r *Redis) session(ps *redis.PubSub) error {
 func (r *Redis) receive(ps *redis.PubSub) error {
 	for {
 		msg, err := ps.Receive(r.guarded)
+		if err == nil || isRedisReply(err) {
+			r.frames.Add(1) // any frame read is proof of life (health)
+		}
 		if slot, addr, ok := movedError(err); ok && r.shard != nil {
 			// An error reply, read in full: the connection is sound.
 			r.onMoved(slot, addr)
@@ -661,6 +674,25 @@ func (r *Redis) addPushedLocked(channel string) {
 }
 
 // movedError returns the slot and address of a MOVED error reply.
+// outputBufferHint explains a connection Redis closed while it was
+// delivering: the usual cause is its output-buffer limit for subscribers.
+const outputBufferHint = "Redis may have dropped this subscriber at its output-buffer limit (client-output-buffer-limit pubsub, default 32mb hard, 8mb for 60s): " +
+	"the connection closed while messages were arriving faster than this replica read them; " +
+	"messages in between are lost (sockets get resync). Raise the limit, publish less, or give the replica more CPU"
+
+// closedByServer reports whether err is the peer closing the connection
+// (EOF, or a reset), as Redis does to a client it kills.
+func closedByServer(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
+}
+
+// isRedisReply reports whether err is an error reply Redis sent, read in
+// full, rather than a failed connection.
+func isRedisReply(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re)
+}
+
 func movedError(err error) (slot int, addr string, ok bool) {
 	var re redis.Error
 	if !errors.As(err, &re) {
@@ -707,20 +739,32 @@ func (r *Redis) markReady(users int) {
 	r.h.Resync()
 }
 
-// health PINGs ps every HealthInterval until done is closed, and closes ps
-// when the previous PING is still unanswered or a PING cannot be sent.
+// health checks ps every HealthInterval until done is closed. Any frame
+// read from ps is proof of life: on a subscribed connection the PONG queues
+// behind every message already on its way, so a link that delivers is
+// alive however late its PONG. The PING matters only when the link is
+// silent: ps is closed when a PING is still unanswered and no frame at all
+// was read for a whole interval, or when a PING cannot be sent. A
+// blackholed Redis is so detected within two intervals.
 func (r *Redis) health(ps *redis.PubSub, done <-chan struct{}) {
 	t := time.NewTicker(r.cfg.HealthInterval)
 	defer t.Stop()
-	var sent uint64
+	var sent, seen uint64 // PINGs sent; frames read at the previous tick
 	for {
 		select {
 		case <-done:
 			return
 		case <-t.C:
 		}
+		frames := r.frames.Load()
+		busy := frames != seen
+		seen = frames
+		r.ticked.Store(frames)
 		if sent > 0 && r.pongs.Load() < sent {
-			r.log.Warn("redis pub/sub health check: PING unanswered", zap.Duration("after", r.cfg.HealthInterval))
+			if busy {
+				continue // alive: the PONG is behind the messages being read
+			}
+			r.log.Warn("redis pub/sub health check: PING unanswered and nothing read", zap.Duration("for", r.cfg.HealthInterval))
 			_ = ps.Close()
 			return
 		}
