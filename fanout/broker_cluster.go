@@ -619,15 +619,17 @@ const (
 // their sockets once subscribed.
 func (r *RedisCluster) rehomeLocked(scope int) int {
 	var todo []movedChan
+	from := map[*shard]bool{} // the shards channels moved off
 	switch scope {
 	case noSlot:
 	case allSlots:
 		for slot, chans := range r.chans {
-			todo = r.moveSlotLocked(slot, chans, todo)
+			todo = r.moveSlotLocked(slot, chans, todo, from)
 		}
 	default:
-		todo = r.moveSlotLocked(scope, r.chans[scope], todo)
+		todo = r.moveSlotLocked(scope, r.chans[scope], todo, from)
 	}
+	r.countMovesLocked(from)
 	// Channels the server dropped or refused whose slot stayed on their
 	// master (a slot that left and came back, or a stale map): subscribe
 	// them again.
@@ -648,7 +650,7 @@ func (r *RedisCluster) rehomeLocked(scope int) int {
 
 // moveSlotLocked moves the channels of slot, chans, to the shard of the
 // slot's master if they are homed elsewhere, and appends them to todo.
-func (r *RedisCluster) moveSlotLocked(slot int, chans map[string]*clusterChan, todo []movedChan) []movedChan {
+func (r *RedisCluster) moveSlotLocked(slot int, chans map[string]*clusterChan, todo []movedChan, from map[*shard]bool) []movedChan {
 	if len(chans) == 0 {
 		return todo
 	}
@@ -677,6 +679,7 @@ func (r *RedisCluster) moveSlotLocked(slot int, chans map[string]*clusterChan, t
 		}
 		if old != nil {
 			old.chans--
+			from[old] = true
 		} else {
 			r.unhomed--
 		}
@@ -686,6 +689,23 @@ func (r *RedisCluster) moveSlotLocked(slot int, chans map[string]*clusterChan, t
 		todo = append(todo, movedChan{channel: name, c: c, ready: ready, resync: wasActive, waiting: waiting})
 	}
 	return todo
+}
+
+// countMovesLocked counts, once per shard that channels moved off, a move
+// by its reason: "failover" when that shard's connection is down (its
+// master died; the channels went to the promoted replica), which is also
+// a reconnect of the broker, or "migration" when it is up (the slots moved
+// to another master).
+func (r *RedisCluster) countMovesLocked(from map[*shard]bool) {
+	for sh := range from {
+		if sh.b.Ready() {
+			r.m.shardMoves[moveMigration].Inc()
+			continue
+		}
+		r.m.shardMoves[moveFailover].Inc()
+		r.m.reconnects.Inc()
+		r.log.Warn("redis cluster: channels moved off a lost shard", zap.String("shard", sh.addr))
+	}
 }
 
 // afterMoveSweep bounds how long one moved channel whose subscription is

@@ -22,13 +22,24 @@ type metrics struct {
 	messages      *prometheus.CounterVec // by kind; messages handed to the Handler
 	dropped       *prometheus.CounterVec // by reason; messages not handed over
 	reconnects    prometheus.Counter
-	subscriptions prometheus.Gauge // active user subscriptions
+	moves         *prometheus.CounterVec // by reason; Redis Cluster shard moves
+	subscriptions prometheus.Gauge       // active user subscriptions
 	up            prometheus.Gauge
 
 	// The labelled series, resolved once for the receive path.
 	msgUser, msgSocket, msgBroadcast, msgControl prometheus.Counter
 	drop                                         map[string]prometheus.Counter // read-only after newMetrics
+	shardMoves                                   [numMoveReasons]prometheus.Counter
 }
+
+// The values of herald_broker_shard_moves_total's reason label.
+const (
+	moveFailover  = iota // off a shard whose connection is lost
+	moveMigration        // off a shard that is up: the slots moved
+	numMoveReasons
+)
+
+var moveReasons = [numMoveReasons]string{"failover", "migration"}
 
 // newMetrics creates the collectors and registers them with reg, if not nil.
 // A collector that reg already holds (a second broker in one process, or a
@@ -45,8 +56,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"reason"}),
 		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_broker_reconnects_total",
-			Help: "Times the broker's connection to the bus was lost and then restored with every subscription.",
+			Help: "Times the broker's connection to the bus was lost and then restored with every subscription; on a Redis Cluster also each shard whose channels moved off it because its connection was lost (a master failover).",
 		}),
+		moves: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_broker_shard_moves_total",
+			Help: "Redis Cluster: times channels moved off a shard, by reason (failover: its connection was lost; migration: its slots moved to another master). Always 0 with one Redis.",
+		}, []string{"reason"}),
 		subscriptions: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "herald_broker_subscriptions",
 			Help: "User channels this replica is subscribed to (confirmed by the bus).",
@@ -61,6 +76,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.messages = register(reg, m.messages, &errs)
 		m.dropped = register(reg, m.dropped, &errs)
 		m.reconnects = register(reg, m.reconnects, &errs)
+		m.moves = register(reg, m.moves, &errs)
 		m.subscriptions = register(reg, m.subscriptions, &errs)
 		m.up = register(reg, m.up, &errs)
 		if err := errors.Join(errs...); err != nil {
@@ -71,6 +87,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.msgSocket = m.messages.WithLabelValues(kindSocket)
 	m.msgBroadcast = m.messages.WithLabelValues(kindBroadcast)
 	m.msgControl = m.messages.WithLabelValues(kindControl)
+	for i, r := range moveReasons {
+		m.shardMoves[i] = m.moves.WithLabelValues(r)
+	}
 	m.drop = make(map[string]prometheus.Counter, len(dropReasons))
 	for _, r := range dropReasons {
 		m.drop[r] = m.dropped.WithLabelValues(r)

@@ -85,6 +85,24 @@ func (f *fleet) requireJSONLogs() {
 	}
 }
 
+// waitMetricAtLeast waits until series (a name with its labels, as
+// /metrics prints it) is at least min on every replica.
+func (f *fleet) waitMetricAtLeast(series string, min float64) {
+	f.t.Helper()
+	testenv.Eventually(f.t, 10*time.Second, func() error {
+		for i, h := range f.heralds {
+			v, err := testenv.ScrapeMetric("http://"+h.Addr+"/metrics", series)
+			if err != nil {
+				return err
+			}
+			if v < min {
+				return fmt.Errorf("replica %d: %s = %v, want at least %v", i+1, series, v, min)
+			}
+		}
+		return nil
+	})
+}
+
 // waitReady waits until every replica answers /readyz with 200.
 func (f *fleet) waitReady(within time.Duration) {
 	f.t.Helper()

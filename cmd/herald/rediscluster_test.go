@@ -209,6 +209,10 @@ func TestRedisClusterMode(t *testing.T) {
 			}
 		}
 		socketResumes(t, victimSlots, from)
+		// Operators see the failover: each replica counts a reconnect
+		// (the flapping alert's metric) and a move off a lost shard.
+		f.waitMetricAtLeast(`herald_broker_reconnects_total`, 1)
+		f.waitMetricAtLeast(`herald_broker_shard_moves_total{reason="failover"}`, 1)
 		// The other shards' users kept receiving.
 		for _, u := range byMaster[masters[1]] {
 			for _, s := range socks[u] {
@@ -244,6 +248,7 @@ func TestRedisClusterMode(t *testing.T) {
 			t.Fatal("no socket channel off the target master")
 		}
 		socketResumes(t, map[int]bool{sockSlot[moved]: true}, from)
+		f.waitMetricAtLeast(`herald_broker_shard_moves_total{reason="migration"}`, 1)
 	})
 	// Through the failover and the migration, every line on stderr is
 	// JSON: go-redis' own complaints (failed dials) go through zap.
