@@ -42,8 +42,9 @@ type RedisConfig struct {
 	// negative value means no gathering (each wake-up flushes at once).
 	FlushInterval time.Duration
 	// HealthInterval is how often the broker PINGs its pub/sub connection.
-	// A PING not answered before the next one is due counts as a lost
-	// connection. Zero means 5s.
+	// A PING not answered before the next one is due, while nothing at
+	// all was read from the connection for that interval, counts as a lost
+	// connection: any frame read is proof of life. Zero means 5s.
 	HealthInterval time.Duration
 	// ReconnectMin and ReconnectMax bound the jittered exponential backoff
 	// between connection attempts: attempt n waits a random duration in
