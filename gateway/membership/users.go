@@ -1,4 +1,4 @@
-package gateway
+package membership
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/herald-gw/herald/fanout/presence"
+	"github.com/herald-gw/herald/gateway/membership/presence"
 )
 
 // userCounts feeds per-user socket counts to the Presence store off the
@@ -16,20 +16,20 @@ import (
 //
 // When Presence may have lost this replica's counts (an Apply failed, or
 // Refresh reports the entry was gone), run rebuilds them: it drops the
-// queued ops, takes the registry's per-user counts, and replaces this
-// replica's counts in Presence with them (Join, then +n per user). A socket
-// whose +1 was queued just before and registered just after the snapshot
-// is missed until it closes.
+// queued ops, takes the registry's per-user counts (Config.UserCounts), and
+// replaces this replica's counts in Presence with them (Join, then +n per
+// user). A socket whose +1 was queued just before and registered just
+// after the snapshot is missed until it closes.
 type userCounts struct {
-	s      *Server
+	m      *Membership
 	mu     sync.Mutex
 	ops    []presence.Op // guarded by mu
 	resync bool          // guarded by mu
 	wake   chan struct{} // capacity 1: ops were queued
 }
 
-func newUserCounts(s *Server) *userCounts {
-	return &userCounts{s: s, wake: make(chan struct{}, 1)}
+func newUserCounts(m *Membership) *userCounts {
+	return &userCounts{m: m, wake: make(chan struct{}, 1)}
 }
 
 func (u *userCounts) queue(op presence.Op) {
@@ -54,14 +54,14 @@ func (u *userCounts) requestResync() {
 	u.signal()
 }
 
-// run applies the queued ops until the core stops, then applies what is
+// run applies the queued ops until stop is closed, then applies what is
 // left (the sockets closed by the shutdown).
-func (u *userCounts) run() {
+func (u *userCounts) run(stop <-chan struct{}) {
 	for {
 		select {
 		case <-u.wake:
 			u.flush()
-		case <-u.s.stop:
+		case <-stop:
 			u.flush()
 			return
 		}
@@ -71,28 +71,26 @@ func (u *userCounts) run() {
 const userOpsBatch = 512
 
 func (u *userCounts) flush() {
-	s := u.s
+	cfg := &u.m.cfg
 	u.mu.Lock()
-	ops, resync := u.ops, u.resync && !s.draining.Load() // a draining replica has left
-	u.ops, u.resync = nil, false
-	if resync {
-		// The registry's counts replace everything queued so far.
-		ops = ops[:0]
-		counts := map[string]int{}
-		s.reg.each(nil, func(c *Conn) {
-			if c.counted.Load() {
-				counts[c.user]++
+	ops, resync := u.ops, false
+	if u.resync {
+		// The registry's counts replace everything queued so far; a
+		// draining replica has left, and rebuilds nothing.
+		var counts map[string]int
+		if counts, resync = cfg.UserCounts.UserCounts(); resync {
+			ops = ops[:0]
+			for user, n := range counts {
+				ops = append(ops, presence.Op{User: user, Delta: n})
 			}
-		})
-		for user, n := range counts {
-			ops = append(ops, presence.Op{User: user, Delta: n})
 		}
 	}
+	u.ops, u.resync = nil, false
 	u.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if resync {
-		if err := s.cfg.Presence.Join(ctx, s.cfg.NodeID); err != nil {
+		if err := cfg.Store.Join(ctx, cfg.NodeID); err != nil {
 			u.failed(len(ops), err)
 			return
 		}
@@ -100,7 +98,7 @@ func (u *userCounts) flush() {
 	for len(ops) > 0 {
 		batch := ops[:min(len(ops), userOpsBatch)]
 		ops = ops[len(batch):]
-		if _, err := s.cfg.Presence.Apply(ctx, s.cfg.NodeID, batch); err != nil {
+		if _, err := cfg.Store.Apply(ctx, cfg.NodeID, batch); err != nil {
 			u.failed(len(batch)+len(ops), err)
 			return
 		}
@@ -111,52 +109,8 @@ func (u *userCounts) flush() {
 // which the next flush (the next op, or the next Refresh that succeeds)
 // performs.
 func (u *userCounts) failed(n int, err error) {
-	u.s.log.Warn("presence: per-user counts not recorded; rebuilding them once Redis answers", zap.Int("ops", n), zap.Error(err))
+	u.m.log.Warn("presence: per-user counts not recorded; rebuilding them once Redis answers", zap.Int("ops", n), zap.Error(err))
 	u.mu.Lock()
 	u.resync = true
 	u.mu.Unlock()
-}
-
-// presenceAdmit records a socket about to be registered. With a
-// cluster-wide cap it asks Presence first (one round trip) and returns
-// DisconnectTooMany when the user is at the cap; a Presence error lets the
-// socket in (the cap is a limit, not a security boundary).
-func (s *Server) presenceAdmit(ctx context.Context, c *Conn) *Disconnect {
-	if !s.cfg.UserPresence {
-		return nil
-	}
-	if s.cfg.ClusterMaxSocketsPerUser <= 0 {
-		c.counted.Store(true)
-		s.users.queue(presence.Op{User: c.user, Delta: 1})
-		return nil
-	}
-	res, err := s.cfg.Presence.Apply(ctx, s.cfg.NodeID, []presence.Op{{User: c.user, Delta: 1, Cap: s.cfg.ClusterMaxSocketsPerUser}})
-	switch {
-	case err != nil:
-		s.log.Warn("presence: cluster-wide cap not checked", zap.String("user", c.user), zap.Error(err))
-		s.users.queue(presence.Op{User: c.user, Delta: 1})
-	case len(res) == 1 && res[0] < 0:
-		s.log.Info("socket refused: cluster-wide per-user cap", zap.String("user", c.user), zap.Int("cap", s.cfg.ClusterMaxSocketsPerUser))
-		return DisconnectTooMany
-	}
-	c.counted.Store(true)
-	return nil
-}
-
-// presenceLeft records that a socket counted by presenceAdmit is gone; it
-// does so once per socket, whoever calls it.
-func (s *Server) presenceLeft(c *Conn) {
-	if c.counted.CompareAndSwap(true, false) {
-		s.users.queue(presence.Op{User: c.user, Delta: -1})
-	}
-}
-
-// CountConnections returns how many sockets user holds: across the cluster
-// with UserPresence (as of the replicas' last applied changes, a few
-// milliseconds behind), on this replica otherwise.
-func (s *Server) CountConnections(ctx context.Context, user string) (int, error) {
-	if !s.cfg.UserPresence {
-		return len(s.reg.appendUser(nil, user)), nil
-	}
-	return s.cfg.Presence.Count(ctx, user)
 }

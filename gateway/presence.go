@@ -1,0 +1,127 @@
+package gateway
+
+import (
+	"context"
+	"math/rand/v2"
+	"strconv"
+
+	"go.uber.org/zap"
+
+	"github.com/herald-gw/herald/gateway/membership"
+	"github.com/herald-gw/herald/gateway/membership/presence"
+	"github.com/herald-gw/herald/gateway/wscore"
+)
+
+// newMembership builds the membership when a Presence store is configured
+// (nil otherwise); startMembership starts its loops.
+func (s *Server) newMembership() (*membership.Membership, error) {
+	if s.cfg.Presence == nil {
+		return nil, nil
+	}
+	m := &members{s: s}
+	return membership.New(membership.Config{
+		Store: s.cfg.Presence, NodeID: s.cfg.NodeID, Interval: s.cfg.PresenceInterval,
+		Rebalance: s.cfg.Rebalance, RebalanceMargin: s.cfg.RebalanceMargin, RebalanceRate: s.cfg.RebalanceRate,
+		DrainWindow: s.cfg.DrainWindow, UserPresence: s.cfg.UserPresence,
+		Broker: s.broker, Sockets: s, Shed: m, UserCounts: m,
+		Logger: s.log, Registerer: s.cfg.Registerer,
+	})
+}
+
+// startMembership starts the membership loops when a Presence store is
+// configured. New calls it; closeCore stops them (s.stop).
+func (s *Server) startMembership() {
+	if s.members == nil {
+		return
+	}
+	s.loops.Add(1)
+	go func() {
+		defer s.loops.Done()
+		s.members.Run(s.stop, s.drainCh)
+	}()
+	if s.cfg.UserPresence {
+		s.loops.Add(1)
+		go func() {
+			defer s.loops.Done()
+			s.members.RunUsers(s.stop)
+		}()
+	}
+}
+
+// members is what the membership sees of the gateway, besides its socket
+// count (Server.Sockets) and its broker.
+type members struct {
+	s    *Server
+	next int // registry shard where the next shedding starts; owned by the membership goroutine
+}
+
+// Shed sends up to n welcomed sockets the reconnect frame, with an
+// after_ms jittered below DrainWindow, and closes them with 1012: the same
+// path as a graceful shutdown, for a few sockets. It returns how many.
+func (m *members) Shed(n int) int {
+	s := m.s
+	window := max(1, s.cfg.DrainWindow.Milliseconds())
+	picked := s.reg.appendWelcomed(make([]*Conn, 0, n), m.next, n)
+	m.next = (m.next + 1) % registryShards
+	shed := 0
+	for _, c := range picked {
+		frame := wscore.TextFrame([]byte(`{"type":"reconnect","after_ms":` + strconv.FormatInt(rand.Int64N(window), 10) + `}`))
+		if c.ws.CloseAfter(frame, DisconnectServiceRestart) {
+			shed++
+		}
+	}
+	return shed
+}
+
+// UserCounts returns the sockets counted in presence, by user; ok is false
+// while the replica drains.
+func (m *members) UserCounts() (map[string]int, bool) {
+	if m.s.draining.Load() {
+		return nil, false
+	}
+	return m.s.reg.countedUsers(), true
+}
+
+// presenceAdmit records a socket about to be registered. With a
+// cluster-wide cap it asks Presence first (one round trip) and returns
+// DisconnectTooMany when the user is at the cap; a Presence error lets the
+// socket in (the cap is a limit, not a security boundary).
+func (s *Server) presenceAdmit(ctx context.Context, c *Conn) *Disconnect {
+	if !s.cfg.UserPresence {
+		return nil
+	}
+	if s.cfg.ClusterMaxSocketsPerUser <= 0 {
+		c.counted.Store(true)
+		s.members.Queue(presence.Op{User: c.user, Delta: 1})
+		return nil
+	}
+	res, err := s.cfg.Presence.Apply(ctx, s.cfg.NodeID, []presence.Op{{User: c.user, Delta: 1, Cap: s.cfg.ClusterMaxSocketsPerUser}})
+	switch {
+	case err != nil:
+		s.log.Warn("presence: cluster-wide cap not checked", zap.String("user", c.user), zap.Error(err))
+		s.members.Queue(presence.Op{User: c.user, Delta: 1})
+	case len(res) == 1 && res[0] < 0:
+		s.log.Info("socket refused: cluster-wide per-user cap", zap.String("user", c.user), zap.Int("cap", s.cfg.ClusterMaxSocketsPerUser))
+		return DisconnectTooMany
+	}
+	c.counted.Store(true)
+	return nil
+}
+
+// presenceLeft records that a socket counted by presenceAdmit is gone; it
+// does so once per socket, whoever calls it.
+func (s *Server) presenceLeft(c *Conn) {
+	if c.counted.CompareAndSwap(true, false) {
+		s.members.Queue(presence.Op{User: c.user, Delta: -1})
+	}
+}
+
+// CountConnections returns how many sockets user holds: across the cluster
+// with UserPresence (as of the replicas' last applied changes, a few
+// milliseconds behind), on this replica otherwise.
+func (s *Server) CountConnections(ctx context.Context, user string) (int, error) {
+	if !s.cfg.UserPresence {
+		return len(s.reg.appendUser(nil, user)), nil
+	}
+	return s.cfg.Presence.Count(ctx, user)
+}
