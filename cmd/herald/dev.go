@@ -329,7 +329,7 @@ func (d *devRoutes) publish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch {
-	case errors.Is(err, fanout.ErrNotObject):
+	case errors.Is(err, fanout.ErrNotObject), errors.Is(err, fanout.ErrInboxIDInPayload):
 		devError(w, http.StatusBadRequest, err.Error())
 		return
 	case err != nil:

@@ -376,6 +376,9 @@ func TestDevDemoEndpoints(t *testing.T) {
 		{"user:alice", "\xff\xfe", "", 400},
 		{"herald:control", `{"op":"explode"}`, "", 400},
 		{"user:alice", `not an object`, "", 400}, // the inbox takes JSON objects
+		// The inbox splices inbox_id in: a payload may not carry its own.
+		{"user:alice", `{"inbox_id":"9999999999999-0","type":"x"}`, "", 400},
+		{"user:alice", `{"type":"x", "inbox\u005fid":"1-0"}`, "", 400},
 		{"broadcast", `not an object`, "", 204},
 	} {
 		if got := publish(tc.channel, tc.payload, tc.origin); got != tc.want {
@@ -442,7 +445,7 @@ func TestDevKnownUsers(t *testing.T) {
 // load balancer that routes by name).
 func TestNoDevRoutesWithoutDev(t *testing.T) {
 	addr := testenv.FreeAddr(t)
-	testenv.StartHerald(t, heraldBin, addr, []string{"HERALD_SESSION_SECRET=" + strings.Repeat("s", 32)}, "--addr", addr)
+	testenv.StartHerald(t, heraldBin, addr, []string{"HERALD_SESSION_SECRET=" + strings.Repeat("s", 32)}, "--standalone", "--addr", addr)
 	d := &devServer{base: "http://" + addr}
 	for _, tc := range []struct{ method, path string }{
 		{"POST", "/dev/login?user=42"},

@@ -1,4 +1,4 @@
-package gateway
+package admit
 
 import (
 	"net/http"
@@ -35,7 +35,7 @@ func TestClientIP(t *testing.T) {
 			for _, v := range tt.xff {
 				r.Header.Add("X-Forwarded-For", v)
 			}
-			if got := clientIP(r, trusted); got != tt.want {
+			if got := ClientIP(r, trusted); got != tt.want {
 				t.Errorf("clientIP = %s, want %s", got, tt.want)
 			}
 		})

@@ -1,4 +1,4 @@
-package gateway
+package admit
 
 import (
 	"fmt"
@@ -11,7 +11,7 @@ import (
 
 func TestAuthBlockerWindow(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	b, _ := newAuthBlocker(3, time.Minute, 5*time.Minute, 0, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, zap.NewNop(), nil)
+	b, _ := NewAuthBlocker(3, time.Minute, 5*time.Minute, 0, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, zap.NewNop(), nil)
 	steps := []struct {
 		at          time.Duration
 		fail        bool
@@ -28,25 +28,25 @@ func TestAuthBlockerWindow(t *testing.T) {
 	for i, st := range steps {
 		now := t0.Add(st.at)
 		if st.fail {
-			b.failed("203.0.113.7", now)
+			b.Failed("203.0.113.7", now)
 		}
-		if got, _ := b.blocked("203.0.113.7", now); got != st.wantBlocked {
+		if got, _ := b.Blocked("203.0.113.7", now); got != st.wantBlocked {
 			t.Errorf("step %d (+%v): blocked = %v, want %v", i+1, st.at, got, st.wantBlocked)
 		}
 	}
 	for range 10 {
-		b.failed("10.1.2.3", t0)
+		b.Failed("10.1.2.3", t0)
 	}
-	if got, _ := b.blocked("10.1.2.3", t0); got {
+	if got, _ := b.Blocked("10.1.2.3", t0); got {
 		t.Error("a trusted proxy's address was blocked")
 	}
 }
 
 func TestAuthBlockerBounded(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	b, _ := newAuthBlocker(100, time.Minute, time.Minute, 0, nil, zap.NewNop(), nil)
+	b, _ := NewAuthBlocker(100, time.Minute, time.Minute, 0, nil, zap.NewNop(), nil)
 	for i := range 3 * maxTrackedIPs {
-		b.failed(fmt.Sprintf("2001:db8::%x", i), t0)
+		b.Failed(fmt.Sprintf("2001:db8::%x", i), t0)
 	}
 	n := 0
 	for i := range b.shards {
@@ -56,9 +56,9 @@ func TestAuthBlockerBounded(t *testing.T) {
 		t.Errorf("tracked %d addresses, want at most %d", n, maxTrackedIPs)
 	}
 	// Once their window has passed, the addresses are forgotten.
-	b.failed("2001:db8:1::1", t0.Add(2*time.Minute))
+	b.Failed("2001:db8:1::1", t0.Add(2*time.Minute))
 	for i := range 3 * maxTrackedIPs {
-		b.failed(fmt.Sprintf("2001:db8::%x", i), t0.Add(3*time.Minute))
+		b.Failed(fmt.Sprintf("2001:db8::%x", i), t0.Add(3*time.Minute))
 	}
 	n = 0
 	for i := range b.shards {
@@ -73,9 +73,9 @@ func TestAuthBlockerBounded(t *testing.T) {
 // cannot rotate through the addresses of the network it is given.
 func TestAuthBlockerIPv6Prefix(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	b, _ := newAuthBlocker(3, time.Minute, 5*time.Minute, 0, nil, zap.NewNop(), nil)
+	b, _ := NewAuthBlocker(3, time.Minute, 5*time.Minute, 0, nil, zap.NewNop(), nil)
 	for i := range 3 {
-		b.failed(fmt.Sprintf("2001:db8:1:2::%x", i+1), t0)
+		b.Failed(fmt.Sprintf("2001:db8:1:2::%x", i+1), t0)
 	}
 	tests := []struct {
 		name string
@@ -89,7 +89,7 @@ func TestAuthBlockerIPv6Prefix(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got, _ := b.blocked(tt.ip, t0); got != tt.want {
+			if got, _ := b.Blocked(tt.ip, t0); got != tt.want {
 				t.Errorf("blocked(%s) = %v, want %v", tt.ip, got, tt.want)
 			}
 		})
@@ -100,20 +100,20 @@ func TestAuthBlockerIPv6Prefix(t *testing.T) {
 // still blocks a new one; the idlest entry makes room for it.
 func TestAuthBlockerFullEvictsIdlest(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	b, _ := newAuthBlocker(3, time.Hour, time.Hour, 0, nil, zap.NewNop(), nil)
+	b, _ := NewAuthBlocker(3, time.Hour, time.Hour, 0, nil, zap.NewNop(), nil)
 	// A flood fills the tracker twice over, each address once, a
 	// microsecond apart.
 	for i := range 2 * maxTrackedIPs {
-		b.failed(fmt.Sprintf("10.%d.%d.%d", i>>16&0xff, i>>8&0xff, i&0xff), t0.Add(time.Duration(i)*time.Microsecond))
+		b.Failed(fmt.Sprintf("10.%d.%d.%d", i>>16&0xff, i>>8&0xff, i&0xff), t0.Add(time.Duration(i)*time.Microsecond))
 	}
 	now := t0.Add(time.Second)
 	for range 3 {
-		b.failed("203.0.113.7", now)
+		b.Failed("203.0.113.7", now)
 	}
-	if got, _ := b.blocked("203.0.113.7", now); !got {
+	if got, _ := b.Blocked("203.0.113.7", now); !got {
 		t.Fatal("a new address was not blocked once the tracker was full")
 	}
-	if got, _ := b.blocked("10.3.13.63", now); got { // the last of the flood
+	if got, _ := b.Blocked("10.3.13.63", now); got { // the last of the flood
 		t.Error("an address with one failure was blocked")
 	}
 	n := 0
@@ -142,19 +142,19 @@ func TestAuthBlockerIPv6PrefixConfigured(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b, err := newAuthBlocker(3, time.Minute, time.Minute, tt.bits, nil, zap.NewNop(), nil)
+			b, err := NewAuthBlocker(3, time.Minute, time.Minute, tt.bits, nil, zap.NewNop(), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			for range 3 {
-				b.failed("2001:db8:1:2::1", t0)
+				b.Failed("2001:db8:1:2::1", t0)
 			}
-			if got, _ := b.blocked(tt.ip, t0); got != tt.want {
+			if got, _ := b.Blocked(tt.ip, t0); got != tt.want {
 				t.Errorf("blocked(%s) = %v, want %v", tt.ip, got, tt.want)
 			}
 		})
 	}
-	if _, err := newAuthBlocker(3, time.Minute, time.Minute, 129, nil, zap.NewNop(), nil); err == nil {
+	if _, err := NewAuthBlocker(3, time.Minute, time.Minute, 129, nil, zap.NewNop(), nil); err == nil {
 		t.Error("a /129 prefix was accepted")
 	}
 }

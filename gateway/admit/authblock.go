@@ -1,4 +1,4 @@
-package gateway
+package admit
 
 import (
 	"fmt"
@@ -59,9 +59,9 @@ const DefaultAuthBlockIPv6Prefix = 64
 // that does not parse, a hash of its text in the discard-only 100::/64.
 type blockKey [16]byte
 
-// authBlocker counts failed authentications per client and blocks clients
+// AuthBlocker counts failed authentications per client and blocks clients
 // over the limit. Its methods are safe for concurrent use.
-type authBlocker struct {
+type AuthBlocker struct {
 	limit   int           // failures within window that start a block; > 0
 	window  time.Duration // counting window
 	block   time.Duration // how long a block lasts
@@ -102,10 +102,10 @@ type ipRecord struct {
 	prev, next  int32 // neighbours in the activity list (or the free list)
 }
 
-// newAuthBlocker returns nil when limit is not positive: blocking is off.
+// NewAuthBlocker returns nil when limit is not positive: blocking is off.
 // v6Bits is the IPv6 prefix length that names a client; zero means
 // DefaultAuthBlockIPv6Prefix.
-func newAuthBlocker(limit int, window, block time.Duration, v6Bits int, trusted []netip.Prefix, log *zap.Logger, reg prometheus.Registerer) (*authBlocker, error) {
+func NewAuthBlocker(limit int, window, block time.Duration, v6Bits int, trusted []netip.Prefix, log *zap.Logger, reg prometheus.Registerer) (*AuthBlocker, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
@@ -115,7 +115,7 @@ func newAuthBlocker(limit int, window, block time.Duration, v6Bits int, trusted 
 	if v6Bits < 1 || v6Bits > 128 {
 		return nil, fmt.Errorf("auth block IPv6 prefix /%d: want 1 to 128 bits", v6Bits)
 	}
-	b := &authBlocker{
+	b := &AuthBlocker{
 		limit: limit, window: window, block: block, v6Bits: v6Bits, trusted: trusted, log: log,
 		blocks: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_auth_blocks_total", Help: "Client IPs blocked for repeated failed authentication.",
@@ -145,7 +145,7 @@ func newAuthBlocker(limit int, window, block time.Duration, v6Bits int, trusted 
 
 // key names the client ip belongs to; exempt reports a trusted proxy's own
 // address, which is never counted.
-func (b *authBlocker) key(ip string) (k blockKey, exempt bool) {
+func (b *AuthBlocker) key(ip string) (k blockKey, exempt bool) {
 	a, err := netip.ParseAddr(ip)
 	if err != nil {
 		k[0] = 0x01 // 100::/64, whose addresses no client has
@@ -166,12 +166,12 @@ func (b *authBlocker) key(ip string) (k blockKey, exempt bool) {
 	return a.As16(), false
 }
 
-func (b *authBlocker) shard(k blockKey) *blockShard {
+func (b *AuthBlocker) shard(k blockKey) *blockShard {
 	return &b.shards[maphash.Comparable(b.seed, k)%uint64(len(b.shards))]
 }
 
-// blocked reports whether ip is blocked at now, and for how much longer.
-func (b *authBlocker) blocked(ip string, now time.Time) (bool, time.Duration) {
+// Blocked reports whether ip is blocked at now, and for how much longer.
+func (b *AuthBlocker) Blocked(ip string, now time.Time) (bool, time.Duration) {
 	if b == nil {
 		return false, 0
 	}
@@ -194,9 +194,9 @@ func (b *authBlocker) blocked(ip string, now time.Time) (bool, time.Duration) {
 	return true, time.Duration(rec.until - now.UnixNano())
 }
 
-// failed counts one failed authentication of ip at now. It starts a block,
+// Failed counts one failed authentication of ip at now. It starts a block,
 // and logs it, when the failure reaches the limit.
-func (b *authBlocker) failed(ip string, now time.Time) {
+func (b *AuthBlocker) Failed(ip string, now time.Time) {
 	if b == nil {
 		return
 	}
@@ -238,7 +238,7 @@ func (b *authBlocker) failed(ip string, now time.Time) {
 
 // insertLocked gives k a fresh record, taking a free slot, a new one, or
 // when the shard is full the idlest client's.
-func (b *authBlocker) insertLocked(sh *blockShard, k blockKey, now int64) int32 {
+func (b *AuthBlocker) insertLocked(sh *blockShard, k blockKey, now int64) int32 {
 	var i int32
 	switch {
 	case sh.free >= 0:
@@ -268,7 +268,7 @@ func (b *authBlocker) insertLocked(sh *blockShard, k blockKey, now int64) int32 
 
 // sweepLocked forgets, at most once per window, the shard's clients that
 // are neither blocked nor counting in a live window.
-func (b *authBlocker) sweepLocked(sh *blockShard, now int64) {
+func (b *AuthBlocker) sweepLocked(sh *blockShard, now int64) {
 	if now-sh.swept < int64(b.window) {
 		return
 	}
@@ -321,7 +321,7 @@ func (sh *blockShard) unlinkLocked(i int32) {
 }
 
 // trackedLen returns how many clients the blocker remembers.
-func (b *authBlocker) trackedLen() int {
+func (b *AuthBlocker) trackedLen() int {
 	n := 0
 	for i := range b.shards {
 		b.shards[i].mu.Lock()
@@ -330,3 +330,7 @@ func (b *authBlocker) trackedLen() int {
 	}
 	return n
 }
+
+// Counted reports whether a refusal for reason (the handshake's and the
+// token endpoint's authFailed reasons) counts towards a block.
+func Counted(reason string) bool { return countedAuthFailures[reason] }

@@ -1,4 +1,4 @@
-package gateway
+package admit
 
 import (
 	"fmt"
@@ -32,9 +32,9 @@ func BenchmarkAuthBlockerMemory(b *testing.B) {
 				var before, after runtime.MemStats
 				runtime.GC()
 				runtime.ReadMemStats(&before)
-				bl, _ := newAuthBlocker(100, time.Minute, time.Minute, 0, nil, zap.NewNop(), nil)
+				bl, _ := NewAuthBlocker(100, time.Minute, time.Minute, 0, nil, zap.NewNop(), nil)
 				for _, ip := range ips {
-					bl.failed(strings.Clone(ip), t0) // as a request would: its own copy
+					bl.Failed(strings.Clone(ip), t0) // as a request would: its own copy
 				}
 				runtime.GC()
 				runtime.ReadMemStats(&after)

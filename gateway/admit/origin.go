@@ -1,4 +1,4 @@
-package gateway
+package admit
 
 import (
 	"fmt"
@@ -9,13 +9,13 @@ import (
 	"strings"
 )
 
-// originPolicy decides which browser origins may use herald cross-origin.
+// Origins decides which browser origins may use herald cross-origin.
 //
 // The port rule: an entry without a port allows the scheme's default port
 // only (443 for https, 80 for http), an entry with a port allows that port
 // only, for exact entries and wildcards alike. A default port written out
 // (":443" on https) is the same as none, in entries and in Origin headers.
-type originPolicy struct {
+type Origins struct {
 	exact    map[string]bool // "https://app.example.com", "https://app.example.com:8443"
 	suffixes []originSuffix  // "https://*.example.com", "https://*.example.com:8443"
 }
@@ -41,8 +41,8 @@ func validPort(port string) bool {
 	return err == nil && n >= 1 && n <= 65535 && strconv.Itoa(n) == port
 }
 
-func newOriginPolicy(allowed []string) (*originPolicy, error) {
-	p := &originPolicy{exact: make(map[string]bool)}
+func NewOrigins(allowed []string) (*Origins, error) {
+	p := &Origins{exact: make(map[string]bool)}
 	for _, raw := range allowed {
 		o := strings.ToLower(strings.TrimSuffix(strings.TrimSpace(raw), "/"))
 		if o == "" {
@@ -75,9 +75,9 @@ func newOriginPolicy(allowed []string) (*originPolicy, error) {
 	return p, nil
 }
 
-// check reports whether r may proceed (no Origin, the request's own host, or
+// Check reports whether r may proceed (no Origin, the request's own host, or
 // an allowed origin) and whether the response needs CORS headers.
-func (p *originPolicy) check(r *http.Request) (ok, cors bool) {
+func (p *Origins) Check(r *http.Request) (ok, cors bool) {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
 		return true, false

@@ -1,4 +1,4 @@
-package gateway
+package admit
 
 import (
 	"hash/maphash"
@@ -8,10 +8,10 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// userLimiter is a token bucket per user, in shards. Buckets unused for a
+// UserLimiter is a token bucket per user, in shards. Buckets unused for a
 // while are dropped by sweep, so the map does not grow with every user ever
 // seen.
-type userLimiter struct {
+type UserLimiter struct {
 	seed   maphash.Seed
 	limit  rate.Limit
 	burst  int
@@ -28,17 +28,17 @@ type userBucket struct {
 	last time.Time // guarded by the shard's mu
 }
 
-func newUserLimiter(perSecond float64, burst int) *userLimiter {
-	l := &userLimiter{seed: maphash.MakeSeed(), limit: rate.Limit(perSecond), burst: burst}
+func NewUserLimiter(perSecond float64, burst int) *UserLimiter {
+	l := &UserLimiter{seed: maphash.MakeSeed(), limit: rate.Limit(perSecond), burst: burst}
 	for i := range l.shards {
 		l.shards[i].m = make(map[string]*userBucket)
 	}
 	return l
 }
 
-// allow takes a token for user. When none is left it returns how long until
+// Allow takes a token for user. When none is left it returns how long until
 // one is.
-func (l *userLimiter) allow(user string, now time.Time) (bool, time.Duration) {
+func (l *UserLimiter) Allow(user string, now time.Time) (bool, time.Duration) {
 	s := &l.shards[maphash.String(l.seed, user)%uint64(len(l.shards))]
 	s.mu.Lock()
 	b := s.m[user]
@@ -59,8 +59,8 @@ func (l *userLimiter) allow(user string, now time.Time) (bool, time.Duration) {
 	return true, 0
 }
 
-// sweep drops buckets idle for longer than a full refill takes.
-func (l *userLimiter) sweep(now time.Time) {
+// Sweep drops buckets idle for longer than a full refill takes.
+func (l *UserLimiter) Sweep(now time.Time) {
 	idle := time.Duration(float64(l.burst)/float64(l.limit)*float64(time.Second)) + time.Minute
 	for i := range l.shards {
 		s := &l.shards[i]

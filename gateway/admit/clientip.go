@@ -1,4 +1,4 @@
-package gateway
+package admit
 
 import (
 	"net"
@@ -7,14 +7,14 @@ import (
 	"strings"
 )
 
-// clientIP returns the address of the client behind r. X-Forwarded-For is
+// ClientIP returns the address of the client behind r. X-Forwarded-For is
 // believed only when the TCP peer is a trusted proxy; then the address is the
 // right-most one in the chain that is not itself a trusted proxy. An entry
 // may carry a port ("198.51.100.7:5555", "[2001:db8::7]:443"), as some load
 // balancers write it. An entry that does not parse ends the walk and is
 // returned as it is (clipped): it is never the trusted proxy's own, exempt,
 // address, so a malformed chain cannot switch failed-auth blocking off.
-func clientIP(r *http.Request, trusted []netip.Prefix) string {
+func ClientIP(r *http.Request, trusted []netip.Prefix) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
@@ -30,7 +30,7 @@ func clientIP(r *http.Request, trusted []netip.Prefix) string {
 			hop := strings.TrimSpace(parts[j])
 			a, ok := parseHop(hop)
 			if !ok {
-				return truncate(hop, 64)
+				return hop[:min(len(hop), 64)] // logged: bounded
 			}
 			if !isTrusted(a, trusted) {
 				return a.String()
