@@ -7,6 +7,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/herald-gw/herald/fanout"
 	"github.com/herald-gw/herald/gateway/membership"
 	"github.com/herald-gw/herald/gateway/membership/presence"
 	"github.com/herald-gw/herald/gateway/wscore"
@@ -73,13 +74,30 @@ func (m *members) Shed(n int) int {
 	return shed
 }
 
-// UserCounts returns the sockets counted in presence, by user; ok is false
-// while the replica drains.
-func (m *members) UserCounts() (map[string]int, bool) {
-	if m.s.draining.Load() {
-		return nil, false
+// UserCounts appends to dst the ops that rebuild this replica's per-user
+// counts from the sockets counted in presence: one per socket, with its
+// id, when presence records sockets (recordSockets), else one per user.
+// ok is false while the replica drains.
+func (m *members) UserCounts(dst []presence.Op) ([]presence.Op, bool) {
+	s := m.s
+	if s.draining.Load() {
+		return dst, false
 	}
-	return m.s.reg.countedUsers(), true
+	counts := map[string]int{}
+	s.reg.each(nil, func(c *Conn) {
+		if !c.counted.Load() {
+			return
+		}
+		if s.recordSockets() { // each socket with its id, for evict-oldest
+			dst = append(dst, presence.Op{User: c.user, Delta: 1, Socket: c.id})
+			return
+		}
+		counts[c.user]++
+	})
+	for user, n := range counts {
+		dst = append(dst, presence.Op{User: user, Delta: n})
+	}
+	return dst, true
 }
 
 // presenceAdmit records a socket about to be registered. With a
@@ -95,24 +113,55 @@ func (s *Server) presenceAdmit(ctx context.Context, c *Conn) *Disconnect {
 		s.members.Queue(presence.Op{User: c.user, Delta: 1})
 		return nil
 	}
-	res, err := s.cfg.Presence.Apply(ctx, s.cfg.NodeID, []presence.Op{{User: c.user, Delta: 1, Cap: s.cfg.ClusterMaxSocketsPerUser}})
+	op := presence.Op{User: c.user, Delta: 1, Cap: s.cfg.ClusterMaxSocketsPerUser}
+	var (
+		res     []int
+		evicted []string
+		err     error
+	)
+	if s.recordSockets() {
+		op.Socket = c.id
+		var n int
+		n, evicted, err = s.cfg.Presence.ApplyEvictOldest(ctx, s.cfg.NodeID, op)
+		res = []int{n}
+	} else {
+		res, err = s.cfg.Presence.Apply(ctx, s.cfg.NodeID, []presence.Op{op})
+	}
 	switch {
 	case err != nil:
 		s.log.Warn("presence: cluster-wide cap not checked", zap.String("user", c.user), zap.Error(err))
-		s.members.Queue(presence.Op{User: c.user, Delta: 1})
+		op.Cap = 0
+		s.members.Queue(op)
 	case len(res) == 1 && res[0] < 0:
 		s.log.Info("socket refused: cluster-wide per-user cap", zap.String("user", c.user), zap.Int("cap", s.cfg.ClusterMaxSocketsPerUser))
 		return DisconnectTooMany
 	}
+	for _, id := range evicted {
+		// The evicted socket is uncounted already; its replica closes it.
+		ctl := fanout.Control{Op: fanout.OpEvict, UserID: c.user, SocketID: id, Reason: DisconnectReplaced.Reason}
+		if err := s.broker.PublishControl(ctx, ctl); err != nil {
+			s.log.Warn("presence: evicted socket not told to close", zap.String("user", c.user), zap.String("socket_id", id), zap.Error(err))
+		}
+	}
 	c.counted.Store(true)
 	return nil
+}
+
+// recordSockets reports whether presence records each socket with its id
+// and age: the evict-oldest policy of the cluster-wide cap needs them.
+func (s *Server) recordSockets() bool {
+	return s.cfg.ClusterMaxSocketsPerUser > 0 && s.cfg.ClusterCapPolicy == CapEvictOldest
 }
 
 // presenceLeft records that a socket counted by presenceAdmit is gone; it
 // does so once per socket, whoever calls it.
 func (s *Server) presenceLeft(c *Conn) {
 	if c.counted.CompareAndSwap(true, false) {
-		s.members.Queue(presence.Op{User: c.user, Delta: -1})
+		op := presence.Op{User: c.user, Delta: -1}
+		if s.recordSockets() {
+			op.Socket = c.id
+		}
+		s.members.Queue(op)
 	}
 }
 

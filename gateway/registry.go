@@ -201,17 +201,6 @@ func (r *registry) appendWelcomed(dst []*Conn, from, n int) []*Conn {
 	return dst
 }
 
-// countedUsers returns, by user, the sockets counted in presence.
-func (r *registry) countedUsers() map[string]int {
-	counts := map[string]int{}
-	r.each(nil, func(c *Conn) {
-		if c.counted.Load() {
-			counts[c.user]++
-		}
-	})
-	return counts
-}
-
 // appendUserIDs appends, shard by shard, the ids of the users that hold at
 // least one socket, stopping once dst holds max ids (max <= 0: no limit).
 func (r *registry) appendUserIDs(dst []string, max int) []string {

@@ -27,9 +27,10 @@ type Shed interface {
 // UserCounts is the replica's registry, from which the per-user counts in
 // presence are rebuilt.
 type UserCounts interface {
-	// UserCounts returns the sockets counted in presence, by user; ok is
+	// UserCounts appends to dst the ops that rebuild this replica's counts
+	// from the sockets it counted in presence (Join, then these); ok is
 	// false while the replica drains (it has left: nothing is rebuilt).
-	UserCounts() (counts map[string]int, ok bool)
+	UserCounts(dst []presence.Op) (ops []presence.Op, ok bool)
 }
 
 // Broker tells whether the replica takes sockets.

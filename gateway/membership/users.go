@@ -77,12 +77,8 @@ func (u *userCounts) flush() {
 	if u.resync {
 		// The registry's counts replace everything queued so far; a
 		// draining replica has left, and rebuilds nothing.
-		var counts map[string]int
-		if counts, resync = cfg.UserCounts.UserCounts(); resync {
-			ops = ops[:0]
-			for user, n := range counts {
-				ops = append(ops, presence.Op{User: user, Delta: n})
-			}
+		if rebuilt, ok := cfg.UserCounts.UserCounts(ops[:0]); ok {
+			ops, resync = rebuilt, true
 		}
 	}
 	u.ops, u.resync = nil, false
