@@ -8,15 +8,16 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/internal/testenv"
 )
 
 // countingHandler counts deliveries and keeps nothing.
 type countingHandler struct{ n atomic.Int64 }
 
-func (h *countingHandler) Deliver(Target, []byte) { h.n.Add(1) }
-func (h *countingHandler) Control(Control)        { h.n.Add(1) }
-func (h *countingHandler) Resync()                {}
+func (h *countingHandler) Deliver(publish.Target, []byte) { h.n.Add(1) }
+func (h *countingHandler) Control(publish.Control)        { h.n.Add(1) }
+func (h *countingHandler) Resync()                        {}
 
 // BenchmarkDispatch is the receive loop's work per message once go-redis has
 // parsed it: route by channel, count, copy the payload for the handler.

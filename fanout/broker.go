@@ -3,54 +3,21 @@ package fanout
 import (
 	"context"
 	"errors"
+
+	"github.com/herald-gw/herald/fanout/publish"
 )
 
 // ErrClosed is returned by Publish after Close.
 var ErrClosed = errors.New("fanout: broker closed")
-
-// Kind says who a message is for.
-type Kind uint8
-
-const (
-	// ToUser reaches every socket of Target.ID, on every replica.
-	ToUser Kind = iota + 1
-	// ToSocket reaches the one socket whose id is Target.ID.
-	ToSocket
-	// ToAll reaches every socket on every replica except, when Target.ID is
-	// set, the sockets of the user Target.ID (BroadcastExcept).
-	ToAll
-)
-
-// Target names the recipients of a published message.
-type Target struct {
-	Kind Kind
-	ID   string
-}
-
-// User, Socket and All build Targets.
-func User(id string) Target   { return Target{Kind: ToUser, ID: id} }
-func Socket(id string) Target { return Target{Kind: ToSocket, ID: id} }
-func All() Target             { return Target{Kind: ToAll} }
-
-// AllExcept reaches every socket except those of userID.
-func AllExcept(userID string) Target { return Target{Kind: ToAll, ID: userID} }
-
-// Control is a command on the control channel. Op "disconnect" closes every
-// socket of UserID with 4000; Reason is informational (logged).
-type Control struct {
-	Op     string `json:"op"`
-	UserID string `json:"user_id"`
-	Reason string `json:"reason,omitempty"`
-}
 
 // Handler receives what a broker delivers to this replica. Implementations
 // must be safe for concurrent use, return quickly and never block on a
 // socket. payload is owned by the callee after the call.
 type Handler interface {
 	// Deliver hands over a message for local sockets.
-	Deliver(to Target, payload []byte)
+	Deliver(to publish.Target, payload []byte)
 	// Control applies a control command.
-	Control(c Control)
+	Control(c publish.Control)
 	// Resync is called after the broker's connection was lost and restored
 	// and every subscription is active again: messages may have been missed.
 	Resync()
@@ -73,9 +40,9 @@ type Broker interface {
 	Unsubscribe(userID string)
 	// Publish sends payload to the target through the bus, so that it takes
 	// the same path as a message from a backend service.
-	Publish(ctx context.Context, to Target, payload []byte) error
+	Publish(ctx context.Context, to publish.Target, payload []byte) error
 	// PublishControl sends a control command to every replica.
-	PublishControl(ctx context.Context, c Control) error
+	PublishControl(ctx context.Context, c publish.Control) error
 	// Ready reports whether the broker is connected and subscribed.
 	Ready() bool
 	// Close stops delivery and releases resources. Nothing is delivered

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
@@ -38,7 +39,7 @@ import (
 type RedisCluster struct {
 	client *redis.ClusterClient // the caller's; PUBLISH, SPUBLISH and CLUSTER SLOTS
 	cfg    RedisConfig          // defaults filled; read-only
-	ch     Channels             // sharded names
+	ch     publish.Channels     // sharded names
 	log    *zap.Logger
 	m      *metrics
 
@@ -124,7 +125,7 @@ func NewRedisCluster(client *redis.ClusterClient, cfg RedisConfig) (*RedisCluste
 	r := &RedisCluster{
 		client: client,
 		cfg:    cfg,
-		ch:     NewShardedChannels(cfg.Prefix),
+		ch:     publish.NewShardedChannels(cfg.Prefix),
 		log:    cfg.Logger.With(zap.String("node", cfg.NodeID)),
 		ctx:    ctx,
 		cancel: cancel,
@@ -324,7 +325,7 @@ func (r *RedisCluster) unsubscribe(channel string, grace bool) {
 
 // Publish sends payload to to: SPUBLISH on a user or socket channel,
 // PUBLISH on the others.
-func (r *RedisCluster) Publish(ctx context.Context, to Target, payload []byte) error {
+func (r *RedisCluster) Publish(ctx context.Context, to publish.Target, payload []byte) error {
 	if r.closed.Load() {
 		return ErrClosed
 	}
@@ -332,7 +333,7 @@ func (r *RedisCluster) Publish(ctx context.Context, to Target, payload []byte) e
 	if err != nil {
 		return err
 	}
-	if to.Kind == ToUser || to.Kind == ToSocket {
+	if to.Kind == publish.ToUser || to.Kind == publish.ToSocket {
 		err = r.client.SPublish(ctx, name, payload).Err()
 	} else {
 		err = r.client.Publish(ctx, name, payload).Err()
@@ -344,11 +345,11 @@ func (r *RedisCluster) Publish(ctx context.Context, to Target, payload []byte) e
 }
 
 // PublishControl publishes c as JSON on the control channel.
-func (r *RedisCluster) PublishControl(ctx context.Context, c Control) error {
+func (r *RedisCluster) PublishControl(ctx context.Context, c publish.Control) error {
 	if r.closed.Load() {
 		return ErrClosed
 	}
-	payload, err := encodeControl(c)
+	payload, err := c.Encode()
 	if err != nil {
 		return err
 	}
@@ -810,6 +811,6 @@ func (r *RedisCluster) newShardLocked(addr string) (*shard, error) {
 // shardHandler receives what a shard delivers: user and socket messages.
 type shardHandler struct{ r *RedisCluster }
 
-func (h shardHandler) Deliver(to Target, payload []byte) { h.r.h.Deliver(to, payload) }
-func (h shardHandler) Control(c Control)                 { h.r.h.Control(c) }
-func (h shardHandler) Resync()                           {}
+func (h shardHandler) Deliver(to publish.Target, payload []byte) { h.r.h.Deliver(to, payload) }
+func (h shardHandler) Control(c publish.Control)                 { h.r.h.Control(c) }
+func (h shardHandler) Resync()                                   {}

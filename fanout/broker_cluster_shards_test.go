@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/internal/testenv"
 )
 
@@ -83,14 +84,14 @@ func TestRedisClusterFollowsMoved(t *testing.T) {
 	if err := cc.SPublish(ctx, "user:{"+moved+"}", "after-moved").Err(); err != nil {
 		t.Fatal(err)
 	}
-	rec.waitFor(t, User(moved), "after-moved")
+	rec.waitFor(t, publish.User(moved), "after-moved")
 	// The MOVED reply concerned one slot: the other user's subscription on
 	// the former master is untouched (no reconnection, no resync).
 	if err := cc.SPublish(ctx, "user:{"+stay+"}", "still-here").Err(); err != nil {
 		t.Fatal(err)
 	}
-	rec.waitFor(t, User(stay), "still-here")
-	if rec.has(User(stay), resyncPayload) {
+	rec.waitFor(t, publish.User(stay), "still-here")
+	if rec.has(publish.User(stay), resyncPayload) {
 		t.Errorf("user %s, on the master that answered MOVED, got a resync", stay)
 	}
 	testenv.Eventually(t, 5*time.Second, func() error {
@@ -114,7 +115,7 @@ func TestRedisClusterSocketChannels(t *testing.T) {
 		UnsubscribeGrace: time.Hour, // user channels'; socket channels have none
 	})
 	waitReady(t, b)
-	ch := NewShardedChannels("")
+	ch := publish.NewShardedChannels("")
 	const sockets = 30
 	ids := make([]string, sockets)
 	for i := range ids {
@@ -143,7 +144,7 @@ func TestRedisClusterSocketChannels(t *testing.T) {
 		}
 	}
 	for _, id := range ids {
-		rec.waitFor(t, Socket(id), "to-"+id)
+		rec.waitFor(t, publish.Socket(id), "to-"+id)
 	}
 
 	// Migrate the first socket's slot: resubscribed on the new master, and
@@ -156,7 +157,7 @@ func TestRedisClusterSocketChannels(t *testing.T) {
 		if n := shardNumSubAt(t, to, ch.Socket(id)); n != 1 {
 			return fmt.Errorf("SHARDNUMSUB %s on the new master = %d, want 1", ch.Socket(id), n)
 		}
-		if !rec.has(Socket(id), resyncPayload) {
+		if !rec.has(publish.Socket(id), resyncPayload) {
 			return fmt.Errorf("no resync for socket %s", id)
 		}
 		return nil
@@ -164,9 +165,9 @@ func TestRedisClusterSocketChannels(t *testing.T) {
 	if err := cc.SPublish(ctx, ch.Socket(id), "after-migration").Err(); err != nil {
 		t.Fatal(err)
 	}
-	rec.waitFor(t, Socket(id), "after-migration")
+	rec.waitFor(t, publish.Socket(id), "after-migration")
 	for _, other := range ids[1:] {
-		if keySlot(ch.Socket(other)) != slot && rec.has(Socket(other), resyncPayload) {
+		if keySlot(ch.Socket(other)) != slot && rec.has(publish.Socket(other), resyncPayload) {
 			t.Errorf("socket %s, whose slot did not move, got a resync", other)
 		}
 	}
@@ -190,7 +191,7 @@ func TestRedisClusterSocketChannels(t *testing.T) {
 
 // sameSlotSockets returns n socket ids whose channels share one hash slot.
 func sameSlotSockets(n int) []string {
-	ch := NewShardedChannels("")
+	ch := publish.NewShardedChannels("")
 	ids := []string{"n1.0"}
 	slot := keySlot(ch.Socket(ids[0]))
 	for i := 1; len(ids) < n; i++ {
@@ -224,7 +225,7 @@ func TestRedisClusterMoveSurvivesDroppedChannel(t *testing.T) {
 	b, rec := startClusterBroker(t, cc, RedisConfig{RefreshInterval: time.Hour})
 	waitReady(t, b)
 
-	ch := NewShardedChannels("")
+	ch := publish.NewShardedChannels("")
 	ids := sameSlotSockets(11)
 	trigger, ids := ids[0], ids[1:] // subscribed after the migration
 	var kept, dropped []string
@@ -285,7 +286,7 @@ func TestRedisClusterMoveSurvivesDroppedChannel(t *testing.T) {
 	waitClosed(t, triggered, 10*time.Second, trigger+" after MOVED")
 	testenv.Eventually(t, 10*time.Second, func() error {
 		for _, id := range kept {
-			if !rec.has(Socket(id), resyncPayload) {
+			if !rec.has(publish.Socket(id), resyncPayload) {
 				return fmt.Errorf("no resync for socket %s", id)
 			}
 		}
@@ -296,10 +297,10 @@ func TestRedisClusterMoveSurvivesDroppedChannel(t *testing.T) {
 		if err := cc.SPublish(ctx, ch.Socket(id), "after-move").Err(); err != nil {
 			t.Fatal(err)
 		}
-		rec.waitFor(t, Socket(id), "after-move")
+		rec.waitFor(t, publish.Socket(id), "after-move")
 	}
 	// The trigger was never active before the move: nothing was lost.
-	if rec.has(Socket(trigger), resyncPayload) {
+	if rec.has(publish.Socket(trigger), resyncPayload) {
 		t.Errorf("socket %s, refused by MOVED before it was ever active, got a resync", trigger)
 	}
 }

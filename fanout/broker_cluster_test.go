@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/internal/testenv"
 )
 
@@ -43,7 +44,7 @@ func startOneNodeCluster(t testing.TB) (*testenv.Redis, *redis.ClusterClient) {
 func TestKeySlotMatchesRedis(t *testing.T) {
 	srv, _ := startOneNodeCluster(t)
 	admin := srv.Client()
-	ch := NewShardedChannels("app:")
+	ch := publish.NewShardedChannels("app:")
 	keys := []string{"", "a", "user:{42}", "{}", "x{}y", "{a}{b}", "jti:5f0c1b8e-0d7e-4a57-9c43-3f4c1d2f9a10", "é{ü}"}
 	for i := range 200 {
 		keys = append(keys, ch.User(strconv.Itoa(i*7919)), "socket:n1."+strconv.Itoa(i))
@@ -76,7 +77,7 @@ func TestPublisherShardedMode(t *testing.T) {
 		t.Fatalf("SSUBSCRIBE socket:{n1.abc}: %v", err)
 	}
 
-	pub, err := NewPublisher(cc, PublisherConfig{NoInbox: true})
+	pub, err := publish.NewPublisher(cc, publish.PublisherConfig{NoInbox: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,9 +100,9 @@ func TestPublisherShardedMode(t *testing.T) {
 	if _, err := pub.Disconnect(ctx, "42", "logout"); err != nil {
 		t.Fatal(err)
 	}
-	rec.waitFor(t, User("42"), "to-user")
-	rec.waitFor(t, All(), "to-all")
-	rec.waitFor(t, Socket("n1.abc"), "to-socket")
+	rec.waitFor(t, publish.User("42"), "to-user")
+	rec.waitFor(t, publish.All(), "to-all")
+	rec.waitFor(t, publish.Socket("n1.abc"), "to-socket")
 	testenv.Eventually(t, 5*time.Second, func() error {
 		if len(rec.controlList()) != 1 {
 			return fmt.Errorf("controls = %v", rec.controlList())
@@ -110,7 +111,7 @@ func TestPublisherShardedMode(t *testing.T) {
 	})
 	// The inbox path: the stream and the channel share the user's slot, and
 	// the script SPUBLISHes the event with its id.
-	inboxPub, err := NewPublisher(cc, PublisherConfig{})
+	inboxPub, err := publish.NewPublisher(cc, publish.PublisherConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +119,7 @@ func TestPublisherShardedMode(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("AppendToUser: %q %d %v; want 1 receiver", id, n, err)
 	}
-	rec.waitFor(t, User("42"), `{"inbox_id":"`+id+`","type":"kept"}`)
+	rec.waitFor(t, publish.User("42"), `{"inbox_id":"`+id+`","type":"kept"}`)
 	if l := cc.XLen(ctx, "inbox:{42}").Val(); l < 1 {
 		t.Fatalf("XLEN inbox:{42} = %d", l)
 	}
@@ -131,7 +132,7 @@ func TestPublisherShardedMode(t *testing.T) {
 	if _, err := in.ReadSync(ctx, "42", "", []byte(`{"type":"sync-42"}`)); err != nil {
 		t.Fatal(err)
 	}
-	rec.waitFor(t, User("42"), `{"type":"sync-42"}`)
+	rec.waitFor(t, publish.User("42"), `{"type":"sync-42"}`)
 	// A plain PUBLISH on the single-Redis names, or on the sharded ones,
 	// reaches nobody here: the classic connection has no socket pattern.
 	for _, name := range []string{"user:42", "socket:n1.abc", "socket:{n1.abc}"} {
@@ -232,12 +233,12 @@ func TestRedisClusterResubscribesDroppedChannel(t *testing.T) {
 		if n := numsub("user:{42}"); n != 1 {
 			return fmt.Errorf("SHARDNUMSUB user:{42} = %d, want 1 again", n)
 		}
-		if !rec.has(User("42"), resyncPayload) {
+		if !rec.has(publish.User("42"), resyncPayload) {
 			return fmt.Errorf("no resync for user 42")
 		}
 		return nil
 	})
-	if rec.has(User("43"), resyncPayload) {
+	if rec.has(publish.User("43"), resyncPayload) {
 		t.Error("user 43, whose slot never moved, got a resync")
 	}
 	if n := numsub("user:{43}"); n != 1 {
@@ -246,7 +247,7 @@ func TestRedisClusterResubscribesDroppedChannel(t *testing.T) {
 	if err := cc.SPublish(ctx, "user:{42}", "after").Err(); err != nil {
 		t.Fatal(err)
 	}
-	rec.waitFor(t, User("42"), "after")
+	rec.waitFor(t, publish.User("42"), "after")
 }
 
 // afterMove does each moved channel as soon as its subscription is ready:
@@ -257,7 +258,7 @@ func TestRedisClusterAfterMoveIndependent(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	rec := &recorder{}
-	r := &RedisCluster{ctx: ctx, ch: NewShardedChannels(""), h: rec, chans: map[int]map[string]*clusterChan{}}
+	r := &RedisCluster{ctx: ctx, ch: publish.NewShardedChannels(""), h: rec, chans: map[int]map[string]*clusterChan{}}
 	mk := func(name string, resync bool) (movedChan, chan struct{}) {
 		c := &clusterChan{refs: 1}
 		r.chans[keySlot(name)] = map[string]*clusterChan{name: c}
@@ -277,22 +278,22 @@ func TestRedisClusterAfterMoveIndependent(t *testing.T) {
 	go r.afterMove([]movedChan{stuck, first, later, gone, fresh})
 
 	testenv.Eventually(t, 5*time.Second, func() error {
-		if !rec.has(Socket("n1.first"), resyncPayload) || !isClosed(first.waiting) {
-			return fmt.Errorf("first: resync %v, released %v", rec.has(Socket("n1.first"), resyncPayload), isClosed(first.waiting))
+		if !rec.has(publish.Socket("n1.first"), resyncPayload) || !isClosed(first.waiting) {
+			return fmt.Errorf("first: resync %v, released %v", rec.has(publish.Socket("n1.first"), resyncPayload), isClosed(first.waiting))
 		}
 		return nil
 	})
 	close(laterReady)
 	testenv.Eventually(t, 5*time.Second, func() error {
-		if !rec.has(User("later"), resyncPayload) || !isClosed(later.waiting) {
-			return fmt.Errorf("later: resync %v, released %v", rec.has(User("later"), resyncPayload), isClosed(later.waiting))
+		if !rec.has(publish.User("later"), resyncPayload) || !isClosed(later.waiting) {
+			return fmt.Errorf("later: resync %v, released %v", rec.has(publish.User("later"), resyncPayload), isClosed(later.waiting))
 		}
 		return nil
 	})
 	if !isClosed(gone.waiting) || !isClosed(fresh.waiting) {
 		t.Errorf("released: gone %v, fresh %v; want both", isClosed(gone.waiting), isClosed(fresh.waiting))
 	}
-	if rec.has(Socket("n1.gone"), resyncPayload) || rec.has(Socket("n1.fresh"), resyncPayload) || rec.has(Socket("n1.stuck"), resyncPayload) {
+	if rec.has(publish.Socket("n1.gone"), resyncPayload) || rec.has(publish.Socket("n1.fresh"), resyncPayload) || rec.has(publish.Socket("n1.stuck"), resyncPayload) {
 		t.Error("resync for an unsubscribed, never active or unconfirmed channel")
 	}
 	if isClosed(stuck.waiting) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 )
@@ -110,11 +111,11 @@ func (b *Memory) Unsubscribe(userID string) {
 
 // Publish hands payload to the Handler before it returns, unless to is a
 // user nobody subscribed to (or Start was not called yet).
-func (b *Memory) Publish(_ context.Context, to Target, payload []byte) error {
-	if _, err := (Channels{}).Name(to); err != nil {
+func (b *Memory) Publish(_ context.Context, to publish.Target, payload []byte) error {
+	if _, err := (publish.Channels{}).Name(to); err != nil {
 		return err
 	}
-	h, err := b.enter(func() bool { return to.Kind != ToUser || b.users[to.ID] > 0 })
+	h, err := b.enter(func() bool { return to.Kind != publish.ToUser || b.users[to.ID] > 0 })
 	if err != nil || h == nil {
 		return err
 	}
@@ -126,9 +127,9 @@ func (b *Memory) Publish(_ context.Context, to Target, payload []byte) error {
 
 // PublishControl hands c to the Handler before it returns. It refuses a
 // command no replica would apply with ErrInvalidControl.
-func (b *Memory) PublishControl(_ context.Context, c Control) error {
-	if checkControl(c) != "" {
-		return ErrInvalidControl
+func (b *Memory) PublishControl(_ context.Context, c publish.Control) error {
+	if c.Check() != nil {
+		return publish.ErrInvalidControl
 	}
 	h, err := b.enter(func() bool { return true })
 	if err != nil || h == nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/internal/testenv"
 )
 
@@ -28,27 +29,27 @@ func TestMemoryUserOnlyWhileSubscribed(t *testing.T) {
 	b, rec := startMemory(t, nil)
 	ctx := context.Background()
 
-	mustPublish(t, b, User("42"), "before")
+	mustPublish(t, b, publish.User("42"), "before")
 	if ch := b.Subscribe("42"); !isClosed(ch) {
 		t.Fatal("Subscribe returned an open channel")
 	}
 	b.Subscribe("42") // a second socket's worth
-	mustPublish(t, b, User("42"), "during")
-	mustPublish(t, b, User("43"), "other user")
+	mustPublish(t, b, publish.User("42"), "during")
+	mustPublish(t, b, publish.User("43"), "other user")
 	b.Unsubscribe("42")
-	mustPublish(t, b, User("42"), "one left")
+	mustPublish(t, b, publish.User("42"), "one left")
 	b.Unsubscribe("42")
-	mustPublish(t, b, User("42"), "after")
+	mustPublish(t, b, publish.User("42"), "after")
 	b.Unsubscribe("42") // unbalanced: ignored
 
 	want := []string{"during", "one left"}
-	if got := rec.payloads(User("42")); !equalStrings(got, want) {
+	if got := rec.payloads(publish.User("42")); !equalStrings(got, want) {
 		t.Fatalf("user 42 got %q, want %q", got, want)
 	}
-	if got := rec.payloads(User("43")); len(got) != 0 {
+	if got := rec.payloads(publish.User("43")); len(got) != 0 {
 		t.Fatalf("unsubscribed user 43 got %q", got)
 	}
-	if err := b.Publish(ctx, User(""), []byte("x")); !errors.Is(err, ErrInvalidTarget) {
+	if err := b.Publish(ctx, publish.User(""), []byte("x")); !errors.Is(err, publish.ErrInvalidTarget) {
 		t.Fatalf("Publish to an empty user = %v, want ErrInvalidTarget", err)
 	}
 }
@@ -56,11 +57,11 @@ func TestMemoryUserOnlyWhileSubscribed(t *testing.T) {
 func TestMemoryRoutes(t *testing.T) {
 	tests := []struct {
 		name string
-		to   Target
+		to   publish.Target
 	}{
-		{"socket", Socket("n1.s1")},
-		{"broadcast", All()},
-		{"broadcast except", AllExcept("42")},
+		{"socket", publish.Socket("n1.s1")},
+		{"broadcast", publish.All()},
+		{"broadcast except", publish.AllExcept("42")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -78,15 +79,15 @@ func TestMemoryControl(t *testing.T) {
 	testenv.NoLeaks(t)
 	b, rec := startMemory(t, nil)
 	ctx := context.Background()
-	c := Control{Op: OpDisconnect, UserID: "42", Reason: "logout"}
+	c := publish.Control{Op: publish.OpDisconnect, UserID: "42", Reason: "logout"}
 	if err := b.PublishControl(ctx, c); err != nil {
 		t.Fatalf("PublishControl: %v", err)
 	}
 	if got := rec.controlList(); len(got) != 1 || got[0] != c {
 		t.Fatalf("controls = %+v, want [%+v]", got, c)
 	}
-	for _, bad := range []Control{{Op: "explode", UserID: "42"}, {Op: OpDisconnect}} {
-		if err := b.PublishControl(ctx, bad); !errors.Is(err, ErrInvalidControl) {
+	for _, bad := range []publish.Control{{Op: "explode", UserID: "42"}, {Op: publish.OpDisconnect}} {
+		if err := b.PublishControl(ctx, bad); !errors.Is(err, publish.ErrInvalidControl) {
 			t.Errorf("PublishControl(%+v) = %v, want ErrInvalidControl", bad, err)
 		}
 	}
@@ -106,12 +107,12 @@ func TestMemoryClose(t *testing.T) {
 	if b.Ready() {
 		t.Fatal("ready after Close")
 	}
-	for _, to := range []Target{User("42"), Socket("n1.s"), All()} {
+	for _, to := range []publish.Target{publish.User("42"), publish.Socket("n1.s"), publish.All()} {
 		if err := b.Publish(ctx, to, []byte("late")); !errors.Is(err, ErrClosed) {
 			t.Errorf("Publish(%+v) after Close = %v, want ErrClosed", to, err)
 		}
 	}
-	if err := b.PublishControl(ctx, Control{Op: OpDisconnect, UserID: "42"}); !errors.Is(err, ErrClosed) {
+	if err := b.PublishControl(ctx, publish.Control{Op: publish.OpDisconnect, UserID: "42"}); !errors.Is(err, ErrClosed) {
 		t.Errorf("PublishControl after Close = %v, want ErrClosed", err)
 	}
 	if n := rec.count(); n != 0 {
@@ -129,7 +130,7 @@ type blockingHandler struct {
 	release chan struct{}
 }
 
-func (h *blockingHandler) Deliver(to Target, payload []byte) {
+func (h *blockingHandler) Deliver(to publish.Target, payload []byte) {
 	close(h.entered)
 	<-h.release
 	h.recorder.Deliver(to, payload)
@@ -145,7 +146,7 @@ func TestMemoryCloseWaitsForDelivery(t *testing.T) {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
-	wg.Go(func() { _ = b.Publish(context.Background(), All(), []byte("x")) })
+	wg.Go(func() { _ = b.Publish(context.Background(), publish.All(), []byte("x")) })
 	<-h.entered
 
 	closed := make(chan struct{})
@@ -173,9 +174,9 @@ type reentrantHandler struct {
 	b *Memory
 }
 
-func (h *reentrantHandler) Control(c Control) {
+func (h *reentrantHandler) Control(c publish.Control) {
 	h.b.Unsubscribe(c.UserID)
-	_ = h.b.Publish(context.Background(), Socket("n1.x"), []byte("from handler"))
+	_ = h.b.Publish(context.Background(), publish.Socket("n1.x"), []byte("from handler"))
 	h.recorder.Control(c)
 }
 
@@ -189,7 +190,9 @@ func TestMemoryHandlerMayCallBroker(t *testing.T) {
 	}
 	b.Subscribe("42")
 	done := make(chan error, 1)
-	go func() { done <- b.PublishControl(context.Background(), Control{Op: OpDisconnect, UserID: "42"}) }()
+	go func() {
+		done <- b.PublishControl(context.Background(), publish.Control{Op: publish.OpDisconnect, UserID: "42"})
+	}()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -198,8 +201,8 @@ func TestMemoryHandlerMayCallBroker(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("PublishControl deadlocked with a handler that calls the broker")
 	}
-	mustPublish(t, b, User("42"), "after disconnect")
-	if h.has(User("42"), "after disconnect") || !h.has(Socket("n1.x"), "from handler") {
+	mustPublish(t, b, publish.User("42"), "after disconnect")
+	if h.has(publish.User("42"), "after disconnect") || !h.has(publish.Socket("n1.x"), "from handler") {
 		t.Fatal("the handler's calls did not take effect")
 	}
 }
@@ -212,7 +215,7 @@ func TestMemoryStartMisuse(t *testing.T) {
 		t.Fatal("Start(nil) succeeded")
 	}
 	// Before Start, messages go nowhere.
-	mustPublish(t, b, All(), "nobody")
+	mustPublish(t, b, publish.All(), "nobody")
 	if err := b.Start(&recorder{}); err != nil {
 		t.Fatal(err)
 	}
@@ -232,8 +235,8 @@ func TestMemoryMetrics(t *testing.T) {
 	}
 	b.Subscribe("1")
 	b.Subscribe("2")
-	mustPublish(t, b, User("1"), "x")
-	mustPublish(t, b, All(), "x")
+	mustPublish(t, b, publish.User("1"), "x")
+	mustPublish(t, b, publish.All(), "x")
 	checks := []struct {
 		name, label, value string
 		want               float64
@@ -256,7 +259,7 @@ func TestMemoryMetrics(t *testing.T) {
 	b2.Close()
 }
 
-func mustPublish(t *testing.T, b Broker, to Target, payload string) {
+func mustPublish(t *testing.T, b Broker, to publish.Target, payload string) {
 	t.Helper()
 	if err := b.Publish(context.Background(), to, []byte(payload)); err != nil {
 		t.Fatalf("Publish(%+v): %v", to, err)

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
@@ -92,7 +93,7 @@ func (c *RedisConfig) setDefaults() {
 
 func (c *RedisConfig) validate() error {
 	var errs []error
-	if !ValidNodeID(c.NodeID) {
+	if !publish.ValidNodeID(c.NodeID) {
 		errs = append(errs, fmt.Errorf("node id %q: use 1 to 64 ASCII letters, digits, '_' or '-'", c.NodeID))
 	}
 	if c.BatchSize < 0 {
@@ -121,7 +122,7 @@ func (c *RedisConfig) validate() error {
 type Redis struct {
 	client *redis.Client // owned by the caller; used for PUBLISH and to open the pub/sub connection
 	cfg    RedisConfig   // defaults filled; read-only
-	ch     Channels
+	ch     publish.Channels
 	log    *zap.Logger
 	drops  *zap.Logger // log, sampled to one line a second
 	m      *metrics
@@ -195,12 +196,12 @@ const kickPing = "ready?"
 // replace a broken connection, so that this broker reconnects on its own
 // terms (batches, backoff, Resync); it changes nothing else.
 func NewRedis(client *redis.Client, cfg RedisConfig) (*Redis, error) {
-	return newRedis(client, cfg, NewChannels(cfg.Prefix), nil)
+	return newRedis(client, cfg, publish.NewChannels(cfg.Prefix), nil)
 }
 
 // newRedis is NewRedis with the channel names, and shard hooks for a shard
 // of a RedisCluster (nil for a standalone broker).
-func newRedis(client *redis.Client, cfg RedisConfig, ch Channels, shard *shardHooks) (*Redis, error) {
+func newRedis(client *redis.Client, cfg RedisConfig, ch publish.Channels, shard *shardHooks) (*Redis, error) {
 	if client == nil {
 		return nil, errors.New("fanout: NewRedis with a nil client")
 	}
@@ -337,7 +338,7 @@ func (r *Redis) unsubscribe(key string, grace bool) {
 }
 
 // Publish runs PUBLISH on the channel of to (see Channels) with the client.
-func (r *Redis) Publish(ctx context.Context, to Target, payload []byte) error {
+func (r *Redis) Publish(ctx context.Context, to publish.Target, payload []byte) error {
 	if r.closed.Load() {
 		return ErrClosed
 	}
@@ -353,11 +354,11 @@ func (r *Redis) Publish(ctx context.Context, to Target, payload []byte) error {
 
 // PublishControl publishes c as JSON on the control channel. It refuses a
 // command no replica would apply with ErrInvalidControl.
-func (r *Redis) PublishControl(ctx context.Context, c Control) error {
+func (r *Redis) PublishControl(ctx context.Context, c publish.Control) error {
 	if r.closed.Load() {
 		return ErrClosed
 	}
-	payload, err := encodeControl(c)
+	payload, err := c.Encode()
 	if err != nil {
 		return err
 	}
@@ -575,7 +576,7 @@ func (r *Redis) onSubscription(s *redis.Subscription) {
 		if s.Channel == r.broadcast || s.Channel == r.control {
 			r.staticPending--
 		} else if r.shard == nil {
-			if user, ok := r.ch.userID(s.Channel); ok {
+			if user, ok := r.ch.UserID(s.Channel); ok {
 				r.subs.confirm(user)
 				r.m.subscriptions.Set(float64(r.subs.active))
 			}

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/internal/testenv"
 )
 
@@ -37,7 +38,7 @@ func TestRedisSubscribeConfirmedThenDelivered(t *testing.T) {
 		}
 	}
 	for i := range 300 {
-		rec.waitFor(t, User("u"+strconv.Itoa(i)), "m"+strconv.Itoa(i))
+		rec.waitFor(t, publish.User("u"+strconv.Itoa(i)), "m"+strconv.Itoa(i))
 	}
 }
 
@@ -81,63 +82,63 @@ func TestRedisRouting(t *testing.T) {
 	pub := srv.Client()
 	ctx := context.Background()
 
-	publish := func(channel, payload string) {
+	raw := func(channel, payload string) {
 		t.Helper()
 		if err := pub.Publish(ctx, channel, payload).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	publish("user:both", "to both")
-	publish("user:only1", "to only1")
-	publish("user:nobody", "to nobody")
-	publish("socket:n1.abc", "to n1 socket")
-	publish("socket:n2.abc", "to n2 socket")
-	publish("socket:n1x.abc", "to n1x socket") // another node whose id starts with n1
-	publish("broadcast", "to all")
-	publish("broadcast:except:7", "to all but 7")
-	publish("herald:control", `{"op":"disconnect","user_id":"42","reason":"logout"}`)
+	raw("user:both", "to both")
+	raw("user:only1", "to only1")
+	raw("user:nobody", "to nobody")
+	raw("socket:n1.abc", "to n1 socket")
+	raw("socket:n2.abc", "to n2 socket")
+	raw("socket:n1x.abc", "to n1x socket") // another node whose id starts with n1
+	raw("broadcast", "to all")
+	raw("broadcast:except:7", "to all but 7")
+	raw("herald:control", `{"op":"disconnect","user_id":"42","reason":"logout"}`)
 	// Published through a broker: the same path.
-	if err := b2.Publish(ctx, User("only1"), []byte("via b2")); err != nil {
+	if err := b2.Publish(ctx, publish.User("only1"), []byte("via b2")); err != nil {
 		t.Fatal(err)
 	}
-	if err := b2.PublishControl(ctx, Control{Op: OpDisconnect, UserID: "43"}); err != nil {
+	if err := b2.PublishControl(ctx, publish.Control{Op: publish.OpDisconnect, UserID: "43"}); err != nil {
 		t.Fatal(err)
 	}
 	// A marker published last: once both have it, everything before arrived.
-	publish("broadcast", "end")
-	rec1.waitFor(t, All(), "end")
-	rec2.waitFor(t, All(), "end")
+	raw("broadcast", "end")
+	rec1.waitFor(t, publish.All(), "end")
+	rec2.waitFor(t, publish.All(), "end")
 
 	tests := []struct {
 		name     string
 		rec      *recorder
-		to       Target
+		to       publish.Target
 		payload  string
 		received bool
 	}{
-		{"user on n1", rec1, User("both"), "to both", true},
-		{"user on n2", rec2, User("both"), "to both", true},
-		{"only1 on n1", rec1, User("only1"), "to only1", true},
-		{"only1 not on n2", rec2, User("only1"), "to only1", false},
-		{"via broker", rec1, User("only1"), "via b2", true},
-		{"nobody on n1", rec1, User("nobody"), "to nobody", false},
-		{"nobody on n2", rec2, User("nobody"), "to nobody", false},
-		{"own socket n1", rec1, Socket("n1.abc"), "to n1 socket", true},
-		{"other socket not on n1", rec1, Socket("n2.abc"), "to n2 socket", false},
-		{"own socket n2", rec2, Socket("n2.abc"), "to n2 socket", true},
-		{"other socket not on n2", rec2, Socket("n1.abc"), "to n1 socket", false},
-		{"prefix node not on n1", rec1, Socket("n1x.abc"), "to n1x socket", false},
-		{"broadcast n1", rec1, All(), "to all", true},
-		{"broadcast n2", rec2, All(), "to all", true},
-		{"except n1", rec1, AllExcept("7"), "to all but 7", true},
-		{"except n2", rec2, AllExcept("7"), "to all but 7", true},
+		{"user on n1", rec1, publish.User("both"), "to both", true},
+		{"user on n2", rec2, publish.User("both"), "to both", true},
+		{"only1 on n1", rec1, publish.User("only1"), "to only1", true},
+		{"only1 not on n2", rec2, publish.User("only1"), "to only1", false},
+		{"via broker", rec1, publish.User("only1"), "via b2", true},
+		{"nobody on n1", rec1, publish.User("nobody"), "to nobody", false},
+		{"nobody on n2", rec2, publish.User("nobody"), "to nobody", false},
+		{"own socket n1", rec1, publish.Socket("n1.abc"), "to n1 socket", true},
+		{"other socket not on n1", rec1, publish.Socket("n2.abc"), "to n2 socket", false},
+		{"own socket n2", rec2, publish.Socket("n2.abc"), "to n2 socket", true},
+		{"other socket not on n2", rec2, publish.Socket("n1.abc"), "to n1 socket", false},
+		{"prefix node not on n1", rec1, publish.Socket("n1x.abc"), "to n1x socket", false},
+		{"broadcast n1", rec1, publish.All(), "to all", true},
+		{"broadcast n2", rec2, publish.All(), "to all", true},
+		{"except n1", rec1, publish.AllExcept("7"), "to all but 7", true},
+		{"except n2", rec2, publish.AllExcept("7"), "to all but 7", true},
 	}
 	for _, tt := range tests {
 		if got := tt.rec.has(tt.to, tt.payload); got != tt.received {
 			t.Errorf("%s: received %v, want %v", tt.name, got, tt.received)
 		}
 	}
-	want := []Control{{Op: OpDisconnect, UserID: "42", Reason: "logout"}, {Op: OpDisconnect, UserID: "43"}}
+	want := []publish.Control{{Op: publish.OpDisconnect, UserID: "42", Reason: "logout"}, {Op: publish.OpDisconnect, UserID: "43"}}
 	for i, rec := range []*recorder{rec1, rec2} {
 		if got := rec.controlList(); len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
 			t.Errorf("n%d controls = %+v, want %+v", i+1, got, want)
@@ -266,7 +267,7 @@ func TestRedisNoDrops(t *testing.T) {
 		}
 		return nil
 	})
-	got := rec.payloads(User("42"))
+	got := rec.payloads(publish.User("42"))
 	if len(got) != total {
 		t.Fatalf("%d messages delivered, want %d", len(got), total)
 	}
@@ -323,25 +324,25 @@ func TestRedisPrefix(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if err := b.Publish(ctx, Socket("n1.t"), []byte("via broker")); err != nil {
+			if err := b.Publish(ctx, publish.Socket("n1.t"), []byte("via broker")); err != nil {
 				t.Fatal(err)
 			}
-			if err := b.PublishControl(ctx, Control{Op: OpDisconnect, UserID: "7"}); err != nil {
+			if err := b.PublishControl(ctx, publish.Control{Op: publish.OpDisconnect, UserID: "7"}); err != nil {
 				t.Fatal(err)
 			}
-			rec.waitFor(t, Socket("n1.t"), "via broker")
+			rec.waitFor(t, publish.Socket("n1.t"), "via broker")
 			testenv.Eventually(t, 5*time.Second, func() error {
 				if len(rec.controlList()) == 0 {
 					return errors.New("no control")
 				}
 				return nil
 			})
-			want := map[Target]string{
-				User("42"):     "prefixed user:42",
-				Socket("n1.s"): "prefixed socket:n1.s",
-				All():          "prefixed broadcast",
-				AllExcept("1"): "prefixed broadcast:except:1",
-				Socket("n1.t"): "via broker",
+			want := map[publish.Target]string{
+				publish.User("42"):     "prefixed user:42",
+				publish.Socket("n1.s"): "prefixed socket:n1.s",
+				publish.All():          "prefixed broadcast",
+				publish.AllExcept("1"): "prefixed broadcast:except:1",
+				publish.Socket("n1.t"): "via broker",
 			}
 			rec.mu.Lock()
 			defer rec.mu.Unlock()
@@ -382,10 +383,10 @@ func TestRedisProtocols(t *testing.T) {
 			b, rec := startBroker(t, client, RedisConfig{HealthInterval: 50 * time.Millisecond})
 			waitReady(t, b)
 			waitClosed(t, b.Subscribe("42"), 5*time.Second, "42")
-			if err := b.Publish(context.Background(), User("42"), []byte("hi")); err != nil {
+			if err := b.Publish(context.Background(), publish.User("42"), []byte("hi")); err != nil {
 				t.Fatal(err)
 			}
-			rec.waitFor(t, User("42"), "hi")
+			rec.waitFor(t, publish.User("42"), "hi")
 			// The health PINGs are answered and recognised.
 			testenv.Eventually(t, 5*time.Second, func() error {
 				if n := b.pongs.Load(); n < 3 {
@@ -418,10 +419,10 @@ func TestRedisClose(t *testing.T) {
 	if got := admin.Publish(ctx, "user:42", "late").Val(); got != 0 {
 		t.Fatalf("PUBLISH after Close reached %d subscribers", got)
 	}
-	if err := b.Publish(ctx, User("42"), []byte("x")); !errors.Is(err, ErrClosed) {
+	if err := b.Publish(ctx, publish.User("42"), []byte("x")); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Publish after Close = %v, want ErrClosed", err)
 	}
-	if err := b.PublishControl(ctx, Control{Op: OpDisconnect, UserID: "1"}); !errors.Is(err, ErrClosed) {
+	if err := b.PublishControl(ctx, publish.Control{Op: publish.OpDisconnect, UserID: "1"}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("PublishControl after Close = %v, want ErrClosed", err)
 	}
 	if ch := b.Subscribe("43"); !isClosed(ch) {
@@ -474,12 +475,12 @@ func TestRedisDroppedMessages(t *testing.T) {
 	if got := rec.controlList(); len(got) != 1 || got[0].UserID != "9" {
 		t.Errorf("controls = %+v", got)
 	}
-	for _, bad := range []Control{{Op: "explode", UserID: "1"}, {Op: OpDisconnect}} {
-		if err := b.PublishControl(ctx, bad); !errors.Is(err, ErrInvalidControl) {
+	for _, bad := range []publish.Control{{Op: "explode", UserID: "1"}, {Op: publish.OpDisconnect}} {
+		if err := b.PublishControl(ctx, bad); !errors.Is(err, publish.ErrInvalidControl) {
 			t.Errorf("PublishControl(%+v) = %v, want ErrInvalidControl", bad, err)
 		}
 	}
-	if err := b.Publish(ctx, Socket(""), nil); !errors.Is(err, ErrInvalidTarget) {
+	if err := b.Publish(ctx, publish.Socket(""), nil); !errors.Is(err, publish.ErrInvalidTarget) {
 		t.Errorf("Publish to an empty socket id = %v, want ErrInvalidTarget", err)
 	}
 }
@@ -530,5 +531,60 @@ func TestRedisConfig(t *testing.T) {
 	}
 	if err := b.Start(nil); err == nil {
 		t.Fatal("Start(nil) succeeded")
+	}
+}
+
+// Publisher → Redis → Redis broker → Handler, with a prefix.
+func TestPublisherToBroker(t *testing.T) {
+	testenv.NoLeaks(t)
+	srv := testenv.StartRedis(t)
+	const prefix = "herald-test:"
+	b, rec := startBroker(t, srv.Client(), RedisConfig{Prefix: prefix, NodeID: "web-1"})
+	waitReady(t, b)
+	waitClosed(t, b.Subscribe("42"), 5*time.Second, "42")
+	p, err := publish.NewPublisher(srv.Client(), publish.PublisherConfig{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+
+	id, err := p.NotifyFriendRequest(ctx, "42", publish.Person{ID: "7", Name: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sends := []func() (int64, error){
+		func() (int64, error) { return p.SendToSocket(ctx, "web-1.abc", []byte("socket")) },
+		func() (int64, error) { return p.Broadcast(ctx, []byte("all")) },
+		func() (int64, error) { return p.BroadcastExcept(ctx, "42", []byte("all but 42")) },
+		func() (int64, error) { return p.Disconnect(ctx, "42", "ban") },
+	}
+	for i, send := range sends {
+		if n, err := send(); n != 1 || err != nil {
+			t.Fatalf("send %d = %d, %v; want 1 receiver", i, n, err)
+		}
+	}
+	// Nobody holds user 43 or node web-2's sockets.
+	if n, _ := p.SendToUser(ctx, "43", []byte("{}")); n != 0 {
+		t.Fatalf("SendToUser 43 reached %d replicas", n)
+	}
+	if n, _ := p.SendToSocket(ctx, "web-2.abc", []byte("x")); n != 0 {
+		t.Fatalf("SendToSocket web-2.abc reached %d replicas", n)
+	}
+
+	rec.waitFor(t, publish.Socket("web-1.abc"), "socket")
+	rec.waitFor(t, publish.All(), "all")
+	rec.waitFor(t, publish.AllExcept("42"), "all but 42")
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if len(rec.controlList()) == 0 {
+			return errors.New("no control")
+		}
+		return nil
+	})
+	if got := rec.controlList(); got[0] != (publish.Control{Op: publish.OpDisconnect, UserID: "42", Reason: "ban"}) {
+		t.Fatalf("control = %+v", got[0])
+	}
+	got := rec.payloads(publish.User("42"))
+	if len(got) != 1 || !strings.Contains(got[0], `"id":"`+id+`"`) {
+		t.Fatalf("user 42 got %q, want the friend request %s", got, id)
 	}
 }

@@ -11,18 +11,19 @@
 // Memory is the embedded single-process broker: it delivers synchronously on
 // the publisher's goroutine. Redis uses Redis pub/sub so that N replicas
 // behave as one gateway; it delivers from one goroutine, in the order Redis
-// sent the messages. Publisher is the small client that backend services
-// written in Go use to publish through Redis.
+// sent the messages. Backend services written in Go publish with
+// package fanout/publish, which also defines the channel names, targets and
+// control commands this package uses.
 //
 // # Redis channels
 //
-// Channels names everything, under a configurable prefix (empty by default):
+// publish.Channels names everything, under a configurable prefix (empty by default):
 // "<prefix>user:<user_id>", "<prefix>socket:<socket_id>",
 // "<prefix>broadcast", "<prefix>broadcast:except:<user_id>" and
 // "<prefix>herald:control", whose payload is a Control as JSON. Payloads are
 // delivered verbatim.
 //
-// Each replica has a node id (ValidNodeID, NewNodeID), and its socket ids
+// Each replica has a node id (publish.ValidNodeID, publish.NewNodeID), and its socket ids
 // are "<node_id>.<suffix>". A replica subscribes once, at connection time,
 // to what every replica needs: SUBSCRIBE "<prefix>broadcast" and
 // "<prefix>herald:control", and PSUBSCRIBE "<prefix>socket:<node_id>.*" (the
@@ -65,21 +66,21 @@
 // receive {"type":"resync"} through Handler.Deliver. A shard whose connection is restored resyncs
 // its own channels the same way; only a restored classic connection calls
 // Handler.Resync. Lock order: RedisCluster.mu, then a shard's Redis.mu.
-// Publisher and RedisInbox pick the names and the command (SPUBLISH or
-// PUBLISH) from the client's type (channelsFor).
+// publish.Publisher and RedisInbox pick the names and the command (SPUBLISH
+// or PUBLISH) from the client's type (publish.ChannelsFor).
 //
 // # Inbox
 //
 // An Inbox keeps each user's recent events so that a reconnecting socket
 // can replay what it missed. RedisInbox keeps one Redis Stream per user,
 // "<prefix>inbox:<user_id>", capped by count (XADD MAXLEN ~) and age (XTRIM
-// MINID, PEXPIRE); AppendScript (the file inbox_append.lua) appends an event
+// MINID, PEXPIRE); publish.AppendScript (the file publish/inbox_append.lua) appends an event
 // and publishes it on the user's channel with its id, atomically, and a
 // second script reads what follows a given id or reports a gap. Both
 // scripts touch one key. MemoryInbox has the same rules in the process and
 // publishes through a Broker while holding the user's shard lock (lock
 // order: inbox shard, then the broker's locks), so a user's events reach
 // the broker in id order. A frame carrying an id is the payload with
-// "inbox_id" spliced in first (InboxFrame). Publisher sends user events
+// "inbox_id" spliced in first (publish.InboxFrame). publish.Publisher sends user events
 // through the inbox unless configured with NoInbox.
 package fanout

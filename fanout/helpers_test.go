@@ -16,29 +16,30 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/internal/testenv"
 )
 
 // recorder is a Handler that remembers everything it is given.
 type recorder struct {
 	mu       sync.Mutex
-	msgs     []received // guarded by mu
-	controls []Control  // guarded by mu
-	resyncs  int        // guarded by mu
+	msgs     []received        // guarded by mu
+	controls []publish.Control // guarded by mu
+	resyncs  int               // guarded by mu
 }
 
 type received struct {
-	to      Target
+	to      publish.Target
 	payload string
 }
 
-func (r *recorder) Deliver(to Target, payload []byte) {
+func (r *recorder) Deliver(to publish.Target, payload []byte) {
 	r.mu.Lock()
 	r.msgs = append(r.msgs, received{to, string(payload)})
 	r.mu.Unlock()
 }
 
-func (r *recorder) Control(c Control) {
+func (r *recorder) Control(c publish.Control) {
 	r.mu.Lock()
 	r.controls = append(r.controls, c)
 	r.mu.Unlock()
@@ -51,7 +52,7 @@ func (r *recorder) Resync() {
 }
 
 // has reports whether payload was delivered to to.
-func (r *recorder) has(to Target, payload string) bool {
+func (r *recorder) has(to publish.Target, payload string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, m := range r.msgs {
@@ -63,7 +64,7 @@ func (r *recorder) has(to Target, payload string) bool {
 }
 
 // payloads returns what was delivered to to, in order.
-func (r *recorder) payloads(to Target) []string {
+func (r *recorder) payloads(to publish.Target) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []string
@@ -81,10 +82,10 @@ func (r *recorder) count() int {
 	return len(r.msgs)
 }
 
-func (r *recorder) controlList() []Control {
+func (r *recorder) controlList() []publish.Control {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]Control(nil), r.controls...)
+	return append([]publish.Control(nil), r.controls...)
 }
 
 func (r *recorder) resyncCount() int {
@@ -94,7 +95,7 @@ func (r *recorder) resyncCount() int {
 }
 
 // waitFor fails the test unless payload reaches to within a few seconds.
-func (r *recorder) waitFor(t testing.TB, to Target, payload string) {
+func (r *recorder) waitFor(t testing.TB, to publish.Target, payload string) {
 	t.Helper()
 	testenv.Eventually(t, 5*time.Second, func() error {
 		if r.has(to, payload) {

@@ -1,13 +1,9 @@
 package fanout
 
 import (
-	"bytes"
 	"context"
-	"errors"
-	"fmt"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // The inbox keeps each user's recent events, so that a socket that comes back
@@ -21,49 +17,6 @@ import (
 //
 // A reconnecting socket names the last id it saw (since); Read returns what
 // the inbox holds after it, or reports a gap that cannot be closed.
-
-// ErrNotObject refuses an inbox payload that is not a JSON object: the id is
-// spliced in as its first member, so the payload must start with '{'.
-var ErrNotObject = errors.New("fanout: an inbox payload must be a JSON object starting with '{'")
-
-// InboxConfig bounds every user's inbox. Every zero value means the default
-// named in the field's comment. Publishers and herald should use the same
-// values: herald replays at most MaxLen events per reconnect.
-type InboxConfig struct {
-	// MaxLen caps the events kept per user (XADD MAXLEN ~, so Redis may keep
-	// a few more until it can drop a whole node). A reconnect that missed
-	// more than MaxLen events is told to resync. Zero means 100.
-	MaxLen int
-	// Retention drops events older than this (XTRIM MINID on every append)
-	// and a whole inbox once nothing was appended for this long (PEXPIRE).
-	// A since older than what is kept gets a resync. Zero means 24h.
-	Retention time.Duration
-}
-
-// The defaults of InboxConfig's zero values; cmd/herald's flags use them.
-const (
-	DefaultInboxMaxLen    = 100
-	DefaultInboxRetention = 24 * time.Hour
-)
-
-func (c *InboxConfig) setDefaults() {
-	if c.MaxLen == 0 {
-		c.MaxLen = DefaultInboxMaxLen
-	}
-	if c.Retention == 0 {
-		c.Retention = DefaultInboxRetention
-	}
-}
-
-func (c *InboxConfig) validate() error {
-	if c.MaxLen < 1 {
-		return fmt.Errorf("fanout: inbox max len %d: must be at least 1", c.MaxLen)
-	}
-	if c.Retention < time.Millisecond {
-		return fmt.Errorf("fanout: inbox retention %s: must be at least 1ms", c.Retention)
-	}
-	return nil
-}
 
 // Inbox is the per-user event store herald replays from. RedisInbox keeps it
 // in Redis Streams (shared by every replica); MemoryInbox keeps it in the
@@ -108,54 +61,6 @@ type InboxRead struct {
 type InboxEvent struct {
 	ID      string
 	Payload []byte
-}
-
-// inboxIDPrefix starts every inbox frame.
-const inboxIDPrefix = `{"inbox_id":"`
-
-// InboxFrame returns the text a socket receives for the inbox event id with
-// payload: payload with "inbox_id" spliced in as its first member. payload
-// must start with '{' (see ErrNotObject). The Lua script of the publish path
-// builds the same bytes.
-func InboxFrame(id string, payload []byte) []byte {
-	rest := payload[1:]
-	b := make([]byte, 0, len(inboxIDPrefix)+len(id)+2+len(rest))
-	b = append(b, inboxIDPrefix...)
-	b = append(b, id...)
-	b = append(b, '"')
-	if !emptyObjectRest(rest) {
-		b = append(b, ',')
-	}
-	return append(b, rest...)
-}
-
-// emptyObjectRest reports whether rest, a payload after its '{', starts
-// with optional whitespace and '}' (Lua's %s*} in the script).
-func emptyObjectRest(rest []byte) bool {
-	t := bytes.TrimLeft(rest, " \t\n\r\v\f")
-	return len(t) > 0 && t[0] == '}'
-}
-
-// InboxFrameID returns the inbox id an inbox frame carries, or false for any
-// other payload (a plain PUBLISH, a broadcast). It does not allocate.
-func InboxFrameID(payload []byte) (string, bool) {
-	if !bytes.HasPrefix(payload, []byte(inboxIDPrefix)) {
-		return "", false
-	}
-	rest := payload[len(inboxIDPrefix):]
-	end := bytes.IndexByte(rest, '"')
-	if end < 0 {
-		return "", false
-	}
-	return string(rest[:end]), true
-}
-
-// checkInboxPayload refuses what InboxFrame cannot splice into.
-func checkInboxPayload(payload []byte) error {
-	if len(payload) == 0 || payload[0] != '{' {
-		return ErrNotObject
-	}
-	return nil
 }
 
 // StreamID is a parsed inbox id: a Redis Stream id "<ms>-<seq>".

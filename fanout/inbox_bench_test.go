@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/internal/testenv"
 )
 
@@ -16,11 +17,11 @@ func BenchmarkInboxWrite(b *testing.B) {
 	c := srv.Client()
 	ctx := context.Background()
 	payload := []byte(`{"type":"friend_request","id":"5f0c6a8e-2d1b-4c3e-9f7a-1b2c3d4e5f60","ts":1764150000000,"data":{"from":{"id":"7","name":"alice"}}}`)
-	plain, err := NewPublisher(c, PublisherConfig{NoInbox: true})
+	plain, err := publish.NewPublisher(c, publish.PublisherConfig{NoInbox: true})
 	if err != nil {
 		b.Fatal(err)
 	}
-	inbox, err := NewPublisher(c, PublisherConfig{})
+	inbox, err := publish.NewPublisher(c, publish.PublisherConfig{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -6,12 +6,14 @@ import (
 	"hash/maphash"
 	"sync"
 	"time"
+
+	"github.com/herald-gw/herald/fanout/publish"
 )
 
 // MemoryInboxConfig configures NewMemoryInbox. Every zero value means the
 // default named in the field's comment.
 type MemoryInboxConfig struct {
-	InboxConfig
+	publish.InboxConfig
 	// SweepInterval is how often a background goroutine drops the inboxes
 	// that expired (nothing appended for Retention). Zero means 1m. Expired
 	// inboxes are already treated as missing; the sweep only bounds memory.
@@ -28,7 +30,7 @@ type MemoryInboxConfig struct {
 // order. Lock order: a shard lock, then whatever the broker takes.
 type MemoryInbox struct {
 	broker Broker
-	cfg    InboxConfig
+	cfg    publish.InboxConfig
 	now    func() time.Time
 	seed   maphash.Seed
 	shards [inboxShards]inboxShard
@@ -70,8 +72,8 @@ func NewMemoryInbox(broker Broker, cfg MemoryInboxConfig) (*MemoryInbox, error) 
 	if broker == nil {
 		return nil, errors.New("fanout: NewMemoryInbox with a nil broker")
 	}
-	cfg.setDefaults()
-	if err := cfg.validate(); err != nil {
+	cfg.InboxConfig = cfg.InboxConfig.WithDefaults()
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if cfg.SweepInterval <= 0 {
@@ -130,9 +132,9 @@ func (m *MemoryInbox) addLocked(sh *inboxShard, user string, payload []byte, now
 // Append stores payload and publishes its frame through the broker.
 func (m *MemoryInbox) Append(ctx context.Context, userID string, payload []byte) (string, error) {
 	if userID == "" {
-		return "", ErrInvalidTarget
+		return "", publish.ErrInvalidTarget
 	}
-	if err := checkInboxPayload(payload); err != nil {
+	if err := publish.CheckInboxPayload(payload); err != nil {
 		return "", err
 	}
 	payload = append([]byte(nil), payload...)
@@ -155,7 +157,7 @@ func (m *MemoryInbox) Append(ctx context.Context, userID string, payload []byte)
 		s.events = s.events[n:]
 	}
 	sid := id.String()
-	if err := m.broker.Publish(ctx, User(userID), InboxFrame(sid, payload)); err != nil {
+	if err := m.broker.Publish(ctx, publish.User(userID), publish.InboxFrame(sid, payload)); err != nil {
 		return sid, err
 	}
 	return sid, nil

@@ -5,35 +5,10 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"strings"
 
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/redis/go-redis/v9"
 )
-
-// inboxPart is the key part of a user's inbox stream, after the prefix.
-const inboxPart = "inbox:"
-
-// Inbox returns the key of userID's inbox stream: "<prefix>inbox:<user_id>",
-// or "<prefix>inbox:{<user_id>}" with sharded names, so that the stream
-// and the user's channel share a hash slot in a Redis Cluster.
-func (c Channels) Inbox(userID string) string {
-	if c.sharded {
-		return c.prefix + inboxPart + "{" + userID + "}"
-	}
-	return c.prefix + inboxPart + userID
-}
-
-// AppendScript is the publish path of the inbox, for every language (the
-// file fanout/inbox_append.lua): it appends ARGV[2] (a JSON object) to the
-// stream KEYS[1], trims the stream to about ARGV[3] entries and to ARGV[4]
-// milliseconds of age, lets it expire after ARGV[4] ms without appends,
-// and PUBLISHes the event's frame (the payload with "inbox_id" spliced in
-// first) on the channel ARGV[1]. It returns {id, receivers}. It touches
-// one key, so it runs unchanged on Redis Cluster. The README shows how to
-// call it with EVAL.
-//
-//go:embed inbox_append.lua
-var AppendScript string
 
 // readScript is Read in one atomic step: KEYS[1] the stream; ARGV[1] since
 // ("" for none, otherwise already validated as "<ms>-<seq>"); ARGV[2] the
@@ -76,17 +51,14 @@ end
 return out
 `
 
-var (
-	appendScript = redis.NewScript(AppendScript)
-	readInbox    = redis.NewScript(readScript)
-)
+var readInbox = redis.NewScript(readScript)
 
 // RedisInboxConfig configures NewRedisInbox.
 type RedisInboxConfig struct {
 	// Prefix starts every key and channel name (see Channels). Empty means
 	// none.
 	Prefix string
-	InboxConfig
+	publish.InboxConfig
 }
 
 // RedisInbox is the Inbox of the multi-replica mode: one Redis Stream per
@@ -96,8 +68,9 @@ type RedisInboxConfig struct {
 // own and is safe for concurrent use.
 type RedisInbox struct {
 	client redis.UniversalClient // the caller's
-	ch     Channels
-	cfg    InboxConfig
+	ch     publish.Channels
+	cfg    publish.InboxConfig
+	pub    *publish.Publisher // appends, the way every publisher does
 }
 
 var (
@@ -110,45 +83,21 @@ func NewRedisInbox(client redis.UniversalClient, cfg RedisInboxConfig) (*RedisIn
 	if client == nil {
 		return nil, errors.New("fanout: NewRedisInbox with a nil client")
 	}
-	cfg.setDefaults()
-	if err := cfg.validate(); err != nil {
+	cfg.InboxConfig = cfg.InboxConfig.WithDefaults()
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &RedisInbox{client: client, ch: channelsFor(client, cfg.Prefix), cfg: cfg.InboxConfig}, nil
-}
-
-// Append runs AppendScript for userID.
-func (r *RedisInbox) Append(ctx context.Context, userID string, payload []byte) (string, error) {
-	id, _, err := appendEvent(ctx, r.client, r.ch, r.cfg, userID, payload)
-	return id, err
-}
-
-// appendEvent runs AppendScript; it returns the event id and the PUBLISH
-// receivers. The script is never retried by go-redis, whatever the
-// client's MaxRetries: after a connection dropped with the script already
-// run, a retry would store and publish the event twice.
-func appendEvent(ctx context.Context, c cmdProcessor, ch Channels, cfg InboxConfig, userID string, payload []byte) (string, int64, error) {
-	if userID == "" {
-		return "", 0, ErrInvalidTarget
-	}
-	if err := checkInboxPayload(payload); err != nil {
-		return "", 0, err
-	}
-	publish := "PUBLISH"
-	if ch.Sharded() {
-		publish = "SPUBLISH" // the channel shares the stream's hash slot
-	}
-	res, err := runOnce(ctx, c, appendScript.Hash(), AppendScript, []string{ch.Inbox(userID)},
-		ch.User(userID), payload, cfg.MaxLen, cfg.Retention.Milliseconds(), publish).Slice()
+	pub, err := publish.NewPublisher(client, publish.PublisherConfig{Prefix: cfg.Prefix, Inbox: cfg.InboxConfig})
 	if err != nil {
-		return "", 0, fmt.Errorf("fanout: inbox append for %s: %w", userID, err)
+		return nil, err
 	}
-	if len(res) != 2 {
-		return "", 0, fmt.Errorf("fanout: inbox append for %s: unexpected reply %v", userID, res)
-	}
-	id, _ := res[0].(string)
-	n, _ := res[1].(int64)
-	return id, n, nil
+	return &RedisInbox{client: client, ch: pub.Channels(), cfg: cfg.InboxConfig, pub: pub}, nil
+}
+
+// Append runs AppendScript for userID (Publisher.AppendToUser).
+func (r *RedisInbox) Append(ctx context.Context, userID string, payload []byte) (string, error) {
+	id, _, err := r.pub.AppendToUser(ctx, userID, payload)
+	return id, err
 }
 
 // Read runs the read script for userID. A malformed since is a gap that
@@ -201,38 +150,3 @@ func (r *RedisInbox) read(ctx context.Context, userID, since, channel string, sy
 
 // Close does nothing: the client is the caller's.
 func (r *RedisInbox) Close() error { return nil }
-
-// cmdProcessor is the part of a go-redis client that runs a command.
-type cmdProcessor interface {
-	Process(ctx context.Context, cmd redis.Cmder) error
-}
-
-// runOnce runs the script src by its hash and, if Redis does not know it
-// yet, in full, each as a command go-redis does not retry (see noRetryCmd).
-func runOnce(ctx context.Context, c cmdProcessor, hash, src string, keys []string, args ...any) *redis.Cmd {
-	evalArgs := func(name, body string) []any {
-		a := append([]any{name, body, len(keys)}, toAny(keys)...)
-		return append(a, args...)
-	}
-	cmd := noRetryCmd{redis.NewCmd(ctx, evalArgs("evalsha", hash)...)}
-	_ = c.Process(ctx, cmd)
-	if err := cmd.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
-		cmd = noRetryCmd{redis.NewCmd(ctx, evalArgs("eval", src)...)}
-		_ = c.Process(ctx, cmd)
-	}
-	return cmd.Cmd
-}
-
-func toAny(ss []string) []any {
-	out := make([]any, len(ss))
-	for i, s := range ss {
-		out[i] = s
-	}
-	return out
-}
-
-// noRetryCmd is a command go-redis runs at most once, whatever the client's
-// MaxRetries.
-type noRetryCmd struct{ *redis.Cmd }
-
-func (noRetryCmd) NoRetry() bool { return true }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/internal/testenv"
 )
 
@@ -25,18 +26,18 @@ func TestInboxFrame(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := string(InboxFrame(tt.id, []byte(tt.payload)))
+			got := string(publish.InboxFrame(tt.id, []byte(tt.payload)))
 			if got != tt.want {
 				t.Fatalf("InboxFrame = %s, want %s", got, tt.want)
 			}
-			id, ok := InboxFrameID([]byte(got))
+			id, ok := publish.InboxFrameID([]byte(got))
 			if !ok || id != tt.id {
 				t.Fatalf("InboxFrameID(%s) = %q %v, want %q", got, id, ok, tt.id)
 			}
 		})
 	}
 	for _, p := range []string{`{"type":"x"}`, `{"inbox":"1-0"}`, "plain", "", `{"inbox_id":"unterminated`} {
-		if id, ok := InboxFrameID([]byte(p)); ok {
+		if id, ok := publish.InboxFrameID([]byte(p)); ok {
 			t.Errorf("InboxFrameID(%q) = %q, want none", p, id)
 		}
 	}
@@ -85,7 +86,7 @@ func TestInboxReadRules(t *testing.T) {
 	testenv.NoLeaks(t)
 	for name, mk := range inboxImplsSimple() {
 		t.Run(name, func(t *testing.T) {
-			in, frames := mk(t, InboxConfig{MaxLen: 5, Retention: time.Hour})
+			in, frames := mk(t, publish.InboxConfig{MaxLen: 5, Retention: time.Hour})
 			ctx := context.Background()
 			read := func(since string) InboxRead {
 				t.Helper()
@@ -173,10 +174,10 @@ func TestInboxReadRules(t *testing.T) {
 				t.Fatalf("9 events after since with MaxLen 5 = %+v, want a gap", rd)
 			}
 
-			if _, err := in.Append(ctx, "u", []byte(`[1]`)); !errors.Is(err, ErrNotObject) {
+			if _, err := in.Append(ctx, "u", []byte(`[1]`)); !errors.Is(err, publish.ErrNotObject) {
 				t.Fatalf("Append of an array = %v, want ErrNotObject", err)
 			}
-			if _, err := in.Append(ctx, "", []byte(`{}`)); !errors.Is(err, ErrInvalidTarget) {
+			if _, err := in.Append(ctx, "", []byte(`{}`)); !errors.Is(err, publish.ErrInvalidTarget) {
 				t.Fatalf("Append to nobody = %v, want ErrInvalidTarget", err)
 			}
 		})
@@ -185,9 +186,9 @@ func TestInboxReadRules(t *testing.T) {
 
 // inboxImplsSimple returns constructors of both inboxes for user "u", with a
 // function that returns the frames published to u so far.
-func inboxImplsSimple() map[string]func(t *testing.T, cfg InboxConfig) (Inbox, func() []string) {
-	return map[string]func(t *testing.T, cfg InboxConfig) (Inbox, func() []string){
-		"memory": func(t *testing.T, cfg InboxConfig) (Inbox, func() []string) {
+func inboxImplsSimple() map[string]func(t *testing.T, cfg publish.InboxConfig) (Inbox, func() []string) {
+	return map[string]func(t *testing.T, cfg publish.InboxConfig) (Inbox, func() []string){
+		"memory": func(t *testing.T, cfg publish.InboxConfig) (Inbox, func() []string) {
 			b := NewMemory(MemoryConfig{})
 			rec := &recorder{}
 			if err := b.Start(rec); err != nil {
@@ -200,9 +201,9 @@ func inboxImplsSimple() map[string]func(t *testing.T, cfg InboxConfig) (Inbox, f
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { in.Close() })
-			return in, func() []string { return rec.payloads(User("u")) }
+			return in, func() []string { return rec.payloads(publish.User("u")) }
 		},
-		"redis": func(t *testing.T, cfg InboxConfig) (Inbox, func() []string) {
+		"redis": func(t *testing.T, cfg publish.InboxConfig) (Inbox, func() []string) {
 			srv := testenv.StartRedis(t)
 			in, err := NewRedisInbox(srv.Client(), RedisInboxConfig{Prefix: "p:", InboxConfig: cfg})
 			if err != nil {
@@ -211,7 +212,7 @@ func inboxImplsSimple() map[string]func(t *testing.T, cfg InboxConfig) (Inbox, f
 			b, rec := startBroker(t, srv.Client(), RedisConfig{Prefix: "p:", NodeID: "n"})
 			waitReady(t, b)
 			waitClosed(t, b.Subscribe("u"), 5*time.Second, "u")
-			return in, func() []string { return rec.payloads(User("u")) }
+			return in, func() []string { return rec.payloads(publish.User("u")) }
 		},
 	}
 }
@@ -223,7 +224,7 @@ func TestRedisInboxKeys(t *testing.T) {
 	srv := testenv.StartRedis(t)
 	c := srv.Client()
 	ctx := context.Background()
-	in, err := NewRedisInbox(c, RedisInboxConfig{Prefix: "app:", InboxConfig: InboxConfig{MaxLen: 3, Retention: 400 * time.Millisecond}})
+	in, err := NewRedisInbox(c, RedisInboxConfig{Prefix: "app:", InboxConfig: publish.InboxConfig{MaxLen: 3, Retention: 400 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +270,7 @@ func TestRedisInboxKeys(t *testing.T) {
 		return nil
 	})
 	// The script refuses what it cannot splice into, from any client.
-	err = c.Eval(ctx, AppendScript, []string{"app:inbox:42"}, "app:user:42", "not json", 3, 1000).Err()
+	err = c.Eval(ctx, publish.AppendScript, []string{"app:inbox:42"}, "app:user:42", "not json", 3, 1000).Err()
 	if err == nil || !strings.Contains(err.Error(), "JSON object") {
 		t.Fatalf("EVAL with a non-object = %v, want the script's error", err)
 	}
@@ -286,7 +287,7 @@ func TestMemoryInboxAge(t *testing.T) {
 	var now atomic.Int64
 	now.Store(1764150000000)
 	in, err := NewMemoryInbox(b, MemoryInboxConfig{
-		InboxConfig: InboxConfig{MaxLen: 10, Retention: time.Second},
+		InboxConfig: publish.InboxConfig{MaxLen: 10, Retention: time.Second},
 		Now:         func() time.Time { return time.UnixMilli(now.Load()) },
 	})
 	if err != nil {
@@ -325,14 +326,14 @@ func TestMemoryInboxAge(t *testing.T) {
 }
 
 // TestAppendScriptWithRedisCLI runs the README's recipe for other
-// languages: redis-cli EVAL of fanout/inbox_append.lua.
+// languages: redis-cli EVAL of fanout/publish/inbox_append.lua.
 func TestAppendScriptWithRedisCLI(t *testing.T) {
 	testenv.NoLeaks(t)
 	cli := testenv.LookBinary(t, "redis-cli", "redis-tools")
 	srv := testenv.StartRedis(t)
-	next := listen(t, srv.Client(), "user:42")
+	next := testenv.Listen(t, srv.Client(), "user:42")
 	host, port, _ := strings.Cut(srv.Addr(), ":")
-	out, err := exec.Command(cli, "-h", host, "-p", port, "EVAL", AppendScript, "1",
+	out, err := exec.Command(cli, "-h", host, "-p", port, "EVAL", publish.AppendScript, "1",
 		"inbox:42", "user:42", `{"type":"friend_request","data":{"from":{"id":"7"}}}`, "100", "86400000").CombinedOutput()
 	if err != nil {
 		t.Fatalf("redis-cli EVAL: %v\n%s", err, out)
@@ -407,7 +408,7 @@ func TestRedisInboxReadSync(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if got, _ := InboxFrameID([]byte(m.Payload)); got != id {
+				if got, _ := publish.InboxFrameID([]byte(m.Payload)); got != id {
 					t.Fatalf("message %q, want the event %s first", m.Payload, id)
 				}
 			}

@@ -3,6 +3,7 @@ package fanout
 import (
 	"errors"
 
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -95,11 +96,11 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C, errs *[]er
 }
 
 // delivered counts a message handed over for t.
-func (m *metrics) delivered(t Target) {
+func (m *metrics) delivered(t publish.Target) {
 	switch t.Kind {
-	case ToUser:
+	case publish.ToUser:
 		m.msgUser.Inc()
-	case ToSocket:
+	case publish.ToSocket:
 		m.msgSocket.Inc()
 	default:
 		m.msgBroadcast.Inc()

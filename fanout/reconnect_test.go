@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/internal/testenv"
 )
 
@@ -52,7 +53,7 @@ func TestRedisRestart(t *testing.T) {
 	// While Redis is down: a new user, and one that leaves.
 	down := b.Subscribe("new")
 	b.Unsubscribe("r0")
-	if err := b.Publish(ctx, User("r1"), []byte("x")); err == nil {
+	if err := b.Publish(ctx, publish.User("r1"), []byte("x")); err == nil {
 		t.Fatal("Publish succeeded with Redis down")
 	}
 	time.Sleep(300 * time.Millisecond) // a few reconnection attempts
@@ -84,9 +85,9 @@ func TestRedisRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rec.waitFor(t, User("r1"), "after restart")
-	rec.waitFor(t, User("new"), "after restart")
-	rec.waitFor(t, Socket("n1.s"), "after restart")
+	rec.waitFor(t, publish.User("r1"), "after restart")
+	rec.waitFor(t, publish.User("new"), "after restart")
+	rec.waitFor(t, publish.Socket("n1.s"), "after restart")
 	if v, _ := metricValue(t, reg, "herald_broker_reconnects_total", "", ""); v != 1 {
 		t.Fatalf("reconnects_total = %v, want 1", v)
 	}
@@ -119,7 +120,7 @@ func TestRedisStartWhileDown(t *testing.T) {
 	if err := srv.Client().Publish(context.Background(), "user:42", "hi").Err(); err != nil {
 		t.Fatal(err)
 	}
-	rec.waitFor(t, User("42"), "hi")
+	rec.waitFor(t, publish.User("42"), "hi")
 	if n := rec.resyncCount(); n != 0 {
 		t.Fatalf("Resync called %d times, want 0", n)
 	}
@@ -182,7 +183,7 @@ func TestRedisHealthCheck(t *testing.T) {
 	if err := pub.Publish(context.Background(), "user:42", "after").Err(); err != nil {
 		t.Fatal(err)
 	}
-	rec.waitFor(t, User("42"), "after")
+	rec.waitFor(t, publish.User("42"), "after")
 }
 
 // A connection killed by the server while Redis stays up is replaced by the

@@ -1,6 +1,11 @@
 package fanout
 
-import "testing"
+import (
+	"strconv"
+	"testing"
+
+	"github.com/herald-gw/herald/fanout/publish"
+)
 
 // The expected slots are what Redis answers to CLUSTER KEYSLOT.
 func TestKeySlot(t *testing.T) {
@@ -20,5 +25,25 @@ func TestKeySlot(t *testing.T) {
 		if got := keySlot(tt.key); got != tt.want {
 			t.Errorf("keySlot(%q) = %d, want %d", tt.key, got, tt.want)
 		}
+	}
+}
+
+// TestShardedChannelSlots: the hash tags of the sharded names place a
+// user's channel on one slot whatever the prefix, and spread one node's
+// sockets over the slots.
+func TestShardedChannelSlots(t *testing.T) {
+	// Every socket of a user hashes to one slot whatever the prefix.
+	if keySlot("app:user:{42}") != keySlot("user:{42}") {
+		t.Error("the prefix changed the slot of a hash-tagged channel")
+	}
+	// A socket's slot is its id's, not its node's: one replica's sockets
+	// spread over the shards.
+	slots := map[int]bool{}
+	c := publish.NewShardedChannels("")
+	for i := range 64 {
+		slots[keySlot(c.Socket("n1."+strconv.Itoa(i)))] = true
+	}
+	if len(slots) < 32 {
+		t.Errorf("64 sockets of one node hash to %d slots", len(slots))
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/herald-gw/herald/auth"
 	"github.com/herald-gw/herald/fanout"
 	"github.com/herald-gw/herald/fanout/presence"
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/gateway/wscore"
 	"github.com/herald-gw/herald/replay"
 )
@@ -228,7 +229,7 @@ func (c *Config) validate() error {
 	if c.Broker == nil {
 		errs = append(errs, errors.New("Broker is required"))
 	}
-	if c.NodeID != "" && !fanout.ValidNodeID(c.NodeID) {
+	if c.NodeID != "" && !publish.ValidNodeID(c.NodeID) {
 		errs = append(errs, fmt.Errorf("node id %q: use 1 to 64 letters, digits, '-' or '_'", c.NodeID))
 	}
 	core := c.coreConfig()

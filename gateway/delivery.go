@@ -8,7 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/gateway/wscore"
 )
 
@@ -49,15 +49,15 @@ func (d *delivery) check(payload []byte) int {
 	return -1
 }
 
-func (d *delivery) Deliver(to fanout.Target, payload []byte) {
+func (d *delivery) Deliver(to publish.Target, payload []byte) {
 	at := wscore.Now()
 	m := d.s.metrics
 	switch to.Kind {
-	case fanout.ToUser:
+	case publish.ToUser:
 		m.msgUser.Inc()
-	case fanout.ToSocket:
+	case publish.ToSocket:
 		m.msgSocket.Inc()
-	case fanout.ToAll:
+	case publish.ToAll:
 		m.msgBroadcast.Inc()
 	}
 	if reason := d.check(payload); reason >= 0 {
@@ -68,7 +68,7 @@ func (d *delivery) Deliver(to fanout.Target, payload []byte) {
 	}
 	frame := wscore.MessageFrame(payload, at)
 	switch to.Kind {
-	case fanout.ToUser:
+	case publish.ToUser:
 		bp := d.scratch()
 		targets := d.s.reg.appendUser((*bp)[:0], to.ID)
 		for _, c := range targets {
@@ -78,12 +78,12 @@ func (d *delivery) Deliver(to fanout.Target, payload []byte) {
 		}
 		d.release(bp, targets)
 		m.delivered.Add(float64(len(targets)))
-	case fanout.ToSocket:
+	case publish.ToSocket:
 		if c := d.s.reg.socket(to.ID); c != nil {
 			c.enqueue(frame)
 			m.delivered.Inc()
 		}
-	case fanout.ToAll:
+	case publish.ToAll:
 		d.all(frame, to.ID)
 	}
 }
@@ -105,9 +105,9 @@ func (d *delivery) all(frame wscore.Frame, except string) {
 	d.s.metrics.delivered.Add(float64(n))
 }
 
-func (d *delivery) Control(c fanout.Control) {
+func (d *delivery) Control(c publish.Control) {
 	d.s.metrics.msgControl.Inc()
-	if c.Op != fanout.OpDisconnect {
+	if c.Op != publish.OpDisconnect {
 		d.s.log.Warn("unknown control op", zap.String("op", c.Op))
 		return
 	}

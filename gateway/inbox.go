@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/gateway/wscore"
 )
 
@@ -133,7 +134,7 @@ func (in *inboxState) hold(c *Conn, payload []byte, frame wscore.Frame) bool {
 		return true
 	}
 	h := heldFrame{frame: frame}
-	if id, ok := fanout.InboxFrameID(payload); ok {
+	if id, ok := publish.InboxFrameID(payload); ok {
 		h.id, h.hasID = fanout.ParseStreamID(id)
 	}
 	g.bytes += frame.Len()
@@ -218,7 +219,7 @@ func (s *Server) openInbox(ctx context.Context, c *Conn, g *inboxGate, q url.Val
 		return DisconnectTryAgainLater
 	}
 	if !syncInRead {
-		if err := s.broker.Publish(ctx, fanout.User(c.user), syncMessage(c.id)); err != nil {
+		if err := s.broker.Publish(ctx, publish.User(c.user), syncMessage(c.id)); err != nil {
 			s.endInbox(c, g, false, nil)
 			s.log.Warn("socket refused: cannot publish the inbox sync", zap.String("user", c.user), zap.Error(err))
 			return DisconnectTryAgainLater
@@ -256,7 +257,7 @@ func (s *Server) queueReplay(c *Conn, rd fanout.InboxRead) {
 	if !rd.Gap {
 		frames = make([]wscore.Frame, 0, len(rd.Events))
 		for _, e := range rd.Events {
-			f := fanout.InboxFrame(e.ID, e.Payload)
+			f := publish.InboxFrame(e.ID, e.Payload)
 			// What fan-out would not relay live is not replayed either
 			// (and counted the same way).
 			switch {

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/gateway"
 	"github.com/herald-gw/herald/internal/testenv"
 )
@@ -49,13 +50,13 @@ type inboxEnv struct {
 	publish func(t *testing.T, user, payload string) string // returns the inbox id
 }
 
-type inboxVariant func(t *testing.T, cfg fanout.InboxConfig, wrap func(fanout.Inbox) fanout.Inbox) inboxEnv
+type inboxVariant func(t *testing.T, cfg publish.InboxConfig, wrap func(fanout.Inbox) fanout.Inbox) inboxEnv
 
 // inboxVariants are the embedded mode (memory broker and inbox) and one
 // replica on a real Redis.
 func inboxVariants() map[string]inboxVariant {
 	return map[string]inboxVariant{
-		"memory": func(t *testing.T, cfg fanout.InboxConfig, wrap func(fanout.Inbox) fanout.Inbox) inboxEnv {
+		"memory": func(t *testing.T, cfg publish.InboxConfig, wrap func(fanout.Inbox) fanout.Inbox) inboxEnv {
 			b := fanout.NewMemory(fanout.MemoryConfig{})
 			mi, err := fanout.NewMemoryInbox(b, fanout.MemoryInboxConfig{InboxConfig: cfg})
 			if err != nil {
@@ -76,7 +77,7 @@ func inboxVariants() map[string]inboxVariant {
 				return id
 			}}
 		},
-		"redis": func(t *testing.T, cfg fanout.InboxConfig, wrap func(fanout.Inbox) fanout.Inbox) inboxEnv {
+		"redis": func(t *testing.T, cfg publish.InboxConfig, wrap func(fanout.Inbox) fanout.Inbox) inboxEnv {
 			r := testenv.StartRedis(t)
 			return redisInboxReplica(t, r, "a", cfg, wrap)
 		},
@@ -84,7 +85,7 @@ func inboxVariants() map[string]inboxVariant {
 }
 
 // redisInboxReplica is startReplica with a Redis inbox, and a Publisher.
-func redisInboxReplica(t *testing.T, r *testenv.Redis, node string, cfg fanout.InboxConfig, wrap func(fanout.Inbox) fanout.Inbox) inboxEnv {
+func redisInboxReplica(t *testing.T, r *testenv.Redis, node string, cfg publish.InboxConfig, wrap func(fanout.Inbox) fanout.Inbox) inboxEnv {
 	t.Helper()
 	ri, err := fanout.NewRedisInbox(r.Client(), fanout.RedisInboxConfig{InboxConfig: cfg})
 	if err != nil {
@@ -95,7 +96,7 @@ func redisInboxReplica(t *testing.T, r *testenv.Redis, node string, cfg fanout.I
 		in = wrap(ri)
 	}
 	h := startReplica(t, r, node, func(c *gateway.Config) { c.Inbox = in })
-	pub := must(fanout.NewPublisher(r.Client(), fanout.PublisherConfig{Inbox: cfg}))
+	pub := must(publish.NewPublisher(r.Client(), publish.PublisherConfig{Inbox: cfg}))
 	return inboxEnv{h: h, inbox: ri, publish: func(t *testing.T, user, payload string) string {
 		t.Helper()
 		id, _, err := pub.AppendToUser(context.Background(), user, []byte(payload))
@@ -147,7 +148,7 @@ func TestInboxReplayAfterOffline(t *testing.T) {
 	testenv.NoLeaks(t)
 	for name, variant := range inboxVariants() {
 		t.Run(name, func(t *testing.T) {
-			env := variant(t, fanout.InboxConfig{}, nil)
+			env := variant(t, publish.InboxConfig{}, nil)
 			h := env.h
 			c, w := h.connectSince("u", "", false)
 			if _, ok := fanout.ParseStreamID(w.InboxID); !ok {
@@ -232,7 +233,7 @@ type laggyBroker struct {
 }
 
 type laggyMsg struct {
-	to      fanout.Target
+	to      publish.Target
 	payload []byte
 }
 
@@ -249,8 +250,8 @@ func newLaggyBroker(lag time.Duration) *laggyBroker {
 	return b
 }
 
-func (b *laggyBroker) Publish(ctx context.Context, to fanout.Target, payload []byte) error {
-	if to.Kind != fanout.ToUser {
+func (b *laggyBroker) Publish(ctx context.Context, to publish.Target, payload []byte) error {
+	if to.Kind != publish.ToUser {
 		return b.Memory.Publish(ctx, to, payload)
 	}
 	b.queue <- laggyMsg{to, bytes.Clone(payload)}
@@ -272,7 +273,7 @@ func (b *laggyBroker) Close() error {
 func TestInboxPublishDuringReplay(t *testing.T) {
 	testenv.NoLeaks(t)
 	variants := inboxVariants()
-	variants["lagging delivery"] = func(t *testing.T, cfg fanout.InboxConfig, wrap func(fanout.Inbox) fanout.Inbox) inboxEnv {
+	variants["lagging delivery"] = func(t *testing.T, cfg publish.InboxConfig, wrap func(fanout.Inbox) fanout.Inbox) inboxEnv {
 		b := newLaggyBroker(20 * time.Millisecond)
 		mi, err := fanout.NewMemoryInbox(b, fanout.MemoryInboxConfig{InboxConfig: cfg})
 		if err != nil {
@@ -292,7 +293,7 @@ func TestInboxPublishDuringReplay(t *testing.T) {
 	for name, variant := range variants {
 		t.Run(name, func(t *testing.T) {
 			var race *racingInbox
-			env := variant(t, fanout.InboxConfig{}, func(in fanout.Inbox) fanout.Inbox {
+			env := variant(t, publish.InboxConfig{}, func(in fanout.Inbox) fanout.Inbox {
 				race = &racingInbox{Inbox: in}
 				return race
 			})
@@ -360,7 +361,7 @@ func TestInboxGapIsAnnounced(t *testing.T) {
 	for name, variant := range inboxVariants() {
 		t.Run(name, func(t *testing.T) {
 			const retention = 300 * time.Millisecond
-			env := variant(t, fanout.InboxConfig{MaxLen: 5, Retention: retention}, nil)
+			env := variant(t, publish.InboxConfig{MaxLen: 5, Retention: retention}, nil)
 			h := env.h
 			stale := env.publish(t, "u", `{"n":0}`)
 			published := time.Now()
@@ -449,7 +450,7 @@ func TestInboxReplayTooBigForTheQueue(t *testing.T) {
 func TestInboxAfterRedisRestart(t *testing.T) {
 	testenv.NoLeaks(t)
 	r := testenv.StartRedis(t)
-	env := redisInboxReplica(t, r, "a", fanout.InboxConfig{}, nil)
+	env := redisInboxReplica(t, r, "a", publish.InboxConfig{}, nil)
 	h := env.h
 	live, _ := h.connectSince("live", "", false)
 	c, _ := h.connectSince("u", "", false)
@@ -480,7 +481,7 @@ func TestInboxAfterRedisRestart(t *testing.T) {
 func TestInboxPlainPublishUnchanged(t *testing.T) {
 	testenv.NoLeaks(t)
 	r := testenv.StartRedis(t)
-	env := redisInboxReplica(t, r, "a", fanout.InboxConfig{}, nil)
+	env := redisInboxReplica(t, r, "a", publish.InboxConfig{}, nil)
 	c, w := env.h.connectSince("u", "", false)
 	rc := r.Client()
 	for _, p := range []string{"not json at all", `{"type":"status"}`, `["array"]`} {

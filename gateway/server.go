@@ -15,6 +15,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/gateway/wscore"
 )
 
@@ -63,7 +64,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	if cfg.NodeID == "" {
-		cfg.NodeID = fanout.NewNodeID()
+		cfg.NodeID = publish.NewNodeID()
 	}
 	s := &Server{
 		cfg:     cfg,

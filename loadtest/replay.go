@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/fanout/publish"
 )
 
 // The replay scenario: a reconnect storm against herald's per-user inbox.
@@ -22,7 +22,7 @@ import (
 //
 //	rp_away   live fan-out starts; the away part of the storm group closes
 //	          all its sockets; K events are appended to the inbox of each
-//	          storm-group user (fanout.Publisher.AppendToUser): the away
+//	          storm-group user (publish.Publisher.AppendToUser): the away
 //	          ones miss them, the others get them live
 //	rp_base   live fan-out alone for a while: the latency before the storm
 //	rp_storm  every away socket reconnects at once (fresh token, since = the
@@ -327,9 +327,9 @@ func (w *worker) replayAway(c command) *phaseResult {
 }
 
 // appendEvents appends K events to the inbox of every storm-group user of
-// this worker, through fanout.Publisher as a backend would.
+// this worker, through publish.Publisher as a backend would.
 func (w *worker) appendEvents(storm uint64) (ok, failed uint64) {
-	pub, err := fanout.NewPublisher(w.rdb, fanout.PublisherConfig{Prefix: w.pl.ChannelPrefix})
+	pub, err := publish.NewPublisher(w.rdb, publish.PublisherConfig{Prefix: w.pl.ChannelPrefix})
 	if err != nil {
 		w.fail(err)
 		return 0, 0

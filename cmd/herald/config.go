@@ -13,6 +13,7 @@ import (
 
 	"github.com/herald-gw/herald/auth"
 	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/gateway"
 	"github.com/herald-gw/herald/replay"
 )
@@ -131,8 +132,8 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.UnsubscribeGrace, "unsubscribe-grace", fanout.DefaultUnsubscribeGrace, "how long a user's channel stays subscribed after its last socket leaves")
 
 	fs.BoolVar(&o.Inbox, "inbox", true, "keep each user's recent events for replay to sockets that reconnect with since (false: no ids, no replay)")
-	fs.IntVar(&o.InboxMaxLen, "inbox-max-len", fanout.DefaultInboxMaxLen, "events kept per user, and the most replayed per reconnect")
-	fs.DurationVar(&o.InboxRetention, "inbox-retention", fanout.DefaultInboxRetention, "age after which inbox events are dropped; a since older than what is kept gets a resync")
+	fs.IntVar(&o.InboxMaxLen, "inbox-max-len", publish.DefaultInboxMaxLen, "events kept per user, and the most replayed per reconnect")
+	fs.DurationVar(&o.InboxRetention, "inbox-retention", publish.DefaultInboxRetention, "age after which inbox events are dropped; a since older than what is kept gets a resync")
 
 	fs.IntVar(&o.AuthFailLimit, "auth-fail-limit", 30, "failed authentications (forged or reused tokens, invalid sessions) one client IP may cause per --auth-fail-window before it is blocked (0: no blocking)")
 	fs.DurationVar(&o.AuthFailWindow, "auth-fail-window", gateway.DefaultAuthFailWindow, "window in which --auth-fail-limit failures block an IP")

@@ -25,6 +25,7 @@ import (
 	"github.com/herald-gw/herald/auth"
 	"github.com/herald-gw/herald/fanout"
 	"github.com/herald-gw/herald/fanout/presence"
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/gateway"
 	"github.com/herald-gw/herald/replay"
 )
@@ -75,7 +76,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	nodeID := o.NodeID
 	if nodeID == "" {
-		nodeID = fanout.NewNodeID()
+		nodeID = publish.NewNodeID()
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -86,7 +87,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		inbox  fanout.Inbox
 		pres   presence.Store
 	)
-	inboxCfg := fanout.InboxConfig{MaxLen: o.InboxMaxLen, Retention: o.InboxRetention}
+	inboxCfg := publish.InboxConfig{MaxLen: o.InboxMaxLen, Retention: o.InboxRetention}
 	presCfg := presence.Config{Prefix: o.Prefix, TTL: 3 * o.PresenceInterval, Debounce: o.PresenceDebounce}
 	if o.RedisURL == "" && o.RedisCluster == "" {
 		store = replay.NewMemory(replay.MemoryConfig{})

@@ -1,17 +1,12 @@
-package fanout
+package publish
 
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
-
-// ErrInvalidTarget is returned for a Target that names nobody: an unknown
-// Kind, or ToUser or ToSocket with an empty ID.
-var ErrInvalidTarget = errors.New("fanout: invalid target")
 
 // The parts of the channel names, after the prefix.
 const (
@@ -20,6 +15,7 @@ const (
 	broadcastPart = "broadcast"
 	exceptPart    = "broadcast:except:"
 	controlPart   = "herald:control"
+	inboxPart     = "inbox:" // a key, not a channel: the user's inbox stream
 )
 
 // Channels names the Redis channels of one deployment. Every name starts with
@@ -52,10 +48,10 @@ func NewChannels(prefix string) Channels { return Channels{prefix: prefix} }
 // whose user and socket channels carry a hash tag.
 func NewShardedChannels(prefix string) Channels { return Channels{prefix: prefix, sharded: true} }
 
-// channelsFor returns the names a client of this kind publishes on:
+// ChannelsFor returns the names a client of this kind publishes on:
 // sharded for a *redis.ClusterClient, plain otherwise. It is the one place
 // where the Redis mode picks the names (and so SPUBLISH or PUBLISH).
-func channelsFor(client redis.UniversalClient, prefix string) Channels {
+func ChannelsFor(client redis.UniversalClient, prefix string) Channels {
 	if _, ok := client.(*redis.ClusterClient); ok {
 		return NewShardedChannels(prefix)
 	}
@@ -83,6 +79,11 @@ func (c Channels) tagged(part, id string) string {
 	}
 	return c.prefix + part + id
 }
+
+// Inbox returns the key of userID's inbox stream: "<prefix>inbox:<user_id>",
+// or "<prefix>inbox:{<user_id>}" with sharded names, so that the stream
+// and the user's channel share a hash slot in a Redis Cluster.
+func (c Channels) Inbox(userID string) string { return c.tagged(inboxPart, userID) }
 
 // Broadcast returns the channel of messages for every socket.
 func (c Channels) Broadcast() string { return c.prefix + broadcastPart }
@@ -159,8 +160,8 @@ func (c Channels) IsControl(channel string) bool {
 		strings.HasPrefix(channel, c.prefix) && strings.HasSuffix(channel, controlPart)
 }
 
-// userID returns the user id of a user channel.
-func (c Channels) userID(channel string) (string, bool) {
+// UserID returns the user id of a user channel.
+func (c Channels) UserID(channel string) (string, bool) {
 	rest, ok := strings.CutPrefix(channel, c.prefix)
 	if !ok {
 		return "", false

@@ -1,13 +1,11 @@
-package fanout
+package publish
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -67,11 +65,11 @@ func NewPublisher(client redis.UniversalClient, cfg PublisherConfig) (*Publisher
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	cfg.Inbox.setDefaults()
-	if err := cfg.Inbox.validate(); err != nil {
+	cfg.Inbox = cfg.Inbox.WithDefaults()
+	if err := cfg.Inbox.Validate(); err != nil {
 		return nil, err
 	}
-	return &Publisher{client: client, ch: channelsFor(client, cfg.Prefix), now: cfg.Now, inbox: cfg.Inbox, noInbox: cfg.NoInbox}, nil
+	return &Publisher{client: client, ch: ChannelsFor(client, cfg.Prefix), now: cfg.Now, inbox: cfg.Inbox, noInbox: cfg.NoInbox}, nil
 }
 
 // Channels returns the names the Publisher publishes on.
@@ -127,65 +125,11 @@ func (p *Publisher) BroadcastExcept(ctx context.Context, userID string, payload 
 // Disconnect closes every socket of userID, on every replica, with close
 // code 4000; reason is logged by herald.
 func (p *Publisher) Disconnect(ctx context.Context, userID, reason string) (receivers int64, err error) {
-	payload, err := encodeControl(Control{Op: OpDisconnect, UserID: userID, Reason: reason})
+	payload, err := Control{Op: OpDisconnect, UserID: userID, Reason: reason}.Encode()
 	if err != nil {
 		return 0, err
 	}
 	return p.publish(ctx, p.ch.Control(), payload)
-}
-
-// Person names the user a notification comes from.
-type Person struct {
-	ID   string `json:"id"`
-	Name string `json:"name"`
-}
-
-// Notification is the envelope of the contract's notification payloads:
-//
-//	{"type":"…","id":"<uuid>","ts":<unix ms>,"data":{…}}
-type Notification struct {
-	Type string `json:"type"`
-	ID   string `json:"id"`
-	TS   int64  `json:"ts"` // Unix milliseconds
-	Data any    `json:"data"`
-}
-
-// Notify sends a notification of type typ with data (marshalled with
-// encoding/json) to every socket of toUserID. It returns the notification's
-// id, a fresh UUID, also when the PUBLISH fails.
-func (p *Publisher) Notify(ctx context.Context, toUserID, typ string, data any) (id string, err error) {
-	n := Notification{Type: typ, ID: uuid.NewString(), TS: p.now().UnixMilli(), Data: data}
-	payload, err := json.Marshal(n)
-	if err != nil {
-		return n.ID, fmt.Errorf("fanout: encode %s notification: %w", typ, err)
-	}
-	_, err = p.SendToUser(ctx, toUserID, payload)
-	return n.ID, err
-}
-
-// NotifyFriendRequest tells toUserID that from sent a friend request:
-//
-//	{"type":"friend_request","id":"<uuid>","ts":<unix ms>,"data":{"from":{"id":"7","name":"alice"}}}
-func (p *Publisher) NotifyFriendRequest(ctx context.Context, toUserID string, from Person) (id string, err error) {
-	return p.Notify(ctx, toUserID, "friend_request", friendRequest{From: from})
-}
-
-// NotifyGameInvite tells toUserID that from invites them to gameID until
-// expiresAt:
-//
-//	{"type":"game_invite","id":"<uuid>","ts":<unix ms>,"data":{"from":{"id":"7","name":"alice"},"game_id":"g-91","expires_at":<unix ms>}}
-func (p *Publisher) NotifyGameInvite(ctx context.Context, toUserID string, from Person, gameID string, expiresAt time.Time) (id string, err error) {
-	return p.Notify(ctx, toUserID, "game_invite", gameInvite{From: from, GameID: gameID, ExpiresAt: expiresAt.UnixMilli()})
-}
-
-type friendRequest struct {
-	From Person `json:"from"`
-}
-
-type gameInvite struct {
-	From      Person `json:"from"`
-	GameID    string `json:"game_id"`
-	ExpiresAt int64  `json:"expires_at"` // Unix milliseconds
 }
 
 // publish runs PUBLISH once. It is never retried, whatever the client's

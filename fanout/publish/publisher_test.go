@@ -1,4 +1,4 @@
-package fanout
+package publish
 
 import (
 	"context"
@@ -14,32 +14,6 @@ import (
 	"github.com/herald-gw/herald/internal/testenv"
 )
 
-// listen subscribes a plain client to channels and returns a function that
-// returns the next message, for checking the exact bytes on the wire.
-func listen(t *testing.T, c *redis.Client, channels ...string) func() *redis.Message {
-	t.Helper()
-	ctx := context.Background()
-	ps := c.Subscribe(ctx, channels...)
-	t.Cleanup(func() { ps.Close() })
-	for range channels {
-		if _, err := ps.ReceiveTimeout(ctx, 5*time.Second); err != nil {
-			t.Fatalf("subscribe %q: %v", channels, err)
-		}
-	}
-	return func() *redis.Message {
-		t.Helper()
-		msg, err := ps.ReceiveTimeout(ctx, 5*time.Second)
-		if err != nil {
-			t.Fatalf("receive: %v", err)
-		}
-		m, ok := msg.(*redis.Message)
-		if !ok {
-			t.Fatalf("received %T, want a message", msg)
-		}
-		return m
-	}
-}
-
 func TestPublisherNotifications(t *testing.T) {
 	testenv.NoLeaks(t)
 	srv := testenv.StartRedis(t)
@@ -48,7 +22,7 @@ func TestPublisherNotifications(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	next := listen(t, srv.Client(), "app:user:42")
+	next := testenv.Listen(t, srv.Client(), "app:user:42")
 	ctx := context.Background()
 	alice := Person{ID: "7", Name: "alice"}
 
@@ -142,7 +116,7 @@ func TestPublisherSends(t *testing.T) {
 	if n, err := p.SendToUser(ctx, "42", []byte("{}")); n != 0 || err != nil {
 		t.Fatalf("SendToUser without subscriber = %d, %v; want 0, nil", n, err)
 	}
-	next := listen(t, srv.Client(), "user:42", "socket:n1.s", "broadcast", "broadcast:except:42", "herald:control")
+	next := testenv.Listen(t, srv.Client(), "user:42", "socket:n1.s", "broadcast", "broadcast:except:42", "herald:control")
 	tests := []struct {
 		name          string
 		send          func() (int64, error)
@@ -189,61 +163,6 @@ func TestPublisherSends(t *testing.T) {
 	}
 	if _, err := p.Notify(ctx, "42", "bad", func() {}); err == nil {
 		t.Error("Notify with data that cannot be encoded succeeded")
-	}
-}
-
-// Publisher → Redis → Redis broker → Handler, with a prefix.
-func TestPublisherToBroker(t *testing.T) {
-	testenv.NoLeaks(t)
-	srv := testenv.StartRedis(t)
-	const prefix = "herald-test:"
-	b, rec := startBroker(t, srv.Client(), RedisConfig{Prefix: prefix, NodeID: "web-1"})
-	waitReady(t, b)
-	waitClosed(t, b.Subscribe("42"), 5*time.Second, "42")
-	p, err := NewPublisher(srv.Client(), PublisherConfig{Prefix: prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-
-	id, err := p.NotifyFriendRequest(ctx, "42", Person{ID: "7", Name: "alice"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sends := []func() (int64, error){
-		func() (int64, error) { return p.SendToSocket(ctx, "web-1.abc", []byte("socket")) },
-		func() (int64, error) { return p.Broadcast(ctx, []byte("all")) },
-		func() (int64, error) { return p.BroadcastExcept(ctx, "42", []byte("all but 42")) },
-		func() (int64, error) { return p.Disconnect(ctx, "42", "ban") },
-	}
-	for i, send := range sends {
-		if n, err := send(); n != 1 || err != nil {
-			t.Fatalf("send %d = %d, %v; want 1 receiver", i, n, err)
-		}
-	}
-	// Nobody holds user 43 or node web-2's sockets.
-	if n, _ := p.SendToUser(ctx, "43", []byte("{}")); n != 0 {
-		t.Fatalf("SendToUser 43 reached %d replicas", n)
-	}
-	if n, _ := p.SendToSocket(ctx, "web-2.abc", []byte("x")); n != 0 {
-		t.Fatalf("SendToSocket web-2.abc reached %d replicas", n)
-	}
-
-	rec.waitFor(t, Socket("web-1.abc"), "socket")
-	rec.waitFor(t, All(), "all")
-	rec.waitFor(t, AllExcept("42"), "all but 42")
-	testenv.Eventually(t, 5*time.Second, func() error {
-		if len(rec.controlList()) == 0 {
-			return errors.New("no control")
-		}
-		return nil
-	})
-	if got := rec.controlList(); got[0] != (Control{Op: OpDisconnect, UserID: "42", Reason: "ban"}) {
-		t.Fatalf("control = %+v", got[0])
-	}
-	got := rec.payloads(User("42"))
-	if len(got) != 1 || !strings.Contains(got[0], `"id":"`+id+`"`) {
-		t.Fatalf("user 42 got %q, want the friend request %s", got, id)
 	}
 }
 

@@ -1,9 +1,8 @@
-package fanout
+package publish
 
 import (
 	"errors"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 )
@@ -242,20 +241,6 @@ func TestShardedChannels(t *testing.T) {
 		if to, ok := NewShardedChannels("").Parse(bad); ok {
 			t.Errorf("sharded Parse(%q) = %+v, want refused", bad, to)
 		}
-	}
-	// Every socket of a user hashes to one slot whatever the prefix.
-	if keySlot("app:user:{42}") != keySlot("user:{42}") {
-		t.Error("the prefix changed the slot of a hash-tagged channel")
-	}
-	// A socket's slot is its id's, not its node's: one replica's sockets
-	// spread over the shards.
-	slots := map[int]bool{}
-	c := NewShardedChannels("")
-	for i := range 64 {
-		slots[keySlot(c.Socket("n1."+strconv.Itoa(i)))] = true
-	}
-	if len(slots) < 32 {
-		t.Errorf("64 sockets of one node hash to %d slots", len(slots))
 	}
 }
 
