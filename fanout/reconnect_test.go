@@ -64,9 +64,14 @@ func TestRedisRestart(t *testing.T) {
 	srv.Start()
 	waitReady(t, b)
 	waitClosed(t, down, 5*time.Second, "new")
-	if n := rec.resyncCount(); n != 1 {
-		t.Fatalf("Resync called %d times, want 1", n)
-	}
+	// Ready is set before Resync is called, on the receive loop: wait for
+	// the call rather than race it.
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if n := rec.resyncCount(); n != 1 {
+			return fmt.Errorf("Resync called %d times, want 1", n)
+		}
+		return nil
+	})
 	counts := numSub(t, admin, append(names, "user:new", "broadcast", "herald:control")...)
 	for name, n := range counts {
 		want := int64(1)
