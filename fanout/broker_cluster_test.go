@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -15,34 +14,9 @@ import (
 	"github.com/herald-gw/herald/internal/testenv"
 )
 
-// startOneNodeCluster starts a redis-server in cluster mode that serves
-// every slot itself: a real Redis Cluster of one master, enough for the
-// commands (SSUBSCRIBE, SPUBLISH, CLUSTER SLOTS, KEYSLOT) without the cost
-// of six processes. The failover and migration paths are tested with a
-// real 3-master cluster in cmd/herald.
-func startOneNodeCluster(t testing.TB) (*testenv.Redis, *redis.ClusterClient) {
-	t.Helper()
-	srv := testenv.StartRedisArgs(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
-	admin := srv.Client()
-	ctx := context.Background()
-	if err := admin.Do(ctx, "cluster", "addslotsrange", 0, clusterSlots-1).Err(); err != nil {
-		t.Fatalf("CLUSTER ADDSLOTSRANGE: %v", err)
-	}
-	testenv.Eventually(t, 10*time.Second, func() error {
-		info, err := admin.ClusterInfo(ctx).Result()
-		if err != nil || !strings.Contains(info, "cluster_state:ok") {
-			return fmt.Errorf("cluster not ok: %v", err)
-		}
-		return nil
-	})
-	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{srv.Addr()}, DialTimeout: time.Second})
-	t.Cleanup(func() { _ = cc.Close() })
-	return srv, cc
-}
-
 // keySlot agrees with the server's CLUSTER KEYSLOT.
 func TestKeySlotMatchesRedis(t *testing.T) {
-	srv, _ := startOneNodeCluster(t)
+	srv, _ := testenv.StartOneNodeCluster(t)
 	admin := srv.Client()
 	ch := publish.NewShardedChannels("app:")
 	keys := []string{"", "a", "user:{42}", "{}", "x{}y", "{a}{b}", "jti:5f0c1b8e-0d7e-4a57-9c43-3f4c1d2f9a10", "é{ü}"}
@@ -65,7 +39,7 @@ func TestKeySlotMatchesRedis(t *testing.T) {
 // same names as a RedisCluster broker listens to.
 func TestPublisherShardedMode(t *testing.T) {
 	testenv.NoLeaks(t)
-	_, cc := startOneNodeCluster(t)
+	_, cc := testenv.StartOneNodeCluster(t)
 	b, rec := startClusterBroker(t, cc, RedisConfig{RefreshInterval: 100 * time.Millisecond})
 	waitClosed(t, b.Subscribe("42"), 10*time.Second, "42")
 	waitClosed(t, b.SubscribeSocket("n1.abc"), 10*time.Second, "socket n1.abc")
@@ -123,16 +97,6 @@ func TestPublisherShardedMode(t *testing.T) {
 	if l := cc.XLen(ctx, "inbox:{42}").Val(); l < 1 {
 		t.Fatalf("XLEN inbox:{42} = %d", l)
 	}
-	// The handshake's inbox read publishes its sync message where the
-	// events go: by SPUBLISH on the user's hash-tagged channel.
-	in, err := NewRedisInbox(cc, RedisInboxConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := in.ReadSync(ctx, "42", "", []byte(`{"type":"sync-42"}`)); err != nil {
-		t.Fatal(err)
-	}
-	rec.waitFor(t, publish.User("42"), `{"type":"sync-42"}`)
 	// A plain PUBLISH on the single-Redis names, or on the sharded ones,
 	// reaches nobody here: the classic connection has no socket pattern.
 	for _, name := range []string{"user:42", "socket:n1.abc", "socket:{n1.abc}"} {
@@ -154,7 +118,7 @@ func TestPublisherShardedMode(t *testing.T) {
 // them in the gauge, and drops them after the grace.
 func TestRedisClusterSubscriptions(t *testing.T) {
 	testenv.NoLeaks(t)
-	srv, cc := startOneNodeCluster(t)
+	srv, cc := testenv.StartOneNodeCluster(t)
 	reg := prometheus.NewRegistry()
 	b, _ := startClusterBroker(t, cc, RedisConfig{
 		UnsubscribeGrace: 50 * time.Millisecond,
@@ -203,7 +167,7 @@ func TestRedisClusterSubscriptions(t *testing.T) {
 // broker subscribes the user again and resyncs its sockets.
 func TestRedisClusterResubscribesDroppedChannel(t *testing.T) {
 	testenv.NoLeaks(t)
-	srv, cc := startOneNodeCluster(t)
+	srv, cc := testenv.StartOneNodeCluster(t)
 	b, rec := startClusterBroker(t, cc, RedisConfig{RefreshInterval: 100 * time.Millisecond})
 	waitClosed(t, b.Subscribe("42"), 10*time.Second, "42")
 	waitClosed(t, b.Subscribe("43"), 10*time.Second, "43")

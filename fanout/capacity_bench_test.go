@@ -55,7 +55,7 @@ func benchRedisCPU(b *testing.B, mode string, subs int) {
 			pubs = append(pubs, srv.Client())
 		}
 	case "sharded":
-		srv, _ := startOneNodeCluster(b)
+		srv, _ := testenv.StartOneNodeCluster(b)
 		nodes = []*redis.Client{srv.Client()}
 		subAddr = srv.Addr()
 		channel = "user:{42}"

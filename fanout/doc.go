@@ -71,16 +71,6 @@
 //
 // # Inbox
 //
-// An Inbox keeps each user's recent events so that a reconnecting socket
-// can replay what it missed. RedisInbox keeps one Redis Stream per user,
-// "<prefix>inbox:<user_id>", capped by count (XADD MAXLEN ~) and age (XTRIM
-// MINID, PEXPIRE); publish.AppendScript (the file publish/inbox_append.lua) appends an event
-// and publishes it on the user's channel with its id, atomically, and a
-// second script reads what follows a given id or reports a gap. Both
-// scripts touch one key. MemoryInbox has the same rules in the process and
-// publishes through a Broker while holding the user's shard lock (lock
-// order: inbox shard, then the broker's locks), so a user's events reach
-// the broker in id order. A frame carrying an id is the payload with
-// "inbox_id" spliced in first (publish.InboxFrame). publish.Publisher sends user events
-// through the inbox unless configured with NoInbox.
+// The users' inboxes, whose events travel on the user channels, are in
+// package fanout/inbox.
 package fanout

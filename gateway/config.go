@@ -12,6 +12,7 @@ import (
 
 	"github.com/herald-gw/herald/auth"
 	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/fanout/inbox"
 	"github.com/herald-gw/herald/fanout/presence"
 	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/gateway/wscore"
@@ -31,7 +32,7 @@ type Config struct {
 	// to it, and a socket opened with since=<last inbox id> gets what it
 	// missed (see inbox.go). Nil means no inbox: SendToUser publishes plain
 	// frames, and a socket that asks for a replay gets {"type":"resync"}.
-	Inbox fanout.Inbox
+	Inbox inbox.Inbox
 	// NodeID names this replica in socket ids ("<NodeID>.<suffix>"); it must
 	// be the id the broker was given. Empty means a random id (only safe with
 	// a broker that does not route by node, such as fanout.Memory).

@@ -13,7 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
-	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/fanout/inbox"
 	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/gateway/wscore"
 )
@@ -43,7 +43,7 @@ import (
 // sync message on the user's own channel and keeps the gate until that
 // message comes back: everything published before the read arrives before
 // it, on the same channel. The sync message is never written to a socket.
-// An inbox that implements fanout.InboxSyncReader (RedisInbox) publishes
+// An inbox that implements inbox.SyncReader (RedisInbox) publishes
 // it in the read's own atomic step, which saves the handshake a round trip.
 
 // inboxState is the Server's replay machinery.
@@ -68,7 +68,7 @@ type inboxGate struct {
 }
 
 type heldFrame struct {
-	id    fanout.StreamID
+	id    inbox.StreamID
 	hasID bool
 	frame wscore.Frame
 }
@@ -135,7 +135,7 @@ func (in *inboxState) hold(c *Conn, payload []byte, frame wscore.Frame) bool {
 	}
 	h := heldFrame{frame: frame}
 	if id, ok := publish.InboxFrameID(payload); ok {
-		h.id, h.hasID = fanout.ParseStreamID(id)
+		h.id, h.hasID = inbox.ParseStreamID(id)
 	}
 	g.bytes += frame.Len()
 	if g.bytes > g.limit {
@@ -162,7 +162,7 @@ func (s *Server) beginInbox(c *Conn) *inboxGate {
 // endInbox removes c's gate. With flush, it first queues the held frames
 // that come after head (all of them when head is nil); without, it drops
 // them (the handshake failed). It reports whether the gate overflowed.
-func (s *Server) endInbox(c *Conn, g *inboxGate, flush bool, head *fanout.StreamID) (overflow bool) {
+func (s *Server) endInbox(c *Conn, g *inboxGate, flush bool, head *inbox.StreamID) (overflow bool) {
 	if g == nil {
 		return false
 	}
@@ -199,9 +199,9 @@ func (s *Server) openInbox(ctx context.Context, c *Conn, g *inboxGate, q url.Val
 	if asked && since == "" {
 		since = "-" // malformed: a gap
 	}
-	var rd fanout.InboxRead
+	var rd inbox.Result
 	var err error
-	rs, syncInRead := s.cfg.Inbox.(fanout.InboxSyncReader)
+	rs, syncInRead := s.cfg.Inbox.(inbox.SyncReader)
 	if syncInRead { // the read publishes the sync message itself
 		rd, err = rs.ReadSync(ctx, c.user, since, syncMessage(c.id))
 	} else {
@@ -212,7 +212,7 @@ func (s *Server) openInbox(ctx context.Context, c *Conn, g *inboxGate, q url.Val
 		s.log.Warn("socket refused: inbox unreadable", zap.String("user", c.user), zap.Error(err))
 		return DisconnectTryAgainLater
 	}
-	head, ok := fanout.ParseStreamID(rd.Head)
+	head, ok := inbox.ParseStreamID(rd.Head)
 	if !ok {
 		s.endInbox(c, g, false, nil)
 		s.log.Error("socket refused: inbox head is not a stream id", zap.String("user", c.user), zap.String("head", rd.Head))
@@ -251,7 +251,7 @@ func (s *Server) openInbox(ctx context.Context, c *Conn, g *inboxGate, q url.Val
 // queueReplay queues the replayed events and their marker, or a resync when
 // the gap cannot be closed. A replay that would take more than half the
 // socket's queue is a gap too: the client refetches instead of being shed.
-func (s *Server) queueReplay(c *Conn, rd fanout.InboxRead) {
+func (s *Server) queueReplay(c *Conn, rd inbox.Result) {
 	var frames []wscore.Frame
 	size := 0
 	if !rd.Gap {

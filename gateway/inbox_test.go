@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/fanout/inbox"
 	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/gateway"
 	"github.com/herald-gw/herald/internal/testenv"
@@ -46,24 +47,24 @@ func readInboxFrame(t *testing.T, c *testenv.WSClient, name string) inboxFrame {
 // inboxEnv is one gateway with an inbox, and how to publish to it.
 type inboxEnv struct {
 	h       *harness
-	inbox   fanout.Inbox
+	inbox   inbox.Inbox
 	publish func(t *testing.T, user, payload string) string // returns the inbox id
 }
 
-type inboxVariant func(t *testing.T, cfg publish.InboxConfig, wrap func(fanout.Inbox) fanout.Inbox) inboxEnv
+type inboxVariant func(t *testing.T, cfg publish.InboxConfig, wrap func(inbox.Inbox) inbox.Inbox) inboxEnv
 
 // inboxVariants are the embedded mode (memory broker and inbox) and one
 // replica on a real Redis.
 func inboxVariants() map[string]inboxVariant {
 	return map[string]inboxVariant{
-		"memory": func(t *testing.T, cfg publish.InboxConfig, wrap func(fanout.Inbox) fanout.Inbox) inboxEnv {
+		"memory": func(t *testing.T, cfg publish.InboxConfig, wrap func(inbox.Inbox) inbox.Inbox) inboxEnv {
 			b := fanout.NewMemory(fanout.MemoryConfig{})
-			mi, err := fanout.NewMemoryInbox(b, fanout.MemoryInboxConfig{InboxConfig: cfg})
+			mi, err := inbox.NewMemory(b, inbox.MemoryConfig{InboxConfig: cfg})
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { mi.Close() })
-			var in fanout.Inbox = mi
+			var in inbox.Inbox = mi
 			if wrap != nil {
 				in = wrap(mi)
 			}
@@ -77,7 +78,7 @@ func inboxVariants() map[string]inboxVariant {
 				return id
 			}}
 		},
-		"redis": func(t *testing.T, cfg publish.InboxConfig, wrap func(fanout.Inbox) fanout.Inbox) inboxEnv {
+		"redis": func(t *testing.T, cfg publish.InboxConfig, wrap func(inbox.Inbox) inbox.Inbox) inboxEnv {
 			r := testenv.StartRedis(t)
 			return redisInboxReplica(t, r, "a", cfg, wrap)
 		},
@@ -85,13 +86,13 @@ func inboxVariants() map[string]inboxVariant {
 }
 
 // redisInboxReplica is startReplica with a Redis inbox, and a Publisher.
-func redisInboxReplica(t *testing.T, r *testenv.Redis, node string, cfg publish.InboxConfig, wrap func(fanout.Inbox) fanout.Inbox) inboxEnv {
+func redisInboxReplica(t *testing.T, r *testenv.Redis, node string, cfg publish.InboxConfig, wrap func(inbox.Inbox) inbox.Inbox) inboxEnv {
 	t.Helper()
-	ri, err := fanout.NewRedisInbox(r.Client(), fanout.RedisInboxConfig{InboxConfig: cfg})
+	ri, err := inbox.NewRedis(r.Client(), inbox.RedisConfig{InboxConfig: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var in fanout.Inbox = ri
+	var in inbox.Inbox = ri
 	if wrap != nil {
 		in = wrap(ri)
 	}
@@ -151,7 +152,7 @@ func TestInboxReplayAfterOffline(t *testing.T) {
 			env := variant(t, publish.InboxConfig{}, nil)
 			h := env.h
 			c, w := h.connectSince("u", "", false)
-			if _, ok := fanout.ParseStreamID(w.InboxID); !ok {
+			if _, ok := inbox.ParseStreamID(w.InboxID); !ok {
 				t.Fatalf("welcome %s carries no inbox id", w.raw)
 			}
 			first := env.publish(t, "u", `{"type":"note","n":-1}`)
@@ -202,13 +203,13 @@ func TestInboxReplayAfterOffline(t *testing.T) {
 // the read (so that they are both in the read and on their way live) and
 // after it (so that they arrive while the replay is being queued).
 type racingInbox struct {
-	fanout.Inbox
+	inbox.Inbox
 	mu      sync.Mutex
 	publish func(phase string) // called under mu, before and after each Read
 	armed   bool               // guarded by mu
 }
 
-func (r *racingInbox) Read(ctx context.Context, user, since string) (fanout.InboxRead, error) {
+func (r *racingInbox) Read(ctx context.Context, user, since string) (inbox.Result, error) {
 	r.mu.Lock()
 	armed := r.armed
 	r.mu.Unlock()
@@ -273,9 +274,9 @@ func (b *laggyBroker) Close() error {
 func TestInboxPublishDuringReplay(t *testing.T) {
 	testenv.NoLeaks(t)
 	variants := inboxVariants()
-	variants["lagging delivery"] = func(t *testing.T, cfg publish.InboxConfig, wrap func(fanout.Inbox) fanout.Inbox) inboxEnv {
+	variants["lagging delivery"] = func(t *testing.T, cfg publish.InboxConfig, wrap func(inbox.Inbox) inbox.Inbox) inboxEnv {
 		b := newLaggyBroker(20 * time.Millisecond)
-		mi, err := fanout.NewMemoryInbox(b, fanout.MemoryInboxConfig{InboxConfig: cfg})
+		mi, err := inbox.NewMemory(b, inbox.MemoryConfig{InboxConfig: cfg})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -293,7 +294,7 @@ func TestInboxPublishDuringReplay(t *testing.T) {
 	for name, variant := range variants {
 		t.Run(name, func(t *testing.T) {
 			var race *racingInbox
-			env := variant(t, publish.InboxConfig{}, func(in fanout.Inbox) fanout.Inbox {
+			env := variant(t, publish.InboxConfig{}, func(in inbox.Inbox) inbox.Inbox {
 				race = &racingInbox{Inbox: in}
 				return race
 			})
@@ -396,7 +397,7 @@ func TestInboxGapIsAnnounced(t *testing.T) {
 				f := readInboxFrame(t, c, tt.name)
 				// The head, or a later marker once the short retention has
 				// expired the stream.
-				got, ok := fanout.ParseStreamID(f.InboxID)
+				got, ok := inbox.ParseStreamID(f.InboxID)
 				if f.Type != "resync" || !ok || got.Compare(mustID(t, head)) < 0 || f.raw != `{"type":"resync","inbox_id":"`+f.InboxID+`"}` {
 					t.Fatalf("%s: got %s, want a resync at %s or later, and no replay", tt.name, f.raw, head)
 				}
@@ -410,9 +411,9 @@ func TestInboxGapIsAnnounced(t *testing.T) {
 	}
 }
 
-func mustID(t *testing.T, s string) fanout.StreamID {
+func mustID(t *testing.T, s string) inbox.StreamID {
 	t.Helper()
-	id, ok := fanout.ParseStreamID(s)
+	id, ok := inbox.ParseStreamID(s)
 	if !ok {
 		t.Fatalf("%q is not a stream id", s)
 	}
@@ -424,7 +425,7 @@ func mustID(t *testing.T, s string) fanout.StreamID {
 func TestInboxReplayTooBigForTheQueue(t *testing.T) {
 	testenv.NoLeaks(t)
 	b := fanout.NewMemory(fanout.MemoryConfig{})
-	in, err := fanout.NewMemoryInbox(b, fanout.MemoryInboxConfig{})
+	in, err := inbox.NewMemory(b, inbox.MemoryConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -506,7 +507,7 @@ func TestInboxPlainPublishUnchanged(t *testing.T) {
 func TestInboxReplaySkipsWhatIsNotRelayed(t *testing.T) {
 	testenv.NoLeaks(t)
 	b := fanout.NewMemory(fanout.MemoryConfig{})
-	in, err := fanout.NewMemoryInbox(b, fanout.MemoryInboxConfig{})
+	in, err := inbox.NewMemory(b, inbox.MemoryConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/herald-gw/herald/auth"
 	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/fanout/inbox"
 	"github.com/herald-gw/herald/fanout/presence"
 	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/gateway"
@@ -82,10 +83,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	var (
-		store  replay.Store
-		broker fanout.Broker
-		inbox  fanout.Inbox
-		pres   presence.Store
+		store   replay.Store
+		broker  fanout.Broker
+		inboxes inbox.Inbox // the users' inboxes
+		pres    presence.Store
 	)
 	inboxCfg := publish.InboxConfig{MaxLen: o.InboxMaxLen, Retention: o.InboxRetention}
 	presCfg := presence.Config{Prefix: o.Prefix, TTL: 3 * o.PresenceInterval, Debounce: o.PresenceDebounce}
@@ -98,11 +99,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			}
 		}
 		if o.Inbox {
-			mi, err := fanout.NewMemoryInbox(broker, fanout.MemoryInboxConfig{InboxConfig: inboxCfg})
+			mi, err := inbox.NewMemory(broker, inbox.MemoryConfig{InboxConfig: inboxCfg})
 			if err != nil {
 				return err
 			}
-			inbox = mi
+			inboxes = mi
 		}
 		log.Info("embedded mode: in-memory broker and jti store; run one replica only")
 	} else {
@@ -138,18 +139,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 		if o.Inbox {
-			ri, err := fanout.NewRedisInbox(client, fanout.RedisInboxConfig{Prefix: o.Prefix, InboxConfig: inboxCfg})
+			ri, err := inbox.NewRedis(client, inbox.RedisConfig{Prefix: o.Prefix, InboxConfig: inboxCfg})
 			if err != nil {
 				return err
 			}
-			inbox = ri
+			inboxes = ri
 		}
 		log.Info("cluster mode: Redis broker and jti store", zap.String("redis", redisMode(o)), zap.String("prefix", o.Prefix))
 	}
 	defer store.Close()
 	defer broker.Close()
-	if inbox != nil {
-		defer inbox.Close()
+	if inboxes != nil {
+		defer inboxes.Close()
 	}
 
 	trusted, err := prefixes(o.TrustedProxies)
@@ -160,7 +161,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Auth:                     authn,
 		Replay:                   store,
 		Broker:                   broker,
-		Inbox:                    inbox,
+		Inbox:                    inboxes,
 		NodeID:                   nodeID,
 		SessionCookie:            o.SessionCookie,
 		AllowedOrigins:           list(o.AllowedOrigins),

@@ -1,4 +1,4 @@
-package fanout
+package inbox
 
 import (
 	"context"
@@ -53,20 +53,20 @@ return out
 
 var readInbox = redis.NewScript(readScript)
 
-// RedisInboxConfig configures NewRedisInbox.
-type RedisInboxConfig struct {
+// RedisConfig configures NewRedis.
+type RedisConfig struct {
 	// Prefix starts every key and channel name (see Channels). Empty means
 	// none.
 	Prefix string
 	publish.InboxConfig
 }
 
-// RedisInbox is the Inbox of the multi-replica mode: one Redis Stream per
+// Redis is the Inbox of the multi-replica mode: one Redis Stream per
 // user, "<prefix>inbox:<user_id>", written and read by Lua scripts that
 // touch only that key. Append publishes through Redis, so the event
 // reaches the user's sockets on every replica. It keeps no state of its
 // own and is safe for concurrent use.
-type RedisInbox struct {
+type Redis struct {
 	client redis.UniversalClient // the caller's
 	ch     publish.Channels
 	cfg    publish.InboxConfig
@@ -74,14 +74,14 @@ type RedisInbox struct {
 }
 
 var (
-	_ Inbox           = (*RedisInbox)(nil)
-	_ InboxSyncReader = (*RedisInbox)(nil)
+	_ Inbox      = (*Redis)(nil)
+	_ SyncReader = (*Redis)(nil)
 )
 
-// NewRedisInbox returns a RedisInbox on client, which stays the caller's.
-func NewRedisInbox(client redis.UniversalClient, cfg RedisInboxConfig) (*RedisInbox, error) {
+// NewRedis returns a Redis on client, which stays the caller's.
+func NewRedis(client redis.UniversalClient, cfg RedisConfig) (*Redis, error) {
 	if client == nil {
-		return nil, errors.New("fanout: NewRedisInbox with a nil client")
+		return nil, errors.New("fanout: NewRedis with a nil client")
 	}
 	cfg.InboxConfig = cfg.InboxConfig.WithDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -91,28 +91,28 @@ func NewRedisInbox(client redis.UniversalClient, cfg RedisInboxConfig) (*RedisIn
 	if err != nil {
 		return nil, err
 	}
-	return &RedisInbox{client: client, ch: pub.Channels(), cfg: cfg.InboxConfig, pub: pub}, nil
+	return &Redis{client: client, ch: pub.Channels(), cfg: cfg.InboxConfig, pub: pub}, nil
 }
 
 // Append runs AppendScript for userID (Publisher.AppendToUser).
-func (r *RedisInbox) Append(ctx context.Context, userID string, payload []byte) (string, error) {
+func (r *Redis) Append(ctx context.Context, userID string, payload []byte) (string, error) {
 	id, _, err := r.pub.AppendToUser(ctx, userID, payload)
 	return id, err
 }
 
 // Read runs the read script for userID. A malformed since is a gap that
 // needs no round trip beyond creating a missing inbox.
-func (r *RedisInbox) Read(ctx context.Context, userID, since string) (InboxRead, error) {
+func (r *Redis) Read(ctx context.Context, userID, since string) (Result, error) {
 	return r.read(ctx, userID, since, "", nil)
 }
 
 // ReadSync is Read, and PUBLISHes sync on the user's channel in the same
-// atomic step, where AppendScript publishes events (InboxSyncReader).
-func (r *RedisInbox) ReadSync(ctx context.Context, userID, since string, sync []byte) (InboxRead, error) {
+// atomic step, where AppendScript publishes events (SyncReader).
+func (r *Redis) ReadSync(ctx context.Context, userID, since string, sync []byte) (Result, error) {
 	return r.read(ctx, userID, since, r.ch.User(userID), sync)
 }
 
-func (r *RedisInbox) read(ctx context.Context, userID, since, channel string, sync []byte) (InboxRead, error) {
+func (r *Redis) read(ctx context.Context, userID, since, channel string, sync []byte) (Result, error) {
 	gap := false
 	if since != "" {
 		if _, ok := ParseStreamID(since); !ok {
@@ -126,27 +126,27 @@ func (r *RedisInbox) read(ctx context.Context, userID, since, channel string, sy
 	res, err := readInbox.Run(ctx, r.client, []string{r.ch.Inbox(userID)},
 		since, r.cfg.MaxLen, r.cfg.MaxLen, r.cfg.Retention.Milliseconds(), channel, sync, publish).Slice()
 	if err != nil {
-		return InboxRead{}, fmt.Errorf("fanout: inbox read for %s: %w", userID, err)
+		return Result{}, fmt.Errorf("fanout: inbox read for %s: %w", userID, err)
 	}
 	if len(res) < 2 || len(res)%2 != 0 {
-		return InboxRead{}, fmt.Errorf("fanout: inbox read for %s: unexpected reply of %d items", userID, len(res))
+		return Result{}, fmt.Errorf("fanout: inbox read for %s: unexpected reply of %d items", userID, len(res))
 	}
 	status, _ := res[0].(string)
 	head, _ := res[1].(string)
-	out := InboxRead{Head: head, Gap: gap || status == "gap"}
+	out := Result{Head: head, Gap: gap || status == "gap"}
 	if out.Gap {
 		return out, nil
 	}
 	if n := (len(res) - 2) / 2; n > 0 {
-		out.Events = make([]InboxEvent, 0, n)
+		out.Events = make([]Event, 0, n)
 	}
 	for i := 2; i < len(res); i += 2 {
 		id, _ := res[i].(string)
 		p, _ := res[i+1].(string)
-		out.Events = append(out.Events, InboxEvent{ID: id, Payload: []byte(p)})
+		out.Events = append(out.Events, Event{ID: id, Payload: []byte(p)})
 	}
 	return out, nil
 }
 
 // Close does nothing: the client is the caller's.
-func (r *RedisInbox) Close() error { return nil }
+func (r *Redis) Close() error { return nil }

@@ -1,10 +1,11 @@
-package fanout
+package inbox
 
 import (
 	"context"
 	"fmt"
 	"testing"
 
+	"github.com/herald-gw/herald/fanout"
 	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/internal/testenv"
 )
@@ -74,14 +75,14 @@ func BenchmarkInboxReplay(b *testing.B) {
 	srv := testenv.StartRedis(b)
 	ctx := context.Background()
 	payload := []byte(`{"type":"friend_request","id":"5f0c6a8e-2d1b-4c3e-9f7a-1b2c3d4e5f60","ts":1764150000000,"data":{"from":{"id":"7","name":"alice"}}}`)
-	mem := NewMemory(MemoryConfig{})
+	mem := fanout.NewMemory(fanout.MemoryConfig{})
 	defer mem.Close()
-	mi, err := NewMemoryInbox(mem, MemoryInboxConfig{})
+	mi, err := NewMemory(mem, MemoryConfig{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer mi.Close()
-	ri, err := NewRedisInbox(srv.Client(), RedisInboxConfig{})
+	ri, err := NewRedis(srv.Client(), RedisConfig{})
 	if err != nil {
 		b.Fatal(err)
 	}

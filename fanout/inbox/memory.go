@@ -1,4 +1,4 @@
-package fanout
+package inbox
 
 import (
 	"context"
@@ -7,12 +7,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/herald-gw/herald/fanout"
 	"github.com/herald-gw/herald/fanout/publish"
 )
 
-// MemoryInboxConfig configures NewMemoryInbox. Every zero value means the
+// MemoryConfig configures NewMemory. Every zero value means the
 // default named in the field's comment.
-type MemoryInboxConfig struct {
+type MemoryConfig struct {
 	publish.InboxConfig
 	// SweepInterval is how often a background goroutine drops the inboxes
 	// that expired (nothing appended for Retention). Zero means 1m. Expired
@@ -22,14 +23,14 @@ type MemoryInboxConfig struct {
 	Now func() time.Time
 }
 
-// MemoryInbox is the Inbox of the embedded single-process mode, with the
-// semantics of RedisInbox (ids, trimming by count and age, expiry, gaps)
+// Memory is the Inbox of the embedded single-process mode, with the
+// semantics of Redis (ids, trimming by count and age, expiry, gaps)
 // within the process: it is lost when the process ends, like a Redis
 // without persistence. Append publishes through the broker it was given,
 // holding the user's lock so that a user's events reach the broker in id
 // order. Lock order: a shard lock, then whatever the broker takes.
-type MemoryInbox struct {
-	broker Broker
+type Memory struct {
+	broker fanout.Broker
 	cfg    publish.InboxConfig
 	now    func() time.Time
 	seed   maphash.Seed
@@ -61,16 +62,16 @@ type memEvent struct {
 	payload []byte
 }
 
-var _ Inbox = (*MemoryInbox)(nil)
+var _ Inbox = (*Memory)(nil)
 
-// errInboxClosed is returned after Close.
-var errInboxClosed = errors.New("fanout: inbox closed")
+// errClosed is returned after Close.
+var errClosed = errors.New("fanout: inbox closed")
 
-// NewMemoryInbox returns a MemoryInbox that publishes through broker and
+// NewMemory returns a Memory that publishes through broker and
 // starts its sweeper, which runs until Close.
-func NewMemoryInbox(broker Broker, cfg MemoryInboxConfig) (*MemoryInbox, error) {
+func NewMemory(broker fanout.Broker, cfg MemoryConfig) (*Memory, error) {
 	if broker == nil {
-		return nil, errors.New("fanout: NewMemoryInbox with a nil broker")
+		return nil, errors.New("fanout: NewMemory with a nil broker")
 	}
 	cfg.InboxConfig = cfg.InboxConfig.WithDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -82,7 +83,7 @@ func NewMemoryInbox(broker Broker, cfg MemoryInboxConfig) (*MemoryInbox, error) 
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	m := &MemoryInbox{
+	m := &Memory{
 		broker: broker, cfg: cfg.InboxConfig, now: cfg.Now, seed: maphash.MakeSeed(),
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
@@ -93,12 +94,12 @@ func NewMemoryInbox(broker Broker, cfg MemoryInboxConfig) (*MemoryInbox, error) 
 	return m, nil
 }
 
-func (m *MemoryInbox) shard(user string) *inboxShard {
+func (m *Memory) shard(user string) *inboxShard {
 	return &m.shards[maphash.String(m.seed, user)%inboxShards]
 }
 
 // streamLocked returns user's live stream, or nil; it drops an expired one.
-func (m *MemoryInbox) streamLocked(sh *inboxShard, user string, nowMS int64) *memStream {
+func (m *Memory) streamLocked(sh *inboxShard, user string, nowMS int64) *memStream {
 	s := sh.m[user]
 	if s != nil && nowMS >= s.expiresMS {
 		delete(sh.m, user)
@@ -109,7 +110,7 @@ func (m *MemoryInbox) streamLocked(sh *inboxShard, user string, nowMS int64) *me
 
 // addLocked appends an event with a fresh id, as XADD with MAXLEN (exact
 // here) and PEXPIRE do, and returns its id.
-func (m *MemoryInbox) addLocked(sh *inboxShard, user string, payload []byte, nowMS int64) StreamID {
+func (m *Memory) addLocked(sh *inboxShard, user string, payload []byte, nowMS int64) StreamID {
 	s := m.streamLocked(sh, user, nowMS)
 	if s == nil {
 		s = &memStream{}
@@ -130,7 +131,7 @@ func (m *MemoryInbox) addLocked(sh *inboxShard, user string, payload []byte, now
 }
 
 // Append stores payload and publishes its frame through the broker.
-func (m *MemoryInbox) Append(ctx context.Context, userID string, payload []byte) (string, error) {
+func (m *Memory) Append(ctx context.Context, userID string, payload []byte) (string, error) {
 	if userID == "" {
 		return "", publish.ErrInvalidTarget
 	}
@@ -142,7 +143,7 @@ func (m *MemoryInbox) Append(ctx context.Context, userID string, payload []byte)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if sh.m == nil {
-		return "", errInboxClosed
+		return "", errClosed
 	}
 	nowMS := m.now().UnixMilli()
 	id := m.addLocked(sh, userID, payload, nowMS)
@@ -164,7 +165,7 @@ func (m *MemoryInbox) Append(ctx context.Context, userID string, payload []byte)
 }
 
 // Read follows the rules of Inbox.Read, like the Redis read script.
-func (m *MemoryInbox) Read(_ context.Context, userID, since string) (InboxRead, error) {
+func (m *Memory) Read(_ context.Context, userID, since string) (Result, error) {
 	var (
 		from   StreamID
 		gap    bool
@@ -180,16 +181,16 @@ func (m *MemoryInbox) Read(_ context.Context, userID, since string) (InboxRead, 
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if sh.m == nil {
-		return InboxRead{}, errInboxClosed
+		return Result{}, errClosed
 	}
 	nowMS := m.now().UnixMilli()
 	s := m.streamLocked(sh, userID, nowMS)
 	if s == nil {
 		id := m.addLocked(sh, userID, nil, nowMS)
-		return InboxRead{Head: id.String(), Gap: hasArg}, nil
+		return Result{Head: id.String(), Gap: hasArg}, nil
 	}
 	head := s.events[len(s.events)-1].id
-	out := InboxRead{Head: head.String(), Gap: gap}
+	out := Result{Head: head.String(), Gap: gap}
 	if !hasArg || gap {
 		return out, nil
 	}
@@ -207,13 +208,13 @@ func (m *MemoryInbox) Read(_ context.Context, userID, since string) (InboxRead, 
 	}
 	for _, e := range s.events[i:] {
 		if e.payload != nil {
-			out.Events = append(out.Events, InboxEvent{ID: e.id.String(), Payload: e.payload})
+			out.Events = append(out.Events, Event{ID: e.id.String(), Payload: e.payload})
 		}
 	}
 	return out, nil
 }
 
-func (m *MemoryInbox) sweepLoop(every time.Duration) {
+func (m *Memory) sweepLoop(every time.Duration) {
 	defer close(m.done)
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -228,7 +229,7 @@ func (m *MemoryInbox) sweepLoop(every time.Duration) {
 }
 
 // sweep drops the expired inboxes, one shard at a time.
-func (m *MemoryInbox) sweep() {
+func (m *Memory) sweep() {
 	nowMS := m.now().UnixMilli()
 	for i := range m.shards {
 		sh := &m.shards[i]
@@ -243,7 +244,7 @@ func (m *MemoryInbox) sweep() {
 }
 
 // Close stops the sweeper and drops every inbox; Append and Read then fail.
-func (m *MemoryInbox) Close() error {
+func (m *Memory) Close() error {
 	m.closeOnce.Do(func() {
 		close(m.stop)
 		<-m.done

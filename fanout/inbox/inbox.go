@@ -1,4 +1,4 @@
-package fanout
+package inbox
 
 import (
 	"context"
@@ -18,8 +18,8 @@ import (
 // A reconnecting socket names the last id it saw (since); Read returns what
 // the inbox holds after it, or reports a gap that cannot be closed.
 
-// Inbox is the per-user event store herald replays from. RedisInbox keeps it
-// in Redis Streams (shared by every replica); MemoryInbox keeps it in the
+// Inbox is the per-user event store herald replays from. Redis keeps it
+// in Redis Streams (shared by every replica); Memory keeps it in the
 // process (the embedded mode). Both are safe for concurrent use.
 type Inbox interface {
 	// Append stores payload, which must be a JSON object (ErrNotObject), as
@@ -33,32 +33,32 @@ type Inbox interface {
 	// left empty, when the events after since cannot all be given: since is
 	// malformed, newer than Head, older than the oldest entry kept (trimmed,
 	// expired, or lost with Redis), or more than MaxLen events follow it.
-	Read(ctx context.Context, userID, since string) (InboxRead, error)
+	Read(ctx context.Context, userID, since string) (Result, error)
 	// Close releases the inbox's resources (not the Redis client).
 	Close() error
 }
 
-// InboxSyncReader is an Inbox that can publish a message on a user's
+// SyncReader is an Inbox that can publish a message on a user's
 // channel in the same atomic step as its Read, the way Append publishes
 // events: every event appended before the read reaches the user's channel
 // before the message. The gateway's handshake uses it to learn when the
 // events up to the head it read have all arrived (one round trip instead of
 // a Read and a Publish).
-type InboxSyncReader interface {
+type SyncReader interface {
 	// ReadSync is Read, and publishes sync to userID's channel once the
 	// head is read.
-	ReadSync(ctx context.Context, userID, since string, sync []byte) (InboxRead, error)
+	ReadSync(ctx context.Context, userID, since string, sync []byte) (Result, error)
 }
 
-// InboxRead is the result of Inbox.Read.
-type InboxRead struct {
-	Head   string       // the newest id at the time of the read
-	Gap    bool         // the events after since cannot all be given
-	Events []InboxEvent // after since, oldest first; empty with Gap
+// Result is the result of Inbox.Read.
+type Result struct {
+	Head   string  // the newest id at the time of the read
+	Gap    bool    // the events after since cannot all be given
+	Events []Event // after since, oldest first; empty with Gap
 }
 
-// InboxEvent is one stored event.
-type InboxEvent struct {
+// Event is one stored event.
+type Event struct {
 	ID      string
 	Payload []byte
 }

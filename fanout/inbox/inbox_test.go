@@ -1,4 +1,4 @@
-package fanout
+package inbox
 
 import (
 	"context"
@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/herald-gw/herald/fanout"
 	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/internal/testenv"
+	"github.com/redis/go-redis/v9"
 )
 
 func TestInboxFrame(t *testing.T) {
@@ -88,7 +91,7 @@ func TestInboxReadRules(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			in, frames := mk(t, publish.InboxConfig{MaxLen: 5, Retention: time.Hour})
 			ctx := context.Background()
-			read := func(since string) InboxRead {
+			read := func(since string) Result {
 				t.Helper()
 				rd, err := in.Read(ctx, "u", since)
 				if err != nil {
@@ -189,30 +192,44 @@ func TestInboxReadRules(t *testing.T) {
 func inboxImplsSimple() map[string]func(t *testing.T, cfg publish.InboxConfig) (Inbox, func() []string) {
 	return map[string]func(t *testing.T, cfg publish.InboxConfig) (Inbox, func() []string){
 		"memory": func(t *testing.T, cfg publish.InboxConfig) (Inbox, func() []string) {
-			b := NewMemory(MemoryConfig{})
-			rec := &recorder{}
+			b := fanout.NewMemory(fanout.MemoryConfig{})
+			rec := &userFrames{user: "u"}
 			if err := b.Start(rec); err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { b.Close() })
 			b.Subscribe("u")
-			in, err := NewMemoryInbox(b, MemoryInboxConfig{InboxConfig: cfg})
+			in, err := NewMemory(b, MemoryConfig{InboxConfig: cfg})
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { in.Close() })
-			return in, func() []string { return rec.payloads(publish.User("u")) }
+			return in, rec.list
 		},
 		"redis": func(t *testing.T, cfg publish.InboxConfig) (Inbox, func() []string) {
 			srv := testenv.StartRedis(t)
-			in, err := NewRedisInbox(srv.Client(), RedisInboxConfig{Prefix: "p:", InboxConfig: cfg})
+			in, err := NewRedis(srv.Client(), RedisConfig{Prefix: "p:", InboxConfig: cfg})
 			if err != nil {
 				t.Fatal(err)
 			}
-			b, rec := startBroker(t, srv.Client(), RedisConfig{Prefix: "p:", NodeID: "n"})
-			waitReady(t, b)
-			waitClosed(t, b.Subscribe("u"), 5*time.Second, "u")
-			return in, func() []string { return rec.payloads(publish.User("u")) }
+			// What a replica subscribed to u receives.
+			ps := srv.Client().Subscribe(context.Background(), "p:user:u")
+			t.Cleanup(func() { ps.Close() })
+			if _, err := ps.Receive(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			return in, func() []string {
+				for {
+					m, err := ps.ReceiveTimeout(context.Background(), 20*time.Millisecond)
+					if err != nil {
+						return got
+					}
+					if m, ok := m.(*redis.Message); ok {
+						got = append(got, m.Payload)
+					}
+				}
+			}
 		},
 	}
 }
@@ -224,7 +241,7 @@ func TestRedisInboxKeys(t *testing.T) {
 	srv := testenv.StartRedis(t)
 	c := srv.Client()
 	ctx := context.Background()
-	in, err := NewRedisInbox(c, RedisInboxConfig{Prefix: "app:", InboxConfig: publish.InboxConfig{MaxLen: 3, Retention: 400 * time.Millisecond}})
+	in, err := NewRedis(c, RedisConfig{Prefix: "app:", InboxConfig: publish.InboxConfig{MaxLen: 3, Retention: 400 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,14 +296,14 @@ func TestRedisInboxKeys(t *testing.T) {
 // TestMemoryInboxAge checks trimming by age and expiry with a test clock.
 func TestMemoryInboxAge(t *testing.T) {
 	testenv.NoLeaks(t)
-	b := NewMemory(MemoryConfig{})
-	if err := b.Start(&recorder{}); err != nil {
+	b := fanout.NewMemory(fanout.MemoryConfig{})
+	if err := b.Start(&userFrames{}); err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
 	var now atomic.Int64
 	now.Store(1764150000000)
-	in, err := NewMemoryInbox(b, MemoryInboxConfig{
+	in, err := NewMemory(b, MemoryConfig{
 		InboxConfig: publish.InboxConfig{MaxLen: 10, Retention: time.Second},
 		Now:         func() time.Time { return time.UnixMilli(now.Load()) },
 	})
@@ -361,7 +378,7 @@ func TestRedisInboxReadSync(t *testing.T) {
 	srv := testenv.StartRedis(t)
 	c := srv.Client()
 	ctx := context.Background()
-	in, err := NewRedisInbox(c, RedisInboxConfig{Prefix: "app:"})
+	in, err := NewRedis(c, RedisConfig{Prefix: "app:"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -418,5 +435,62 @@ func TestRedisInboxReadSync(t *testing.T) {
 			}
 			last = rd.Head
 		})
+	}
+}
+
+// userFrames is a broker Handler that keeps what reaches one user.
+type userFrames struct {
+	user   string
+	mu     sync.Mutex
+	frames []string // guarded by mu
+}
+
+func (h *userFrames) Deliver(to publish.Target, payload []byte) {
+	if to == publish.User(h.user) {
+		h.mu.Lock()
+		h.frames = append(h.frames, string(payload))
+		h.mu.Unlock()
+	}
+}
+func (h *userFrames) Control(publish.Control) {}
+func (h *userFrames) Resync()                 {}
+
+func (h *userFrames) list() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.frames...)
+}
+
+// With a cluster client, the handshake's inbox read publishes its sync
+// message where the events go: by SPUBLISH on the user's hash-tagged
+// channel, which shares the stream's slot.
+func TestRedisInboxReadSyncSharded(t *testing.T) {
+	testenv.NoLeaks(t)
+	_, cc := testenv.StartOneNodeCluster(t)
+	ctx := context.Background()
+	in, err := NewRedis(cc, RedisConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := cc.SSubscribe(ctx, "user:{42}")
+	defer sub.Close()
+	if _, err := sub.Receive(ctx); err != nil { // the confirmation
+		t.Fatal(err)
+	}
+	id, err := in.Append(ctx, "42", []byte(`{"type":"kept"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in.ReadSync(ctx, "42", "", []byte(`{"type":"sync-42"}`)); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`{"inbox_id":"` + id + `","type":"kept"}`, `{"type":"sync-42"}`} {
+		m, err := sub.ReceiveMessage(ctx)
+		if err != nil || m.Channel != "user:{42}" || m.Payload != want {
+			t.Fatalf("SSUBSCRIBE user:{42} got %+v, %v; want %s", m, err, want)
+		}
+	}
+	if l := cc.XLen(ctx, "inbox:{42}").Val(); l < 1 {
+		t.Fatalf("XLEN inbox:{42} = %d", l)
 	}
 }
