@@ -60,3 +60,14 @@ type SocketSubscriber interface {
 	SubscribeSocket(socketID string) <-chan struct{}
 	UnsubscribeSocket(socketID string)
 }
+
+// closed is the channel Confirmed returns. It is never reopened.
+var closed = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
+// Confirmed returns a closed channel: what Subscribe returns for a
+// subscription that is already active, or that will never be.
+func Confirmed() <-chan struct{} { return closed }

@@ -8,15 +8,17 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
 
 	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/internal/testenv"
 )
 
-func startMemory(t *testing.T, reg prometheus.Registerer) (*Memory, *recorder) {
+func startMemory(t *testing.T, reg prometheus.Registerer) (*Memory, *testenv.Recorder) {
 	t.Helper()
-	b := NewMemory(MemoryConfig{Logger: testLogger(t), Registerer: reg})
-	rec := &recorder{}
+	b := NewMemory(MemoryConfig{Logger: zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)), Registerer: reg})
+	rec := &testenv.Recorder{}
 	if err := b.Start(rec); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -30,7 +32,7 @@ func TestMemoryUserOnlyWhileSubscribed(t *testing.T) {
 	ctx := context.Background()
 
 	mustPublish(t, b, publish.User("42"), "before")
-	if ch := b.Subscribe("42"); !isClosed(ch) {
+	if ch := b.Subscribe("42"); !testenv.IsClosed(ch) {
 		t.Fatal("Subscribe returned an open channel")
 	}
 	b.Subscribe("42") // a second socket's worth
@@ -43,10 +45,10 @@ func TestMemoryUserOnlyWhileSubscribed(t *testing.T) {
 	b.Unsubscribe("42") // unbalanced: ignored
 
 	want := []string{"during", "one left"}
-	if got := rec.payloads(publish.User("42")); !equalStrings(got, want) {
+	if got := rec.Payloads(publish.User("42")); !equalStrings(got, want) {
 		t.Fatalf("user 42 got %q, want %q", got, want)
 	}
-	if got := rec.payloads(publish.User("43")); len(got) != 0 {
+	if got := rec.Payloads(publish.User("43")); len(got) != 0 {
 		t.Fatalf("unsubscribed user 43 got %q", got)
 	}
 	if err := b.Publish(ctx, publish.User(""), []byte("x")); !errors.Is(err, publish.ErrInvalidTarget) {
@@ -68,7 +70,7 @@ func TestMemoryRoutes(t *testing.T) {
 			testenv.NoLeaks(t)
 			b, rec := startMemory(t, nil)
 			mustPublish(t, b, tt.to, "hello")
-			if !rec.has(tt.to, "hello") {
+			if !rec.Has(tt.to, "hello") {
 				t.Fatalf("%+v not delivered", tt.to)
 			}
 		})
@@ -83,7 +85,7 @@ func TestMemoryControl(t *testing.T) {
 	if err := b.PublishControl(ctx, c); err != nil {
 		t.Fatalf("PublishControl: %v", err)
 	}
-	if got := rec.controlList(); len(got) != 1 || got[0] != c {
+	if got := rec.Controls(); len(got) != 1 || got[0] != c {
 		t.Fatalf("controls = %+v, want [%+v]", got, c)
 	}
 	for _, bad := range []publish.Control{{Op: "explode", UserID: "42"}, {Op: publish.OpDisconnect}} {
@@ -115,7 +117,7 @@ func TestMemoryClose(t *testing.T) {
 	if err := b.PublishControl(ctx, publish.Control{Op: publish.OpDisconnect, UserID: "42"}); !errors.Is(err, ErrClosed) {
 		t.Errorf("PublishControl after Close = %v, want ErrClosed", err)
 	}
-	if n := rec.count(); n != 0 {
+	if n := rec.Count(); n != 0 {
 		t.Fatalf("%d messages delivered after Close", n)
 	}
 	if err := b.Start(rec); !errors.Is(err, ErrClosed) {
@@ -125,7 +127,7 @@ func TestMemoryClose(t *testing.T) {
 
 // blockingHandler blocks in Deliver until release is closed.
 type blockingHandler struct {
-	recorder
+	*testenv.Recorder
 	entered chan struct{}
 	release chan struct{}
 }
@@ -133,7 +135,7 @@ type blockingHandler struct {
 func (h *blockingHandler) Deliver(to publish.Target, payload []byte) {
 	close(h.entered)
 	<-h.release
-	h.recorder.Deliver(to, payload)
+	h.Recorder.Deliver(to, payload)
 }
 
 // Close waits for a delivery in progress: nothing is delivered after it
@@ -162,22 +164,22 @@ func TestMemoryCloseWaitsForDelivery(t *testing.T) {
 	close(h.release)
 	<-closed
 	wg.Wait()
-	if h.count() != 1 {
-		t.Fatalf("delivered %d, want 1", h.count())
+	if h.Count() != 1 {
+		t.Fatalf("delivered %d, want 1", h.Count())
 	}
 }
 
 // reentrantHandler unsubscribes from within Control, as the gateway does
 // when a disconnect closes a user's last socket.
 type reentrantHandler struct {
-	recorder
+	*testenv.Recorder
 	b *Memory
 }
 
 func (h *reentrantHandler) Control(c publish.Control) {
 	h.b.Unsubscribe(c.UserID)
 	_ = h.b.Publish(context.Background(), publish.Socket("n1.x"), []byte("from handler"))
-	h.recorder.Control(c)
+	h.Recorder.Control(c)
 }
 
 func TestMemoryHandlerMayCallBroker(t *testing.T) {
@@ -202,7 +204,7 @@ func TestMemoryHandlerMayCallBroker(t *testing.T) {
 		t.Fatal("PublishControl deadlocked with a handler that calls the broker")
 	}
 	mustPublish(t, b, publish.User("42"), "after disconnect")
-	if h.has(publish.User("42"), "after disconnect") || !h.has(publish.Socket("n1.x"), "from handler") {
+	if h.Has(publish.User("42"), "after disconnect") || !h.Has(publish.Socket("n1.x"), "from handler") {
 		t.Fatal("the handler's calls did not take effect")
 	}
 }
@@ -216,10 +218,10 @@ func TestMemoryStartMisuse(t *testing.T) {
 	}
 	// Before Start, messages go nowhere.
 	mustPublish(t, b, publish.All(), "nobody")
-	if err := b.Start(&recorder{}); err != nil {
+	if err := b.Start(&testenv.Recorder{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Start(&recorder{}); err == nil {
+	if err := b.Start(&testenv.Recorder{}); err == nil {
 		t.Fatal("a second Start succeeded")
 	}
 }
@@ -228,8 +230,8 @@ func TestMemoryMetrics(t *testing.T) {
 	testenv.NoLeaks(t)
 	reg := prometheus.NewRegistry()
 	b, _ := startMemory(t, reg)
-	for _, r := range dropReasons {
-		if v, ok := metricValue(t, reg, "herald_broker_dropped_total", "reason", r); !ok || v != 0 {
+	for _, r := range DropReasons {
+		if v, ok := testenv.MetricValue(t, reg, "herald_broker_dropped_total", "reason", r); !ok || v != 0 {
 			t.Errorf("dropped{reason=%q} = %v, %v; want 0, present", r, v, ok)
 		}
 	}
@@ -250,7 +252,7 @@ func TestMemoryMetrics(t *testing.T) {
 		{"herald_broker_reconnects_total", "", "", 0},
 	}
 	for _, c := range checks {
-		if v, ok := metricValue(t, reg, c.name, c.label, c.value); !ok || v != c.want {
+		if v, ok := testenv.MetricValue(t, reg, c.name, c.label, c.value); !ok || v != c.want {
 			t.Errorf("%s{%s=%q} = %v, %v; want %v", c.name, c.label, c.value, v, ok, c.want)
 		}
 	}

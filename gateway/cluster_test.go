@@ -15,8 +15,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/herald-gw/herald/auth"
-	"github.com/herald-gw/herald/fanout"
 	"github.com/herald-gw/herald/fanout/publish"
+	fanoutredis "github.com/herald-gw/herald/fanout/redis"
 	"github.com/herald-gw/herald/gateway"
 	"github.com/herald-gw/herald/internal/testenv"
 	"github.com/herald-gw/herald/replay"
@@ -32,7 +32,7 @@ func startReplica(t *testing.T, r *testenv.Redis, node string, mod func(*gateway
 		PoolSize:    8, // small, so the churn test's warm-up fills it
 	})
 	t.Cleanup(func() { client.Close() })
-	b, err := fanout.NewRedis(client, fanout.RedisConfig{
+	b, err := fanoutredis.New(client, fanoutredis.Config{
 		NodeID:           node,
 		UnsubscribeGrace: 50 * time.Millisecond,
 		HealthInterval:   500 * time.Millisecond,

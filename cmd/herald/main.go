@@ -27,6 +27,7 @@ import (
 	"github.com/herald-gw/herald/fanout/inbox"
 	"github.com/herald-gw/herald/fanout/presence"
 	"github.com/herald-gw/herald/fanout/publish"
+	fanoutredis "github.com/herald-gw/herald/fanout/redis"
 	"github.com/herald-gw/herald/gateway"
 	"github.com/herald-gw/herald/replay"
 )
@@ -117,7 +118,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 		store = rs
-		bcfg := fanout.RedisConfig{
+		bcfg := fanoutredis.Config{
 			Prefix:           o.Prefix,
 			NodeID:           nodeID,
 			UnsubscribeGrace: o.UnsubscribeGrace,
@@ -126,9 +127,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			Registerer:       reg,
 		}
 		if cc, ok := client.(*redis.ClusterClient); ok {
-			broker, err = fanout.NewRedisCluster(cc, bcfg)
+			broker, err = fanoutredis.NewCluster(cc, bcfg)
 		} else {
-			broker, err = fanout.NewRedis(client.(*redis.Client), bcfg)
+			broker, err = fanoutredis.New(client.(*redis.Client), bcfg)
 		}
 		if err != nil {
 			return err

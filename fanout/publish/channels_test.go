@@ -1,33 +1,35 @@
-package publish
+package publish_test
 
 import (
 	"errors"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/herald-gw/herald/fanout/publish"
 )
 
 func TestChannelsRoundTrip(t *testing.T) {
 	tests := []struct {
 		name   string
 		prefix string
-		to     Target
+		to     publish.Target
 		want   string
 	}{
-		{"user", "", User("42"), "user:42"},
-		{"user with prefix", "app1:", User("42"), "app1:user:42"},
-		{"user id with colons and glob chars", "", User("a:b*[c]"), "user:a:b*[c]"},
-		{"socket", "", Socket("n1.abc"), "socket:n1.abc"},
-		{"socket with prefix", "p.", Socket("n1.abc.def"), "p.socket:n1.abc.def"},
-		{"broadcast", "", All(), "broadcast"},
-		{"broadcast with prefix", "x:", All(), "x:broadcast"},
-		{"broadcast except", "", AllExcept("7"), "broadcast:except:7"},
-		{"broadcast except with prefix", "x:", AllExcept("7"), "x:broadcast:except:7"},
-		{"prefix that looks like a name", "user:", User("1"), "user:user:1"},
+		{"user", "", publish.User("42"), "user:42"},
+		{"user with prefix", "app1:", publish.User("42"), "app1:user:42"},
+		{"user id with colons and glob chars", "", publish.User("a:b*[c]"), "user:a:b*[c]"},
+		{"socket", "", publish.Socket("n1.abc"), "socket:n1.abc"},
+		{"socket with prefix", "p.", publish.Socket("n1.abc.def"), "p.socket:n1.abc.def"},
+		{"broadcast", "", publish.All(), "broadcast"},
+		{"broadcast with prefix", "x:", publish.All(), "x:broadcast"},
+		{"broadcast except", "", publish.AllExcept("7"), "broadcast:except:7"},
+		{"broadcast except with prefix", "x:", publish.AllExcept("7"), "x:broadcast:except:7"},
+		{"prefix that looks like a name", "user:", publish.User("1"), "user:user:1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := NewChannels(tt.prefix)
+			c := publish.NewChannels(tt.prefix)
 			got, err := c.Name(tt.to)
 			if err != nil {
 				t.Fatalf("Name(%+v): %v", tt.to, err)
@@ -66,7 +68,7 @@ func TestChannelsParseRejects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got, ok := NewChannels(tt.prefix).Parse(tt.channel); ok {
+			if got, ok := publish.NewChannels(tt.prefix).Parse(tt.channel); ok {
 				t.Fatalf("Parse(%q) with prefix %q = %+v, true; want false", tt.channel, tt.prefix, got)
 			}
 		})
@@ -74,8 +76,8 @@ func TestChannelsParseRejects(t *testing.T) {
 }
 
 func TestChannelsNameRejects(t *testing.T) {
-	for _, to := range []Target{User(""), Socket(""), {}, {Kind: 9, ID: "x"}} {
-		if got, err := (Channels{}).Name(to); !errors.Is(err, ErrInvalidTarget) {
+	for _, to := range []publish.Target{publish.User(""), publish.Socket(""), {}, {Kind: 9, ID: "x"}} {
+		if got, err := (publish.Channels{}).Name(to); !errors.Is(err, publish.ErrInvalidTarget) {
 			t.Errorf("Name(%+v) = %q, %v; want ErrInvalidTarget", to, got, err)
 		}
 	}
@@ -94,7 +96,7 @@ func TestChannelsControl(t *testing.T) {
 		{"", "user:1", false},
 	}
 	for _, tt := range tests {
-		c := NewChannels(tt.prefix)
+		c := publish.NewChannels(tt.prefix)
 		if got := c.IsControl(tt.channel); got != tt.want {
 			t.Errorf("prefix %q: IsControl(%q) = %v, want %v", tt.prefix, tt.channel, got, tt.want)
 		}
@@ -113,7 +115,7 @@ func TestChannelsPatterns(t *testing.T) {
 		{`a*b?[c]\d:`, `a\*b\?\[c\]\\d:socket:n1.*`, `a\*b\?\[c\]\\d:broadcast:except:*`},
 	}
 	for _, tt := range tests {
-		c := NewChannels(tt.prefix)
+		c := publish.NewChannels(tt.prefix)
 		if got := c.SocketPattern("n1"); got != tt.socket {
 			t.Errorf("prefix %q: SocketPattern = %q, want %q", tt.prefix, got, tt.socket)
 		}
@@ -143,7 +145,7 @@ func TestValidNodeID(t *testing.T) {
 		{"a:b", false},
 	}
 	for _, tt := range tests {
-		if got := ValidNodeID(tt.id); got != tt.want {
+		if got := publish.ValidNodeID(tt.id); got != tt.want {
 			t.Errorf("ValidNodeID(%q) = %v, want %v", tt.id, got, tt.want)
 		}
 	}
@@ -153,8 +155,8 @@ func TestNewNodeID(t *testing.T) {
 	re := regexp.MustCompile(`^[0-9a-f]{8}$`)
 	seen := make(map[string]bool)
 	for range 1000 {
-		id := NewNodeID()
-		if !re.MatchString(id) || !ValidNodeID(id) {
+		id := publish.NewNodeID()
+		if !re.MatchString(id) || !publish.ValidNodeID(id) {
 			t.Fatalf("NewNodeID() = %q, want 8 lowercase hex characters", id)
 		}
 		if seen[id] {
@@ -165,7 +167,7 @@ func TestNewNodeID(t *testing.T) {
 }
 
 func TestChannelsParseAllocs(t *testing.T) {
-	c := NewChannels("app:")
+	c := publish.NewChannels("app:")
 	allocs := testing.AllocsPerRun(100, func() {
 		if _, ok := c.Parse("app:user:42"); !ok {
 			t.Fatal("not parsed")
@@ -188,7 +190,7 @@ func FuzzChannelsParse(f *testing.F) {
 		f.Add("p:", "p:"+s)
 	}
 	f.Fuzz(func(t *testing.T, prefix, channel string) {
-		c := NewChannels(prefix)
+		c := publish.NewChannels(prefix)
 		to, ok := c.Parse(channel)
 		if c.IsControl(channel) {
 			if ok {
@@ -199,7 +201,7 @@ func FuzzChannelsParse(f *testing.F) {
 		if !ok {
 			return
 		}
-		if to.Kind != ToAll && to.ID == "" {
+		if to.Kind != publish.ToAll && to.ID == "" {
 			t.Fatalf("prefix %q: Parse(%q) = %+v: empty id", prefix, channel, to)
 		}
 		name, err := c.Name(to)
@@ -214,20 +216,20 @@ func TestShardedChannels(t *testing.T) {
 	tests := []struct {
 		name   string
 		prefix string
-		to     Target
+		to     publish.Target
 		want   string
 	}{
-		{"user", "", User("42"), "user:{42}"},
-		{"user with prefix", "app:", User("42"), "app:user:{42}"},
-		{"user id with braces", "", User("a}b"), "user:{a}b}"},
-		{"socket", "", Socket("n1.abc"), "socket:{n1.abc}"},
-		{"socket with prefix", "app:", Socket("3f9a1c0e.8d2b4c6a1e0f9d7c"), "app:socket:{3f9a1c0e.8d2b4c6a1e0f9d7c}"},
-		{"broadcast unchanged", "", All(), "broadcast"},
-		{"except unchanged", "", AllExcept("7"), "broadcast:except:7"},
+		{"user", "", publish.User("42"), "user:{42}"},
+		{"user with prefix", "app:", publish.User("42"), "app:user:{42}"},
+		{"user id with braces", "", publish.User("a}b"), "user:{a}b}"},
+		{"socket", "", publish.Socket("n1.abc"), "socket:{n1.abc}"},
+		{"socket with prefix", "app:", publish.Socket("3f9a1c0e.8d2b4c6a1e0f9d7c"), "app:socket:{3f9a1c0e.8d2b4c6a1e0f9d7c}"},
+		{"broadcast unchanged", "", publish.All(), "broadcast"},
+		{"except unchanged", "", publish.AllExcept("7"), "broadcast:except:7"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := NewShardedChannels(tt.prefix)
+			c := publish.NewShardedChannels(tt.prefix)
 			got, err := c.Name(tt.to)
 			if err != nil || got != tt.want {
 				t.Fatalf("Name(%+v) = %q, %v; want %q", tt.to, got, err, tt.want)
@@ -238,19 +240,19 @@ func TestShardedChannels(t *testing.T) {
 		})
 	}
 	for _, bad := range []string{"user:42", "user:{}", "user:{42", "user:42}", "socket:n1.abc", "socket:{}", "socket:{n1.abc"} {
-		if to, ok := NewShardedChannels("").Parse(bad); ok {
+		if to, ok := publish.NewShardedChannels("").Parse(bad); ok {
 			t.Errorf("sharded Parse(%q) = %+v, want refused", bad, to)
 		}
 	}
 }
 
 func TestShardedChannelsParseAllocs(t *testing.T) {
-	c := NewShardedChannels("app:")
+	c := publish.NewShardedChannels("app:")
 	allocs := testing.AllocsPerRun(100, func() {
-		if to, ok := c.Parse("app:user:{42}"); !ok || to.Kind != ToUser {
+		if to, ok := c.Parse("app:user:{42}"); !ok || to.Kind != publish.ToUser {
 			t.Fatal("user not parsed")
 		}
-		if to, ok := c.Parse("app:socket:{n1.abc}"); !ok || to.Kind != ToSocket {
+		if to, ok := c.Parse("app:socket:{n1.abc}"); !ok || to.Kind != publish.ToSocket {
 			t.Fatal("socket not parsed")
 		}
 	})

@@ -1,4 +1,4 @@
-package publish
+package publish_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/internal/testenv"
 )
 
@@ -18,13 +19,13 @@ func TestPublisherNotifications(t *testing.T) {
 	testenv.NoLeaks(t)
 	srv := testenv.StartRedis(t)
 	now := time.UnixMilli(1764150000000)
-	p, err := NewPublisher(srv.Client(), PublisherConfig{Prefix: "app:", Now: func() time.Time { return now }})
+	p, err := publish.NewPublisher(srv.Client(), publish.PublisherConfig{Prefix: "app:", Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	next := testenv.Listen(t, srv.Client(), "app:user:42")
 	ctx := context.Background()
-	alice := Person{ID: "7", Name: "alice"}
+	alice := publish.Person{ID: "7", Name: "alice"}
 
 	tests := []struct {
 		name string
@@ -45,7 +46,9 @@ func TestPublisherNotifications(t *testing.T) {
 		},
 		{
 			"escaping",
-			func() (string, error) { return p.NotifyFriendRequest(ctx, "42", Person{ID: "8", Name: `bob "<b>"`}) },
+			func() (string, error) {
+				return p.NotifyFriendRequest(ctx, "42", publish.Person{ID: "8", Name: `bob "<b>"`})
+			},
 			`{"type":"friend_request","id":"ID","ts":1764150000000,"data":{"from":{"id":"8","name":"bob \"\u003cb\u003e\""}}}`,
 		},
 	}
@@ -65,12 +68,12 @@ func TestPublisherNotifications(t *testing.T) {
 			}
 			seen[id] = true
 			msg := next()
-			inboxID, ok := InboxFrameID([]byte(msg.Payload))
+			inboxID, ok := publish.InboxFrameID([]byte(msg.Payload))
 			if !ok {
 				t.Fatalf("payload %s carries no inbox id", msg.Payload)
 			}
 			want := strings.Replace(tt.want, "ID", id, 1)
-			if got := string(InboxFrame(inboxID, []byte(want))); msg.Payload != got {
+			if got := string(publish.InboxFrame(inboxID, []byte(want))); msg.Payload != got {
 				t.Fatalf("payload\n got %s\nwant %s", msg.Payload, got)
 			}
 			// The inbox holds the payload itself, under the prefix.
@@ -84,9 +87,9 @@ func TestPublisherNotifications(t *testing.T) {
 				ID   string `json:"id"`
 				TS   int64  `json:"ts"`
 				Data struct {
-					From      Person `json:"from"`
-					GameID    string `json:"game_id"`
-					ExpiresAt int64  `json:"expires_at"`
+					From      publish.Person `json:"from"`
+					GameID    string         `json:"game_id"`
+					ExpiresAt int64          `json:"expires_at"`
 				} `json:"data"`
 			}
 			if err := json.Unmarshal([]byte(msg.Payload), &n); err != nil {
@@ -102,11 +105,11 @@ func TestPublisherNotifications(t *testing.T) {
 func TestPublisherSends(t *testing.T) {
 	testenv.NoLeaks(t)
 	srv := testenv.StartRedis(t)
-	p, err := NewPublisher(srv.Client(), PublisherConfig{})
+	p, err := publish.NewPublisher(srv.Client(), publish.PublisherConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	plain, err := NewPublisher(srv.Client(), PublisherConfig{NoInbox: true})
+	plain, err := publish.NewPublisher(srv.Client(), publish.PublisherConfig{NoInbox: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +143,7 @@ func TestPublisherSends(t *testing.T) {
 				t.Fatalf("send = %d, %v; want 1 receiver", n, err)
 			}
 			msg := next()
-			if id, ok := InboxFrameID([]byte(msg.Payload)); ok {
+			if id, ok := publish.InboxFrameID([]byte(msg.Payload)); ok {
 				tt.want = strings.Replace(tt.want, "ID", id, 1)
 			}
 			if msg.Channel != tt.channel || msg.Payload != tt.want {
@@ -149,16 +152,16 @@ func TestPublisherSends(t *testing.T) {
 		})
 	}
 
-	if _, err := p.SendToUser(ctx, "42", []byte(`["not an object"]`)); !errors.Is(err, ErrNotObject) {
+	if _, err := p.SendToUser(ctx, "42", []byte(`["not an object"]`)); !errors.Is(err, publish.ErrNotObject) {
 		t.Errorf("SendToUser of an array through the inbox = %v, want ErrNotObject", err)
 	}
-	if _, err := p.SendToUser(ctx, "", []byte("{}")); !errors.Is(err, ErrInvalidTarget) {
+	if _, err := p.SendToUser(ctx, "", []byte("{}")); !errors.Is(err, publish.ErrInvalidTarget) {
 		t.Errorf("SendToUser to an empty id = %v, want ErrInvalidTarget", err)
 	}
-	if _, err := p.Disconnect(ctx, "", "x"); !errors.Is(err, ErrInvalidControl) {
+	if _, err := p.Disconnect(ctx, "", "x"); !errors.Is(err, publish.ErrInvalidControl) {
 		t.Errorf("Disconnect of an empty id = %v, want ErrInvalidControl", err)
 	}
-	if _, err := p.NotifyFriendRequest(ctx, "", Person{}); !errors.Is(err, ErrInvalidTarget) {
+	if _, err := p.NotifyFriendRequest(ctx, "", publish.Person{}); !errors.Is(err, publish.ErrInvalidTarget) {
 		t.Errorf("NotifyFriendRequest to an empty id = %v, want ErrInvalidTarget", err)
 	}
 	if _, err := p.Notify(ctx, "42", "bad", func() {}); err == nil {
@@ -167,7 +170,7 @@ func TestPublisherSends(t *testing.T) {
 }
 
 func TestNewPublisherNilClient(t *testing.T) {
-	if _, err := NewPublisher(nil, PublisherConfig{}); !errors.Is(err, ErrNilClient) {
+	if _, err := publish.NewPublisher(nil, publish.PublisherConfig{}); !errors.Is(err, publish.ErrNilClient) {
 		t.Fatalf("NewPublisher(nil) = %v, want ErrNilClient", err)
 	}
 }
@@ -193,13 +196,13 @@ func TestPublisherNoRetry(t *testing.T) {
 			if _, err := sub.Receive(ctx); err != nil {
 				t.Fatal(err)
 			}
-			pub, err := NewPublisher(client, PublisherConfig{NoInbox: tc.noInbox})
+			pub, err := publish.NewPublisher(client, publish.PublisherConfig{NoInbox: tc.noInbox})
 			if err != nil {
 				t.Fatal(err)
 			}
 			// Loaded, so that the first EVALSHA runs it (a NOSCRIPT answer
 			// would be dropped instead, harmlessly).
-			if err := rd.Client().ScriptLoad(ctx, AppendScript).Err(); err != nil {
+			if err := rd.Client().ScriptLoad(ctx, publish.AppendScript).Err(); err != nil {
 				t.Fatal(err)
 			}
 			marker := []byte(`{"type":"once-` + user + `"}`)

@@ -1,4 +1,4 @@
-package fanout
+package redis
 
 import (
 	"context"
@@ -20,12 +20,12 @@ func TestRedisRestart(t *testing.T) {
 	testenv.NoLeaks(t)
 	srv := testenv.StartRedis(t)
 	reg := prometheus.NewRegistry()
-	b, rec := startBroker(t, srv.Client(), RedisConfig{
+	b, rec := startBroker(t, srv.Client(), Config{
 		HealthInterval:   200 * time.Millisecond,
 		UnsubscribeGrace: 50 * time.Millisecond,
 		Registerer:       reg,
 	})
-	waitReady(t, b)
+	testenv.WaitReady(t, b)
 	admin := srv.Client()
 	ctx := context.Background()
 
@@ -37,9 +37,9 @@ func TestRedisRestart(t *testing.T) {
 		chans[i] = b.Subscribe("r" + strconv.Itoa(i))
 	}
 	for i, ch := range chans {
-		waitClosed(t, ch, 10*time.Second, names[i])
+		testenv.WaitClosed(t, ch, 10*time.Second, names[i])
 	}
-	if rec.resyncCount() != 0 {
+	if rec.Resyncs() != 0 {
 		t.Fatal("Resync called on the first connection")
 	}
 
@@ -57,17 +57,17 @@ func TestRedisRestart(t *testing.T) {
 		t.Fatal("Publish succeeded with Redis down")
 	}
 	time.Sleep(300 * time.Millisecond) // a few reconnection attempts
-	if isClosed(down) {
+	if testenv.IsClosed(down) {
 		t.Fatal("a subscription made while Redis was down was confirmed")
 	}
 
 	srv.Start()
-	waitReady(t, b)
-	waitClosed(t, down, 5*time.Second, "new")
+	testenv.WaitReady(t, b)
+	testenv.WaitClosed(t, down, 5*time.Second, "new")
 	// Ready is set before Resync is called, on the receive loop: wait for
 	// the call rather than race it.
 	testenv.Eventually(t, 5*time.Second, func() error {
-		if n := rec.resyncCount(); n != 1 {
+		if n := rec.Resyncs(); n != 1 {
 			return fmt.Errorf("Resync called %d times, want 1", n)
 		}
 		return nil
@@ -90,19 +90,19 @@ func TestRedisRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rec.waitFor(t, publish.User("r1"), "after restart")
-	rec.waitFor(t, publish.User("new"), "after restart")
-	rec.waitFor(t, publish.Socket("n1.s"), "after restart")
-	if v, _ := metricValue(t, reg, "herald_broker_reconnects_total", "", ""); v != 1 {
+	rec.WaitFor(t, publish.User("r1"), "after restart")
+	rec.WaitFor(t, publish.User("new"), "after restart")
+	rec.WaitFor(t, publish.Socket("n1.s"), "after restart")
+	if v, _ := testenv.MetricValue(t, reg, "herald_broker_reconnects_total", "", ""); v != 1 {
 		t.Fatalf("reconnects_total = %v, want 1", v)
 	}
-	if v, _ := metricValue(t, reg, "herald_broker_subscriptions", "", ""); v != users {
+	if v, _ := testenv.MetricValue(t, reg, "herald_broker_subscriptions", "", ""); v != users {
 		t.Fatalf("subscriptions = %v, want %d", v, users)
 	}
-	if v, _ := metricValue(t, reg, "herald_broker_up", "", ""); v != 1 {
+	if v, _ := testenv.MetricValue(t, reg, "herald_broker_up", "", ""); v != 1 {
 		t.Fatalf("up = %v, want 1", v)
 	}
-	if n := rec.resyncCount(); n != 1 {
+	if n := rec.Resyncs(); n != 1 {
 		t.Fatalf("Resync called %d times, want 1", n)
 	}
 }
@@ -113,20 +113,20 @@ func TestRedisStartWhileDown(t *testing.T) {
 	testenv.NoLeaks(t)
 	srv := testenv.StartRedis(t)
 	srv.Kill()
-	b, rec := startBroker(t, srv.Client(), RedisConfig{})
+	b, rec := startBroker(t, srv.Client(), Config{})
 	ch := b.Subscribe("42")
 	time.Sleep(200 * time.Millisecond)
-	if b.Ready() || isClosed(ch) {
-		t.Fatalf("with Redis down: ready %v, subscription confirmed %v", b.Ready(), isClosed(ch))
+	if b.Ready() || testenv.IsClosed(ch) {
+		t.Fatalf("with Redis down: ready %v, subscription confirmed %v", b.Ready(), testenv.IsClosed(ch))
 	}
 	srv.Start()
-	waitReady(t, b)
-	waitClosed(t, ch, 5*time.Second, "42")
+	testenv.WaitReady(t, b)
+	testenv.WaitClosed(t, ch, 5*time.Second, "42")
 	if err := srv.Client().Publish(context.Background(), "user:42", "hi").Err(); err != nil {
 		t.Fatal(err)
 	}
-	rec.waitFor(t, publish.User("42"), "hi")
-	if n := rec.resyncCount(); n != 0 {
+	rec.WaitFor(t, publish.User("42"), "hi")
+	if n := rec.Resyncs(); n != 0 {
 		t.Fatalf("Resync called %d times, want 0", n)
 	}
 }
@@ -138,7 +138,7 @@ func TestRedisReadyWhenResyncEmpties(t *testing.T) {
 	testenv.NoLeaks(t)
 	srv := testenv.StartRedis(t)
 	srv.Kill()
-	b, _ := startBroker(t, srv.Client(), RedisConfig{FlushInterval: 500 * time.Millisecond, UnsubscribeGrace: -1})
+	b, _ := startBroker(t, srv.Client(), Config{FlushInterval: 500 * time.Millisecond, UnsubscribeGrace: -1})
 	b.Subscribe("a")
 	srv.Start()
 	testenv.Eventually(t, 5*time.Second, func() error {
@@ -150,7 +150,7 @@ func TestRedisReadyWhenResyncEmpties(t *testing.T) {
 		return nil
 	})
 	b.Unsubscribe("a")
-	waitReady(t, b)
+	testenv.WaitReady(t, b)
 	if n := commandCalls(t, srv.Client(), "subscribe"); n != 1 {
 		t.Fatalf("%d SUBSCRIBE commands, want only the static one", n)
 	}
@@ -162,15 +162,15 @@ func TestRedisHealthCheck(t *testing.T) {
 	srv := testenv.StartRedis(t)
 	px := startProxy(t, srv.Addr())
 	const interval = 150 * time.Millisecond
-	b, rec := startBroker(t, newClient(t, px.Addr(), 0), RedisConfig{HealthInterval: interval})
-	waitReady(t, b)
-	waitClosed(t, b.Subscribe("42"), 5*time.Second, "42")
+	b, rec := startBroker(t, newClient(t, px.Addr(), 0), Config{HealthInterval: interval})
+	testenv.WaitReady(t, b)
+	testenv.WaitClosed(t, b.Subscribe("42"), 5*time.Second, "42")
 
 	px.freeze()
 	start := time.Now()
 	// Resync is the trace of a recovery: not ready, then ready again.
 	testenv.Eventually(t, 5*time.Second, func() error {
-		if rec.resyncCount() == 0 {
+		if rec.Resyncs() == 0 {
 			return errors.New("no recovery")
 		}
 		return nil
@@ -188,7 +188,7 @@ func TestRedisHealthCheck(t *testing.T) {
 	if err := pub.Publish(context.Background(), "user:42", "after").Err(); err != nil {
 		t.Fatal(err)
 	}
-	rec.waitFor(t, publish.User("42"), "after")
+	rec.WaitFor(t, publish.User("42"), "after")
 }
 
 // A connection killed by the server while Redis stays up is replaced by the
@@ -198,12 +198,12 @@ func TestRedisClientKilled(t *testing.T) {
 	srv := testenv.StartRedis(t)
 	admin := srv.Client()
 	ctx := context.Background()
-	b, rec := startBroker(t, srv.Client(), RedisConfig{BatchSize: 100})
-	waitReady(t, b)
+	b, rec := startBroker(t, srv.Client(), Config{BatchSize: 100})
+	testenv.WaitReady(t, b)
 	for i := range 1000 {
 		b.Subscribe("k" + strconv.Itoa(i))
 	}
-	waitClosed(t, b.Subscribe("k0"), 10*time.Second, "k0")
+	testenv.WaitClosed(t, b.Subscribe("k0"), 10*time.Second, "k0")
 	testenv.Eventually(t, 10*time.Second, func() error {
 		if n := admin.PubSubNumSub(ctx, "user:k999").Val()["user:k999"]; n != 1 {
 			return fmt.Errorf("k999 not subscribed")
@@ -216,7 +216,7 @@ func TestRedisClientKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, 5*time.Second, func() error {
-		if rec.resyncCount() != 1 {
+		if rec.Resyncs() != 1 {
 			return errors.New("not resynced")
 		}
 		return nil
@@ -239,7 +239,7 @@ func TestRedisCloseWhileDown(t *testing.T) {
 	testenv.NoLeaks(t)
 	srv := testenv.StartRedis(t)
 	srv.Kill()
-	b, _ := startBroker(t, srv.Client(), RedisConfig{ReconnectMin: time.Second, ReconnectMax: time.Second})
+	b, _ := startBroker(t, srv.Client(), Config{ReconnectMin: time.Second, ReconnectMax: time.Second})
 	b.Subscribe("42")
 	time.Sleep(50 * time.Millisecond)
 	start := time.Now()

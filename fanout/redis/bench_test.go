@@ -1,4 +1,4 @@
-package fanout
+package redis
 
 import (
 	"context"
@@ -24,7 +24,7 @@ func (h *countingHandler) Resync()                        {}
 func BenchmarkDispatch(b *testing.B) {
 	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	defer client.Close()
-	r, err := NewRedis(client, RedisConfig{NodeID: "n1", Prefix: "app:"})
+	r, err := New(client, Config{NodeID: "n1", Prefix: "app:"})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -49,7 +49,7 @@ func BenchmarkDispatch(b *testing.B) {
 // a real redis-server to the broker's handler.
 func BenchmarkRedisReceive(b *testing.B) {
 	srv := testenv.StartRedis(b)
-	br, err := NewRedis(srv.Client(), RedisConfig{NodeID: "n1"})
+	br, err := New(srv.Client(), Config{NodeID: "n1"})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -58,8 +58,8 @@ func BenchmarkRedisReceive(b *testing.B) {
 	if err := br.Start(h); err != nil {
 		b.Fatal(err)
 	}
-	waitReady(b, br)
-	waitClosed(b, br.Subscribe("42"), 5*time.Second, "42")
+	testenv.WaitReady(b, br)
+	testenv.WaitClosed(b, br.Subscribe("42"), 5*time.Second, "42")
 	pub := srv.Client()
 	ctx := context.Background()
 	payload := []byte(`{"type":"friend_request","id":"5f0c1b8e-0d7e-4a57-9c43-3f4c1d2f9a10","ts":1764150000000,"data":{"from":{"id":"7","name":"alice"}}}`)

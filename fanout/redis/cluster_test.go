@@ -1,4 +1,4 @@
-package fanout
+package redis
 
 import (
 	"context"
@@ -40,10 +40,10 @@ func TestKeySlotMatchesRedis(t *testing.T) {
 func TestPublisherShardedMode(t *testing.T) {
 	testenv.NoLeaks(t)
 	_, cc := testenv.StartOneNodeCluster(t)
-	b, rec := startClusterBroker(t, cc, RedisConfig{RefreshInterval: 100 * time.Millisecond})
-	waitClosed(t, b.Subscribe("42"), 10*time.Second, "42")
-	waitClosed(t, b.SubscribeSocket("n1.abc"), 10*time.Second, "socket n1.abc")
-	waitReady(t, b)
+	b, rec := startClusterBroker(t, cc, Config{RefreshInterval: 100 * time.Millisecond})
+	testenv.WaitClosed(t, b.Subscribe("42"), 10*time.Second, "42")
+	testenv.WaitClosed(t, b.SubscribeSocket("n1.abc"), 10*time.Second, "socket n1.abc")
+	testenv.WaitReady(t, b)
 	// A raw sharded subscriber sees what the Publisher sends to the socket.
 	raw := cc.SSubscribe(context.Background(), "socket:{n1.abc}")
 	defer raw.Close()
@@ -74,12 +74,12 @@ func TestPublisherShardedMode(t *testing.T) {
 	if _, err := pub.Disconnect(ctx, "42", "logout"); err != nil {
 		t.Fatal(err)
 	}
-	rec.waitFor(t, publish.User("42"), "to-user")
-	rec.waitFor(t, publish.All(), "to-all")
-	rec.waitFor(t, publish.Socket("n1.abc"), "to-socket")
+	rec.WaitFor(t, publish.User("42"), "to-user")
+	rec.WaitFor(t, publish.All(), "to-all")
+	rec.WaitFor(t, publish.Socket("n1.abc"), "to-socket")
 	testenv.Eventually(t, 5*time.Second, func() error {
-		if len(rec.controlList()) != 1 {
-			return fmt.Errorf("controls = %v", rec.controlList())
+		if len(rec.Controls()) != 1 {
+			return fmt.Errorf("controls = %v", rec.Controls())
 		}
 		return nil
 	})
@@ -93,7 +93,7 @@ func TestPublisherShardedMode(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("AppendToUser: %q %d %v; want 1 receiver", id, n, err)
 	}
-	rec.waitFor(t, publish.User("42"), `{"inbox_id":"`+id+`","type":"kept"}`)
+	rec.WaitFor(t, publish.User("42"), `{"inbox_id":"`+id+`","type":"kept"}`)
 	if l := cc.XLen(ctx, "inbox:{42}").Val(); l < 1 {
 		t.Fatalf("XLEN inbox:{42} = %d", l)
 	}
@@ -120,7 +120,7 @@ func TestRedisClusterSubscriptions(t *testing.T) {
 	testenv.NoLeaks(t)
 	srv, cc := testenv.StartOneNodeCluster(t)
 	reg := prometheus.NewRegistry()
-	b, _ := startClusterBroker(t, cc, RedisConfig{
+	b, _ := startClusterBroker(t, cc, Config{
 		UnsubscribeGrace: 50 * time.Millisecond,
 		RefreshInterval:  100 * time.Millisecond,
 		Registerer:       reg,
@@ -131,9 +131,9 @@ func TestRedisClusterSubscriptions(t *testing.T) {
 		chans[i] = b.Subscribe("c" + strconv.Itoa(i))
 	}
 	for i, ch := range chans {
-		waitClosed(t, ch, 10*time.Second, "c"+strconv.Itoa(i))
+		testenv.WaitClosed(t, ch, 10*time.Second, "c"+strconv.Itoa(i))
 	}
-	waitReady(t, b)
+	testenv.WaitReady(t, b)
 	admin := srv.Client()
 	ctx := context.Background()
 	for _, i := range []int{0, 299, 599} {
@@ -143,10 +143,10 @@ func TestRedisClusterSubscriptions(t *testing.T) {
 		}
 	}
 	testenv.Eventually(t, 5*time.Second, func() error {
-		if g, _ := metricValue(t, reg, "herald_broker_subscriptions", "", ""); g != users {
+		if g, _ := testenv.MetricValue(t, reg, "herald_broker_subscriptions", "", ""); g != users {
 			return fmt.Errorf("herald_broker_subscriptions = %v, want %d", g, users)
 		}
-		if g, _ := metricValue(t, reg, "herald_broker_up", "", ""); g != 1 {
+		if g, _ := testenv.MetricValue(t, reg, "herald_broker_up", "", ""); g != 1 {
 			return fmt.Errorf("herald_broker_up = %v", g)
 		}
 		return nil
@@ -168,9 +168,9 @@ func TestRedisClusterSubscriptions(t *testing.T) {
 func TestRedisClusterResubscribesDroppedChannel(t *testing.T) {
 	testenv.NoLeaks(t)
 	srv, cc := testenv.StartOneNodeCluster(t)
-	b, rec := startClusterBroker(t, cc, RedisConfig{RefreshInterval: 100 * time.Millisecond})
-	waitClosed(t, b.Subscribe("42"), 10*time.Second, "42")
-	waitClosed(t, b.Subscribe("43"), 10*time.Second, "43")
+	b, rec := startClusterBroker(t, cc, Config{RefreshInterval: 100 * time.Millisecond})
+	testenv.WaitClosed(t, b.Subscribe("42"), 10*time.Second, "42")
+	testenv.WaitClosed(t, b.Subscribe("43"), 10*time.Second, "43")
 	admin := srv.Client()
 	ctx := context.Background()
 	slot := keySlot("user:{42}")
@@ -197,12 +197,12 @@ func TestRedisClusterResubscribesDroppedChannel(t *testing.T) {
 		if n := numsub("user:{42}"); n != 1 {
 			return fmt.Errorf("SHARDNUMSUB user:{42} = %d, want 1 again", n)
 		}
-		if !rec.has(publish.User("42"), resyncPayload) {
+		if !rec.Has(publish.User("42"), resyncPayload) {
 			return fmt.Errorf("no resync for user 42")
 		}
 		return nil
 	})
-	if rec.has(publish.User("43"), resyncPayload) {
+	if rec.Has(publish.User("43"), resyncPayload) {
 		t.Error("user 43, whose slot never moved, got a resync")
 	}
 	if n := numsub("user:{43}"); n != 1 {
@@ -211,7 +211,7 @@ func TestRedisClusterResubscribesDroppedChannel(t *testing.T) {
 	if err := cc.SPublish(ctx, "user:{42}", "after").Err(); err != nil {
 		t.Fatal(err)
 	}
-	rec.waitFor(t, publish.User("42"), "after")
+	rec.WaitFor(t, publish.User("42"), "after")
 }
 
 // afterMove does each moved channel as soon as its subscription is ready:
@@ -221,8 +221,8 @@ func TestRedisClusterResubscribesDroppedChannel(t *testing.T) {
 func TestRedisClusterAfterMoveIndependent(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	rec := &recorder{}
-	r := &RedisCluster{ctx: ctx, ch: publish.NewShardedChannels(""), h: rec, chans: map[int]map[string]*clusterChan{}}
+	rec := &testenv.Recorder{}
+	r := &Cluster{ctx: ctx, ch: publish.NewShardedChannels(""), h: rec, chans: map[int]map[string]*clusterChan{}}
 	mk := func(name string, resync bool) (movedChan, chan struct{}) {
 		c := &clusterChan{refs: 1}
 		r.chans[keySlot(name)] = map[string]*clusterChan{name: c}
@@ -242,25 +242,25 @@ func TestRedisClusterAfterMoveIndependent(t *testing.T) {
 	go r.afterMove([]movedChan{stuck, first, later, gone, fresh})
 
 	testenv.Eventually(t, 5*time.Second, func() error {
-		if !rec.has(publish.Socket("n1.first"), resyncPayload) || !isClosed(first.waiting) {
-			return fmt.Errorf("first: resync %v, released %v", rec.has(publish.Socket("n1.first"), resyncPayload), isClosed(first.waiting))
+		if !rec.Has(publish.Socket("n1.first"), resyncPayload) || !testenv.IsClosed(first.waiting) {
+			return fmt.Errorf("first: resync %v, released %v", rec.Has(publish.Socket("n1.first"), resyncPayload), testenv.IsClosed(first.waiting))
 		}
 		return nil
 	})
 	close(laterReady)
 	testenv.Eventually(t, 5*time.Second, func() error {
-		if !rec.has(publish.User("later"), resyncPayload) || !isClosed(later.waiting) {
-			return fmt.Errorf("later: resync %v, released %v", rec.has(publish.User("later"), resyncPayload), isClosed(later.waiting))
+		if !rec.Has(publish.User("later"), resyncPayload) || !testenv.IsClosed(later.waiting) {
+			return fmt.Errorf("later: resync %v, released %v", rec.Has(publish.User("later"), resyncPayload), testenv.IsClosed(later.waiting))
 		}
 		return nil
 	})
-	if !isClosed(gone.waiting) || !isClosed(fresh.waiting) {
-		t.Errorf("released: gone %v, fresh %v; want both", isClosed(gone.waiting), isClosed(fresh.waiting))
+	if !testenv.IsClosed(gone.waiting) || !testenv.IsClosed(fresh.waiting) {
+		t.Errorf("released: gone %v, fresh %v; want both", testenv.IsClosed(gone.waiting), testenv.IsClosed(fresh.waiting))
 	}
-	if rec.has(publish.Socket("n1.gone"), resyncPayload) || rec.has(publish.Socket("n1.fresh"), resyncPayload) || rec.has(publish.Socket("n1.stuck"), resyncPayload) {
+	if rec.Has(publish.Socket("n1.gone"), resyncPayload) || rec.Has(publish.Socket("n1.fresh"), resyncPayload) || rec.Has(publish.Socket("n1.stuck"), resyncPayload) {
 		t.Error("resync for an unsubscribed, never active or unconfirmed channel")
 	}
-	if isClosed(stuck.waiting) {
+	if testenv.IsClosed(stuck.waiting) {
 		t.Error("a channel whose subscription never came was released")
 	}
 	cancel()
@@ -270,17 +270,17 @@ func TestRedisClusterAfterMoveIndependent(t *testing.T) {
 // startClusterBroker starts a RedisCluster broker on cc, node "n1" unless
 // cfg names one, logging to the test, delivering to the returned recorder;
 // it is closed when the test ends.
-func startClusterBroker(t *testing.T, cc *redis.ClusterClient, cfg RedisConfig) (*RedisCluster, *recorder) {
+func startClusterBroker(t *testing.T, cc *redis.ClusterClient, cfg Config) (*Cluster, *testenv.Recorder) {
 	t.Helper()
 	if cfg.NodeID == "" {
 		cfg.NodeID = "n1"
 	}
 	cfg.Logger = testLogger(t)
-	b, err := NewRedisCluster(cc, cfg)
+	b, err := NewCluster(cc, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := &recorder{}
+	rec := &testenv.Recorder{}
 	if err := b.Start(rec); err != nil {
 		t.Fatal(err)
 	}

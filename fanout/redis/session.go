@@ -1,4 +1,4 @@
-package fanout
+package redis
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/herald-gw/herald/fanout"
 	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
@@ -20,7 +21,7 @@ import (
 
 // RedisConfig configures NewRedis. Every zero value means the default named
 // in the field's comment.
-type RedisConfig struct {
+type Config struct {
 	// Prefix starts every channel name (see Channels). Empty means none.
 	Prefix string
 	// NodeID names this replica: the socket ids it hands out are
@@ -64,7 +65,7 @@ type RedisConfig struct {
 // DefaultUnsubscribeGrace is RedisConfig.UnsubscribeGrace's zero value.
 const DefaultUnsubscribeGrace = 2 * time.Second
 
-func (c *RedisConfig) setDefaults() {
+func (c *Config) setDefaults() {
 	if c.UnsubscribeGrace == 0 {
 		c.UnsubscribeGrace = DefaultUnsubscribeGrace
 	}
@@ -91,7 +92,7 @@ func (c *RedisConfig) setDefaults() {
 	}
 }
 
-func (c *RedisConfig) validate() error {
+func (c *Config) validate() error {
 	var errs []error
 	if !publish.ValidNodeID(c.NodeID) {
 		errs = append(errs, fmt.Errorf("node id %q: use 1 to 64 ASCII letters, digits, '_' or '-'", c.NodeID))
@@ -119,13 +120,13 @@ func (c *RedisConfig) validate() error {
 // Redis sent them; a Handler must not call Close. Subscribe and Unsubscribe
 // only record what is wanted and never wait for the network; a flusher
 // goroutine turns them into batched commands.
-type Redis struct {
+type Broker struct {
 	client *redis.Client // owned by the caller; used for PUBLISH and to open the pub/sub connection
-	cfg    RedisConfig   // defaults filled; read-only
+	cfg    Config        // defaults filled; read-only
 	ch     publish.Channels
 	log    *zap.Logger
 	drops  *zap.Logger // log, sampled to one line a second
-	m      *metrics
+	m      *fanout.Metrics
 
 	// The static subscriptions; read-only. socketPattern is empty with
 	// sharded names: a RedisCluster subscribes each socket on its shard.
@@ -157,12 +158,12 @@ type Redis struct {
 	shard *shardHooks
 
 	// Owned by the run loop (h is set by Start before the loop starts).
-	h         Handler
+	h         fanout.Handler
 	everReady bool      // ready was set once: the next time is a recovery
 	downSince time.Time // when ready was last cleared
 }
 
-var _ Broker = (*Redis)(nil)
+var _ fanout.Broker = (*Broker)(nil)
 
 // shardHooks make a Redis broker one shard of a RedisCluster: it then has no
 // static subscriptions, subscribes user and socket channels, named in full,
@@ -195,13 +196,13 @@ const kickPing = "ready?"
 // hook to it that refuses the dials go-redis's PubSub makes on its own to
 // replace a broken connection, so that this broker reconnects on its own
 // terms (batches, backoff, Resync); it changes nothing else.
-func NewRedis(client *redis.Client, cfg RedisConfig) (*Redis, error) {
+func New(client *redis.Client, cfg Config) (*Broker, error) {
 	return newRedis(client, cfg, publish.NewChannels(cfg.Prefix), nil)
 }
 
 // newRedis is NewRedis with the channel names, and shard hooks for a shard
 // of a RedisCluster (nil for a standalone broker).
-func newRedis(client *redis.Client, cfg RedisConfig, ch publish.Channels, shard *shardHooks) (*Redis, error) {
+func newRedis(client *redis.Client, cfg Config, ch publish.Channels, shard *shardHooks) (*Broker, error) {
 	if client == nil {
 		return nil, errors.New("fanout: NewRedis with a nil client")
 	}
@@ -209,19 +210,19 @@ func newRedis(client *redis.Client, cfg RedisConfig, ch publish.Channels, shard 
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	m, err := newMetrics(cfg.Registerer)
+	m, err := fanout.NewMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, fmt.Errorf("fanout: register metrics: %w", err)
 	}
 	if shard != nil {
 		// The cluster broker exports the sum over its shards.
-		m.up = prometheus.NewGauge(prometheus.GaugeOpts{Name: "shard_up"})
-		m.subscriptions = prometheus.NewGauge(prometheus.GaugeOpts{Name: "shard_subscriptions"})
+		m.Up = prometheus.NewGauge(prometheus.GaugeOpts{Name: "shard_up"})
+		m.Subscriptions = prometheus.NewGauge(prometheus.GaugeOpts{Name: "shard_subscriptions"})
 	}
 	client.AddHook(dialGuard{})
 	log := cfg.Logger.With(zap.String("node", cfg.NodeID))
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Redis{
+	r := &Broker{
 		client: client,
 		cfg:    cfg,
 		ch:     ch,
@@ -255,14 +256,14 @@ func newRedis(client *redis.Client, cfg RedisConfig, ch publish.Channels, shard 
 }
 
 // NodeID returns the replica's node id.
-func (r *Redis) NodeID() string { return r.cfg.NodeID }
+func (r *Broker) NodeID() string { return r.cfg.NodeID }
 
 // Start begins connecting and delivering to h, and returns at once: Start
 // does not wait for Redis. Until the pub/sub connection is up and its
 // subscriptions are confirmed, Ready reports false; an unreachable Redis is
 // retried in the background with backoff, and each failure is logged. The
 // error is for a misuse: a nil handler, a second Start, or Start after Close.
-func (r *Redis) Start(h Handler) error {
+func (r *Broker) Start(h fanout.Handler) error {
 	if h == nil {
 		return errors.New("fanout: Start with a nil handler")
 	}
@@ -270,7 +271,7 @@ func (r *Redis) Start(h Handler) error {
 	defer r.mu.Unlock()
 	switch {
 	case r.closing:
-		return ErrClosed
+		return fanout.ErrClosed
 	case r.started:
 		return errors.New("fanout: Start called twice")
 	}
@@ -290,21 +291,21 @@ func (r *Redis) Start(h Handler) error {
 // channel and change nothing. If Unsubscribe calls undo every Subscribe
 // before the subscription becomes active, the channel is closed when the
 // user is forgotten (after the grace period).
-func (r *Redis) Subscribe(userID string) <-chan struct{} {
+func (r *Broker) Subscribe(userID string) <-chan struct{} {
 	if userID == "" {
 		r.log.Error("Subscribe with an empty user id")
-		return closedChan
+		return fanout.Confirmed()
 	}
 	return r.subscribe(userID)
 }
 
 // subscribe is Subscribe for a key of subs: a user id, or in shard mode a
 // channel name.
-func (r *Redis) subscribe(key string) <-chan struct{} {
+func (r *Broker) subscribe(key string) <-chan struct{} {
 	r.mu.Lock()
 	if r.closing {
 		r.mu.Unlock()
-		return closedChan
+		return fanout.Confirmed()
 	}
 	ready, work := r.subs.add(key)
 	r.mu.Unlock()
@@ -317,11 +318,11 @@ func (r *Redis) subscribe(key string) <-chan struct{} {
 // Unsubscribe undoes one Subscribe of userID. When none is left, the
 // channel is unsubscribed after the grace period, unless a Subscribe comes
 // first.
-func (r *Redis) Unsubscribe(userID string) { r.unsubscribe(userID, true) }
+func (r *Broker) Unsubscribe(userID string) { r.unsubscribe(userID, true) }
 
 // unsubscribe is Unsubscribe for a key of subs; without grace, the channel
 // is unsubscribed at the next flush.
-func (r *Redis) unsubscribe(key string, grace bool) {
+func (r *Broker) unsubscribe(key string, grace bool) {
 	r.mu.Lock()
 	if r.closing {
 		r.mu.Unlock()
@@ -338,9 +339,9 @@ func (r *Redis) unsubscribe(key string, grace bool) {
 }
 
 // Publish runs PUBLISH on the channel of to (see Channels) with the client.
-func (r *Redis) Publish(ctx context.Context, to publish.Target, payload []byte) error {
+func (r *Broker) Publish(ctx context.Context, to publish.Target, payload []byte) error {
 	if r.closed.Load() {
-		return ErrClosed
+		return fanout.ErrClosed
 	}
 	name, err := r.ch.Name(to)
 	if err != nil {
@@ -354,9 +355,9 @@ func (r *Redis) Publish(ctx context.Context, to publish.Target, payload []byte) 
 
 // PublishControl publishes c as JSON on the control channel. It refuses a
 // command no replica would apply with ErrInvalidControl.
-func (r *Redis) PublishControl(ctx context.Context, c publish.Control) error {
+func (r *Broker) PublishControl(ctx context.Context, c publish.Control) error {
 	if r.closed.Load() {
-		return ErrClosed
+		return fanout.ErrClosed
 	}
 	payload, err := c.Encode()
 	if err != nil {
@@ -371,13 +372,13 @@ func (r *Redis) PublishControl(ctx context.Context, c publish.Control) error {
 // Ready reports whether the pub/sub connection is up and Redis has
 // confirmed the static subscriptions and every user subscription wanted
 // when the connection was made.
-func (r *Redis) Ready() bool { return r.ready.Load() }
+func (r *Broker) Ready() bool { return r.ready.Load() }
 
 // Close stops the loops and closes the pub/sub connection; Redis drops its
 // subscriptions with it. Nothing is delivered after Close returns, and
 // Publish then fails with ErrClosed. Close does not close the client. It
 // must not be called from a Handler method. It returns nil.
-func (r *Redis) Close() error {
+func (r *Broker) Close() error {
 	r.mu.Lock()
 	if r.closing {
 		r.mu.Unlock()
@@ -395,12 +396,12 @@ func (r *Redis) Close() error {
 	}
 	r.loops.Wait()
 	r.ready.Store(false)
-	r.m.up.Set(0)
-	r.m.subscriptions.Set(0)
+	r.m.Up.Set(0)
+	r.m.Subscriptions.Set(0)
 	return nil
 }
 
-func (r *Redis) wakeFlusher() {
+func (r *Broker) wakeFlusher() {
 	select {
 	case r.wake <- struct{}{}:
 	default:
@@ -409,7 +410,7 @@ func (r *Redis) wakeFlusher() {
 
 // run is the connection loop: connect, receive until the connection fails,
 // back off, and again, until Close.
-func (r *Redis) run() {
+func (r *Broker) run() {
 	defer r.loops.Done()
 	attempt := 0 // connection attempts since the last connection was made
 	for {
@@ -448,7 +449,7 @@ func (r *Redis) run() {
 }
 
 // dial opens a pub/sub connection and sends the static subscriptions.
-func (r *Redis) dial() (*redis.PubSub, error) {
+func (r *Broker) dial() (*redis.PubSub, error) {
 	ps := r.client.Subscribe(r.ctx) // without channels: no connection yet
 	if r.shard != nil {
 		// No static subscription: a PING opens the connection.
@@ -476,12 +477,12 @@ func (r *Redis) dial() (*redis.PubSub, error) {
 
 // session makes ps the current connection, has the flusher subscribe every
 // wanted user on it, and receives from it until it fails. It returns why.
-func (r *Redis) session(ps *redis.PubSub) error {
+func (r *Broker) session(ps *redis.PubSub) error {
 	r.mu.Lock()
 	if r.closing {
 		r.mu.Unlock()
 		_ = ps.Close()
-		return ErrClosed
+		return fanout.ErrClosed
 	}
 	r.ps = ps
 	r.staticPending = r.statics
@@ -501,11 +502,11 @@ func (r *Redis) session(ps *redis.PubSub) error {
 	r.ps = nil
 	r.sessionReady = false
 	r.subs.lost()
-	r.m.subscriptions.Set(0)
+	r.m.Subscriptions.Set(0)
 	r.mu.Unlock()
 	if r.ready.Swap(false) {
 		r.downSince = time.Now()
-		r.m.up.Set(0)
+		r.m.Up.Set(0)
 	}
 	_ = ps.Close()
 	close(done)
@@ -516,7 +517,7 @@ func (r *Redis) session(ps *redis.PubSub) error {
 // receive hands what ps delivers to the handler until a read fails. It is
 // the only reader of ps, and reads without a deadline: a dead connection
 // is noticed by its error, by the health check, which closes ps, or by Close.
-func (r *Redis) receive(ps *redis.PubSub) error {
+func (r *Broker) receive(ps *redis.PubSub) error {
 	for {
 		msg, err := ps.Receive(r.guarded)
 		if slot, addr, ok := movedError(err); ok && r.shard != nil {
@@ -539,33 +540,33 @@ func (r *Redis) receive(ps *redis.PubSub) error {
 }
 
 // dispatch hands one message to the handler, or counts why not.
-func (r *Redis) dispatch(msg *redis.Message) {
+func (r *Broker) dispatch(msg *redis.Message) {
 	if msg.Channel == r.control {
-		c, reason := decodeControl([]byte(msg.Payload))
+		c, reason := fanout.DecodeControl([]byte(msg.Payload))
 		if reason != "" {
 			r.dropped(reason, msg.Channel, zap.String("op", c.Op))
 			return
 		}
-		r.m.msgControl.Inc()
+		r.m.ControlApplied()
 		r.h.Control(c)
 		return
 	}
 	to, ok := r.ch.Parse(msg.Channel)
 	if !ok {
-		r.dropped(dropBadChannel, msg.Channel)
+		r.dropped(fanout.DropBadChannel, msg.Channel)
 		return
 	}
-	r.m.delivered(to)
+	r.m.Delivered(to)
 	r.h.Deliver(to, []byte(msg.Payload))
 }
 
-func (r *Redis) dropped(reason, channel string, fields ...zap.Field) {
-	r.m.drop[reason].Inc()
+func (r *Broker) dropped(reason, channel string, fields ...zap.Field) {
+	r.m.Drop(reason)
 	r.drops.Warn("dropped a pub/sub message", append(fields, zap.String("reason", reason), zap.String("channel", channel))...)
 }
 
 // onSubscription counts Redis's confirmation of a SUBSCRIBE or PSUBSCRIBE.
-func (r *Redis) onSubscription(s *redis.Subscription) {
+func (r *Broker) onSubscription(s *redis.Subscription) {
 	r.mu.Lock()
 	switch s.Kind {
 	case "psubscribe":
@@ -578,13 +579,13 @@ func (r *Redis) onSubscription(s *redis.Subscription) {
 		} else if r.shard == nil {
 			if user, ok := r.ch.UserID(s.Channel); ok {
 				r.subs.confirm(user)
-				r.m.subscriptions.Set(float64(r.subs.active))
+				r.m.Subscriptions.Set(float64(r.subs.active))
 			}
 		}
 	case "ssubscribe":
 		if r.shard != nil {
 			r.subs.confirm(s.Channel)
-			r.m.subscriptions.Set(float64(r.subs.active))
+			r.m.Subscriptions.Set(float64(r.subs.active))
 		}
 	case "sunsubscribe":
 		// Either the reply to our SUNSUBSCRIBE, or the server dropping a
@@ -598,7 +599,7 @@ func (r *Redis) onSubscription(s *redis.Subscription) {
 		if e := r.subs.users[s.Channel]; r.shard != nil && e != nil && e.sent {
 			e.sent = false
 			r.subs.setActive(e, false)
-			r.m.subscriptions.Set(float64(r.subs.active))
+			r.m.Subscriptions.Set(float64(r.subs.active))
 			r.addPushedLocked(s.Channel)
 			r.shard.pushed(s.Channel) // does not block or lock
 		}
@@ -610,7 +611,7 @@ func (r *Redis) onSubscription(s *redis.Subscription) {
 	}
 }
 
-func (r *Redis) onPong(p *redis.Pong) {
+func (r *Broker) onPong(p *redis.Pong) {
 	if n, err := strconv.ParseUint(p.Payload, 10, 64); err == nil {
 		r.pongs.Store(n)
 		return
@@ -630,7 +631,7 @@ func (r *Redis) onPong(p *redis.Pong) {
 // yet confirmed is refused (the commands still in flight get MOVED too):
 // it is no longer sent, and the cluster broker moves it (takePushed).
 // Redis names the slot, not the channels: a shard sends one slot a command.
-func (r *Redis) onMoved(slot int, addr string) {
+func (r *Broker) onMoved(slot int, addr string) {
 	r.mu.Lock()
 	n := 0
 	for ch, e := range r.subs.users {
@@ -644,7 +645,7 @@ func (r *Redis) onMoved(slot int, addr string) {
 			n++
 		}
 	}
-	r.m.subscriptions.Set(float64(r.subs.active))
+	r.m.Subscriptions.Set(float64(r.subs.active))
 	ready, active := r.checkReadyLocked()
 	r.mu.Unlock()
 	r.log.Info("redis pub/sub: SSUBSCRIBE answered MOVED", zap.Int("slot", slot), zap.String("to", addr), zap.Int("channels", n))
@@ -654,7 +655,7 @@ func (r *Redis) onMoved(slot int, addr string) {
 	}
 }
 
-func (r *Redis) addPushedLocked(channel string) {
+func (r *Broker) addPushedLocked(channel string) {
 	if r.pushed == nil {
 		r.pushed = map[string]struct{}{}
 	}
@@ -680,7 +681,7 @@ func movedError(err error) (slot int, addr string, ok bool) {
 
 // checkReadyLocked reports whether the current connection just became
 // ready, with the number of user subscriptions.
-func (r *Redis) checkReadyLocked() (bool, int) {
+func (r *Broker) checkReadyLocked() (bool, int) {
 	if r.sessionReady || r.staticPending > 0 || r.subs.resyncPending > 0 {
 		return false, 0
 	}
@@ -690,15 +691,15 @@ func (r *Redis) checkReadyLocked() (bool, int) {
 
 // markReady sets Ready and, when this ends an outage, logs it and calls the
 // handler's Resync. Only the receive loop calls it.
-func (r *Redis) markReady(users int) {
+func (r *Broker) markReady(users int) {
 	r.ready.Store(true)
-	r.m.up.Set(1)
+	r.m.Up.Set(1)
 	if !r.everReady {
 		r.everReady = true
 		r.log.Info("redis pub/sub connected", zap.Int("user_channels", users))
 		return
 	}
-	r.m.reconnects.Inc()
+	r.m.Reconnects.Inc()
 	r.log.Info("redis pub/sub restored",
 		zap.Int("user_channels", users), zap.Duration("downtime", time.Since(r.downSince)))
 	if r.shard != nil {
@@ -710,7 +711,7 @@ func (r *Redis) markReady(users int) {
 
 // health PINGs ps every HealthInterval until done is closed, and closes ps
 // when the previous PING is still unanswered or a PING cannot be sent.
-func (r *Redis) health(ps *redis.PubSub, done <-chan struct{}) {
+func (r *Broker) health(ps *redis.PubSub, done <-chan struct{}) {
 	t := time.NewTicker(r.cfg.HealthInterval)
 	defer t.Stop()
 	var sent uint64
@@ -743,7 +744,7 @@ func (r *Redis) health(ps *redis.PubSub, done <-chan struct{}) {
 // flushLoop sends the subscription changes: woken by Subscribe or
 // Unsubscribe, it waits FlushInterval to gather more, then flushes; it also
 // wakes when a grace period ends.
-func (r *Redis) flushLoop() {
+func (r *Broker) flushLoop() {
 	defer r.loops.Done()
 	grace := time.NewTimer(time.Hour)
 	grace.Stop()
@@ -776,12 +777,12 @@ func (r *Redis) flushLoop() {
 
 // flush sends what changed since the last flush, and returns when the next
 // grace period ends (zero for none).
-func (r *Redis) flush() time.Time {
+func (r *Broker) flush() time.Time {
 	r.mu.Lock()
 	r.subs.expire(time.Now())
 	ps := r.ps
 	sub, unsub := r.subs.plan(ps != nil)
-	r.m.subscriptions.Set(float64(r.subs.active))
+	r.m.Subscriptions.Set(float64(r.subs.active))
 	// Dropping the last unconfirmed user of a resubscription can make the
 	// connection ready without a confirmation left to notice it: a PING
 	// makes the receive loop look.
@@ -819,7 +820,7 @@ func (r *Redis) flush() time.Time {
 // sorts its channels by slot and sends one command per slot (and per
 // BatchSize channels); the commands are written back to back, without
 // waiting for their replies.
-func (r *Redis) send(ps *redis.PubSub, keys []string, subscribe bool) error {
+func (r *Broker) send(ps *redis.PubSub, keys []string, subscribe bool) error {
 	var names []string
 	var slots []int
 	if r.shard != nil {
@@ -867,7 +868,7 @@ func (r *Redis) send(ps *redis.PubSub, keys []string, subscribe bool) error {
 
 // wantedKeys returns the keys (user ids, or channels in shard mode) this
 // broker subscribes.
-func (r *Redis) wantedKeys() []string {
+func (r *Broker) wantedKeys() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make([]string, 0, len(r.subs.users))
@@ -881,7 +882,7 @@ func (r *Redis) wantedKeys() []string {
 
 // activeSubscriptions returns the user (or shard) channels Redis has
 // confirmed on the current connection.
-func (r *Redis) activeSubscriptions() int {
+func (r *Broker) activeSubscriptions() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.subs.active
@@ -902,7 +903,7 @@ func (b bySlot) Swap(i, j int) {
 
 // takePushed returns and forgets the channels the server dropped or
 // refused (shard mode) that are still wanted and not subscribed again.
-func (r *Redis) takePushed() []string {
+func (r *Broker) takePushed() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []string
@@ -921,7 +922,7 @@ func (r *Redis) takePushed() []string {
 // subscribed on the shard it moves to (nil if nobody waits). everActive
 // reports whether the subscription was ever active here: if so, messages
 // may be lost by the move.
-func (r *Redis) handOver(key string) (waiter chan struct{}, everActive bool) {
+func (r *Broker) handOver(key string) (waiter chan struct{}, everActive bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e := r.subs.users[key]
@@ -941,16 +942,16 @@ func (r *Redis) handOver(key string) (waiter chan struct{}, everActive bool) {
 // dropped). It is for a channel the server dropped or refused (takePushed)
 // whose slot is on this master. everActive reports whether the
 // subscription was ever active here: if so, messages may have been lost.
-func (r *Redis) resubscribe(channel string) (ready <-chan struct{}, everActive bool) {
+func (r *Broker) resubscribe(channel string) (ready <-chan struct{}, everActive bool) {
 	r.mu.Lock()
 	e := r.subs.users[channel]
 	if e == nil || !e.wanted() || r.closing {
 		r.mu.Unlock()
-		return closedChan, false
+		return fanout.Confirmed(), false
 	}
 	if e.active {
 		r.mu.Unlock()
-		return closedChan, true
+		return fanout.Confirmed(), true
 	}
 	if e.ready == nil {
 		e.ready = make(chan struct{})

@@ -1,4 +1,4 @@
-package fanout
+package redis
 
 import (
 	"context"
@@ -55,8 +55,8 @@ func TestRedisClusterFollowsMoved(t *testing.T) {
 	rc, cc := startThreeMasterCluster(t)
 	// One read of the slot map at Start, and none for an hour after: the
 	// map goes stale behind the broker's back.
-	b, rec := startClusterBroker(t, cc, RedisConfig{RefreshInterval: time.Hour})
-	waitReady(t, b)
+	b, rec := startClusterBroker(t, cc, Config{RefreshInterval: time.Hour})
+	testenv.WaitReady(t, b)
 
 	// Two users on the same master; one stays, the other's slot moves.
 	var stay, moved string
@@ -71,12 +71,12 @@ func TestRedisClusterFollowsMoved(t *testing.T) {
 			moved = u
 		}
 	}
-	waitClosed(t, b.Subscribe(stay), 10*time.Second, stay)
+	testenv.WaitClosed(t, b.Subscribe(stay), 10*time.Second, stay)
 	slot := keySlot("user:{" + moved + "}")
 	to := otherMaster(t, rc, from)
 	rc.MigrateSlot(slot, to)
 
-	waitClosed(t, b.Subscribe(moved), 10*time.Second, moved+" after MOVED")
+	testenv.WaitClosed(t, b.Subscribe(moved), 10*time.Second, moved+" after MOVED")
 	if n := shardNumSubAt(t, to, "user:{"+moved+"}"); n != 1 {
 		t.Fatalf("SHARDNUMSUB user:{%s} on the new master = %d, want 1", moved, n)
 	}
@@ -84,14 +84,14 @@ func TestRedisClusterFollowsMoved(t *testing.T) {
 	if err := cc.SPublish(ctx, "user:{"+moved+"}", "after-moved").Err(); err != nil {
 		t.Fatal(err)
 	}
-	rec.waitFor(t, publish.User(moved), "after-moved")
+	rec.WaitFor(t, publish.User(moved), "after-moved")
 	// The MOVED reply concerned one slot: the other user's subscription on
 	// the former master is untouched (no reconnection, no resync).
 	if err := cc.SPublish(ctx, "user:{"+stay+"}", "still-here").Err(); err != nil {
 		t.Fatal(err)
 	}
-	rec.waitFor(t, publish.User(stay), "still-here")
-	if rec.has(publish.User(stay), resyncPayload) {
+	rec.WaitFor(t, publish.User(stay), "still-here")
+	if rec.Has(publish.User(stay), resyncPayload) {
 		t.Errorf("user %s, on the master that answered MOVED, got a resync", stay)
 	}
 	testenv.Eventually(t, 5*time.Second, func() error {
@@ -110,11 +110,11 @@ func TestRedisClusterFollowsMoved(t *testing.T) {
 func TestRedisClusterSocketChannels(t *testing.T) {
 	testenv.NoLeaks(t)
 	rc, cc := startThreeMasterCluster(t)
-	b, rec := startClusterBroker(t, cc, RedisConfig{
+	b, rec := startClusterBroker(t, cc, Config{
 		RefreshInterval:  100 * time.Millisecond,
 		UnsubscribeGrace: time.Hour, // user channels'; socket channels have none
 	})
-	waitReady(t, b)
+	testenv.WaitReady(t, b)
 	ch := publish.NewShardedChannels("")
 	const sockets = 30
 	ids := make([]string, sockets)
@@ -127,7 +127,7 @@ func TestRedisClusterSocketChannels(t *testing.T) {
 	}
 	masters := map[string]bool{}
 	for i, id := range ids {
-		waitClosed(t, chans[i], 10*time.Second, id)
+		testenv.WaitClosed(t, chans[i], 10*time.Second, id)
 		m := rc.MasterOf(keySlot(ch.Socket(id)))
 		masters[m] = true
 		if n := shardNumSubAt(t, m, ch.Socket(id)); n != 1 {
@@ -144,7 +144,7 @@ func TestRedisClusterSocketChannels(t *testing.T) {
 		}
 	}
 	for _, id := range ids {
-		rec.waitFor(t, publish.Socket(id), "to-"+id)
+		rec.WaitFor(t, publish.Socket(id), "to-"+id)
 	}
 
 	// Migrate the first socket's slot: resubscribed on the new master, and
@@ -157,7 +157,7 @@ func TestRedisClusterSocketChannels(t *testing.T) {
 		if n := shardNumSubAt(t, to, ch.Socket(id)); n != 1 {
 			return fmt.Errorf("SHARDNUMSUB %s on the new master = %d, want 1", ch.Socket(id), n)
 		}
-		if !rec.has(publish.Socket(id), resyncPayload) {
+		if !rec.Has(publish.Socket(id), resyncPayload) {
 			return fmt.Errorf("no resync for socket %s", id)
 		}
 		return nil
@@ -165,9 +165,9 @@ func TestRedisClusterSocketChannels(t *testing.T) {
 	if err := cc.SPublish(ctx, ch.Socket(id), "after-migration").Err(); err != nil {
 		t.Fatal(err)
 	}
-	rec.waitFor(t, publish.Socket(id), "after-migration")
+	rec.WaitFor(t, publish.Socket(id), "after-migration")
 	for _, other := range ids[1:] {
-		if keySlot(ch.Socket(other)) != slot && rec.has(publish.Socket(other), resyncPayload) {
+		if keySlot(ch.Socket(other)) != slot && rec.Has(publish.Socket(other), resyncPayload) {
 			t.Errorf("socket %s, whose slot did not move, got a resync", other)
 		}
 	}
@@ -204,7 +204,7 @@ func sameSlotSockets(n int) []string {
 
 // clusterShardOf returns the address of the shard channel is homed on in
 // b ("" if none).
-func clusterShardOf(b *RedisCluster, channel string) string {
+func clusterShardOf(b *Cluster, channel string) string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if c := b.chans[keySlot(channel)][channel]; c != nil && c.shard != nil {
@@ -222,15 +222,15 @@ func TestRedisClusterMoveSurvivesDroppedChannel(t *testing.T) {
 	testenv.NoLeaks(t)
 	rc, cc := startThreeMasterCluster(t)
 	// One read of the slot map at Start: the move is learnt from MOVED.
-	b, rec := startClusterBroker(t, cc, RedisConfig{RefreshInterval: time.Hour})
-	waitReady(t, b)
+	b, rec := startClusterBroker(t, cc, Config{RefreshInterval: time.Hour})
+	testenv.WaitReady(t, b)
 
 	ch := publish.NewShardedChannels("")
 	ids := sameSlotSockets(11)
 	trigger, ids := ids[0], ids[1:] // subscribed after the migration
 	var kept, dropped []string
 	for i, id := range ids {
-		waitClosed(t, b.SubscribeSocket(id), 10*time.Second, id)
+		testenv.WaitClosed(t, b.SubscribeSocket(id), 10*time.Second, id)
 		if i%2 == 0 {
 			kept = append(kept, id)
 		} else {
@@ -283,10 +283,10 @@ func TestRedisClusterMoveSurvivesDroppedChannel(t *testing.T) {
 	node.Resume()
 	resumed = true
 
-	waitClosed(t, triggered, 10*time.Second, trigger+" after MOVED")
+	testenv.WaitClosed(t, triggered, 10*time.Second, trigger+" after MOVED")
 	testenv.Eventually(t, 10*time.Second, func() error {
 		for _, id := range kept {
-			if !rec.has(publish.Socket(id), resyncPayload) {
+			if !rec.Has(publish.Socket(id), resyncPayload) {
 				return fmt.Errorf("no resync for socket %s", id)
 			}
 		}
@@ -297,10 +297,10 @@ func TestRedisClusterMoveSurvivesDroppedChannel(t *testing.T) {
 		if err := cc.SPublish(ctx, ch.Socket(id), "after-move").Err(); err != nil {
 			t.Fatal(err)
 		}
-		rec.waitFor(t, publish.Socket(id), "after-move")
+		rec.WaitFor(t, publish.Socket(id), "after-move")
 	}
 	// The trigger was never active before the move: nothing was lost.
-	if rec.has(publish.Socket(trigger), resyncPayload) {
+	if rec.Has(publish.Socket(trigger), resyncPayload) {
 		t.Errorf("socket %s, refused by MOVED before it was ever active, got a resync", trigger)
 	}
 }

@@ -1,4 +1,4 @@
-package fanout
+package redis
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/herald-gw/herald/fanout"
 	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
@@ -36,14 +37,14 @@ import (
 // classic connection's, concurrently; within one channel, in order. Lock
 // order: RedisCluster.mu before a shard's Redis.mu; the shards' callbacks
 // take neither.
-type RedisCluster struct {
+type Cluster struct {
 	client *redis.ClusterClient // the caller's; PUBLISH, SPUBLISH and CLUSTER SLOTS
-	cfg    RedisConfig          // defaults filled; read-only
+	cfg    Config               // defaults filled; read-only
 	ch     publish.Channels     // sharded names
 	log    *zap.Logger
-	m      *metrics
+	m      *fanout.Metrics
 
-	classic       *Redis        // broadcast, except and control; read-only
+	classic       *Broker       // broadcast, except and control; read-only
 	classicClient *redis.Client // owned; dials a node of the cluster
 
 	ctx     context.Context
@@ -52,10 +53,10 @@ type RedisCluster struct {
 	kick    chan struct{}  // capacity 1: re-read the slot map now
 	moves   chan slotRange // MOVED replies of the shards, for the refresh loop
 	closed  atomic.Bool
-	h       Handler       // set by Start, read-only after
-	nodesMu sync.Mutex    // guards nodes
-	nodes   []string      // every node's address from the last slot map, for the classic dialer
-	nextRR  atomic.Uint32 // rotates the classic dialer's first choice
+	h       fanout.Handler // set by Start, read-only after
+	nodesMu sync.Mutex     // guards nodes
+	nodes   []string       // every node's address from the last slot map, for the classic dialer
+	nextRR  atomic.Uint32  // rotates the classic dialer's first choice
 
 	mu      sync.Mutex
 	started bool              // guarded by mu
@@ -68,9 +69,9 @@ type RedisCluster struct {
 	unhomed int                             // guarded by mu; channels whose slot had no master when subscribed
 }
 
-var _ SocketSubscriber = (*RedisCluster)(nil)
+var _ fanout.SocketSubscriber = (*Cluster)(nil)
 
-var _ Broker = (*RedisCluster)(nil)
+var _ fanout.Broker = (*Cluster)(nil)
 
 // slotRange is one line of CLUSTER SLOTS: slots start..end are served by
 // the master at addr.
@@ -83,7 +84,7 @@ type slotRange struct {
 type shard struct {
 	addr   string
 	client *redis.Client // owned
-	b      *Redis        // sharded mode, keyed by channel name
+	b      *Broker       // sharded mode, keyed by channel name
 	chans  int           // guarded by RedisCluster.mu; channels homed here
 }
 
@@ -112,7 +113,7 @@ const resyncPayload = `{"type":"resync"}`
 // seed addresses, password and TLS settings it also uses to open its own
 // pub/sub connections. It does not contact Redis; Start does. The client
 // stays the caller's, who closes it after Close.
-func NewRedisCluster(client *redis.ClusterClient, cfg RedisConfig) (*RedisCluster, error) {
+func NewCluster(client *redis.ClusterClient, cfg Config) (*Cluster, error) {
 	if client == nil {
 		return nil, errors.New("fanout: NewRedisCluster with a nil client")
 	}
@@ -122,7 +123,7 @@ func NewRedisCluster(client *redis.ClusterClient, cfg RedisConfig) (*RedisCluste
 	}
 	opt := client.Options()
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &RedisCluster{
+	r := &Cluster{
 		client: client,
 		cfg:    cfg,
 		ch:     publish.NewShardedChannels(cfg.Prefix),
@@ -135,7 +136,7 @@ func NewRedisCluster(client *redis.ClusterClient, cfg RedisConfig) (*RedisCluste
 		shards: make(map[string]*shard),
 		chans:  make(map[int]map[string]*clusterChan),
 	}
-	m, err := newMetrics(cfg.Registerer)
+	m, err := fanout.NewMetrics(cfg.Registerer)
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("fanout: register metrics: %w", err)
@@ -153,14 +154,14 @@ func NewRedisCluster(client *redis.ClusterClient, cfg RedisConfig) (*RedisCluste
 		return nil, err
 	}
 	// The cluster broker exports up and subscriptions for the whole.
-	r.classic.m.up = prometheus.NewGauge(prometheus.GaugeOpts{Name: "classic_up"})
-	r.classic.m.subscriptions = prometheus.NewGauge(prometheus.GaugeOpts{Name: "classic_subscriptions"})
+	r.classic.m.Up = prometheus.NewGauge(prometheus.GaugeOpts{Name: "classic_up"})
+	r.classic.m.Subscriptions = prometheus.NewGauge(prometheus.GaugeOpts{Name: "classic_subscriptions"})
 	return r, nil
 }
 
 // nodeOptions returns the options of a client for one node at addr, with
 // the cluster client's credentials and TLS.
-func (r *RedisCluster) nodeOptions(addr string) *redis.Options {
+func (r *Cluster) nodeOptions(addr string) *redis.Options {
 	opt := r.client.Options()
 	return &redis.Options{
 		Addr:                  addr,
@@ -177,7 +178,7 @@ func (r *RedisCluster) nodeOptions(addr string) *redis.Options {
 // dialAnyNode is the classic connection's dialer: the first node of the
 // last slot map (or the seeds) that accepts, starting at a rotating index so
 // that a dead node is not tried first every time.
-func (r *RedisCluster) dialAnyNode(ctx context.Context, network, _ string) (net.Conn, error) {
+func (r *Cluster) dialAnyNode(ctx context.Context, network, _ string) (net.Conn, error) {
 	r.nodesMu.Lock()
 	nodes := slices.Clone(r.nodes)
 	r.nodesMu.Unlock()
@@ -206,12 +207,12 @@ func (r *RedisCluster) dialAnyNode(ctx context.Context, network, _ string) (net.
 }
 
 // NodeID returns the replica's node id.
-func (r *RedisCluster) NodeID() string { return r.cfg.NodeID }
+func (r *Cluster) NodeID() string { return r.cfg.NodeID }
 
 // Start begins following the cluster and delivering to h, and returns at
 // once. The error is for a misuse: a nil handler, a second Start, or Start
 // after Close.
-func (r *RedisCluster) Start(h Handler) error {
+func (r *Cluster) Start(h fanout.Handler) error {
 	if h == nil {
 		return errors.New("fanout: Start with a nil handler")
 	}
@@ -219,7 +220,7 @@ func (r *RedisCluster) Start(h Handler) error {
 	defer r.mu.Unlock()
 	switch {
 	case r.closing:
-		return ErrClosed
+		return fanout.ErrClosed
 	case r.started:
 		return errors.New("fanout: Start called twice")
 	}
@@ -235,39 +236,39 @@ func (r *RedisCluster) Start(h Handler) error {
 
 // Subscribe records that userID is wanted and subscribes its channel on
 // the master that owns it; see Redis.Subscribe.
-func (r *RedisCluster) Subscribe(userID string) <-chan struct{} {
+func (r *Cluster) Subscribe(userID string) <-chan struct{} {
 	if userID == "" {
 		r.log.Error("Subscribe with an empty user id")
-		return closedChan
+		return fanout.Confirmed()
 	}
 	return r.subscribe(r.ch.User(userID))
 }
 
 // Unsubscribe undoes one Subscribe of userID, after the grace period.
-func (r *RedisCluster) Unsubscribe(userID string) { r.unsubscribe(r.ch.User(userID), true) }
+func (r *Cluster) Unsubscribe(userID string) { r.unsubscribe(r.ch.User(userID), true) }
 
 // SubscribeSocket subscribes the channel of one local socket on the master
 // that owns it; the returned channel is closed once the subscription is
 // active. Calls are balanced by UnsubscribeSocket, once per socket.
-func (r *RedisCluster) SubscribeSocket(socketID string) <-chan struct{} {
+func (r *Cluster) SubscribeSocket(socketID string) <-chan struct{} {
 	if socketID == "" {
 		r.log.Error("SubscribeSocket with an empty socket id")
-		return closedChan
+		return fanout.Confirmed()
 	}
 	return r.subscribe(r.ch.Socket(socketID))
 }
 
 // UnsubscribeSocket drops the socket's channel at the next flush: a socket
 // id is never reused, so no grace period.
-func (r *RedisCluster) UnsubscribeSocket(socketID string) {
+func (r *Cluster) UnsubscribeSocket(socketID string) {
 	r.unsubscribe(r.ch.Socket(socketID), false)
 }
 
-func (r *RedisCluster) subscribe(channel string) <-chan struct{} {
+func (r *Cluster) subscribe(channel string) <-chan struct{} {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closing {
-		return closedChan
+		return fanout.Confirmed()
 	}
 	slot := keySlot(channel)
 	c := r.chans[slot][channel]
@@ -294,7 +295,7 @@ func (r *RedisCluster) subscribe(channel string) <-chan struct{} {
 	return c.shard.b.subscribe(channel)
 }
 
-func (r *RedisCluster) unsubscribe(channel string, grace bool) {
+func (r *Cluster) unsubscribe(channel string, grace bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closing {
@@ -325,9 +326,9 @@ func (r *RedisCluster) unsubscribe(channel string, grace bool) {
 
 // Publish sends payload to to: SPUBLISH on a user or socket channel,
 // PUBLISH on the others.
-func (r *RedisCluster) Publish(ctx context.Context, to publish.Target, payload []byte) error {
+func (r *Cluster) Publish(ctx context.Context, to publish.Target, payload []byte) error {
 	if r.closed.Load() {
-		return ErrClosed
+		return fanout.ErrClosed
 	}
 	name, err := r.ch.Name(to)
 	if err != nil {
@@ -345,9 +346,9 @@ func (r *RedisCluster) Publish(ctx context.Context, to publish.Target, payload [
 }
 
 // PublishControl publishes c as JSON on the control channel.
-func (r *RedisCluster) PublishControl(ctx context.Context, c publish.Control) error {
+func (r *Cluster) PublishControl(ctx context.Context, c publish.Control) error {
 	if r.closed.Load() {
-		return ErrClosed
+		return fanout.ErrClosed
 	}
 	payload, err := c.Encode()
 	if err != nil {
@@ -366,7 +367,7 @@ func (r *RedisCluster) PublishControl(ctx context.Context, c publish.Control) er
 // a handshake whose user or socket channel is on that shard fails on its
 // own, when its subscription is not confirmed in time. herald_broker_up is
 // 1 only when every shard holding channels is ready too (AllShardsReady).
-func (r *RedisCluster) Ready() bool {
+func (r *Cluster) Ready() bool {
 	if !r.classic.Ready() {
 		return false
 	}
@@ -377,7 +378,7 @@ func (r *RedisCluster) Ready() bool {
 
 // AllShardsReady reports whether Ready holds and every shard that holds
 // channels has its connection up and its subscriptions confirmed.
-func (r *RedisCluster) AllShardsReady() bool {
+func (r *Cluster) AllShardsReady() bool {
 	if !r.Ready() {
 		return false
 	}
@@ -393,7 +394,7 @@ func (r *RedisCluster) AllShardsReady() bool {
 
 // Close stops every connection. Nothing is delivered after it returns. It
 // does not close the client. It returns nil.
-func (r *RedisCluster) Close() error {
+func (r *Cluster) Close() error {
 	r.mu.Lock()
 	if r.closing {
 		r.mu.Unlock()
@@ -414,14 +415,14 @@ func (r *RedisCluster) Close() error {
 		_ = s.b.Close()
 		_ = s.client.Close()
 	}
-	r.m.up.Set(0)
-	r.m.subscriptions.Set(0)
+	r.m.Up.Set(0)
+	r.m.Subscriptions.Set(0)
 	return nil
 }
 
 // kickRefresh asks the refresh loop to read the slot map now. It never
 // blocks.
-func (r *RedisCluster) kickRefresh() {
+func (r *Cluster) kickRefresh() {
 	select {
 	case r.kick <- struct{}{}:
 	default:
@@ -432,7 +433,7 @@ func (r *RedisCluster) kickRefresh() {
 // when kicked (at most every RefreshInterval/4), and updates the gauges. A
 // MOVED reply names the slot's new master itself: the loop applies it at
 // once, between reads (applyMoved).
-func (r *RedisCluster) refreshLoop() {
+func (r *Cluster) refreshLoop() {
 	defer r.loops.Done()
 	t := time.NewTicker(r.cfg.RefreshInterval)
 	defer t.Stop()
@@ -450,7 +451,7 @@ func (r *RedisCluster) refreshLoop() {
 // waitRefresh waits until the next read of the slot map is due: a tick or
 // a kick, once RefreshInterval/4 has passed since the last read. It applies
 // MOVED replies meanwhile, and returns false once the broker is closed.
-func (r *RedisCluster) waitRefresh(t *time.Ticker) bool {
+func (r *Cluster) waitRefresh(t *time.Ticker) bool {
 	throttle := time.NewTimer(r.cfg.RefreshInterval / 4)
 	defer throttle.Stop()
 	var kick <-chan struct{}
@@ -471,7 +472,7 @@ func (r *RedisCluster) waitRefresh(t *time.Ticker) bool {
 	}
 }
 
-func (r *RedisCluster) updateGauges() {
+func (r *Cluster) updateGauges() {
 	ready := r.AllShardsReady()
 	r.mu.Lock()
 	shards := make([]*shard, 0, len(r.shards))
@@ -483,18 +484,18 @@ func (r *RedisCluster) updateGauges() {
 	for _, s := range shards {
 		active += s.b.activeSubscriptions()
 	}
-	r.m.subscriptions.Set(float64(active))
+	r.m.Subscriptions.Set(float64(active))
 	if ready {
-		r.m.up.Set(1)
+		r.m.Up.Set(1)
 	} else {
-		r.m.up.Set(0)
+		r.m.Up.Set(0)
 	}
 }
 
 // refresh reads CLUSTER SLOTS and moves every channel whose slot changed
 // master to its new shard; their sockets get a resync once subscribed
 // there. Shards left without channels and no longer masters are closed.
-func (r *RedisCluster) refresh() error {
+func (r *Cluster) refresh() error {
 	ctx, cancel := context.WithTimeout(r.ctx, 2*time.Second)
 	defer cancel()
 	infos, err := r.client.ClusterSlots(ctx).Result()
@@ -565,7 +566,7 @@ func (r *RedisCluster) refresh() error {
 // applyMoved follows a shard's MOVED reply: slot is served by the master at
 // addr. It patches the slot map and moves the slot's channels there, without
 // waiting for the next read, which it asks for: the map is stale.
-func (r *RedisCluster) applyMoved(slot int, addr string) {
+func (r *Cluster) applyMoved(slot int, addr string) {
 	r.mu.Lock()
 	if r.closing || len(r.slots) == 0 {
 		r.mu.Unlock()
@@ -618,7 +619,7 @@ const (
 // channels the shards report dropped or refused whose slot stayed. It
 // returns how many channels it moved or resubscribed; a goroutine resyncs
 // their sockets once subscribed.
-func (r *RedisCluster) rehomeLocked(scope int) int {
+func (r *Cluster) rehomeLocked(scope int) int {
 	var todo []movedChan
 	switch scope {
 	case noSlot:
@@ -649,7 +650,7 @@ func (r *RedisCluster) rehomeLocked(scope int) int {
 
 // moveSlotLocked moves the channels of slot, chans, to the shard of the
 // slot's master if they are homed elsewhere, and appends them to todo.
-func (r *RedisCluster) moveSlotLocked(slot int, chans map[string]*clusterChan, todo []movedChan) []movedChan {
+func (r *Cluster) moveSlotLocked(slot int, chans map[string]*clusterChan, todo []movedChan) []movedChan {
 	if len(chans) == 0 {
 		return todo
 	}
@@ -699,7 +700,7 @@ const afterMoveSweep = 100 * time.Millisecond
 // The channels are done as each becomes ready, in any order: it sleeps
 // until the first one left is ready, or afterMoveSweep has passed, and then
 // looks at them all.
-func (r *RedisCluster) afterMove(todo []movedChan) {
+func (r *Cluster) afterMove(todo []movedChan) {
 	defer r.loops.Done()
 	sweep := time.NewTicker(afterMoveSweep)
 	defer sweep.Stop()
@@ -731,7 +732,7 @@ func (r *RedisCluster) afterMove(todo []movedChan) {
 // and resyncs its sockets if messages may have been lost. A channel
 // unsubscribed meanwhile (its ready closed because its entry was dropped)
 // has no sockets left to resync.
-func (r *RedisCluster) moveDone(mv movedChan) {
+func (r *Cluster) moveDone(mv movedChan) {
 	if mv.waiting != nil {
 		close(mv.waiting)
 	}
@@ -748,7 +749,7 @@ func (r *RedisCluster) moveDone(mv movedChan) {
 
 // resync tells the sockets of a user or socket channel that messages may
 // have been lost.
-func (r *RedisCluster) resync(channel string) {
+func (r *Cluster) resync(channel string) {
 	if to, ok := r.ch.Parse(channel); ok {
 		r.h.Deliver(to, []byte(resyncPayload))
 	}
@@ -756,7 +757,7 @@ func (r *RedisCluster) resync(channel string) {
 
 // ownerLocked returns the shard of the master that owns slot, creating
 // it; nil while the slot map is unknown or the slot unserved.
-func (r *RedisCluster) ownerLocked(slot int) *shard {
+func (r *Cluster) ownerLocked(slot int) *shard {
 	i := sort.Search(len(r.slots), func(i int) bool { return r.slots[i].end >= slot })
 	if i == len(r.slots) || r.slots[i].start > slot {
 		return nil
@@ -774,7 +775,7 @@ func (r *RedisCluster) ownerLocked(slot int) *shard {
 	return s
 }
 
-func (r *RedisCluster) newShardLocked(addr string) (*shard, error) {
+func (r *Cluster) newShardLocked(addr string) (*shard, error) {
 	client := redis.NewClient(r.nodeOptions(addr))
 	cfg := r.cfg
 	cfg.Logger = r.cfg.Logger.Named("shard").With(zap.String("shard", addr))
@@ -809,7 +810,7 @@ func (r *RedisCluster) newShardLocked(addr string) (*shard, error) {
 }
 
 // shardHandler receives what a shard delivers: user and socket messages.
-type shardHandler struct{ r *RedisCluster }
+type shardHandler struct{ r *Cluster }
 
 func (h shardHandler) Deliver(to publish.Target, payload []byte) { h.r.h.Deliver(to, payload) }
 func (h shardHandler) Control(c publish.Control)                 { h.r.h.Control(c) }

@@ -1,14 +1,10 @@
-package fanout
+package redis
 
-import "time"
+import (
+	"time"
 
-// closedChan is returned by Subscribe for a subscription that is already
-// active. It is never reopened.
-var closedChan = func() chan struct{} {
-	c := make(chan struct{})
-	close(c)
-	return c
-}()
+	"github.com/herald-gw/herald/fanout"
+)
 
 // subscriptions is the bookkeeping of the Redis broker's user channels: what
 // the gateway wants, what was sent on the current connection, and what Redis
@@ -86,7 +82,7 @@ func (s *subscriptions) add(user string) (<-chan struct{}, bool) {
 		work = true
 	}
 	if e.active {
-		return closedChan, work
+		return fanout.Confirmed(), work
 	}
 	if e.ready == nil {
 		e.ready = make(chan struct{})

@@ -1,8 +1,7 @@
-package fanout
+package redis
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -11,99 +10,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/internal/testenv"
 )
-
-// recorder is a Handler that remembers everything it is given.
-type recorder struct {
-	mu       sync.Mutex
-	msgs     []received        // guarded by mu
-	controls []publish.Control // guarded by mu
-	resyncs  int               // guarded by mu
-}
-
-type received struct {
-	to      publish.Target
-	payload string
-}
-
-func (r *recorder) Deliver(to publish.Target, payload []byte) {
-	r.mu.Lock()
-	r.msgs = append(r.msgs, received{to, string(payload)})
-	r.mu.Unlock()
-}
-
-func (r *recorder) Control(c publish.Control) {
-	r.mu.Lock()
-	r.controls = append(r.controls, c)
-	r.mu.Unlock()
-}
-
-func (r *recorder) Resync() {
-	r.mu.Lock()
-	r.resyncs++
-	r.mu.Unlock()
-}
-
-// has reports whether payload was delivered to to.
-func (r *recorder) has(to publish.Target, payload string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, m := range r.msgs {
-		if m.to == to && m.payload == payload {
-			return true
-		}
-	}
-	return false
-}
-
-// payloads returns what was delivered to to, in order.
-func (r *recorder) payloads(to publish.Target) []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []string
-	for _, m := range r.msgs {
-		if m.to == to {
-			out = append(out, m.payload)
-		}
-	}
-	return out
-}
-
-func (r *recorder) count() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.msgs)
-}
-
-func (r *recorder) controlList() []publish.Control {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]publish.Control(nil), r.controls...)
-}
-
-func (r *recorder) resyncCount() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.resyncs
-}
-
-// waitFor fails the test unless payload reaches to within a few seconds.
-func (r *recorder) waitFor(t testing.TB, to publish.Target, payload string) {
-	t.Helper()
-	testenv.Eventually(t, 5*time.Second, func() error {
-		if r.has(to, payload) {
-			return nil
-		}
-		return fmt.Errorf("%q for %+v not delivered", payload, to)
-	})
-}
 
 // testLogger logs to the test at Info and above.
 func testLogger(t testing.TB) *zap.Logger {
@@ -113,7 +25,7 @@ func testLogger(t testing.TB) *zap.Logger {
 // startBroker starts a Redis broker on client with test-friendly defaults
 // for the zero fields of cfg, and closes it when the test ends. It does not
 // wait for readiness.
-func startBroker(t testing.TB, client *redis.Client, cfg RedisConfig) (*Redis, *recorder) {
+func startBroker(t testing.TB, client *redis.Client, cfg Config) (*Broker, *testenv.Recorder) {
 	t.Helper()
 	if cfg.NodeID == "" {
 		cfg.NodeID = "n1"
@@ -127,46 +39,16 @@ func startBroker(t testing.TB, client *redis.Client, cfg RedisConfig) (*Redis, *
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger(t)
 	}
-	b, err := NewRedis(client, cfg)
+	b, err := New(client, cfg)
 	if err != nil {
 		t.Fatalf("NewRedis: %v", err)
 	}
-	rec := &recorder{}
+	rec := &testenv.Recorder{}
 	if err := b.Start(rec); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
 	t.Cleanup(func() { _ = b.Close() })
 	return b, rec
-}
-
-// waitReady fails the test unless b becomes ready within a few seconds.
-func waitReady(t testing.TB, b Broker) {
-	t.Helper()
-	testenv.Eventually(t, 10*time.Second, func() error {
-		if b.Ready() {
-			return nil
-		}
-		return fmt.Errorf("broker not ready")
-	})
-}
-
-// waitClosed fails the test unless ch is closed within d.
-func waitClosed(t testing.TB, ch <-chan struct{}, d time.Duration, what string) {
-	t.Helper()
-	select {
-	case <-ch:
-	case <-time.After(d):
-		t.Fatalf("%s: subscription not confirmed within %s", what, d)
-	}
-}
-
-func isClosed(ch <-chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
 }
 
 // newClient returns a client for addr with opts applied, closed when the
@@ -206,37 +88,6 @@ func commandCalls(t testing.TB, c *redis.Client, cmd string) int64 {
 		return n
 	}
 	return 0
-}
-
-// metricValue returns the value of the counter or gauge name with the given
-// label pair ("" for none), and whether it exists.
-func metricValue(t testing.TB, g prometheus.Gatherer, name, label, value string) (float64, bool) {
-	t.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		t.Fatalf("gather: %v", err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			match := label == ""
-			for _, l := range m.GetLabel() {
-				if l.GetName() == label && l.GetValue() == value {
-					match = true
-				}
-			}
-			if !match {
-				continue
-			}
-			if c := m.GetCounter(); c != nil {
-				return c.GetValue(), true
-			}
-			return m.GetGauge().GetValue(), true
-		}
-	}
-	return 0, false
 }
 
 // proxy forwards TCP connections to a target. freeze makes the connections

@@ -1,4 +1,4 @@
-package fanout
+package redis
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/herald-gw/herald/fanout"
 	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/internal/testenv"
 )
@@ -21,14 +22,14 @@ import (
 func TestRedisSubscribeConfirmedThenDelivered(t *testing.T) {
 	testenv.NoLeaks(t)
 	srv := testenv.StartRedis(t)
-	b, rec := startBroker(t, srv.Client(), RedisConfig{})
-	waitReady(t, b)
+	b, rec := startBroker(t, srv.Client(), Config{})
+	testenv.WaitReady(t, b)
 	pub := srv.Client()
 	ctx := context.Background()
 
 	for i := range 300 {
 		user := "u" + strconv.Itoa(i)
-		waitClosed(t, b.Subscribe(user), 5*time.Second, user)
+		testenv.WaitClosed(t, b.Subscribe(user), 5*time.Second, user)
 		n, err := pub.Publish(ctx, "user:"+user, "m"+strconv.Itoa(i)).Result()
 		if err != nil {
 			t.Fatal(err)
@@ -38,7 +39,7 @@ func TestRedisSubscribeConfirmedThenDelivered(t *testing.T) {
 		}
 	}
 	for i := range 300 {
-		rec.waitFor(t, publish.User("u"+strconv.Itoa(i)), "m"+strconv.Itoa(i))
+		rec.WaitFor(t, publish.User("u"+strconv.Itoa(i)), "m"+strconv.Itoa(i))
 	}
 }
 
@@ -48,8 +49,8 @@ func TestRedisSubscribeConfirmedThenDelivered(t *testing.T) {
 func TestRedisResubscribeInFlight(t *testing.T) {
 	testenv.NoLeaks(t)
 	srv := testenv.StartRedis(t)
-	b, _ := startBroker(t, srv.Client(), RedisConfig{UnsubscribeGrace: -1, FlushInterval: -1})
-	waitReady(t, b)
+	b, _ := startBroker(t, srv.Client(), Config{UnsubscribeGrace: -1, FlushInterval: -1})
+	testenv.WaitReady(t, b)
 	pub := srv.Client()
 	ctx := context.Background()
 
@@ -61,7 +62,7 @@ func TestRedisResubscribeInFlight(t *testing.T) {
 		}
 		b.Unsubscribe(user)
 		ch := b.Subscribe(user)
-		waitClosed(t, ch, 5*time.Second, user)
+		testenv.WaitClosed(t, ch, 5*time.Second, user)
 		if n := pub.Publish(ctx, "user:"+user, "x").Val(); n != 1 {
 			t.Fatalf("round %d: PUBLISH after confirmation reached %d subscribers, want 1", i, n)
 		}
@@ -72,13 +73,13 @@ func TestRedisResubscribeInFlight(t *testing.T) {
 func TestRedisRouting(t *testing.T) {
 	testenv.NoLeaks(t)
 	srv := testenv.StartRedis(t)
-	b1, rec1 := startBroker(t, srv.Client(), RedisConfig{NodeID: "n1"})
-	b2, rec2 := startBroker(t, srv.Client(), RedisConfig{NodeID: "n2"})
-	waitReady(t, b1)
-	waitReady(t, b2)
-	waitClosed(t, b1.Subscribe("both"), 5*time.Second, "both@n1")
-	waitClosed(t, b2.Subscribe("both"), 5*time.Second, "both@n2")
-	waitClosed(t, b1.Subscribe("only1"), 5*time.Second, "only1")
+	b1, rec1 := startBroker(t, srv.Client(), Config{NodeID: "n1"})
+	b2, rec2 := startBroker(t, srv.Client(), Config{NodeID: "n2"})
+	testenv.WaitReady(t, b1)
+	testenv.WaitReady(t, b2)
+	testenv.WaitClosed(t, b1.Subscribe("both"), 5*time.Second, "both@n1")
+	testenv.WaitClosed(t, b2.Subscribe("both"), 5*time.Second, "both@n2")
+	testenv.WaitClosed(t, b1.Subscribe("only1"), 5*time.Second, "only1")
 	pub := srv.Client()
 	ctx := context.Background()
 
@@ -106,12 +107,12 @@ func TestRedisRouting(t *testing.T) {
 	}
 	// A marker published last: once both have it, everything before arrived.
 	raw("broadcast", "end")
-	rec1.waitFor(t, publish.All(), "end")
-	rec2.waitFor(t, publish.All(), "end")
+	rec1.WaitFor(t, publish.All(), "end")
+	rec2.WaitFor(t, publish.All(), "end")
 
 	tests := []struct {
 		name     string
-		rec      *recorder
+		rec      *testenv.Recorder
 		to       publish.Target
 		payload  string
 		received bool
@@ -134,13 +135,13 @@ func TestRedisRouting(t *testing.T) {
 		{"except n2", rec2, publish.AllExcept("7"), "to all but 7", true},
 	}
 	for _, tt := range tests {
-		if got := tt.rec.has(tt.to, tt.payload); got != tt.received {
+		if got := tt.rec.Has(tt.to, tt.payload); got != tt.received {
 			t.Errorf("%s: received %v, want %v", tt.name, got, tt.received)
 		}
 	}
 	want := []publish.Control{{Op: publish.OpDisconnect, UserID: "42", Reason: "logout"}, {Op: publish.OpDisconnect, UserID: "43"}}
-	for i, rec := range []*recorder{rec1, rec2} {
-		if got := rec.controlList(); len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+	for i, rec := range []*testenv.Recorder{rec1, rec2} {
+		if got := rec.Controls(); len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
 			t.Errorf("n%d controls = %+v, want %+v", i+1, got, want)
 		}
 	}
@@ -150,11 +151,11 @@ func TestRedisUnsubscribeGrace(t *testing.T) {
 	testenv.NoLeaks(t)
 	srv := testenv.StartRedis(t)
 	const grace = 300 * time.Millisecond
-	b, _ := startBroker(t, srv.Client(), RedisConfig{UnsubscribeGrace: grace})
-	waitReady(t, b)
+	b, _ := startBroker(t, srv.Client(), Config{UnsubscribeGrace: grace})
+	testenv.WaitReady(t, b)
 	admin := srv.Client()
 
-	waitClosed(t, b.Subscribe("42"), 5*time.Second, "42")
+	testenv.WaitClosed(t, b.Subscribe("42"), 5*time.Second, "42")
 	if n := numSub(t, admin, "user:42")["user:42"]; n != 1 {
 		t.Fatalf("NUMSUB while subscribed = %d, want 1", n)
 	}
@@ -163,7 +164,7 @@ func TestRedisUnsubscribeGrace(t *testing.T) {
 	for range 3 {
 		b.Unsubscribe("42")
 		time.Sleep(grace / 3)
-		if ch := b.Subscribe("42"); !isClosed(ch) {
+		if ch := b.Subscribe("42"); !testenv.IsClosed(ch) {
 			t.Fatal("Subscribe within the grace returned an open channel")
 		}
 	}
@@ -188,7 +189,7 @@ func TestRedisUnsubscribeGrace(t *testing.T) {
 		t.Fatalf("unsubscribed after %s, before the grace of %s", d, grace)
 	}
 	// And a Subscribe brings it back.
-	waitClosed(t, b.Subscribe("42"), 5*time.Second, "42 again")
+	testenv.WaitClosed(t, b.Subscribe("42"), 5*time.Second, "42 again")
 	if n := numSub(t, admin, "user:42")["user:42"]; n != 1 {
 		t.Fatalf("NUMSUB after a new Subscribe = %d, want 1", n)
 	}
@@ -198,8 +199,8 @@ func TestRedisBatching(t *testing.T) {
 	testenv.NoLeaks(t)
 	srv := testenv.StartRedis(t)
 	admin := srv.Client()
-	b, _ := startBroker(t, srv.Client(), RedisConfig{UnsubscribeGrace: -1})
-	waitReady(t, b)
+	b, _ := startBroker(t, srv.Client(), Config{UnsubscribeGrace: -1})
+	testenv.WaitReady(t, b)
 	before := commandCalls(t, admin, "subscribe")
 
 	const users = 2000
@@ -210,7 +211,7 @@ func TestRedisBatching(t *testing.T) {
 		chans[i] = b.Subscribe("b" + strconv.Itoa(i))
 	}
 	for i, ch := range chans {
-		waitClosed(t, ch, 10*time.Second, names[i])
+		testenv.WaitClosed(t, ch, 10*time.Second, names[i])
 	}
 	subs := commandCalls(t, admin, "subscribe") - before
 	t.Logf("%d users subscribed with %d SUBSCRIBE commands", users, subs)
@@ -245,9 +246,9 @@ func TestRedisBatching(t *testing.T) {
 func TestRedisNoDrops(t *testing.T) {
 	testenv.NoLeaks(t)
 	srv := testenv.StartRedis(t)
-	b, rec := startBroker(t, srv.Client(), RedisConfig{})
-	waitReady(t, b)
-	waitClosed(t, b.Subscribe("42"), 5*time.Second, "42")
+	b, rec := startBroker(t, srv.Client(), Config{})
+	testenv.WaitReady(t, b)
+	testenv.WaitClosed(t, b.Subscribe("42"), 5*time.Second, "42")
 	pub := srv.Client()
 	ctx := context.Background()
 
@@ -262,12 +263,12 @@ func TestRedisNoDrops(t *testing.T) {
 		}
 	}
 	testenv.Eventually(t, 30*time.Second, func() error {
-		if n := rec.count(); n < total {
+		if n := rec.Count(); n < total {
 			return fmt.Errorf("%d of %d messages delivered", n, total)
 		}
 		return nil
 	})
-	got := rec.payloads(publish.User("42"))
+	got := rec.Payloads(publish.User("42"))
 	if len(got) != total {
 		t.Fatalf("%d messages delivered, want %d", len(got), total)
 	}
@@ -292,9 +293,9 @@ func TestRedisPrefix(t *testing.T) {
 			srv := testenv.StartRedis(t)
 			admin := srv.Client()
 			ctx := context.Background()
-			b, rec := startBroker(t, srv.Client(), RedisConfig{Prefix: tt.prefix})
-			waitReady(t, b)
-			waitClosed(t, b.Subscribe("42"), 5*time.Second, "42")
+			b, rec := startBroker(t, srv.Client(), Config{Prefix: tt.prefix})
+			testenv.WaitReady(t, b)
+			testenv.WaitClosed(t, b.Subscribe("42"), 5*time.Second, "42")
 
 			channels, err := admin.PubSubChannels(ctx, "*").Result()
 			if err != nil {
@@ -330,9 +331,9 @@ func TestRedisPrefix(t *testing.T) {
 			if err := b.PublishControl(ctx, publish.Control{Op: publish.OpDisconnect, UserID: "7"}); err != nil {
 				t.Fatal(err)
 			}
-			rec.waitFor(t, publish.Socket("n1.t"), "via broker")
+			rec.WaitFor(t, publish.Socket("n1.t"), "via broker")
 			testenv.Eventually(t, 5*time.Second, func() error {
-				if len(rec.controlList()) == 0 {
+				if len(rec.Controls()) == 0 {
 					return errors.New("no control")
 				}
 				return nil
@@ -344,18 +345,17 @@ func TestRedisPrefix(t *testing.T) {
 				publish.AllExcept("1"): "prefixed broadcast:except:1",
 				publish.Socket("n1.t"): "via broker",
 			}
-			rec.mu.Lock()
-			defer rec.mu.Unlock()
-			if len(rec.msgs) != len(want) {
-				t.Fatalf("delivered %+v, want exactly %v", rec.msgs, want)
+			msgs, controls := rec.Messages(), rec.Controls()
+			if len(msgs) != len(want) {
+				t.Fatalf("delivered %+v, want exactly %v", msgs, want)
 			}
-			for _, m := range rec.msgs {
-				if want[m.to] != m.payload {
-					t.Errorf("delivered %q to %+v, want %q", m.payload, m.to, want[m.to])
+			for _, m := range msgs {
+				if want[m.To] != m.Payload {
+					t.Errorf("delivered %q to %+v, want %q", m.Payload, m.To, want[m.To])
 				}
 			}
-			if len(rec.controls) != 1 || rec.controls[0].UserID != "7" {
-				t.Errorf("controls = %+v, want only the prefixed one for 7", rec.controls)
+			if len(controls) != 1 || controls[0].UserID != "7" {
+				t.Errorf("controls = %+v, want only the prefixed one for 7", controls)
 			}
 		})
 	}
@@ -380,13 +380,13 @@ func TestRedisProtocols(t *testing.T) {
 			opts.Addr = srv.Addr()
 			client := redis.NewClient(&opts)
 			t.Cleanup(func() { client.Close() })
-			b, rec := startBroker(t, client, RedisConfig{HealthInterval: 50 * time.Millisecond})
-			waitReady(t, b)
-			waitClosed(t, b.Subscribe("42"), 5*time.Second, "42")
+			b, rec := startBroker(t, client, Config{HealthInterval: 50 * time.Millisecond})
+			testenv.WaitReady(t, b)
+			testenv.WaitClosed(t, b.Subscribe("42"), 5*time.Second, "42")
 			if err := b.Publish(context.Background(), publish.User("42"), []byte("hi")); err != nil {
 				t.Fatal(err)
 			}
-			rec.waitFor(t, publish.User("42"), "hi")
+			rec.WaitFor(t, publish.User("42"), "hi")
 			// The health PINGs are answered and recognised.
 			testenv.Eventually(t, 5*time.Second, func() error {
 				if n := b.pongs.Load(); n < 3 {
@@ -401,9 +401,9 @@ func TestRedisProtocols(t *testing.T) {
 func TestRedisClose(t *testing.T) {
 	testenv.NoLeaks(t)
 	srv := testenv.StartRedis(t)
-	b, rec := startBroker(t, srv.Client(), RedisConfig{})
-	waitReady(t, b)
-	waitClosed(t, b.Subscribe("42"), 5*time.Second, "42")
+	b, rec := startBroker(t, srv.Client(), Config{})
+	testenv.WaitReady(t, b)
+	testenv.WaitClosed(t, b.Subscribe("42"), 5*time.Second, "42")
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -413,26 +413,26 @@ func TestRedisClose(t *testing.T) {
 	if b.Ready() {
 		t.Fatal("ready after Close")
 	}
-	n := rec.count()
+	n := rec.Count()
 	admin := srv.Client()
 	ctx := context.Background()
 	if got := admin.Publish(ctx, "user:42", "late").Val(); got != 0 {
 		t.Fatalf("PUBLISH after Close reached %d subscribers", got)
 	}
-	if err := b.Publish(ctx, publish.User("42"), []byte("x")); !errors.Is(err, ErrClosed) {
+	if err := b.Publish(ctx, publish.User("42"), []byte("x")); !errors.Is(err, fanout.ErrClosed) {
 		t.Fatalf("Publish after Close = %v, want ErrClosed", err)
 	}
-	if err := b.PublishControl(ctx, publish.Control{Op: publish.OpDisconnect, UserID: "1"}); !errors.Is(err, ErrClosed) {
+	if err := b.PublishControl(ctx, publish.Control{Op: publish.OpDisconnect, UserID: "1"}); !errors.Is(err, fanout.ErrClosed) {
 		t.Fatalf("PublishControl after Close = %v, want ErrClosed", err)
 	}
-	if ch := b.Subscribe("43"); !isClosed(ch) {
+	if ch := b.Subscribe("43"); !testenv.IsClosed(ch) {
 		t.Fatal("Subscribe after Close returned an open channel")
 	}
 	b.Unsubscribe("42")
-	if err := b.Start(rec); !errors.Is(err, ErrClosed) {
+	if err := b.Start(rec); !errors.Is(err, fanout.ErrClosed) {
 		t.Fatalf("Start after Close = %v", err)
 	}
-	if rec.count() != n {
+	if rec.Count() != n {
 		t.Fatal("delivered after Close")
 	}
 }
@@ -441,13 +441,13 @@ func TestRedisDroppedMessages(t *testing.T) {
 	testenv.NoLeaks(t)
 	srv := testenv.StartRedis(t)
 	reg := prometheus.NewRegistry()
-	b, rec := startBroker(t, srv.Client(), RedisConfig{Registerer: reg})
-	for _, r := range dropReasons {
-		if v, ok := metricValue(t, reg, "herald_broker_dropped_total", "reason", r); !ok || v != 0 {
+	b, rec := startBroker(t, srv.Client(), Config{Registerer: reg})
+	for _, r := range fanout.DropReasons {
+		if v, ok := testenv.MetricValue(t, reg, "herald_broker_dropped_total", "reason", r); !ok || v != 0 {
 			t.Fatalf("dropped{reason=%q} = %v, %v before anything; want 0, present", r, v, ok)
 		}
 	}
-	waitReady(t, b)
+	testenv.WaitReady(t, b)
 	admin := srv.Client()
 	ctx := context.Background()
 	for _, payload := range []string{`not json`, `{"op":"disconnect"}`, `{"op":"explode","user_id":"1"}`, `{"op":"disconnect","user_id":"9"}`} {
@@ -456,23 +456,23 @@ func TestRedisDroppedMessages(t *testing.T) {
 		}
 	}
 	testenv.Eventually(t, 5*time.Second, func() error {
-		if len(rec.controlList()) == 0 {
+		if len(rec.Controls()) == 0 {
 			return errors.New("valid control not delivered")
 		}
 		return nil
 	})
 	// bad_channel cannot come from a subscription; feed one in directly.
 	b.dispatch(&redis.Message{Channel: "user:", Payload: "x"})
-	checks := map[string]float64{dropBadControl: 2, dropUnknownOp: 1, dropBadChannel: 1}
+	checks := map[string]float64{fanout.DropBadControl: 2, fanout.DropUnknownOp: 1, fanout.DropBadChannel: 1}
 	for reason, want := range checks {
-		if v, _ := metricValue(t, reg, "herald_broker_dropped_total", "reason", reason); v != want {
+		if v, _ := testenv.MetricValue(t, reg, "herald_broker_dropped_total", "reason", reason); v != want {
 			t.Errorf("dropped{reason=%q} = %v, want %v", reason, v, want)
 		}
 	}
-	if v, _ := metricValue(t, reg, "herald_broker_messages_total", "kind", "control"); v != 1 {
+	if v, _ := testenv.MetricValue(t, reg, "herald_broker_messages_total", "kind", "control"); v != 1 {
 		t.Errorf("messages{kind=control} = %v, want 1", v)
 	}
-	if got := rec.controlList(); len(got) != 1 || got[0].UserID != "9" {
+	if got := rec.Controls(); len(got) != 1 || got[0].UserID != "9" {
 		t.Errorf("controls = %+v", got)
 	}
 	for _, bad := range []publish.Control{{Op: "explode", UserID: "1"}, {Op: publish.OpDisconnect}} {
@@ -491,21 +491,21 @@ func TestRedisConfig(t *testing.T) {
 	defer client.Close()
 	tests := []struct {
 		name string
-		cfg  RedisConfig
+		cfg  Config
 		ok   bool
 	}{
-		{"minimal", RedisConfig{NodeID: "n1"}, true},
-		{"no node id", RedisConfig{}, false},
-		{"node id with a dot", RedisConfig{NodeID: "a.b"}, false},
-		{"node id with a glob", RedisConfig{NodeID: "a*"}, false},
-		{"negative batch", RedisConfig{NodeID: "n1", BatchSize: -1}, false},
-		{"negative health", RedisConfig{NodeID: "n1", HealthInterval: -time.Second}, false},
-		{"min over max", RedisConfig{NodeID: "n1", ReconnectMin: time.Minute}, false},
-		{"negative grace and flush", RedisConfig{NodeID: "n1", UnsubscribeGrace: -1, FlushInterval: -1}, true},
+		{"minimal", Config{NodeID: "n1"}, true},
+		{"no node id", Config{}, false},
+		{"node id with a dot", Config{NodeID: "a.b"}, false},
+		{"node id with a glob", Config{NodeID: "a*"}, false},
+		{"negative batch", Config{NodeID: "n1", BatchSize: -1}, false},
+		{"negative health", Config{NodeID: "n1", HealthInterval: -time.Second}, false},
+		{"min over max", Config{NodeID: "n1", ReconnectMin: time.Minute}, false},
+		{"negative grace and flush", Config{NodeID: "n1", UnsubscribeGrace: -1, FlushInterval: -1}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b, err := NewRedis(client, tt.cfg)
+			b, err := New(client, tt.cfg)
 			if (err == nil) != tt.ok {
 				t.Fatalf("NewRedis error = %v, want ok %v", err, tt.ok)
 			}
@@ -514,19 +514,19 @@ func TestRedisConfig(t *testing.T) {
 			}
 		})
 	}
-	b, err := NewRedis(client, RedisConfig{NodeID: "n1"})
+	b, err := New(client, Config{NodeID: "n1"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	want := RedisConfig{NodeID: "n1", UnsubscribeGrace: 2 * time.Second, BatchSize: 500, FlushInterval: 2 * time.Millisecond,
+	want := Config{NodeID: "n1", UnsubscribeGrace: 2 * time.Second, BatchSize: 500, FlushInterval: 2 * time.Millisecond,
 		HealthInterval: 5 * time.Second, ReconnectMin: 100 * time.Millisecond, ReconnectMax: 5 * time.Second, RefreshInterval: time.Second}
 	got := b.cfg
 	got.Logger = nil
 	if got != want {
 		t.Fatalf("defaults = %+v, want %+v", got, want)
 	}
-	if _, err := NewRedis(nil, RedisConfig{NodeID: "n1"}); err == nil {
+	if _, err := New(nil, Config{NodeID: "n1"}); err == nil {
 		t.Fatal("NewRedis(nil) succeeded")
 	}
 	if err := b.Start(nil); err == nil {
@@ -539,9 +539,9 @@ func TestPublisherToBroker(t *testing.T) {
 	testenv.NoLeaks(t)
 	srv := testenv.StartRedis(t)
 	const prefix = "herald-test:"
-	b, rec := startBroker(t, srv.Client(), RedisConfig{Prefix: prefix, NodeID: "web-1"})
-	waitReady(t, b)
-	waitClosed(t, b.Subscribe("42"), 5*time.Second, "42")
+	b, rec := startBroker(t, srv.Client(), Config{Prefix: prefix, NodeID: "web-1"})
+	testenv.WaitReady(t, b)
+	testenv.WaitClosed(t, b.Subscribe("42"), 5*time.Second, "42")
 	p, err := publish.NewPublisher(srv.Client(), publish.PublisherConfig{Prefix: prefix})
 	if err != nil {
 		t.Fatal(err)
@@ -571,19 +571,19 @@ func TestPublisherToBroker(t *testing.T) {
 		t.Fatalf("SendToSocket web-2.abc reached %d replicas", n)
 	}
 
-	rec.waitFor(t, publish.Socket("web-1.abc"), "socket")
-	rec.waitFor(t, publish.All(), "all")
-	rec.waitFor(t, publish.AllExcept("42"), "all but 42")
+	rec.WaitFor(t, publish.Socket("web-1.abc"), "socket")
+	rec.WaitFor(t, publish.All(), "all")
+	rec.WaitFor(t, publish.AllExcept("42"), "all but 42")
 	testenv.Eventually(t, 5*time.Second, func() error {
-		if len(rec.controlList()) == 0 {
+		if len(rec.Controls()) == 0 {
 			return errors.New("no control")
 		}
 		return nil
 	})
-	if got := rec.controlList(); got[0] != (publish.Control{Op: publish.OpDisconnect, UserID: "42", Reason: "ban"}) {
+	if got := rec.Controls(); got[0] != (publish.Control{Op: publish.OpDisconnect, UserID: "42", Reason: "ban"}) {
 		t.Fatalf("control = %+v", got[0])
 	}
-	got := rec.payloads(publish.User("42"))
+	got := rec.Payloads(publish.User("42"))
 	if len(got) != 1 || !strings.Contains(got[0], `"id":"`+id+`"`) {
 		t.Fatalf("user 42 got %q, want the friend request %s", got, id)
 	}
