@@ -127,7 +127,7 @@ func TestMemoryClose(t *testing.T) {
 
 // blockingHandler blocks in Deliver until release is closed.
 type blockingHandler struct {
-	*testenv.Recorder
+	testenv.Recorder
 	entered chan struct{}
 	release chan struct{}
 }
@@ -172,7 +172,7 @@ func TestMemoryCloseWaitsForDelivery(t *testing.T) {
 // reentrantHandler unsubscribes from within Control, as the gateway does
 // when a disconnect closes a user's last socket.
 type reentrantHandler struct {
-	*testenv.Recorder
+	testenv.Recorder
 	b *Memory
 }
 
