@@ -30,7 +30,7 @@ func BenchmarkDispatch(b *testing.B) {
 	}
 	defer r.Close()
 	h := &countingHandler{}
-	r.h = h
+	r.s.h = h
 	msgs := []*redis.Message{
 		{Channel: "app:user:42", Payload: `{"type":"friend_request","id":"5f0c1b8e-0d7e-4a57-9c43-3f4c1d2f9a10","ts":1764150000000,"data":{"from":{"id":"7","name":"alice"}}}`},
 		{Channel: "app:socket:n1.abcdef", Pattern: "app:socket:n1.*", Payload: `{"type":"ping"}`},
@@ -38,7 +38,7 @@ func BenchmarkDispatch(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		r.dispatch(msgs[i%len(msgs)])
+		r.s.dispatch(msgs[i%len(msgs)])
 	}
 	if h.n.Load() == 0 {
 		b.Fatal("nothing delivered")

@@ -14,12 +14,11 @@ import (
 
 	"github.com/herald-gw/herald/fanout"
 	"github.com/herald-gw/herald/fanout/publish"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 )
 
-// RedisCluster is the Broker of the multi-replica mode on a Redis Cluster
+// Cluster is the fanout.Broker of the multi-replica mode on a Redis Cluster
 // (Redis 7 or later). User and socket channels are "<prefix>user:{<id>}"
 // and "<prefix>socket:{<id>}" (see NewShardedChannels) and travel by
 // sharded pub/sub: the broker keeps one pub/sub connection per master,
@@ -35,7 +34,7 @@ import (
 // Subscribe, Unsubscribe, Publish and Ready may be called from any
 // goroutine. Messages are delivered from the shards' receive loops and the
 // classic connection's, concurrently; within one channel, in order. Lock
-// order: RedisCluster.mu before a shard's Redis.mu; the shards' callbacks
+// order: Cluster.mu before a shard session's mu (docs/LOCKS.md); the shards' callbacks
 // take neither.
 type Cluster struct {
 	client *redis.ClusterClient // the caller's; PUBLISH, SPUBLISH and CLUSTER SLOTS
@@ -80,12 +79,14 @@ type slotRange struct {
 	addr       string
 }
 
-// shard is the pub/sub connection to one master.
+// shard is the pub/sub session to one master (shardMode, keyed by channel
+// name). It hears its session's events for the Cluster.
 type shard struct {
+	r      *Cluster
 	addr   string
 	client *redis.Client // owned
-	b      *Broker       // sharded mode, keyed by channel name
-	chans  int           // guarded by RedisCluster.mu; channels homed here
+	sess   *session      // read-only after newShardLocked
+	chans  int           // guarded by Cluster.mu; channels homed here
 }
 
 // movedChan is a channel homed on a new shard.
@@ -109,7 +110,7 @@ type clusterChan struct {
 // resyncPayload is what a socket whose messages may have been lost receives.
 const resyncPayload = `{"type":"resync"}`
 
-// NewRedisCluster returns a broker on a Redis Cluster through client, whose
+// NewCluster returns a broker on a Redis Cluster through client, whose
 // seed addresses, password and TLS settings it also uses to open its own
 // pub/sub connections. It does not contact Redis; Start does. The client
 // stays the caller's, who closes it after Close.
@@ -147,15 +148,7 @@ func NewCluster(client *redis.ClusterClient, cfg Config) (*Cluster, error) {
 	r.classicClient = redis.NewClient(copt)
 	classicCfg := cfg
 	classicCfg.Logger = cfg.Logger.Named("classic")
-	r.classic, err = newRedis(r.classicClient, classicCfg, r.ch, nil)
-	if err != nil {
-		cancel()
-		_ = r.classicClient.Close()
-		return nil, err
-	}
-	// The cluster broker exports up and subscriptions for the whole.
-	r.classic.m.Up = prometheus.NewGauge(prometheus.GaugeOpts{Name: "classic_up"})
-	r.classic.m.Subscriptions = prometheus.NewGauge(prometheus.GaugeOpts{Name: "classic_subscriptions"})
+	r.classic = newBroker(r.classicClient, classicCfg, r.ch, partMetrics(m, "classic"))
 	return r, nil
 }
 
@@ -213,16 +206,10 @@ func (r *Cluster) NodeID() string { return r.cfg.NodeID }
 // once. The error is for a misuse: a nil handler, a second Start, or Start
 // after Close.
 func (r *Cluster) Start(h fanout.Handler) error {
-	if h == nil {
-		return errors.New("fanout: Start with a nil handler")
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	switch {
-	case r.closing:
-		return fanout.ErrClosed
-	case r.started:
-		return errors.New("fanout: Start called twice")
+	if err := startErr(h, r.closing, r.started); err != nil {
+		return err
 	}
 	r.started = true
 	r.h = h
@@ -292,7 +279,7 @@ func (r *Cluster) subscribe(channel string) <-chan struct{} {
 		}
 		return c.waiting
 	}
-	return c.shard.b.subscribe(channel)
+	return c.shard.sess.subscribe(channel)
 }
 
 func (r *Cluster) unsubscribe(channel string, grace bool) {
@@ -309,7 +296,7 @@ func (r *Cluster) unsubscribe(channel string, grace bool) {
 	}
 	c.refs--
 	if c.shard != nil {
-		c.shard.b.unsubscribe(channel, grace)
+		c.shard.sess.unsubscribe(channel, grace)
 	}
 	if c.refs == 0 {
 		if c.shard != nil {
@@ -330,19 +317,7 @@ func (r *Cluster) Publish(ctx context.Context, to publish.Target, payload []byte
 	if r.closed.Load() {
 		return fanout.ErrClosed
 	}
-	name, err := r.ch.Name(to)
-	if err != nil {
-		return err
-	}
-	if to.Kind == publish.ToUser || to.Kind == publish.ToSocket {
-		err = r.client.SPublish(ctx, name, payload).Err()
-	} else {
-		err = r.client.Publish(ctx, name, payload).Err()
-	}
-	if err != nil {
-		return fmt.Errorf("fanout: publish to %s: %w", name, err)
-	}
-	return nil
+	return publishTo(ctx, r.client, r.ch, to, payload)
 }
 
 // PublishControl publishes c as JSON on the control channel.
@@ -350,15 +325,7 @@ func (r *Cluster) PublishControl(ctx context.Context, c publish.Control) error {
 	if r.closed.Load() {
 		return fanout.ErrClosed
 	}
-	payload, err := c.Encode()
-	if err != nil {
-		return err
-	}
-	name := r.ch.Control()
-	if err := r.client.Publish(ctx, name, payload).Err(); err != nil {
-		return fmt.Errorf("fanout: publish to %s: %w", name, err)
-	}
-	return nil
+	return publishControl(ctx, r.client, r.ch, c)
 }
 
 // Ready reports whether the slot map is known and the classic connection
@@ -385,7 +352,7 @@ func (r *Cluster) AllShardsReady() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, s := range r.shards {
-		if s.chans > 0 && !s.b.Ready() {
+		if s.chans > 0 && !s.sess.ready.Load() {
 			return false
 		}
 	}
@@ -412,7 +379,7 @@ func (r *Cluster) Close() error {
 	_ = r.classic.Close()
 	_ = r.classicClient.Close()
 	for _, s := range shards {
-		_ = s.b.Close()
+		s.sess.close()
 		_ = s.client.Close()
 	}
 	r.m.Up.Set(0)
@@ -422,12 +389,7 @@ func (r *Cluster) Close() error {
 
 // kickRefresh asks the refresh loop to read the slot map now. It never
 // blocks.
-func (r *Cluster) kickRefresh() {
-	select {
-	case r.kick <- struct{}{}:
-	default:
-	}
-}
+func (r *Cluster) kickRefresh() { poke(r.kick) }
 
 // refreshLoop reads the slot map at once, then every RefreshInterval and
 // when kicked (at most every RefreshInterval/4), and updates the gauges. A
@@ -482,7 +444,7 @@ func (r *Cluster) updateGauges() {
 	r.mu.Unlock()
 	active := 0
 	for _, s := range shards {
-		active += s.b.activeSubscriptions()
+		active += s.sess.activeSubscriptions()
 	}
 	r.m.Subscriptions.Set(float64(active))
 	if ready {
@@ -553,7 +515,7 @@ func (r *Cluster) refresh() error {
 	}
 	r.mu.Unlock()
 	for _, s := range stale {
-		_ = s.b.Close()
+		s.sess.close()
 		_ = s.client.Close()
 		r.log.Info("redis cluster: shard connection closed", zap.String("addr", s.addr))
 	}
@@ -634,9 +596,9 @@ func (r *Cluster) rehomeLocked(scope int) int {
 	// master (a slot that left and came back, or a stale map): subscribe
 	// them again.
 	for _, sh := range r.shards {
-		for _, name := range sh.b.takePushed() {
+		for _, name := range sh.sess.takePushed() {
 			if c := r.chans[keySlot(name)][name]; c != nil && c.shard == sh {
-				ready, wasActive := sh.b.resubscribe(name)
+				ready, wasActive := sh.sess.resubscribe(name)
 				todo = append(todo, movedChan{channel: name, c: c, ready: ready, resync: wasActive})
 			}
 		}
@@ -668,14 +630,14 @@ func (r *Cluster) moveSlotLocked(slot int, chans map[string]*clusterChan, todo [
 		if old != nil {
 			// Or made while the channel was on its old shard, and not
 			// yet active there.
-			waiting, wasActive = old.b.handOver(name)
+			waiting, wasActive = old.sess.handOver(name)
 		}
 		var ready <-chan struct{}
 		for range c.refs {
 			if old != nil {
-				old.b.unsubscribe(name, false) // no longer served there
+				old.sess.unsubscribe(name, false) // no longer served there
 			}
-			ready = owner.b.subscribe(name)
+			ready = owner.sess.subscribe(name)
 		}
 		if old != nil {
 			old.chans--
@@ -779,34 +741,32 @@ func (r *Cluster) newShardLocked(addr string) (*shard, error) {
 	client := redis.NewClient(r.nodeOptions(addr))
 	cfg := r.cfg
 	cfg.Logger = r.cfg.Logger.Named("shard").With(zap.String("shard", addr))
-	s := &shard{addr: addr, client: client}
-	hooks := &shardHooks{
-		lost:   func(error) { r.kickRefresh() },
-		pushed: func(string) { r.kickRefresh() },
-		moved: func(slot int, addr string) {
-			select {
-			case r.moves <- slotRange{start: slot, end: slot, addr: addr}:
-			default: // the loop is behind: a full read of the map will do
-				r.kickRefresh()
-			}
-		},
-		restored: func(channels []string) {
-			for _, ch := range channels {
-				r.resync(ch)
-			}
-		},
-	}
-	b, err := newRedis(client, cfg, r.ch, hooks)
-	if err != nil {
+	s := &shard{r: r, addr: addr, client: client}
+	s.sess = newSession(client, cfg, r.ch, shardMode, partMetrics(r.m, "shard"), s)
+	if err := s.sess.start(shardHandler{r}); err != nil {
 		_ = client.Close()
 		return nil, err
 	}
-	if err := b.Start(shardHandler{r}); err != nil {
-		_ = client.Close()
-		return nil, err
-	}
-	s.b = b
 	return s, nil
+}
+
+// The shard session's events. A lost connection or a channel the server
+// dropped means the slot map may have changed: read it again. A MOVED
+// reply names the slot's new master: the refresh loop applies it at once.
+// A restored connection lost the messages of its channels: resync them.
+func (s *shard) lost(error)    { s.r.kickRefresh() }
+func (s *shard) pushed(string) { s.r.kickRefresh() }
+func (s *shard) moved(slot int, addr string) {
+	select {
+	case s.r.moves <- slotRange{start: slot, end: slot, addr: addr}:
+	default: // the loop is behind: a full read of the map will do
+		s.r.kickRefresh()
+	}
+}
+func (s *shard) restored() {
+	for _, ch := range s.sess.wantedKeys() {
+		s.r.resync(ch)
+	}
 }
 
 // shardHandler receives what a shard delivers: user and socket messages.

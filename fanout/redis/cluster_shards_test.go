@@ -271,10 +271,10 @@ func TestRedisClusterMoveSurvivesDroppedChannel(t *testing.T) {
 	sh := b.shards[to]
 	b.mu.Unlock()
 	testenv.Eventually(t, 5*time.Second, func() error {
-		sh.b.mu.Lock()
-		defer sh.b.mu.Unlock()
+		sh.sess.mu.Lock()
+		defer sh.sess.mu.Unlock()
 		for _, id := range dropped {
-			if e := sh.b.subs.users[ch.Socket(id)]; e != nil && (e.sent || len(sh.b.subs.dirty) > 0) {
+			if e := sh.sess.subs.users[ch.Socket(id)]; e != nil && (e.sent || len(sh.sess.subs.dirty) > 0) {
 				return fmt.Errorf("%s not flushed yet", id)
 			}
 		}

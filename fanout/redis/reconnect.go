@@ -71,3 +71,12 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 		return false
 	}
 }
+
+// poke leaves a token in c, a channel of capacity 1 that a loop waits on,
+// unless one is there already. It never blocks.
+func poke(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}

@@ -142,9 +142,9 @@ func TestRedisReadyWhenResyncEmpties(t *testing.T) {
 	b.Subscribe("a")
 	srv.Start()
 	testenv.Eventually(t, 5*time.Second, func() error {
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		if b.ps == nil || b.staticPending > 0 || b.subs.resyncPending != 1 {
+		b.s.mu.Lock()
+		defer b.s.mu.Unlock()
+		if b.s.ps == nil || b.s.staticPending > 0 || b.s.subs.resyncPending != 1 {
 			return errors.New("not connected with one user to resubscribe")
 		}
 		return nil

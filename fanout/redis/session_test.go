@@ -389,7 +389,7 @@ func TestRedisProtocols(t *testing.T) {
 			rec.WaitFor(t, publish.User("42"), "hi")
 			// The health PINGs are answered and recognised.
 			testenv.Eventually(t, 5*time.Second, func() error {
-				if n := b.pongs.Load(); n < 3 {
+				if n := b.s.pongs.Load(); n < 3 {
 					return fmt.Errorf("%d PINGs answered", n)
 				}
 				return nil
@@ -462,7 +462,7 @@ func TestRedisDroppedMessages(t *testing.T) {
 		return nil
 	})
 	// bad_channel cannot come from a subscription; feed one in directly.
-	b.dispatch(&redis.Message{Channel: "user:", Payload: "x"})
+	b.s.dispatch(&redis.Message{Channel: "user:", Payload: "x"})
 	checks := map[string]float64{fanout.DropBadControl: 2, fanout.DropUnknownOp: 1, fanout.DropBadChannel: 1}
 	for reason, want := range checks {
 		if v, _ := testenv.MetricValue(t, reg, "herald_broker_dropped_total", "reason", reason); v != want {
@@ -521,7 +521,7 @@ func TestRedisConfig(t *testing.T) {
 	defer b.Close()
 	want := Config{NodeID: "n1", UnsubscribeGrace: 2 * time.Second, BatchSize: 500, FlushInterval: 2 * time.Millisecond,
 		HealthInterval: 5 * time.Second, ReconnectMin: 100 * time.Millisecond, ReconnectMax: 5 * time.Second, RefreshInterval: time.Second}
-	got := b.cfg
+	got := b.s.cfg
 	got.Logger = nil
 	if got != want {
 		t.Fatalf("defaults = %+v, want %+v", got, want)
