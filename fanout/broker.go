@@ -23,6 +23,15 @@ type Handler interface {
 	Resync()
 }
 
+// TargetResyncer is implemented by a Handler that can tell the sockets of
+// one target (a user or a socket) that their messages may have been lost:
+// a redis.Cluster calls ResyncTarget when one shard's connection was lost and
+// restored, for the channels that shard carried. A Handler without it is
+// given the resync frame, {"type":"resync"}, through Deliver.
+type TargetResyncer interface {
+	ResyncTarget(to publish.Target)
+}
+
 // Broker is the replica's view of the message bus. A Broker that must be
 // told about each local socket to receive its messages (RedisCluster) also
 // implements SocketSubscriber.
@@ -71,3 +80,11 @@ var closed = func() chan struct{} {
 // Confirmed returns a closed channel: what Subscribe returns for a
 // subscription that is already active, or that will never be.
 func Confirmed() <-chan struct{} { return closed }
+
+// UserIDChecker is implemented by a Broker whose channel names cannot carry
+// every user id that sessions may hold: redis.Cluster (see
+// publish.Channels.CheckUserID). The gateway refuses a token to a user id whose
+// CheckUserID fails, instead of handing out a token no handshake can use.
+type UserIDChecker interface {
+	CheckUserID(userID string) error
+}

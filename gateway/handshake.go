@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/herald-gw/herald/auth"
+	"github.com/herald-gw/herald/gateway/admit"
 	"github.com/herald-gw/herald/gateway/wscore"
 	"github.com/herald-gw/herald/replay"
 )
@@ -91,7 +92,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 // subscribes sockets one by one). It returns why the socket is refused, or
 // nil with the welcome frame queued.
 func (s *Server) admitSocket(ctx context.Context, c *Conn, r *http.Request, token string) *Disconnect {
-	if blocked, _ := s.blocker.blocked(c.remoteIP, time.Now()); blocked {
+	if blocked, _ := s.blocker.Blocked(c.remoteIP, time.Now()); blocked {
 		s.metrics.authFailures.WithLabelValues("ip_blocked").Inc()
 		return DisconnectRateLimited
 	}
@@ -230,7 +231,7 @@ func (s *Server) welcomeFrame(c *Conn, inboxID string) wscore.Frame {
 func (s *Server) newConn(nc net.Conn, r *http.Request) (*Conn, error) {
 	c := &Conn{
 		srv:         s,
-		remoteIP:    clientIP(r, s.cfg.TrustedProxies),
+		remoteIP:    admit.ClientIP(r, s.cfg.TrustedProxies),
 		userAgent:   truncate(r.UserAgent(), 256),
 		connectedAt: time.Now(),
 	}

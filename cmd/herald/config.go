@@ -31,6 +31,9 @@ type options struct {
 	Prefix       string
 	NodeID       string
 	Dev          bool
+	Standalone   bool // one process without Redis, asked for on purpose
+	MetricsAddr  string
+	Version      bool
 
 	SessionSecret    string
 	SessionPublicKey string
@@ -68,6 +71,7 @@ type options struct {
 	AuthFailLimit     int
 	AuthFailWindow    time.Duration
 	AuthBlockDuration time.Duration
+	AuthBlockIPv6Bits int
 
 	DrainWindow      time.Duration
 	DrainConcurrency int
@@ -84,7 +88,8 @@ type options struct {
 	LogLevel  string
 	LogFormat string
 
-	addrSet bool // --addr or HERALD_ADDR was given
+	addrSet bool            // --addr or HERALD_ADDR was given
+	given   map[string]bool // flags given on the command line or in the environment, by name
 }
 
 // secretFlags may be given as files.
@@ -93,14 +98,17 @@ var secretFlags = []string{"session-secret", "ws-token-secret"}
 func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("herald", flag.ContinueOnError)
 	fs.SetOutput(out)
-	fs.StringVar(&o.Addr, "addr", ":8080", "listen address (with --dev: 127.0.0.1:8080)")
-	fs.StringVar(&o.RedisURL, "redis-url", "", "Redis URL (redis://host:6379/0); empty runs the embedded single-process mode")
+	fs.StringVar(&o.Addr, "addr", ":8080", "listen address; 127.0.0.1:8080 with --dev")
+	fs.StringVar(&o.RedisURL, "redis-url", "", "one Redis (redis://[:password@]host:6379/0, rediss:// for TLS) or Sentinel (redis-sentinel://host:26379,host2:26379/<master>)")
 	fs.StringVar(&o.RedisCluster, "redis-cluster", "", "Redis Cluster seed nodes, host:port,host:port (or redis://[:password@]host:port,…); exclusive with --redis-url")
 	fs.DurationVar(&o.RedisTimeout, "redis-timeout", replay.DefaultRedisTimeout, "bound on one jti check in Redis; past it the socket gets 1013")
 	fs.DurationVar(&o.RedisHealth, "redis-health-interval", 2*time.Second, "how often the pub/sub connection is PINGed; an unanswered PING marks Redis lost (/readyz 503) within twice this")
 	fs.StringVar(&o.Prefix, "channel-prefix", "", "prefix of every Redis channel and key")
 	fs.StringVar(&o.NodeID, "node-id", "", "replica id carried in socket ids (letters, digits, - and _); empty means random")
 	fs.BoolVar(&o.Dev, "dev", false, "development mode: generate secrets, serve POST /dev/login and a test page; loopback only")
+	fs.BoolVar(&o.Standalone, "standalone", false, "run as one process without Redis (in-memory broker, jti store and inbox): for a single replica only")
+	fs.StringVar(&o.MetricsAddr, "metrics-addr", "", "serve /metrics on this separate address instead of --addr (e.g. :9090)")
+	fs.BoolVar(&o.Version, "version", false, "print the version, the commit and the Go version, and exit")
 
 	fs.StringVar(&o.SessionSecret, "session-secret", "", "HS* secret of session JWTs (at least 32 bytes)")
 	fs.StringVar(&o.SessionPublicKey, "session-public-key", "", "path of the PEM public key of session JWTs")
@@ -138,6 +146,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.AuthFailLimit, "auth-fail-limit", 30, "failed authentications (forged or reused tokens, invalid sessions) one client IP may cause per --auth-fail-window before it is blocked (0: no blocking)")
 	fs.DurationVar(&o.AuthFailWindow, "auth-fail-window", gateway.DefaultAuthFailWindow, "window in which --auth-fail-limit failures block an IP")
 	fs.DurationVar(&o.AuthBlockDuration, "auth-block-duration", gateway.DefaultAuthBlockDuration, "how long a blocked IP gets 429 at the token endpoint and 4029 on /ws")
+	fs.IntVar(&o.AuthBlockIPv6Bits, "auth-block-ipv6-prefix", gateway.DefaultAuthBlockIPv6Prefix, "leading bits of an IPv6 address counted as one client by --auth-fail-limit (128: each address)")
 
 	fs.DurationVar(&o.DrainWindow, "drain-window", gateway.DefaultDrainWindow, "on shutdown, sockets are told to reconnect after a random delay below this")
 	fs.IntVar(&o.DrainConcurrency, "drain-concurrency", gateway.DefaultDrainConcurrency, "sockets in their close handshake at once while draining")
@@ -148,8 +157,8 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.PresenceDebounce, "presence-debounce", 5*time.Second, "a user's cluster-wide count must stay 0 this long before the offline event")
 	fs.IntVar(&o.ClusterMaxSockets, "max-sockets-per-user-cluster", 0, "sockets one user may hold across the cluster; the next gets 4008 (0: no cap; a cap turns --presence on)")
 	fs.BoolVar(&o.Rebalance, "rebalance", true, "with Redis: a replica over (1+margin) x the average socket count sheds the excess gradually")
-	fs.Float64Var(&o.RebalanceMargin, "rebalance-margin", 0.1, "share of the average a replica may hold above it before it sheds (0 means the default)")
-	fs.Float64Var(&o.RebalanceRate, "rebalance-rate", 0.02, "fraction of its sockets a replica over the margin sheds per second, at most 1 (0 means the default; --rebalance=false turns shedding off)")
+	fs.Float64Var(&o.RebalanceMargin, "rebalance-margin", 0.1, "share of the average a replica may hold above it before it sheds")
+	fs.Float64Var(&o.RebalanceRate, "rebalance-rate", 0.02, "fraction of its sockets a replica over the margin sheds per second, at most 1 (--rebalance=false turns shedding off)")
 
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.LogFormat, "log-format", "json", "json or console")
@@ -169,10 +178,7 @@ func envName(flagName string) string {
 func parseOptions(args []string, getenv func(string) string, out io.Writer) (*options, error) {
 	o := &options{}
 	fs := newFlagSet(o, out)
-	fs.Usage = func() {
-		fmt.Fprintln(out, "Usage: herald [flags]\n\nEvery flag is also an environment variable: --ping-interval is HERALD_PING_INTERVAL.\nSecrets may be given as files: HERALD_SESSION_SECRET_FILE, HERALD_WS_TOKEN_SECRET_FILE.\n\nFlags:")
-		fs.PrintDefaults()
-	}
+	fs.Usage = func() { printUsage(out, fs) }
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -181,12 +187,17 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (*op
 	}
 	onCommandLine := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
+	o.given = map[string]bool{}
+	for name := range onCommandLine {
+		o.given[name] = true
+	}
 	var errs []error
 	fs.VisitAll(func(f *flag.Flag) {
-		if onCommandLine[f.Name] {
+		if onCommandLine[f.Name] || f.Name == "version" { // a HERALD_VERSION variable is someone else's
 			return
 		}
 		if v := getenv(envName(f.Name)); v != "" {
+			o.given[f.Name] = true
 			if err := fs.Set(f.Name, v); err != nil {
 				errs = append(errs, fmt.Errorf("%s=%q: %w", envName(f.Name), v, err))
 			}
@@ -208,6 +219,9 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (*op
 			continue
 		}
 		_ = fs.Set(name, strings.TrimRight(string(b), "\r\n"))
+	}
+	if err := publish.CheckPrefix(o.Prefix); err != nil {
+		errs = append(errs, fmt.Errorf("--channel-prefix (%s): %w", envName("channel-prefix"), err))
 	}
 	o.addrSet = onCommandLine["addr"] || getenv(envName("addr")) != ""
 	if o.Dev && !o.addrSet {

@@ -260,3 +260,52 @@ func TestShardedChannelsParseAllocs(t *testing.T) {
 		t.Fatalf("sharded Parse allocates %v times, want 0", allocs)
 	}
 }
+
+// TestCheckUserID: with sharded names, an id whose hash tag would be empty
+// (it begins with "}") is refused, and every id's names share one slot.
+func TestCheckUserID(t *testing.T) {
+	tests := []struct {
+		name    string
+		id      string
+		sharded bool
+		wantErr bool
+	}{
+		{"plain names carry any id", "}x", false, false},
+		{"leading closing brace", "}x", true, true},
+		{"lone closing brace", "}", true, true},
+		{"closing brace inside", "a}b", true, false},
+		{"opening brace", "{a", true, false},
+		{"braces around", "{a}", true, false},
+		{"ordinary", "42", true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := publish.NewChannels("app:")
+			if tt.sharded {
+				c = publish.NewShardedChannels("app:")
+			}
+			err := c.CheckUserID(tt.id)
+			if got := err != nil; got != tt.wantErr {
+				t.Fatalf("CheckUserID(%q) = %v, want error %v", tt.id, err, tt.wantErr)
+			}
+			if err != nil && !errors.Is(err, publish.ErrUserIDNotRoutable) {
+				t.Errorf("error %v is not ErrUserIDNotRoutable", err)
+			}
+		})
+	}
+}
+
+func TestCheckPrefix(t *testing.T) {
+	for _, tt := range []struct {
+		prefix string
+		ok     bool
+	}{
+		{"", true}, {"app:", true}, {"a*[b]?:", true}, {"é:", true},
+		{"{app}:", false}, {"app{", false}, {"a}", false}, {"my app:", false}, {"app\n", false}, {"app\x00", false}, {"app\u00a0", false},
+	} {
+		err := publish.CheckPrefix(tt.prefix)
+		if (err == nil) != tt.ok || (err != nil && !errors.Is(err, publish.ErrInvalidPrefix)) {
+			t.Errorf("CheckPrefix(%q) = %v, want ok %v", tt.prefix, err, tt.ok)
+		}
+	}
+}

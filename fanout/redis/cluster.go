@@ -712,9 +712,15 @@ func (r *Cluster) moveDone(mv movedChan) {
 // resync tells the sockets of a user or socket channel that messages may
 // have been lost.
 func (r *Cluster) resync(channel string) {
-	if to, ok := r.ch.Parse(channel); ok {
-		r.h.Deliver(to, []byte(resyncPayload))
+	to, ok := r.ch.Parse(channel)
+	if !ok {
+		return
 	}
+	if tr, ok := r.h.(fanout.TargetResyncer); ok {
+		tr.ResyncTarget(to)
+		return
+	}
+	r.h.Deliver(to, []byte(resyncPayload))
 }
 
 // ownerLocked returns the shard of the master that owns slot, creating
@@ -775,3 +781,7 @@ type shardHandler struct{ r *Cluster }
 func (h shardHandler) Deliver(to publish.Target, payload []byte) { h.r.h.Deliver(to, payload) }
 func (h shardHandler) Control(c publish.Control)                 { h.r.h.Control(c) }
 func (h shardHandler) Resync()                                   {}
+
+// CheckUserID implements fanout.UserIDChecker: see
+// publish.Channels.CheckUserID.
+func (r *Cluster) CheckUserID(userID string) error { return r.ch.CheckUserID(userID) }

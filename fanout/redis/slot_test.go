@@ -47,3 +47,18 @@ func TestShardedChannelSlots(t *testing.T) {
 		t.Errorf("64 sockets of one node hash to %d slots", len(slots))
 	}
 }
+
+// TestCheckUserIDSlots: every user id that sharded names accept
+// (publish.Channels.CheckUserID) puts the user's channel and inbox in one
+// hash slot, which the append script needs.
+func TestCheckUserIDSlots(t *testing.T) {
+	c := publish.NewShardedChannels("app:")
+	for _, id := range []string{"a}b", "{a", "{a}", "42", "}x"} {
+		if c.CheckUserID(id) != nil {
+			continue
+		}
+		if a, b := keySlot(c.User(id)), keySlot(c.Inbox(id)); a != b {
+			t.Errorf("channel %s in slot %d, inbox %s in slot %d", c.User(id), a, c.Inbox(id), b)
+		}
+	}
+}
