@@ -29,10 +29,10 @@ type Config struct {
 	Replay replay.Store
 	// Broker carries messages between replicas. Required.
 	Broker fanout.Broker
-	// Inbox keeps each user's recent events for replay: SendToUser appends
+	// Inbox keeps each user's recent events for the catch-up: SendToUser appends
 	// to it, and a socket opened with since=<last inbox id> gets what it
 	// missed (see inbox.go). Nil means no inbox: SendToUser publishes plain
-	// frames, and a socket that asks for a replay gets {"type":"resync"}.
+	// frames, and a socket that asks to catch up (since) gets {"type":"resync"}.
 	Inbox inbox.Inbox
 	// NodeID names this replica in socket ids ("<NodeID>.<suffix>"); it must
 	// be the id the broker was given. Empty means a random id (only safe with

@@ -106,8 +106,8 @@ func (d *delivery) message(payload []byte, at int64) *wscore.Message {
 }
 
 // send queues msg (whose payload is payload; sync: it is an inbox sync
-// message) to c. A socket replaying its inbox may hold it (inbox.go): only
-// then, while any socket replays, is the message copied into a Frame of
+// message) to c. A socket catching up on its inbox may hold it (inbox.go): only
+// then, while any socket catches up, is the message copied into a Frame of
 // its own; otherwise SendMessage writes it at once from msg's buffer when
 // c can take it.
 func (d *delivery) send(c *Conn, payload []byte, msg *wscore.Message, sync bool) {
@@ -170,7 +170,7 @@ func (d *delivery) ResyncTarget(to publish.Target) {
 		bp := d.scratch()
 		targets := d.s.reg.appendUser((*bp)[:0], to.ID)
 		for _, c := range targets {
-			if !d.s.inbox.hold(c, nil, frameResync) { // a socket replaying its inbox (inbox.go)
+			if !d.s.inbox.hold(c, nil, frameResync) { // a socket catching up on its inbox (inbox.go)
 				c.enqueue(frameResync)
 			}
 		}

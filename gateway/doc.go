@@ -25,10 +25,10 @@
 // to every target socket; the registry's shard locks are held only while
 // copying the target list.
 //
-// # Inbox replay
+// # Inbox catch-up
 //
 // With Config.Inbox, the handshake reads the user's inbox after the broker
-// confirmed the subscription and queues the welcome, the replay (for a
+// confirmed the subscription and queues the welcome, the catch-up (for a
 // socket opened with since) and its marker before the socket goes live.
 // Meanwhile a per-socket gate (inbox.go) holds what fan-out gives the
 // socket; fan-out asks it through inboxState.hold, one call per target

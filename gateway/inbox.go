@@ -18,7 +18,7 @@ import (
 	"github.com/herald-gw/herald/gateway/wscore"
 )
 
-// The inbox replay in the handshake.
+// The inbox catch-up in the handshake.
 //
 // With an inbox (Config.Inbox), a socket's handshake, once the broker has
 // confirmed the user's subscription, reads the inbox and queues, before the
@@ -46,16 +46,16 @@ import (
 // An inbox that implements inbox.SyncReader (RedisInbox) publishes
 // it in the read's own atomic step, which saves the handshake a round trip.
 
-// inboxState is the Server's replay machinery.
+// inboxState is the Server's catch-up machinery.
 type inboxState struct {
 	active atomic.Int64 // gates installed; fan-out skips the map lookup at 0
-	gates  sync.Map     // *Conn → *inboxGate; an entry lives from the registration to the end of the replay
+	gates  sync.Map     // *Conn → *inboxGate; an entry lives from the registration to the end of the catch-up
 
-	replays  *prometheus.CounterVec // by result
-	replayed prometheus.Counter
+	catchUps *prometheus.CounterVec // by result; herald_inbox_replays_total
+	caughtUp prometheus.Counter     // herald_inbox_replayed_events_total
 }
 
-// inboxGate holds one socket's frames during its replay.
+// inboxGate holds one socket's frames during its catch-up.
 type inboxGate struct {
 	limit  int           // bytes held before the socket is shed; read-only
 	synced chan struct{} // closed when the socket's sync message arrives; never nil
@@ -64,7 +64,7 @@ type inboxGate struct {
 	held     []heldFrame // guarded by mu
 	bytes    int         // guarded by mu
 	overflow bool        // guarded by mu; held passed limit: the socket is shed
-	done     bool        // guarded by mu; the replay is queued: frames go straight to the socket
+	done     bool        // guarded by mu; the catch-up is queued: frames go straight to the socket
 }
 
 type heldFrame struct {
@@ -75,26 +75,26 @@ type heldFrame struct {
 
 // The values of herald_inbox_replays_total's result label.
 const (
-	replayHead     = "head"     // no since: the welcome carries the head
-	replayReplayed = "replayed" // since given, the gap closed
-	replayResync   = "resync"   // since given, the gap could not be closed
+	catchUpHead   = "head"     // no since: the welcome carries the head
+	catchUpDone   = "replayed" // since given, the gap closed
+	catchUpResync = "resync"   // since given, the gap could not be closed
 )
 
 func newInboxState(reg prometheus.Registerer) (*inboxState, error) {
 	in := &inboxState{
-		replays: prometheus.NewCounterVec(prometheus.CounterOpts{
+		catchUps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_inbox_replays_total",
 			Help: "Handshakes that read the inbox, by result: head (no since), replayed, resync.",
 		}, []string{"result"}),
-		replayed: prometheus.NewCounter(prometheus.CounterOpts{
+		caughtUp: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_inbox_replayed_events_total", Help: "Inbox events replayed to reconnecting sockets.",
 		}),
 	}
-	for _, r := range []string{replayHead, replayReplayed, replayResync} {
-		in.replays.WithLabelValues(r)
+	for _, r := range []string{catchUpHead, catchUpDone, catchUpResync} {
+		in.catchUps.WithLabelValues(r)
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{in.replays, in.replayed} {
+		for _, c := range []prometheus.Collector{in.catchUps, in.caughtUp} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register inbox metrics: %w", err)
 			}
@@ -104,7 +104,7 @@ func newInboxState(reg prometheus.Registerer) (*inboxState, error) {
 }
 
 // hold is fan-out's hook: it reports whether it took frame (whose message
-// is payload; nil for a broadcast) for c's replay; if not, the caller
+// is payload; nil for a broadcast) for c's catch-up; if not, the caller
 // queues it as usual.
 func (in *inboxState) hold(c *Conn, payload []byte, frame wscore.Frame) bool {
 	sync := bytes.HasPrefix(payload, syncPrefix)
@@ -186,7 +186,7 @@ func (s *Server) endInbox(c *Conn, g *inboxGate, flush bool, head *inbox.StreamI
 }
 
 // openInbox runs once the user's subscription is confirmed: it queues the
-// welcome and, with an inbox, the replay (see the top of this file). It
+// welcome and, with an inbox, the catch-up (see the top of this file). It
 // returns why the socket is refused, or nil.
 func (s *Server) openInbox(ctx context.Context, c *Conn, g *inboxGate, q url.Values) *Disconnect {
 	since, asked := q.Get("since"), q.Has("since")
@@ -237,10 +237,10 @@ func (s *Server) openInbox(ctx context.Context, c *Conn, g *inboxGate, q url.Val
 	}
 	if !asked {
 		c.enqueue(s.welcomeFrame(c, rd.Head))
-		s.inbox.replays.WithLabelValues(replayHead).Inc()
+		s.inbox.catchUps.WithLabelValues(catchUpHead).Inc()
 	} else {
 		c.enqueue(s.welcomeFrame(c, ""))
-		s.queueReplay(c, rd)
+		s.queueCatchUp(c, rd)
 	}
 	if s.endInbox(c, g, true, &head) {
 		return DisconnectSlowConsumer
@@ -248,17 +248,17 @@ func (s *Server) openInbox(ctx context.Context, c *Conn, g *inboxGate, q url.Val
 	return nil
 }
 
-// queueReplay queues the replayed events and their marker, or a resync when
-// the gap cannot be closed. A replay that would take more than half the
+// queueCatchUp queues the missed events and their marker, or a resync when
+// the gap cannot be closed. A catch-up that would take more than half the
 // socket's queue is a gap too: the client refetches instead of being shed.
-func (s *Server) queueReplay(c *Conn, rd inbox.Result) {
+func (s *Server) queueCatchUp(c *Conn, rd inbox.Result) {
 	var frames []wscore.Frame
 	size := 0
 	if !rd.Gap {
 		frames = make([]wscore.Frame, 0, len(rd.Events))
 		for _, e := range rd.Events {
 			f := publish.InboxFrame(e.ID, e.Payload)
-			// What fan-out would not relay live is not replayed either
+			// What fan-out would not relay live is not caught up either
 			// (and counted the same way).
 			switch {
 			case len(f) > s.maxRelay:
@@ -280,7 +280,7 @@ func (s *Server) queueReplay(c *Conn, rd inbox.Result) {
 			Type    string `json:"type"`
 			InboxID string `json:"inbox_id"`
 		}{"resync", rd.Head}))
-		s.inbox.replays.WithLabelValues(replayResync).Inc()
+		s.inbox.catchUps.WithLabelValues(catchUpResync).Inc()
 		return
 	}
 	for _, f := range frames {
@@ -291,8 +291,8 @@ func (s *Server) queueReplay(c *Conn, rd inbox.Result) {
 		Count   int    `json:"count"`
 		InboxID string `json:"inbox_id"`
 	}{"replay_complete", len(frames), rd.Head}))
-	s.inbox.replays.WithLabelValues(replayReplayed).Inc()
-	s.inbox.replayed.Add(float64(len(frames)))
+	s.inbox.catchUps.WithLabelValues(catchUpDone).Inc()
+	s.inbox.caughtUp.Add(float64(len(frames)))
 }
 
 // syncPrefix starts every sync message; hold keeps them all from sockets.

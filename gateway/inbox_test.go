@@ -150,11 +150,11 @@ func waitGone(t *testing.T, h *harness, user string) {
 	})
 }
 
-// TestInboxReplayAfterOffline: a user whose sockets are all closed, long
+// TestInboxCatchUpAfterOffline: a user whose sockets are all closed, long
 // enough for the replica to drop the user's channel, while 20 events are
 // published, reconnects with since and gets all 20 exactly once, in order,
 // then the marker, then live events.
-func TestInboxReplayAfterOffline(t *testing.T) {
+func TestInboxCatchUpAfterOffline(t *testing.T) {
 	testenv.NoLeaks(t)
 	for name, variant := range inboxVariants() {
 		t.Run(name, func(t *testing.T) {
@@ -212,7 +212,7 @@ func TestInboxReplayAfterOffline(t *testing.T) {
 
 // racingInbox publishes events while a handshake reads the inbox: before
 // the read (so that they are both in the read and on their way live) and
-// after it (so that they arrive while the replay is being queued).
+// after it (so that they arrive while the catch-up is being queued).
 type racingInbox struct {
 	inbox.Inbox
 	mu      sync.Mutex
@@ -280,9 +280,9 @@ func (b *laggyBroker) Close() error {
 	return b.Memory.Close()
 }
 
-// TestInboxPublishDuringReplay: events published while a reconnecting
-// socket's replay is read and queued are neither duplicated nor lost.
-func TestInboxPublishDuringReplay(t *testing.T) {
+// TestInboxPublishDuringCatchUp: events published while a reconnecting
+// socket's catch-up is read and queued are neither duplicated nor lost.
+func TestInboxPublishDuringCatchUp(t *testing.T) {
 	testenv.NoLeaks(t)
 	variants := inboxVariants()
 	variants["lagging delivery"] = func(t *testing.T, cfg publish.InboxConfig, wrap func(inbox.Inbox) inbox.Inbox) inboxEnv {
@@ -343,7 +343,7 @@ func TestInboxPublishDuringReplay(t *testing.T) {
 			race.armed = false
 			race.mu.Unlock()
 
-			// 10 offline + 5 before the read: replayed; then the marker;
+			// 10 offline + 5 before the read: caught up; then the marker;
 			// then the 5 published after the read, live.
 			var got []string
 			for len(got) < 20 {
@@ -367,7 +367,7 @@ func TestInboxPublishDuringReplay(t *testing.T) {
 }
 
 // TestInboxGapIsAnnounced: a since that cannot be honoured gets a resync
-// and no replay; the socket then carries live events as usual.
+// and no catch-up; the socket then carries live events as usual.
 func TestInboxGapIsAnnounced(t *testing.T) {
 	testenv.NoLeaks(t)
 	for name, variant := range inboxVariants() {
@@ -431,9 +431,9 @@ func mustID(t *testing.T, s string) inbox.StreamID {
 	return id
 }
 
-// TestInboxReplayTooBigForTheQueue: a replay that would fill more than half
+// TestInboxCatchUpTooBigForTheQueue: a catch-up that would fill more than half
 // of the socket's queue is a resync, not a slow-consumer close.
-func TestInboxReplayTooBigForTheQueue(t *testing.T) {
+func TestInboxCatchUpTooBigForTheQueue(t *testing.T) {
 	testenv.NoLeaks(t)
 	b := fanout.NewMemory(fanout.MemoryConfig{})
 	in, err := inbox.NewMemory(b, inbox.MemoryConfig{})
@@ -513,9 +513,9 @@ func TestInboxPlainPublishUnchanged(t *testing.T) {
 	var _ redis.UniversalClient = rc
 }
 
-// TestInboxReplaySkipsWhatIsNotRelayed: an event fan-out would drop live
-// (invalid UTF-8 here) is skipped in a replay too, not written.
-func TestInboxReplaySkipsWhatIsNotRelayed(t *testing.T) {
+// TestInboxCatchUpSkipsWhatIsNotRelayed: an event fan-out would drop live
+// (invalid UTF-8 here) is skipped in a catch-up too, not written.
+func TestInboxCatchUpSkipsWhatIsNotRelayed(t *testing.T) {
 	testenv.NoLeaks(t)
 	b := fanout.NewMemory(fanout.MemoryConfig{})
 	in, err := inbox.NewMemory(b, inbox.MemoryConfig{})
@@ -542,7 +542,7 @@ func TestInboxReplaySkipsWhatIsNotRelayed(t *testing.T) {
 	if m := readInboxFrame(t, c, "marker"); m.Type != "replay_complete" || m.Count != 2 || m.InboxID != ids[2] {
 		t.Fatalf("marker = %s", m.raw)
 	}
-	// Once live (to the first socket) and once in the replay.
+	// Once live (to the first socket) and once in the catch-up.
 	if got := h.metric(`herald_messages_dropped_total{reason="invalid_utf8"}`); got != 2 {
 		t.Fatalf("herald_messages_dropped_total{reason=\"invalid_utf8\"} = %v, want 2", got)
 	}

@@ -36,7 +36,7 @@ var allowedPayloads = []string{
 }
 
 // TestReservedTypesAreNotRelayed: a published payload whose top-level "type"
-// is one of herald's frame types never reaches a socket, live or replayed,
+// is one of herald's frame types never reaches a socket, live or in a catch-up,
 // to a user, a socket or everyone; payloads that only look alike do.
 func TestReservedTypesAreNotRelayed(t *testing.T) {
 	testenv.NoLeaks(t)
@@ -86,7 +86,7 @@ func TestReservedTypesAreNotRelayed(t *testing.T) {
 				t.Errorf("dropped{reason=reserved_type} = %v, want %v", got, want)
 			}
 
-			// Nor is one replayed from the inbox.
+			// Nor is one sent again from the inbox.
 			since := env.publish(t, "u", `{"type":"before"}`)
 			readInboxFrame(t, c, "before")
 			c.Close()

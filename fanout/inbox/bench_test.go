@@ -69,9 +69,9 @@ func BenchmarkInboxWrite(b *testing.B) {
 	})
 }
 
-// The cost of the replay read: the events after since, from a stream of
+// The cost of the catch-up read: the events after since, from a stream of
 // 100 events.
-func BenchmarkInboxReplay(b *testing.B) {
+func BenchmarkInboxCatchUp(b *testing.B) {
 	srv := testenv.StartRedis(b)
 	ctx := context.Background()
 	payload := []byte(`{"type":"friend_request","id":"5f0c6a8e-2d1b-4c3e-9f7a-1b2c3d4e5f60","ts":1764150000000,"data":{"from":{"id":"7","name":"alice"}}}`)

@@ -11,9 +11,9 @@ import (
 )
 
 // TestInboxBoundary: both inboxes draw the line at MaxLen. Exactly MaxLen
-// events after since are all replayed, in order, with no gap; one more and
+// events after since all come in the catch-up, in order, with no gap; one more and
 // the answer is a gap. The embedded inbox used to count its own marker as
-// an event and answered a gap at exactly MaxLen, where Redis replayed.
+// an event and answered a gap at exactly MaxLen, where Redis gave them all.
 func TestInboxBoundary(t *testing.T) {
 	testenv.NoLeaks(t)
 	const maxLen = 5

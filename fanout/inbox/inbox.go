@@ -18,7 +18,7 @@ import (
 // A reconnecting socket names the last id it saw (since); Read returns what
 // the inbox holds after it, or reports a gap that cannot be closed.
 
-// Inbox is the per-user event store herald replays from. Redis keeps it
+// Inbox is the per-user event store a reconnect catches up from. Redis keeps it
 // in Redis Streams (shared by every replica); Memory keeps it in the
 // process (the embedded mode). Both are safe for concurrent use.
 type Inbox interface {

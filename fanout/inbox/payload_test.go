@@ -14,7 +14,7 @@ import (
 // smuggledInboxIDs are inbox payloads with a top-level "inbox_id" of their
 // own. The frame would then carry two, and JSON.parse keeps the last: a
 // field the application copied from user input would become the client's
-// replay position.
+// catch-up position.
 var smuggledInboxIDs = map[string]string{
 	"first":          `{"inbox_id":"9999999999999-0","type":"x"}`,
 	"last":           `{"type":"x","inbox_id":"1-0"}`,

@@ -37,9 +37,9 @@ var ErrInboxIDInPayload = errors.New(`fanout: an inbox payload must not have a t
 
 // InboxConfig bounds every user's inbox. Every zero value means the default
 // named in the field's comment. Publishers and herald should use the same
-// values: herald replays at most MaxLen events per reconnect.
+// values: herald catches a reconnect up on at most MaxLen events.
 type InboxConfig struct {
-	// MaxLen caps the events replayed per reconnect: a reconnect that
+	// MaxLen caps the events a reconnect catches up on: a reconnect that
 	// missed more than MaxLen events is told to resync, one that missed
 	// exactly MaxLen gets them all. MaxLen+1 entries are kept per user
 	// (XADD MAXLEN ~, so Redis may keep a few more until it can drop a

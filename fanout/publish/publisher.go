@@ -22,7 +22,7 @@ type PublisherConfig struct {
 	// so that a socket that reconnects with since gets what it missed. Use
 	// herald's --inbox-max-len and --inbox-retention.
 	Inbox InboxConfig
-	// NoInbox makes user events plain PUBLISHes: no id, no replay. False
+	// NoInbox makes user events plain PUBLISHes: no id, no catch-up. False
 	// means user events go through the inbox.
 	NoInbox bool
 }
