@@ -28,7 +28,8 @@ type MemoryConfig struct {
 // within the process: it is lost when the process ends, like a Redis
 // without persistence. Append publishes through the broker it was given,
 // holding the user's lock so that a user's events reach the broker in id
-// order. Lock order: a shard lock, then whatever the broker takes.
+// order. A shard lock comes before whatever the broker takes
+// (docs/LOCKS.md).
 type Memory struct {
 	broker fanout.Broker
 	cfg    publish.InboxConfig

@@ -14,6 +14,7 @@ import (
 
 	"github.com/herald-gw/herald/fanout"
 	"github.com/herald-gw/herald/fanout/publish"
+	"github.com/herald-gw/herald/internal/lockorder"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 )
@@ -57,7 +58,7 @@ type Cluster struct {
 	nodes   []string       // every node's address from the last slot map, for the classic dialer
 	nextRR  atomic.Uint32  // rotates the classic dialer's first choice
 
-	mu      sync.Mutex
+	mu      lockorder.Mutex   // rank RedisCluster (docs/LOCKS.md)
 	started bool              // guarded by mu
 	closing bool              // guarded by mu
 	slots   []slotRange       // guarded by mu; sorted; empty until the first read
@@ -137,6 +138,7 @@ func NewCluster(client *redis.ClusterClient, cfg Config) (*Cluster, error) {
 		shards: make(map[string]*shard),
 		chans:  make(map[int]map[string]*clusterChan),
 	}
+	r.mu.SetRank(lockorder.RedisCluster)
 	m, err := fanout.NewMetrics(cfg.Registerer)
 	if err != nil {
 		cancel()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/herald-gw/herald/fanout"
 	"github.com/herald-gw/herald/fanout/publish"
+	"github.com/herald-gw/herald/internal/lockorder"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -54,10 +55,10 @@ type session struct {
 	closed  atomic.Bool        // set by close
 	pongs   atomic.Uint64      // the latest health PING answered on the current connection
 
-	mu      sync.Mutex
-	started bool          // guarded by mu
-	closing bool          // guarded by mu; set by close
-	ps      *redis.PubSub // guarded by mu; the current connection, nil while there is none
+	mu      lockorder.Mutex // rank RedisSession (docs/LOCKS.md)
+	started bool            // guarded by mu
+	closing bool            // guarded by mu; set by close
+	ps      *redis.PubSub   // guarded by mu; the current connection, nil while there is none
 	// subs is keyed by what the mode subscribes: user ids (classic), or
 	// channel names (shard), so that one shard serves user and socket
 	// channels alike.
@@ -134,6 +135,7 @@ func newSession(client *redis.Client, cfg Config, ch publish.Channels, md mode, 
 		wake:    make(chan struct{}, 1),
 		subs:    newSubscriptions(cfg.UnsubscribeGrace),
 	}
+	r.mu.SetRank(lockorder.RedisSession)
 	if !md.sharded {
 		// The exception pattern, broadcast and control; and unless the
 		// socket channels are sharded (a Cluster's classic session), the
