@@ -45,6 +45,7 @@ func sample() Report {
 		}
 	}
 	r.Replicas[1].Samples = append(r.Replicas[1].Samples, ReplicaSample{T: 21, CPU: math.NaN()}) // a failed scrape
+	r.Replicas = append(r.Replicas, ReplicaSeries{Name: "http://127.0.0.1:8083/metrics"})        // never answered
 	for _, ms := range []float64{1, 5, 20, 60, 120} {
 		r.Broadcast = append(r.Broadcast, Arrival{Ms: ms, Share: math.Min(1, ms/120)})
 	}
