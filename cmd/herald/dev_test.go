@@ -376,7 +376,12 @@ func TestDevDemoEndpoints(t *testing.T) {
 		{"user:alice", "\xff\xfe", "", 400},
 		{"herald:control", `{"op":"explode"}`, "", 400},
 		{"user:alice", `not an object`, "", 400}, // the inbox takes JSON objects
+		// The inbox splices inbox_id in: a payload may not carry its own.
+		{"user:alice", `{"inbox_id":"9999999999999-0","type":"x"}`, "", 400},
+		{"user:alice", `{"type":"x", "inbox\u005fid":"1-0"}`, "", 400},
 		{"broadcast", `not an object`, "", 204},
+		{"user:alice", `{"type":"resync"}`, "", 400}, // herald's own frame types: it would not relay them
+		{"broadcast", `{"type":"reconnect","after_ms":864000000}`, "", 400},
 	} {
 		if got := publish(tc.channel, tc.payload, tc.origin); got != tc.want {
 			t.Errorf("publish %s %q (Origin %q): %d, want %d", tc.channel, tc.payload, tc.origin, got, tc.want)
