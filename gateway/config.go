@@ -13,9 +13,9 @@ import (
 	"github.com/herald-gw/herald/auth"
 	"github.com/herald-gw/herald/fanout"
 	"github.com/herald-gw/herald/fanout/inbox"
-	"github.com/herald-gw/herald/fanout/presence"
 	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/gateway/admit"
+	"github.com/herald-gw/herald/gateway/membership/presence"
 	"github.com/herald-gw/herald/gateway/wscore"
 	"github.com/herald-gw/herald/replay"
 )

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bytes"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -123,48 +122,22 @@ func (d *delivery) send(c *Conn, payload []byte, msg *wscore.Message, sync bool)
 }
 
 // all queues msg to every socket, skipping user except when it is set. A
-// broadcast to many sockets is split by registry shard over one goroutine
-// per core, since writing to an idle socket happens on the goroutine that
-// sends (write-through).
+// broadcast is queued, not written through: the write workers write it,
+// on every core, while this goroutine goes on queueing.
 func (d *delivery) all(msg *wscore.Message, except string) {
-	parts := min(runtime.GOMAXPROCS(0), registryShards)
-	if parts == 1 || d.s.reg.total.Load() < parallelBroadcastMin {
-		d.s.metrics.delivered.Add(float64(d.allOf(msg, except, 0, 1)))
-		return
-	}
-	d.allParallel(msg, except, parts)
-}
-
-// parallelBroadcastMin is the number of sockets from which a broadcast is
-// split over the cores: below it, starting goroutines costs more than the
-// writes.
-const parallelBroadcastMin = 256
-
-func (d *delivery) allParallel(msg *wscore.Message, except string, parts int) {
-	var n atomic.Int64
-	var wg sync.WaitGroup
-	for part := 1; part < parts; part++ {
-		wg.Go(func() { n.Add(int64(d.allOf(msg, except, part, parts))) })
-	}
-	n.Add(int64(d.allOf(msg, except, 0, parts)))
-	wg.Wait()
-	d.s.metrics.delivered.Add(float64(n.Load()))
-}
-
-// allOf queues msg to the sockets of part of parts of the registry's
-// shards and returns how many.
-func (d *delivery) allOf(msg *wscore.Message, except string, part, parts int) int {
 	bp := d.scratch()
 	n := 0
-	*bp = d.s.reg.eachOf(part, parts, (*bp)[:0], func(c *Conn) {
+	*bp = d.s.reg.each((*bp)[:0], func(c *Conn) {
 		if except != "" && c.user == except {
 			return
 		}
-		d.send(c, nil, msg, false)
+		if d.s.inbox.active.Load() == 0 || !d.s.inbox.hold(c, nil, msg.Frame()) { // a socket replaying its inbox (inbox.go)
+			_ = c.ws.Queue(msg.Frame())
+		}
 		n++
 	})
 	d.release(bp, *bp)
-	return n
+	d.s.metrics.delivered.Add(float64(n))
 }
 
 func (d *delivery) Control(c publish.Control) {

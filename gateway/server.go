@@ -17,6 +17,7 @@ import (
 	"github.com/herald-gw/herald/fanout"
 	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/gateway/admit"
+	"github.com/herald-gw/herald/gateway/membership"
 	"github.com/herald-gw/herald/gateway/wscore"
 )
 
@@ -32,9 +33,9 @@ type Server struct {
 	reg     *registry
 	core    *wscore.Core
 	tokens  *admit.UserLimiter
-	admit   *rate.Limiter      // WebSocket handshakes; nil when not capped
-	users   *userCounts        // per-user counts for Presence (presence.go)
-	blocker *admit.AuthBlocker // failed-authentication blocking; nil when off
+	admit   *rate.Limiter          // WebSocket handshakes; nil when not capped
+	members *membership.Membership // the shared membership; nil without Presence (presence.go)
+	blocker *admit.AuthBlocker     // failed-authentication blocking; nil when off
 
 	maxRelay int // largest payload relayed to sockets: MaxQueueBytes/2
 
@@ -96,6 +97,9 @@ func New(cfg Config) (*Server, error) {
 	if s.inbox, err = newInboxState(cfg.Registerer); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
+	if s.members, err = s.newMembership(); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
 	s.core, err = wscore.New(cfg.coreConfig())
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
@@ -116,7 +120,6 @@ func New(cfg Config) (*Server, error) {
 		s.closeCore()
 		return nil, fmt.Errorf("gateway: start broker: %w", err)
 	}
-	s.users = newUserCounts(s)
 	s.startMembership()
 	s.mux = s.routes()
 	s.http = &http.Server{

@@ -25,10 +25,10 @@ import (
 	"github.com/herald-gw/herald/auth"
 	"github.com/herald-gw/herald/fanout"
 	"github.com/herald-gw/herald/fanout/inbox"
-	"github.com/herald-gw/herald/fanout/presence"
 	"github.com/herald-gw/herald/fanout/publish"
 	fanoutredis "github.com/herald-gw/herald/fanout/redis"
 	"github.com/herald-gw/herald/gateway"
+	"github.com/herald-gw/herald/gateway/membership/presence"
 	"github.com/herald-gw/herald/replay"
 )
 
