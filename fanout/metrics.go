@@ -3,6 +3,7 @@ package fanout
 import (
 	"errors"
 
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -14,21 +15,22 @@ const (
 	kindControl   = "control"
 )
 
-// metrics are a broker's Prometheus collectors. Both brokers export the same
+// Metrics are a broker's Prometheus collectors, shared by the brokers of
+// this package and of fanout/redis. Both brokers export the same
 // names, so dashboards work in either mode; every labelled series exists from
 // the start, at 0. The collectors are created even without a Registerer, so
 // that the code that updates them needs no nil checks.
-type metrics struct {
+type Metrics struct {
 	messages      *prometheus.CounterVec // by kind; messages handed to the Handler
 	dropped       *prometheus.CounterVec // by reason; messages not handed over
-	reconnects    prometheus.Counter
+	Reconnects    prometheus.Counter
 	moves         *prometheus.CounterVec // by reason; Redis Cluster shard moves
-	subscriptions prometheus.Gauge       // active user subscriptions
-	up            prometheus.Gauge
+	Subscriptions prometheus.Gauge       // active user subscriptions
+	Up            prometheus.Gauge
 
 	// The labelled series, resolved once for the receive path.
 	msgUser, msgSocket, msgBroadcast, msgControl prometheus.Counter
-	drop                                         map[string]prometheus.Counter // read-only after newMetrics
+	drop                                         map[string]prometheus.Counter // read-only after NewMetrics
 	shardMoves                                   [numMoveReasons]prometheus.Counter
 }
 
@@ -41,11 +43,11 @@ const (
 
 var moveReasons = [numMoveReasons]string{"failover", "migration"}
 
-// newMetrics creates the collectors and registers them with reg, if not nil.
+// NewMetrics creates the collectors and registers them with reg, if not nil.
 // A collector that reg already holds (a second broker in one process, or a
 // broker re-created in a test) is reused.
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	m := &metrics{
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_broker_messages_total",
 			Help: "Messages the broker handed to the gateway, by kind (user, socket, broadcast, control).",
@@ -54,7 +56,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "herald_broker_dropped_total",
 			Help: "Messages the broker received but did not hand to the gateway, by reason (bad_channel, bad_control, unknown_op).",
 		}, []string{"reason"}),
-		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
+		Reconnects: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_broker_reconnects_total",
 			Help: "Times the broker's connection to the bus was lost and then restored with every subscription; on a Redis Cluster also each shard whose channels moved off it because its connection was lost (a master failover).",
 		}),
@@ -62,11 +64,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "herald_broker_shard_moves_total",
 			Help: "Redis Cluster: times channels moved off a shard, by reason (failover: its connection was lost; migration: its slots moved to another master). Always 0 with one Redis.",
 		}, []string{"reason"}),
-		subscriptions: prometheus.NewGauge(prometheus.GaugeOpts{
+		Subscriptions: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "herald_broker_subscriptions",
 			Help: "User channels this replica is subscribed to (confirmed by the bus).",
 		}),
-		up: prometheus.NewGauge(prometheus.GaugeOpts{
+		Up: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "herald_broker_up",
 			Help: "1 while the broker is connected and every static subscription is active, else 0.",
 		}),
@@ -75,10 +77,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		var errs []error
 		m.messages = register(reg, m.messages, &errs)
 		m.dropped = register(reg, m.dropped, &errs)
-		m.reconnects = register(reg, m.reconnects, &errs)
+		m.Reconnects = register(reg, m.Reconnects, &errs)
 		m.moves = register(reg, m.moves, &errs)
-		m.subscriptions = register(reg, m.subscriptions, &errs)
-		m.up = register(reg, m.up, &errs)
+		m.Subscriptions = register(reg, m.Subscriptions, &errs)
+		m.Up = register(reg, m.Up, &errs)
 		if err := errors.Join(errs...); err != nil {
 			return nil, err
 		}
@@ -90,8 +92,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for i, r := range moveReasons {
 		m.shardMoves[i] = m.moves.WithLabelValues(r)
 	}
-	m.drop = make(map[string]prometheus.Counter, len(dropReasons))
-	for _, r := range dropReasons {
+	m.drop = make(map[string]prometheus.Counter, len(DropReasons))
+	for _, r := range DropReasons {
 		m.drop[r] = m.dropped.WithLabelValues(r)
 	}
 	return m, nil
@@ -113,14 +115,32 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C, errs *[]er
 	return c
 }
 
-// delivered counts a message handed over for t.
-func (m *metrics) delivered(t Target) {
+// Delivered counts a message handed over for t.
+func (m *Metrics) Delivered(t publish.Target) {
 	switch t.Kind {
-	case ToUser:
+	case publish.ToUser:
 		m.msgUser.Inc()
-	case ToSocket:
+	case publish.ToSocket:
 		m.msgSocket.Inc()
 	default:
 		m.msgBroadcast.Inc()
 	}
 }
+
+// ControlApplied counts a control command handed over.
+func (m *Metrics) ControlApplied() { m.msgControl.Inc() }
+
+// ShardMoved counts channels moving off a Redis Cluster shard: reason
+// "failover" when its connection was lost (also a reconnect), "migration"
+// when it was up and its slots moved.
+func (m *Metrics) ShardMoved(lost bool) {
+	if lost {
+		m.shardMoves[moveFailover].Inc()
+		m.Reconnects.Inc()
+		return
+	}
+	m.shardMoves[moveMigration].Inc()
+}
+
+// Drop counts a message not handed over, for reason (one of DropReasons).
+func (m *Metrics) Drop(reason string) { m.drop[reason].Inc() }
