@@ -9,7 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/gateway/wscore"
 )
 
@@ -55,15 +55,15 @@ func (d *delivery) check(payload []byte) int {
 	return -1
 }
 
-func (d *delivery) Deliver(to fanout.Target, payload []byte) {
+func (d *delivery) Deliver(to publish.Target, payload []byte) {
 	at := wscore.Now()
 	m := d.s.metrics
 	switch to.Kind {
-	case fanout.ToUser:
+	case publish.ToUser:
 		m.msgUser.Inc()
-	case fanout.ToSocket:
+	case publish.ToSocket:
 		m.msgSocket.Inc()
-	case fanout.ToAll:
+	case publish.ToAll:
 		m.msgBroadcast.Inc()
 	}
 	if reason := d.check(payload); reason >= 0 {
@@ -74,7 +74,7 @@ func (d *delivery) Deliver(to fanout.Target, payload []byte) {
 	}
 	msg := d.message(payload, at)
 	switch to.Kind {
-	case fanout.ToUser:
+	case publish.ToUser:
 		bp := d.scratch()
 		targets := d.s.reg.appendUser((*bp)[:0], to.ID)
 		sync := bytes.HasPrefix(payload, syncPrefix)
@@ -83,12 +83,12 @@ func (d *delivery) Deliver(to fanout.Target, payload []byte) {
 		}
 		d.release(bp, targets)
 		m.delivered.Add(float64(len(targets)))
-	case fanout.ToSocket:
+	case publish.ToSocket:
 		if c := d.s.reg.socket(to.ID); c != nil {
 			_ = c.ws.SendMessage(msg)
 			m.delivered.Inc()
 		}
-	case fanout.ToAll:
+	case publish.ToAll:
 		d.all(msg, to.ID)
 	}
 	d.messages.Put(msg)
@@ -106,8 +106,8 @@ func (d *delivery) message(payload []byte, at int64) *wscore.Message {
 }
 
 // send queues msg (whose payload is payload; sync: it is an inbox sync
-// message) to c. A socket replaying its inbox may hold it (inbox.go): only
-// then, while any socket replays, is the message copied into a Frame of
+// message) to c. A socket catching up on its inbox may hold it (inbox.go): only
+// then, while any socket catches up, is the message copied into a Frame of
 // its own; otherwise SendMessage writes it at once from msg's buffer when
 // c can take it.
 func (d *delivery) send(c *Conn, payload []byte, msg *wscore.Message, sync bool) {
@@ -140,9 +140,9 @@ func (d *delivery) all(msg *wscore.Message, except string) {
 	d.s.metrics.delivered.Add(float64(n))
 }
 
-func (d *delivery) Control(c fanout.Control) {
+func (d *delivery) Control(c publish.Control) {
 	d.s.metrics.msgControl.Inc()
-	if c.Op == fanout.OpEvict {
+	if c.Op == publish.OpEvict {
 		if conn := d.s.reg.socket(c.SocketID); conn != nil && conn.user == c.UserID {
 			conn.close(DisconnectReplaced, false)
 			d.s.log.Info("socket evicted: its user opened a newer one over the cluster-wide cap",
@@ -150,7 +150,7 @@ func (d *delivery) Control(c fanout.Control) {
 		}
 		return
 	}
-	if c.Op != fanout.OpDisconnect {
+	if c.Op != publish.OpDisconnect {
 		d.s.log.Warn("unknown control op", zap.String("op", c.Op))
 		return
 	}
@@ -176,18 +176,18 @@ func (d *delivery) Resync() {
 // was lost and restored. It is herald's own frame, so it does not go
 // through Deliver's check, which drops application payloads of herald's
 // frame types.
-func (d *delivery) ResyncTarget(to fanout.Target) {
+func (d *delivery) ResyncTarget(to publish.Target) {
 	switch to.Kind {
-	case fanout.ToUser:
+	case publish.ToUser:
 		bp := d.scratch()
 		targets := d.s.reg.appendUser((*bp)[:0], to.ID)
 		for _, c := range targets {
-			if !d.s.inbox.hold(c, nil, frameResync) { // a socket replaying its inbox (inbox.go)
+			if !d.s.inbox.hold(c, nil, frameResync) { // a socket catching up on its inbox (inbox.go)
 				c.enqueue(frameResync)
 			}
 		}
 		d.release(bp, targets)
-	case fanout.ToSocket:
+	case publish.ToSocket:
 		if c := d.s.reg.socket(to.ID); c != nil {
 			c.enqueue(frameResync)
 		}

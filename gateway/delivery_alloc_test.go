@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/internal/testenv"
 )
 
@@ -57,12 +58,12 @@ func TestDeliveryAllocations(t *testing.T) {
 	}
 	tests := []struct {
 		name string
-		to   fanout.Target
+		to   publish.Target
 		get  []int // readers that receive it
 		want float64
 	}{
-		{"user with two sockets", fanout.Target{Kind: fanout.ToUser, ID: "u1"}, []int{0, 1}, 0},
-		{"user with one socket", fanout.Target{Kind: fanout.ToUser, ID: "u2"}, []int{2}, 0},
+		{"user with two sockets", publish.Target{Kind: publish.ToUser, ID: "u1"}, []int{0, 1}, 0},
+		{"user with one socket", publish.Target{Kind: publish.ToUser, ID: "u2"}, []int{2}, 0},
 	}
 	for _, tt := range tests {
 		deliver := func() {

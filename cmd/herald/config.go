@@ -12,7 +12,8 @@ import (
 	"time"
 
 	"github.com/herald-gw/herald/auth"
-	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/fanout/publish"
+	fanoutredis "github.com/herald-gw/herald/fanout/redis"
 	"github.com/herald-gw/herald/gateway"
 	"github.com/herald-gw/herald/replay"
 )
@@ -137,11 +138,11 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.TokenBurst, "token-burst", gateway.DefaultTokenBurst, "WS tokens one user may fetch at once")
 	fs.Float64Var(&o.HandshakeRate, "handshake-rate", 0, "WebSocket handshakes per second a replica admits; those over it wait their turn when it comes within half of --handshake-timeout, the others get 4029 (0: no cap)")
 	fs.IntVar(&o.HandshakeBurst, "handshake-burst", 0, "handshakes admitted at once (0: the rate)")
-	fs.DurationVar(&o.UnsubscribeGrace, "unsubscribe-grace", fanout.DefaultUnsubscribeGrace, "how long a user's channel stays subscribed after its last socket leaves")
+	fs.DurationVar(&o.UnsubscribeGrace, "unsubscribe-grace", fanoutredis.DefaultUnsubscribeGrace, "how long a user's channel stays subscribed after its last socket leaves")
 
 	fs.BoolVar(&o.Inbox, "inbox", true, "keep each user's recent events for replay to sockets that reconnect with since (false: no ids, no replay)")
-	fs.IntVar(&o.InboxMaxLen, "inbox-max-len", fanout.DefaultInboxMaxLen, "events kept per user, and the most replayed per reconnect")
-	fs.DurationVar(&o.InboxRetention, "inbox-retention", fanout.DefaultInboxRetention, "age after which inbox events are dropped; a since older than what is kept gets a resync")
+	fs.IntVar(&o.InboxMaxLen, "inbox-max-len", publish.DefaultInboxMaxLen, "events kept per user, and the most replayed per reconnect")
+	fs.DurationVar(&o.InboxRetention, "inbox-retention", publish.DefaultInboxRetention, "age after which inbox events are dropped; a since older than what is kept gets a resync")
 
 	fs.IntVar(&o.AuthFailLimit, "auth-fail-limit", 30, "failed authentications (forged or reused tokens, invalid sessions) one client IP may cause per --auth-fail-window before it is blocked (0: no blocking)")
 	fs.DurationVar(&o.AuthFailWindow, "auth-fail-window", gateway.DefaultAuthFailWindow, "window in which --auth-fail-limit failures block an IP")
@@ -221,7 +222,7 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (*op
 		}
 		_ = fs.Set(name, strings.TrimRight(string(b), "\r\n"))
 	}
-	if err := fanout.CheckPrefix(o.Prefix); err != nil {
+	if err := publish.CheckPrefix(o.Prefix); err != nil {
 		errs = append(errs, fmt.Errorf("--channel-prefix (%s): %w", envName("channel-prefix"), err))
 	}
 	o.addrSet = onCommandLine["addr"] || getenv(envName("addr")) != ""

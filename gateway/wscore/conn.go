@@ -279,7 +279,7 @@ func (c *Conn) Start(early []byte) (State, error) {
 		c.mu.Unlock()
 		return Closed, ErrClosed
 	}
-	if err := c.core.register(c); err != nil {
+	if err := c.core.registerLocked(c); err != nil {
 		c.mu.Unlock()
 		c.teardown(EndClientGone)
 		return Closed, err
@@ -395,7 +395,7 @@ func (c *Conn) endOfInput() bool {
 		return false
 	}
 	c.inputDone = true
-	if err := c.poller.watchWrite(c, c.waitOut); err != nil {
+	if err := c.poller.watchWriteLocked(c, c.waitOut); err != nil {
 		c.inputDone = false
 		return false
 	}
@@ -411,7 +411,7 @@ func (c *Conn) onWritable() {
 	if !c.waitOut || c.state == Closed {
 		return
 	}
-	if err := c.poller.watchWrite(c, false); err != nil {
+	if err := c.poller.watchWriteLocked(c, false); err != nil {
 		return // the socket is being closed; teardown removes it
 	}
 	c.waitOut = false
@@ -424,7 +424,7 @@ func (c *Conn) waitWritableLocked() error {
 	if c.waitOut {
 		return nil
 	}
-	if err := c.poller.watchWrite(c, true); err != nil {
+	if err := c.poller.watchWriteLocked(c, true); err != nil {
 		return err
 	}
 	c.waitOut = true
@@ -448,7 +448,7 @@ func (c *Conn) teardown(why *Disconnect) {
 	}
 	end := c.end
 	if c.started {
-		c.poller.remove(c) // under c.mu, before the descriptor is closed
+		c.poller.removeLocked(c) // under c.mu, before the descriptor is closed
 		c.waitOut = false
 	}
 	c.mu.Unlock()
