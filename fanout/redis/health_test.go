@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/herald-gw/herald/fanout/fanouttest"
 	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/internal/testenv"
 )
@@ -21,7 +22,7 @@ import (
 // short of CPU or memory does: the broker reads its connection more slowly
 // than Redis writes to it.
 type slowHandler struct {
-	*testenv.Recorder
+	*fanouttest.Recorder
 	per time.Duration
 }
 
@@ -51,13 +52,13 @@ func TestRedisBusyLinkAlive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := &testenv.Recorder{}
+	rec := &fanouttest.Recorder{}
 	if err := b.Start(slowHandler{rec, per}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = b.Close() })
-	testenv.WaitReady(t, b)
-	testenv.WaitClosed(t, b.Subscribe("busy"), 5*time.Second, "busy")
+	fanouttest.WaitReady(t, b)
+	fanouttest.WaitClosed(t, b.Subscribe("busy"), 5*time.Second, "busy")
 
 	// The whole backlog at once, in one pipeline: Redis writes it to the
 	// subscriber far faster than the handler takes it.
@@ -86,7 +87,7 @@ func TestRedisBusyLinkAlive(t *testing.T) {
 	if r := rec.Resyncs(); r != 0 {
 		t.Errorf("%d resyncs: a busy link was declared dead", r)
 	}
-	if v, _ := testenv.MetricValue(t, reg, "herald_broker_reconnects_total", "", ""); v != 0 {
+	if v, _ := fanouttest.MetricValue(t, reg, "herald_broker_reconnects_total", "", ""); v != 0 {
 		t.Errorf("herald_broker_reconnects_total = %v, want 0", v)
 	}
 }
@@ -103,7 +104,7 @@ func TestRedisOutputBufferDropLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	core, logs := observer.New(zap.InfoLevel)
-	rec := &testenv.Recorder{}
+	rec := &fanouttest.Recorder{}
 	b, err := New(srv.Client(), Config{
 		NodeID: "n1", HealthInterval: time.Second, Logger: zap.New(core),
 		ReconnectMin: 10 * time.Millisecond, ReconnectMax: 100 * time.Millisecond,
@@ -115,8 +116,8 @@ func TestRedisOutputBufferDropLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = b.Close() })
-	testenv.WaitReady(t, b)
-	testenv.WaitClosed(t, b.Subscribe("flood"), 5*time.Second, "flood")
+	fanouttest.WaitReady(t, b)
+	fanouttest.WaitClosed(t, b.Subscribe("flood"), 5*time.Second, "flood")
 
 	// 32 MiB at once (beyond what the sockets buffer): far past the 256 KiB hard limit while the handler
 	// takes 2 ms a message.
