@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"golang.org/x/time/rate"
 
 	"github.com/herald-gw/herald/fanout"
 	"github.com/herald-gw/herald/gateway/wscore"
@@ -21,18 +20,18 @@ import (
 // Server is one herald replica: its HTTP endpoints, its sockets and their
 // fan-out. Create it with New, run it with Serve, stop it with Shutdown.
 type Server struct {
-	cfg     Config
-	log     *zap.Logger
-	broker  fanout.Broker
-	origins *originPolicy
-	metrics *metrics
-	inbox   *inboxState // the inbox replay's gates (inbox.go)
-	reg     *registry
-	core    *wscore.Core
-	tokens  *userLimiter
-	admit   *rate.Limiter // WebSocket handshakes; nil when not capped
-	users   *userCounts   // per-user counts for Presence (presence.go)
-	blocker *authBlocker  // failed-authentication blocking; nil when off
+	cfg       Config
+	log       *zap.Logger
+	broker    fanout.Broker
+	origins   *originPolicy
+	metrics   *metrics
+	inbox     *inboxState // the inbox replay's gates (inbox.go)
+	reg       *registry
+	core      *wscore.Core
+	tokens    *userLimiter
+	admission *admission   // the gate in front of the handshakes' work (admission.go)
+	users     *userCounts  // per-user counts for Presence (presence.go)
+	blocker   *authBlocker // failed-authentication blocking; nil when off
 
 	maxRelay int // largest payload relayed to sockets: MaxQueueBytes/2
 
@@ -78,8 +77,12 @@ func New(cfg Config) (*Server, error) {
 
 		maxRelay: cfg.MaxQueueBytes / 2,
 	}
-	if cfg.HandshakeRate > 0 {
-		s.admit = rate.NewLimiter(rate.Limit(cfg.HandshakeRate), cfg.HandshakeBurst)
+	if s.admission, err = newAdmission(admissionConfig{
+		rate: cfg.HandshakeRate, burst: cfg.HandshakeBurst,
+		maxLimit: cfg.HandshakeConcurrency, queue: cfg.HandshakeQueue,
+		wait: cfg.HandshakeQueueWait, turn: cfg.HandshakeTimeout / 2,
+	}, cfg.Registerer); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	if s.metrics, err = newMetrics(cfg.Registerer, s); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
@@ -152,6 +155,7 @@ func (s *Server) closeCore() {
 	s.closeOnce.Do(func() {
 		s.stopAccept()
 		close(s.stop)
+		s.admission.stop()
 		s.core.Close()
 		s.loops.Wait()
 	})
