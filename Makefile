@@ -2,16 +2,17 @@
 #   make run    herald on its embedded default (no Redis), in --dev mode
 #   make test   everything CI runs: installs what the tests need, then
 #               gofmt, go vet, go test -race, the deployment checks, the
-#               JavaScript client's tests and the browser tests
+#               JavaScript client's tests, the browser tests and the
+#               three-way benchmark's smoke test
 
 GO ?= go
 
-.PHONY: run test deps check test-go test-js build fuzz bench soak chaos
+.PHONY: run test deps check test-go test-js test-peers build fuzz bench soak chaos
 
 run:
 	$(GO) run ./cmd/herald --dev --log-format console
 
-test: deps check test-go test-js
+test: deps check test-go test-js test-peers
 
 deps:
 	./scripts/test-deps.sh
@@ -33,11 +34,17 @@ test-go:
 test-js:
 	cd clients/js && npm ci --no-audit --no-fund && npm test && npm run test:browser
 
+# The three-way benchmark (herald, the Node peer, the bare-socket floor;
+# scripts/peers/compare.sh) at a tiny size: it runs and every server passes
+# the load tester's checks. The full size is in docs/BENCHMARKS.md.
+test-peers:
+	SOCKETS=50 RATE=200 DURATION=2s ROUNDS=1 scripts/peers/compare.sh
+
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/herald ./cmd/herald
 
 fuzz:
-	$(GO) test -run=^$$ -fuzz=FuzzInbound -fuzztime=30s ./gateway/wscore/
+	$(GO) test -run=^$$ -fuzz=FuzzInbound -fuzztime=30s ./internal/wsframe/
 
 bench:
 	$(GO) test -run=^$$ -bench=. -benchmem ./...

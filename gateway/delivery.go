@@ -26,10 +26,11 @@ type delivery struct {
 const (
 	dropTooLarge = iota // payload over MaxRelayBytes
 	dropInvalidUTF8
+	dropReservedType // a top-level "type" of herald's own frames (reserved.go)
 	numDropReasons
 )
 
-var dropReasons = [numDropReasons]string{"too_large", "invalid_utf8"}
+var dropReasons = [numDropReasons]string{"too_large", "invalid_utf8", "reserved_type"}
 
 // The values of herald_messages_total's kind label.
 var messageKinds = []string{"user", "socket", "broadcast", "control"}
@@ -38,13 +39,16 @@ var messageKinds = []string{"user", "socket", "broadcast", "control"}
 // half the queue cap could by itself push a socket that reads perfectly well
 // over the cap, and text frames must be valid UTF-8 (RFC 6455 §8.1: a
 // browser fails the connection otherwise); either is dropped before it
-// reaches any socket.
+// reaches any socket. So is an application payload that would pose as one
+// of herald's frames (reservedType).
 func (d *delivery) check(payload []byte) int {
 	switch {
 	case len(payload) > d.s.maxRelay:
 		return dropTooLarge
 	case !utf8.Valid(payload):
 		return dropInvalidUTF8
+	case reservedType(payload):
+		return dropReservedType
 	}
 	return -1
 }

@@ -266,6 +266,9 @@ func (s *Server) queueReplay(c *Conn, rd fanout.InboxRead) {
 			case !utf8.Valid(f):
 				s.metrics.dropped[dropInvalidUTF8].Inc()
 				continue
+			case reservedType(f):
+				s.metrics.dropped[dropReservedType].Inc()
+				continue
 			}
 			frames = append(frames, wscore.TextFrame(f))
 			size += frames[len(frames)-1].Len()

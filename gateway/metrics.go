@@ -76,7 +76,7 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 			Name: "herald_messages_total", Help: "Messages the gateway received from the broker, by kind (user, socket, broadcast, control).",
 		}, []string{"kind"}),
 		droppedVec: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "herald_messages_dropped_total", Help: "Messages not relayed to any socket, by reason (too_large, invalid_utf8).",
+			Name: "herald_messages_dropped_total", Help: "Messages not relayed to any socket, by reason (too_large, invalid_utf8, reserved_type).",
 		}, []string{"reason"}),
 		deliveryLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "herald_delivery_latency_seconds",

@@ -193,13 +193,13 @@ func readWelcome(conn net.Conn, r io.Reader, br *bufio.Reader) ([]byte, string, 
 	buf := make([]byte, 0, 512)
 	tmp := make([]byte, 512)
 	for {
-		op, _, payload, n, err := nextFrame(buf)
+		h, payload, n, err := nextFrame(buf)
 		if err != nil {
 			return nil, "", &attemptError{reason: "server_protocol_error", next: retryBackoff, err: err}
 		}
 		if n > 0 {
-			switch op {
-			case opText:
+			switch h.OpCode {
+			case ws.OpText:
 				if !strings.HasPrefix(string(payload), `{"type":"welcome"`) {
 					return nil, "", &attemptError{reason: "no_welcome", next: retryBackoff, err: fmt.Errorf("first message %.80q", payload)}
 				}
@@ -215,7 +215,7 @@ func readWelcome(conn net.Conn, r io.Reader, br *bufio.Reader) ([]byte, string, 
 					}
 				}
 				return rest, inboxID, nil
-			case opClose:
+			case ws.OpClose:
 				code, _ := parseClose(payload)
 				return nil, "", &attemptError{reason: "close_" + strconv.Itoa(code), next: closeStep(code)}
 			}

@@ -6,78 +6,39 @@ import (
 	"errors"
 	"math/rand/v2"
 	"strconv"
-)
 
-// WebSocket opcodes (RFC 6455 §5.2).
-const (
-	opCont  = 0x0
-	opText  = 0x1
-	opBin   = 0x2
-	opClose = 0x8
-	opPing  = 0x9
-	opPong  = 0xA
+	"github.com/gobwas/ws"
+
+	"github.com/herald-gw/herald/internal/wsframe"
 )
 
 var errProtocol = errors.New("server broke RFC 6455")
 
+// maxServerFrame is the largest server frame the client accepts.
+const maxServerFrame = 1 << 30
+
 // nextFrame parses one server frame at the start of b. It returns the
-// frame's opcode, FIN bit, payload (aliasing b) and total length, or n = 0
+// frame's header, its payload (aliasing b) and its total length, or n = 0
 // when b does not hold a whole frame yet.
-func nextFrame(b []byte) (op byte, fin bool, payload []byte, n int, err error) {
-	if len(b) < 2 {
-		return 0, false, nil, 0, nil
+func nextFrame(b []byte) (h ws.Header, payload []byte, n int, err error) {
+	h, hn, err := wsframe.ParseHeader(b)
+	switch {
+	case h.Masked:
+		return h, nil, 0, errProtocol // servers never mask
+	case err != nil, h.Length > maxServerFrame:
+		return h, nil, 0, errProtocol
+	case hn == 0 || int64(len(b)-hn) < h.Length:
+		return h, nil, 0, nil
 	}
-	if b[1]&0x80 != 0 {
-		return 0, false, nil, 0, errProtocol // servers never mask
-	}
-	hdr, l := 2, uint64(b[1]&0x7f)
-	switch l {
-	case 126:
-		if len(b) < 4 {
-			return 0, false, nil, 0, nil
-		}
-		hdr, l = 4, uint64(binary.BigEndian.Uint16(b[2:4]))
-	case 127:
-		if len(b) < 10 {
-			return 0, false, nil, 0, nil
-		}
-		hdr, l = 10, binary.BigEndian.Uint64(b[2:10])
-		if l > 1<<30 {
-			return 0, false, nil, 0, errProtocol
-		}
-	}
-	if uint64(len(b)-hdr) < l {
-		return 0, false, nil, 0, nil
-	}
-	end := hdr + int(l)
-	return b[0] & 0x0f, b[0]&0x80 != 0, b[hdr:end], end, nil
+	end := hn + int(h.Length)
+	return h, b[hn:end], end, nil
 }
 
 // appendClientFrame appends one masked frame with a fresh mask to dst.
-func appendClientFrame(dst []byte, op byte, payload []byte, rng *rand.Rand) []byte {
-	dst = append(dst, 0x80|op)
-	switch l := len(payload); {
-	case l < 126:
-		dst = append(dst, 0x80|byte(l))
-	case l <= 0xffff:
-		dst = append(dst, 0x80|126, byte(l>>8), byte(l))
-	default:
-		dst = append(dst, 0x80|127)
-		dst = binary.BigEndian.AppendUint64(dst, uint64(l))
-	}
+func appendClientFrame(dst []byte, op ws.OpCode, payload []byte, rng *rand.Rand) []byte {
 	var key [4]byte
 	binary.LittleEndian.PutUint32(key[:], rng.Uint32())
-	dst = append(dst, key[:]...)
-	for i, c := range payload {
-		dst = append(dst, c^key[i&3])
-	}
-	return dst
-}
-
-// closePayload is a close frame's body: the code, big endian, and reason.
-func closePayload(code int, reason string) []byte {
-	b := []byte{byte(code >> 8), byte(code)}
-	return append(b, reason...)
+	return wsframe.AppendMasked(dst, op, payload, key)
 }
 
 // parseClose returns a close frame's code (1005 when it carries none).

@@ -57,22 +57,22 @@ func TestFrames(t *testing.T) {
 			payload[i] = byte(i)
 		}
 		// A client frame must be masked and read back by gobwas as sent.
-		f := appendClientFrame(nil, opText, payload, rng)
+		f := appendClientFrame(nil, ws.OpText, payload, rng)
 		h, err := ws.ReadHeader(bytesReader(f))
 		if err != nil || !h.Masked || h.Length != int64(size) || h.OpCode != ws.OpText {
 			t.Fatalf("size %d: header %+v %v", size, h, err)
 		}
 		// A server frame (unmasked) parses only when whole.
 		srv := ws.MustCompileFrame(ws.NewTextFrame(payload))
-		if _, _, _, n, err := nextFrame(srv[:len(srv)-1]); n != 0 || err != nil {
+		if _, _, n, err := nextFrame(srv[:len(srv)-1]); n != 0 || err != nil {
 			t.Fatalf("size %d: partial frame parsed: n %d err %v", size, n, err)
 		}
-		op, fin, p, n, err := nextFrame(srv)
-		if err != nil || n != len(srv) || op != opText || !fin || len(p) != size {
-			t.Fatalf("size %d: op %d fin %v len %d n %d err %v", size, op, fin, len(p), n, err)
+		h, p, n, err := nextFrame(srv)
+		if err != nil || n != len(srv) || h.OpCode != ws.OpText || !h.Fin || len(p) != size {
+			t.Fatalf("size %d: op %d fin %v len %d n %d err %v", size, h.OpCode, h.Fin, len(p), n, err)
 		}
 	}
-	if _, _, _, _, err := nextFrame(appendClientFrame(nil, opText, []byte("x"), rng)); err == nil {
+	if _, _, _, err := nextFrame(appendClientFrame(nil, ws.OpText, []byte("x"), rng)); err == nil {
 		t.Error("a masked server frame was accepted")
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gobwas/ws"
 	"golang.org/x/sys/unix"
 )
 
@@ -197,7 +198,7 @@ func (p *poller) readLocked(s *socket, now time.Time) {
 // consumeLocked handles the whole frames in data and keeps the rest.
 func (p *poller) consumeLocked(s *socket, data []byte, now time.Time) {
 	for s.open {
-		op, fin, payload, n, err := nextFrame(data)
+		h, payload, n, err := nextFrame(data)
 		if err != nil {
 			p.endLocked(s, 1002, "server_protocol_error", false)
 			return
@@ -209,28 +210,28 @@ func (p *poller) consumeLocked(s *socket, data []byte, now time.Time) {
 			return
 		}
 		data = data[n:]
-		switch op {
-		case opText, opBin:
-			if !fin {
+		switch h.OpCode {
+		case ws.OpText, ws.OpBinary:
+			if !h.Fin {
 				s.frag, s.fragging = append(s.frag[:0], payload...), true
 				continue
 			}
 			p.textLocked(s, payload, now)
-		case opCont:
+		case ws.OpContinuation:
 			if !s.fragging {
 				p.endLocked(s, 1002, "server_protocol_error", false)
 				return
 			}
 			s.frag = append(s.frag, payload...)
-			if fin {
+			if h.Fin {
 				s.fragging = false
 				p.textLocked(s, s.frag, now)
 			}
-		case opPing:
-			p.writeLocked(s, opPong, payload)
-		case opClose:
+		case ws.OpPing:
+			p.writeLocked(s, ws.OpPong, payload)
+		case ws.OpClose:
 			code, _ := parseClose(payload)
-			p.writeLocked(s, opClose, payload[:min(len(payload), 2)])
+			p.writeLocked(s, ws.OpClose, payload[:min(len(payload), 2)])
 			if s.open {
 				p.endLocked(s, code, "close_"+strconv.Itoa(code), true)
 			}
@@ -319,14 +320,14 @@ func (p *poller) textLocked(s *socket, m []byte, now time.Time) {
 
 // writeLocked sends one small masked frame. A socket whose kernel buffer
 // cannot take a few bytes is broken: it is dropped.
-func (p *poller) writeLocked(s *socket, op byte, payload []byte) {
+func (p *poller) writeLocked(s *socket, op ws.OpCode, payload []byte) {
 	if !s.open {
 		return
 	}
 	p.wbuf = appendClientFrame(p.wbuf[:0], op, payload, p.rng)
 	n, err := unix.Write(s.fd, p.wbuf)
 	if err != nil || n != len(p.wbuf) {
-		if op != opClose {
+		if op != ws.OpClose {
 			p.endLocked(s, 1006, "client_write_failed", false)
 		}
 	}
@@ -375,7 +376,7 @@ func (p *poller) clientCloseLocked(s *socket, reason string, reconnect bool) {
 	if !s.open {
 		return
 	}
-	p.writeLocked(s, opClose, closePayload(1000, reason))
+	p.writeLocked(s, ws.OpClose, ws.NewCloseFrameBody(1000, reason))
 	if s.state == sockUp {
 		s.settle(s.maxSeq, p.t)
 	}

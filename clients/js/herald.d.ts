@@ -1,4 +1,5 @@
-// Types of herald.js, the herald browser client.
+// Types of herald.js, the herald browser client. The ```ts examples in
+// this file are type-checked with tsc --strict (test/types.test.mjs).
 
 /** Close codes herald sends, by name. */
 export declare const CloseCode: Readonly<{
@@ -53,16 +54,37 @@ export interface StateDetail {
   error?: unknown;
 }
 
-/** A message from herald: whatever the backend published, usually with a "type". */
-export interface Message {
-  type?: string;
+/** The "type" values of herald's own frames. herald relays no application payload with one of them, so they are never application events. */
+export type ReservedType = "welcome" | "pong" | "reconnect" | "resync" | "replay_complete";
+export declare const RESERVED_TYPES: readonly ReservedType[];
+
+/**
+ * An application event as delivered: what the backend published, plus
+ * herald's `inbox_id` when it came through the inbox. `T` is the type of
+ * `data`, by the convention `{"type", "id", "ts", "data"}` of herald's
+ * examples; other top-level members are there as `unknown`.
+ *
+ * @example
+ * ```ts
+ * import type { Message } from "@herald-gw/client";
+ * type FriendRequest = { from: { id: string; name: string } };
+ * function show(m: Message<FriendRequest>): string {
+ *   return `${m.data.from.name} (${m.inbox_id ?? "live"})`;
+ * }
+ * ```
+ */
+export interface Message<T = unknown> {
+  type: string;
   /** herald's inbox position of this event, when it came through the inbox. */
   inbox_id?: string;
   id?: string | number;
+  ts?: number;
+  data: T;
   [key: string]: unknown;
 }
 
-export interface Welcome extends Message {
+/** herald's first frame on every socket. */
+export interface Welcome {
   type: "welcome";
   socket_id: string;
   user_id: string;
@@ -72,28 +94,48 @@ export interface Welcome extends Message {
 }
 
 /** Ends a replay of the events missed since the position sent in since=. */
-export interface ReplayComplete extends Message {
+export interface ReplayComplete {
   type: "replay_complete";
   count: number;
   inbox_id: string;
 }
 
+/** herald could not replay everything since the position: refetch, then carry on from inbox_id. */
+export interface Resync {
+  type: "resync";
+  inbox_id?: string;
+}
+
+/** What options.storage needs: sessionStorage, localStorage, or your own. */
+export interface PositionStorage {
+  getItem(key: string): string | null;
+  setItem(key: string, value: string): void;
+}
+
 export interface HeraldOptions {
-  /** Token endpoint. Default "/api/ws/token". */
+  /** Token endpoint. Default "/api/ws/token". Absolute without a page (Node). */
   tokenUrl?: string;
-  /** Socket URL, absolute (ws:, wss:, http:, https:) or relative to the page. Default "/ws". */
+  /** Socket URL, absolute (ws:, wss:, http:, https:) or relative to the page. Default "/ws". Absolute without a page (Node). */
   url?: string;
   /** fetch credentials for the token request. Default "include", so the session cookie goes cross-origin too. */
   credentials?: RequestCredentials;
   /** Extra headers for the token request (e.g. Authorization: Bearer for non-browser clients), or a function returning them. */
   headers?: Record<string, string> | (() => Record<string, string> | Promise<Record<string, string>>);
-  /** Called on {"type":"resync"}: messages may have been missed; refetch the notification list. */
-  onResync?: () => void;
+  /** herald's {"type":"resync"}: events may have been missed; refetch the notification list. The one way to handle a resync. */
+  onResync?: (frame: Resync) => void;
+  /** herald's {"type":"replay_complete"} after a reconnect: frame.count events were replayed. */
+  onReplayComplete?: (frame: ReplayComplete) => void;
   /**
    * Called when the token endpoint answers 401 (no session, or it expired).
    * Resolve true after logging in again to retry once; otherwise the client stops ("unauthorized").
    */
   onUnauthorized?: (detail: { status: number; reason: string }) => boolean | Promise<boolean>;
+  /** Keeps the inbox position across reloads: sessionStorage (per tab), localStorage, or your own. Default none. */
+  storage?: PositionStorage;
+  /** The storage key. Default "herald:position"; one client per login, so name it per user if users share a browser. */
+  storageKey?: string;
+  /** ready()'s default timeout. Default 10000. */
+  readyTimeoutMs?: number;
   /** App-level {"type":"ping"} period while open. Default 25000; 0 turns pings off. */
   pingIntervalMs?: number;
   /** With no frame this long after a ping, the socket is dead: drop it and back off. Default 10000. */
@@ -102,7 +144,7 @@ export interface HeraldOptions {
   tokenTimeoutMs?: number;
   /** From opening the socket to the welcome frame. Default 15000. */
   welcomeTimeoutMs?: number;
-  /** Full-jitter backoff: uniform in [0, min(backoffMaxMs, backoffBaseMs·2^attempt)). Defaults 500 and 30000. */
+  /** Full-jitter backoff: uniform in [0, min(backoffMaxMs, backoffBaseMs·2^attempt)). Defaults 500 and 30000. backoffMaxMs also caps a reconnect frame's after_ms. */
   backoffBaseMs?: number;
   backoffMaxMs?: number;
   /** A socket open this long restarts the backoff from its first step. Default 10000. */
@@ -113,37 +155,93 @@ export interface HeraldOptions {
   quickRetries?: number;
   /** Reconnect with since=<lastEventId>, so that herald replays what was missed (or sends a resync). Default true. */
   resume?: boolean;
-  /** Implementations to use instead of the globals (Node: fetch is global; WebSocket from the ws package). */
+  /** Implementations to use instead of the globals (Node 20: fetch is global; WebSocket from the ws package). */
   fetch?: typeof fetch;
   WebSocket?: unknown;
 }
 
-export type Listener<M = Message> = (message: M, raw: string) => void;
+/** A listener of events whose data is T. */
+export type Listener<T = unknown> = (message: Message<T>, raw: string) => void;
 
-export declare class HeraldClient {
+/** A frame on the wire, for onFrame: in, out, or the socket's close. */
+export type Frame =
+  | { dir: "in" | "out"; data: string }
+  | { dir: "close"; code: number; reason: string; by: "server" | "client" };
+
+/** The error ready() rejects with: detail is the state detail at that moment. */
+export interface ReadyError extends Error {
+  detail: StateDetail;
+}
+
+/**
+ * The herald client. Events (optional) maps each application event type
+ * to the type of its data, declared once; without it, on<T>() types one
+ * listener at a time.
+ *
+ * @example
+ * ```ts
+ * import { HeraldClient } from "@herald-gw/client";
+ *
+ * interface Events {
+ *   friend_request: { from: { id: string; name: string } };
+ *   game_invite: { from: { id: string; name: string }; game_id: string; expires_at: number };
+ * }
+ * const herald = new HeraldClient<Events>({ storage: sessionStorage });
+ * herald.on("friend_request", (m) => console.log(m.data.from.name));
+ * herald.once("game_invite", (m) => console.log(m.data.game_id, m.data.expires_at));
+ * herald.connect();
+ * await herald.ready(5000);
+ * const sent: boolean = herald.send({ type: "ping" });
+ * ```
+ *
+ * @example
+ * ```ts
+ * import { HeraldClient, type Message } from "@herald-gw/client";
+ *
+ * const herald = new HeraldClient();
+ * herald.on<{ in_s: number }>("maintenance", (m) => console.log(m.data.in_s));
+ * herald.on("friend_request", (m: Message<{ from: { name: string } }>) => console.log(m.data.from.name));
+ * herald.on("*", (m, raw) => console.log(m?.type ?? raw));
+ * ```
+ */
+export declare class HeraldClient<Events extends object = Record<string, unknown>> {
+  /** Throws a TypeError when tokenUrl or url is relative and there is no page (Node). */
   constructor(options?: HeraldOptions);
   readonly state: State;
   readonly stateDetail: StateDetail;
-  /** herald's inbox position: the last "inbox_id" received (welcome, event, replay_complete, resync); sent as since= when reconnecting. */
+  /** herald's inbox position: the last inbox_id herald sent (welcome, event, replay_complete, resync); sent as since= when reconnecting; restored from options.storage. */
   readonly lastEventId: string | null;
   /** From the current socket's welcome frame. */
   readonly socketId: string | null;
   readonly userId: string | null;
-  /** Listen to messages of one type; "*" for every message (message is undefined for non-JSON text). Returns a remover. */
-  on(type: "welcome", fn: Listener<Welcome>): () => void;
-  on(type: "replay_complete", fn: Listener<ReplayComplete>): () => void;
+  /** Every application event; message is undefined for text that is not JSON. Returns a remover. */
   on(type: "*", fn: (message: Message | undefined, raw: string) => void): () => void;
-  on(type: string, fn: Listener): () => void;
+  /** Application events of one type (herald's own frame types throw). Returns a remover. */
+  on<K extends keyof Events & string>(type: K, fn: Listener<Events[K]>): () => void;
+  on<T = unknown>(type: string extends keyof Events ? string : never, fn: Listener<T>): () => void;
+  /** on(), for the next event only. */
+  once(type: "*", fn: (message: Message | undefined, raw: string) => void): () => void;
+  once<K extends keyof Events & string>(type: K, fn: Listener<Events[K]>): () => void;
+  once<T = unknown>(type: string extends keyof Events ? string : never, fn: Listener<T>): () => void;
+  /** Removes a listener added with on() or once(). */
+  off(type: string, fn: (...args: never[]) => void): void;
+  /** Removes every listener of type, or of every type. */
+  removeAllListeners(type?: string): void;
+  listenerCount(type: string): number;
   /** Listen to state changes. Returns a remover. */
   onState(fn: (state: State, detail: StateDetail) => void): () => void;
+  /** Every frame in and out and every close, for a debug console. Returns a remover. */
+  onFrame(fn: (frame: Frame) => void): () => void;
+  /** Resolves when open (at once if open now); rejects with a ReadyError when the client stops or after timeoutMs (default readyTimeoutMs). Does not call connect(). */
+  ready(timeoutMs?: number): Promise<void>;
   /** Start connecting (from idle, stopped or paused). */
   connect(): void;
   /** Reconnect now when waiting for a retry or paused (a "retry now" link). */
   retryNow(): void;
   /** Close the socket and stop reconnecting. */
   close(): void;
-  /** Send a JSON value, or a string as is, if open. Returns whether it was sent. */
-  send(value: unknown): boolean;
+  /** Send a JSON value, or a string as is, if open; returns whether it was sent. Nothing is buffered while disconnected. */
+  send<T extends object>(value: T | string): boolean;
 }
 
 export interface CloseContext {

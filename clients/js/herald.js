@@ -1,9 +1,13 @@
 // herald browser client: one dependency-free ES module.
 //
 // It trades the session cookie for a WS token, opens the socket, dispatches
-// messages by their "type", and reconnects the way each close code of the
-// herald contract asks. See README.md beside this file for the behaviour of
-// every code; herald.d.ts has the types.
+// the application's events by their "type", and reconnects the way each
+// close code of the herald contract asks. herald's own frames (welcome,
+// pong, reconnect, resync, replay_complete) are the client's: herald never
+// relays an application payload with one of those types, so they never
+// reach on() listeners and nothing inside an event can steer the client.
+// See README.md beside this file for the behaviour of every code;
+// herald.d.ts has the types.
 
 /** Close codes herald sends, by name. */
 export const CloseCode = Object.freeze({
@@ -37,7 +41,18 @@ const DEFAULTS = {
   closeWhenHiddenMs: 0,
   quickRetries: 3,
   resume: true,
+  storageKey: "herald:position",
+  readyTimeoutMs: 10000,
 };
+
+/** The "type" of herald's own frames; herald relays no application payload with one of them. */
+export const RESERVED_TYPES = Object.freeze(["welcome", "pong", "reconnect", "resync", "replay_complete"]);
+const RESERVED = new Set(RESERVED_TYPES);
+
+// An inbox event: herald splices its id in as the first member. A payload's
+// own "inbox_id" further on (browsers keep the last of duplicates) is not it.
+const INBOX_PREFIX = /^\{"inbox_id":"(\d+-\d+)"/;
+const POSITION = /^\d+-\d+$/;
 
 /**
  * What to do after the socket closed with code: the contract's table.
@@ -86,9 +101,11 @@ export class HeraldClient {
     this._WebSocket = this._opts.WebSocket || globalThis.WebSocket;
     if (!this._fetch) throw new Error("herald: no fetch; pass options.fetch");
     if (!this._WebSocket) throw new Error("herald: no WebSocket; pass options.WebSocket (the ws package in Node)");
+    checkUrls(this._opts);
 
-    this._listeners = new Map(); // type → Set of functions; "*" for every message
+    this._listeners = new Map(); // type → Set of functions; "*" for every event
     this._stateListeners = new Set();
+    this._frameListeners = new Set();
     this._state = "idle";
     this._detail = { state: "idle" };
     this._gen = 0; // bumped whenever the current attempt is abandoned
@@ -98,15 +115,22 @@ export class HeraldClient {
     this._attempt = 0; // backoff exponent
     this._quick = 0; // consecutive 4001/4003 answered at once
     this._invalidBefore = false; // a 4002 since the last welcome
-    this._reconnectAfterMs = null; // from {"type":"reconnect"}
+    this._reconnectAfterMs = null; // from herald's {"type":"reconnect"}
     this._openedAt = 0;
     this._env = null; // removes the page listeners
 
     /** herald's inbox position: the last inbox_id received, sent back as since= on reconnect. */
-    this.lastEventId = null;
+    this._position = null;
+    const stored = this._storage("getItem");
+    if (typeof stored === "string" && POSITION.test(stored)) this._position = stored;
     /** From the welcome frame of the current socket. */
     this.socketId = null;
     this.userId = null;
+  }
+
+  /** herald's inbox position: the last inbox_id herald sent (restored from options.storage). */
+  get lastEventId() {
+    return this._position;
   }
 
   /** The connection state: idle, connecting, open, waiting, paused or stopped. */
@@ -120,15 +144,81 @@ export class HeraldClient {
   }
 
   /**
-   * Calls fn(message, raw) for every message whose "type" is type; "*" for
-   * every message (message is undefined when the text is not JSON).
+   * Calls fn(message, raw) for every application event whose "type" is
+   * type; "*" for every event (message is undefined when the text is not
+   * JSON). herald's own frame types are refused: they are the client's.
    * Returns a function that removes the listener.
    */
   on(type, fn) {
+    if (typeof fn !== "function") throw new TypeError("herald: on(type, fn) needs a function");
+    if (RESERVED.has(type)) {
+      throw new TypeError(`herald: "${type}" is one of herald's own frames, never an application event; see onState, onResync and onReplayComplete`);
+    }
     let set = this._listeners.get(type);
     if (!set) this._listeners.set(type, (set = new Set()));
     set.add(fn);
-    return () => set.delete(fn);
+    return () => this.off(type, fn);
+  }
+
+  /** on(), for the next event of type only. Returns the remover. */
+  once(type, fn) {
+    const wrapper = (m, raw) => {
+      this.off(type, wrapper);
+      fn(m, raw);
+    };
+    wrapper.listener = fn;
+    return this.on(type, wrapper);
+  }
+
+  /** Removes fn (added with on or once) from type's listeners. */
+  off(type, fn) {
+    const set = this._listeners.get(type);
+    if (!set) return;
+    for (const f of set) if (f === fn || f.listener === fn) set.delete(f);
+    if (set.size === 0) this._listeners.delete(type);
+  }
+
+  /** Removes every listener of type, or of every type (onState and onFrame ones stay). */
+  removeAllListeners(type) {
+    if (type === undefined) this._listeners.clear();
+    else this._listeners.delete(type);
+  }
+
+  /** The number of listeners of type (for tests and leak checks). */
+  listenerCount(type) {
+    return this._listeners.get(type)?.size ?? 0;
+  }
+
+  /**
+   * Calls fn(frame) for every frame in or out and every close: the wire,
+   * for a debug console. frame is {dir: "in"|"out", data} or
+   * {dir: "close", code, reason, by: "server"|"client"}. Returns the remover.
+   */
+  onFrame(fn) {
+    this._frameListeners.add(fn);
+    return () => this._frameListeners.delete(fn);
+  }
+
+  /**
+   * Resolves when the client is open (at once if it is); rejects when it
+   * stops, or after timeoutMs (default options.readyTimeoutMs, 10 s). It does
+   * not call connect().
+   */
+  ready(timeoutMs = this._opts.readyTimeoutMs) {
+    if (this._state === "open") return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const done = (err) => {
+        clearTimeout(timer);
+        remove();
+        if (err) reject(err);
+        else resolve();
+      };
+      const timer = setTimeout(() => done(readyError(`not open within ${timeoutMs} ms`, this._detail)), timeoutMs);
+      const remove = this.onState((state, detail) => {
+        if (state === "open") done();
+        else if (state === "stopped") done(readyError(`stopped (${detail.reason})`, detail));
+      });
+    });
   }
 
   /** Calls fn(state, detail) on every state change. Returns the remover. */
@@ -163,10 +253,19 @@ export class HeraldClient {
     this._stop("closed");
   }
 
-  /** Sends a JSON value (or a string as is) if the socket is open. */
+  /**
+   * Sends a JSON value (or a string as is) if the socket is open, and says
+   * whether it did. Nothing is buffered while disconnected.
+   */
   send(value) {
     if (this._state !== "open" || !this._ws) return false;
-    this._ws.send(typeof value === "string" ? value : JSON.stringify(value));
+    const data = typeof value === "string" ? value : JSON.stringify(value);
+    try {
+      this._ws.send(data);
+    } catch {
+      return false;
+    }
+    this._frame({ dir: "out", data });
     return true;
   }
 
@@ -198,10 +297,14 @@ export class HeraldClient {
       if (gen === this._gen) this._lost("welcome_timeout");
     }, this._opts.welcomeTimeoutMs);
     ws.onmessage = (ev) => {
-      if (gen === this._gen) this._onMessage(ev.data);
+      if (gen !== this._gen) return;
+      this._frame({ dir: "in", data: ev.data });
+      this._onMessage(ev.data);
     };
     ws.onclose = (ev) => {
-      if (gen === this._gen) this._onClose(ev.code, ev.reason);
+      if (gen !== this._gen) return;
+      this._frame({ dir: "close", code: ev.code, reason: ev.reason, by: "server" });
+      this._onClose(ev.code, ev.reason);
     };
     ws.onerror = () => {}; // a close event follows
   }
@@ -214,7 +317,7 @@ export class HeraldClient {
     if (u.protocol === "https:") u.protocol = "wss:";
     u.searchParams.set("token", token);
     // herald replays what the inbox holds after this position, or says resync.
-    if (this._opts.resume && this.lastEventId != null) u.searchParams.set("since", this.lastEventId);
+    if (this._opts.resume && this._position != null) u.searchParams.set("since", this._position);
     return u.toString();
   }
 
@@ -286,10 +389,22 @@ export class HeraldClient {
       msg = undefined;
     }
     this._alive();
-    const type = msg && typeof msg === "object" ? msg.type : undefined;
-    // herald's inbox: every frame that carries an inbox_id (the welcome, an
-    // event, replay_complete, resync) moves the position, in order.
-    if (msg && typeof msg === "object" && typeof msg.inbox_id === "string") this.lastEventId = msg.inbox_id;
+    const obj = msg !== null && typeof msg === "object" && !Array.isArray(msg);
+    const type = obj && typeof msg.type === "string" ? msg.type : undefined;
+    if (RESERVED.has(type)) {
+      this._control(type, msg);
+      return;
+    }
+    // An application event: the position is herald's id, spliced in first.
+    const m = typeof raw === "string" ? INBOX_PREFIX.exec(raw) : null;
+    if (m) this._setPosition(m[1]);
+    if (type !== undefined) this._emit(type, msg, raw);
+    this._emit("*", msg, raw);
+  }
+
+  /** One of herald's own frames (herald relays no application payload of these types). */
+  _control(type, msg) {
+    if (typeof msg.inbox_id === "string") this._setPosition(msg.inbox_id);
     switch (type) {
       case "welcome":
         clearTimeout(this._timers.welcome);
@@ -302,14 +417,38 @@ export class HeraldClient {
         this._setState("open", { socketId: this.socketId, userId: this.userId });
         break;
       case "reconnect":
-        this._reconnectAfterMs = Math.max(0, Number(msg.after_ms) || 0);
+        // Capped: no frame makes the client stay away longer than its own backoff would.
+        this._reconnectAfterMs = Math.min(Math.max(0, Number(msg.after_ms) || 0), this._opts.backoffMaxMs);
         break;
       case "resync":
-        if (this._opts.onResync) safely(() => this._opts.onResync());
+        if (this._opts.onResync) safely(() => this._opts.onResync(msg));
+        break;
+      case "replay_complete":
+        if (this._opts.onReplayComplete) safely(() => this._opts.onReplayComplete(msg));
         break;
     }
-    if (typeof type === "string") this._emit(type, msg, raw);
-    this._emit("*", msg, raw);
+  }
+
+  _setPosition(id) {
+    if (!POSITION.test(id) || id === this._position) return;
+    this._position = id;
+    this._storage("setItem", id);
+  }
+
+  /** Calls options.storage[op](storageKey, …), if there is one; its failures are ignored. */
+  _storage(op, ...args) {
+    const st = this._opts.storage;
+    if (!st) return null;
+    try {
+      return st[op](this._opts.storageKey, ...args);
+    } catch {
+      return null; // quota, private mode: the position stays in memory
+    }
+  }
+
+  _frame(f) {
+    if (this._frameListeners.size === 0) return;
+    for (const fn of [...this._frameListeners]) safely(() => fn(f));
   }
 
   _emit(type, msg, raw) {
@@ -334,6 +473,7 @@ export class HeraldClient {
     if (!this._ws || this._state !== "open") return;
     try {
       this._ws.send('{"type":"ping"}');
+      this._frame({ dir: "out", data: '{"type":"ping"}' });
     } catch {
       // the close event reports it
     }
@@ -355,11 +495,7 @@ export class HeraldClient {
     const ws = this._ws;
     this._forgiveIfStable();
     this._abandon();
-    try {
-      ws?.close(1000, reason);
-    } catch {
-      // already closing
-    }
+    this._closeSocket(ws, reason);
     this._retry("backoff", { code: 1006, reason });
   }
 
@@ -417,11 +553,7 @@ export class HeraldClient {
   _stop(reason, detail = {}) {
     const ws = this._ws;
     this._abandon();
-    try {
-      ws?.close(1000, reason === "closed" ? "client closed" : reason);
-    } catch {
-      // already closed
-    }
+    this._closeSocket(ws, reason === "closed" ? "client closed" : reason);
     this._unwatchPage();
     this._setState("stopped", { ...detail, reason });
   }
@@ -429,12 +561,19 @@ export class HeraldClient {
   _pause(reason) {
     const ws = this._ws;
     this._abandon();
-    try {
-      ws?.close(1000, reason);
-    } catch {
-      // already closed
-    }
+    this._closeSocket(ws, reason);
     this._setState("paused", { reason });
+  }
+
+  /** Closes a socket the client gave up on (1000, with reason). */
+  _closeSocket(ws, reason) {
+    if (!ws) return;
+    try {
+      ws.close(1000, reason);
+    } catch {
+      return; // already closed
+    }
+    this._frame({ dir: "close", code: 1000, reason, by: "client" });
   }
 
   /** Forgets the current socket and timers; their callbacks become no-ops. */
@@ -521,6 +660,35 @@ export class HeraldClient {
       this._ping();
     }
   }
+}
+
+/**
+ * Without a page (Node, a worker without location), relative URLs cannot
+ * be resolved: say so now, rather than retry "Failed to parse URL" for ever.
+ */
+function checkUrls(o) {
+  if (globalThis.location?.href) return;
+  for (const name of ["tokenUrl", "url"]) {
+    let ok = false;
+    try {
+      new URL(o[name]);
+      ok = true;
+    } catch {
+      ok = false;
+    }
+    if (!ok) {
+      throw new TypeError(
+        `herald: options.${name} "${o[name]}" is not an absolute URL, and there is no page to resolve it against (Node?): ` +
+          `pass absolute tokenUrl and url, e.g. { tokenUrl: "https://example.com/api/ws/token", url: "wss://example.com/ws" }`,
+      );
+    }
+  }
+}
+
+function readyError(message, detail) {
+  const err = new Error(`herald: ${message}`);
+  err.detail = detail;
+  return err;
 }
 
 async function resolve(v) {

@@ -1,6 +1,6 @@
 // Command loadtest drives a herald deployment like browsers do and reports
-// what it saw and what it cost the servers. See the README's "Load testing"
-// section.
+// what it saw and what it cost the servers. See docs/LOADTEST.md
+// (the README links it).
 package main
 
 import (

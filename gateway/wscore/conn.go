@@ -10,6 +10,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/gobwas/ws"
+
+	"github.com/herald-gw/herald/internal/wsframe"
 )
 
 // Errors of Conn.Send and Conn.Start.
@@ -61,7 +63,7 @@ type Conn struct {
 	lastSeen atomic.Int64 // Now of the last bytes read
 	nextPing int64        // Now of the next ping; owned by the heartbeat
 
-	in inbound // owned by the handshake goroutine until Start, then by the poller goroutine
+	in wsframe.Inbound // owned by the handshake goroutine until Start, then by the poller goroutine
 
 	mu        sync.Mutex
 	state     State       // guarded by mu; changed only by moveLocked
@@ -260,13 +262,12 @@ func (c *Conn) onReadable(buf []byte) {
 // consume parses bytes read from the client. A client that breaks the
 // protocol is shed with the matching close code.
 func (c *Conn) consume(p []byte) {
-	err := c.in.feed(p, c.core.cfg.MaxMessageBytes, c.onFrame)
-	var d *Disconnect
-	switch {
+	err := c.in.Feed(p, c.core.cfg.MaxMessageBytes, c.onFrame)
+	switch d := asDisconnect(err); {
 	case err == nil, err == errStopRead:
-	case errors.As(err, &d):
+	case d != nil:
 		c.Shed(d, time.Second)
-		c.in = inbound{}
+		c.in = wsframe.Inbound{}
 	default:
 		c.teardown(EndClientGone)
 	}
@@ -285,7 +286,7 @@ func (c *Conn) onFrame(op ws.OpCode, payload []byte) error {
 	case ws.OpPing:
 		_ = c.Send(controlFrame(ws.OpPong, payload))
 	case ws.OpClose:
-		code, err := parseClose(payload)
+		code, err := wsframe.ParseClose(payload)
 		if err != nil {
 			return err
 		}

@@ -1,9 +1,12 @@
 package wscore
 
 import (
+	"errors"
 	"strconv"
 
 	"github.com/gobwas/ws"
+
+	"github.com/herald-gw/herald/internal/wsframe"
 )
 
 // Disconnect is why a socket ends: the close code and the short reason text
@@ -38,3 +41,26 @@ var (
 	EndCloseTimeout  = &Disconnect{1006, "close_timeout"}
 	EndShutdownForce = &Disconnect{1006, "shutdown_deadline"}
 )
+
+// errStopRead ends parsing after a close frame: nothing after it counts.
+var errStopRead = errors.New("wscore: stop reading")
+
+// asDisconnect returns the close that a read error asks for: a *Disconnect
+// itself, or the code for a client that broke RFC 6455 (wsframe's errors);
+// nil for any other error.
+func asDisconnect(err error) *Disconnect {
+	var d *Disconnect
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &d):
+		return d
+	case errors.Is(err, wsframe.ErrProtocol):
+		return DisconnectProtocol
+	case errors.Is(err, wsframe.ErrTooBig):
+		return DisconnectTooBig
+	case errors.Is(err, wsframe.ErrInvalidUTF8):
+		return DisconnectInvalidUTF8
+	}
+	return nil
+}

@@ -6,8 +6,9 @@
 // cookie's payload, unverified), keeps each socket as a bare descriptor in
 // one epoll instance (no goroutine, no buffer, no queue), receives every
 // user and broadcast message from Redis on one connection
-// (PSUBSCRIBE user:*, SUBSCRIBE broadcast), frames it once and writes it to
-// each target socket with one non-blocking write system call; a socket
+// (PSUBSCRIBE user:*, SUBSCRIBE broadcast) read with internal/resp, frames
+// it once into a reused buffer and writes it to each target socket with one
+// non-blocking write system call, allocating nothing per message; a socket
 // whose kernel buffer is full loses the message (counted). It serves
 // /metrics with the process collector and herald's counter names
 // (herald_connects_total, herald_messages_delivered_total, herald_sockets),

@@ -5,7 +5,6 @@ package floor
 import (
 	"context"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,8 +20,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/redis/go-redis/v9"
 	"golang.org/x/sys/unix"
+
+	"github.com/herald-gw/herald/internal/wsframe"
 )
 
 // Config is a floor server's configuration.
@@ -44,8 +44,7 @@ type Server struct {
 	cfg  Config
 	ln   net.Listener
 	srv  *http.Server
-	rdb  *redis.Client
-	ps   *redis.PubSub
+	sub  *subscriber // read by relay; closed by Close
 	epfd int
 
 	mu    sync.Mutex
@@ -71,26 +70,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.UserClaim == "" {
 		cfg.UserClaim = "sub"
 	}
-	opt := &redis.Options{Addr: cfg.Redis}
-	if strings.HasPrefix(cfg.Redis, "redis://") {
-		var err error
-		if opt, err = redis.ParseURL(cfg.Redis); err != nil {
-			return nil, err
-		}
-	}
-	s := &Server{cfg: cfg, rdb: redis.NewClient(opt), users: map[string][]int32{}, owner: map[int32]string{}, done: make(chan struct{})}
-	s.ps = s.rdb.PSubscribe(ctx, cfg.ChannelPrefix+"user:*")
-	if err := s.ps.Subscribe(ctx, cfg.ChannelPrefix+"broadcast"); err != nil {
-		s.rdb.Close()
+	sub, err := subscribe(cfg.Redis, cfg.ChannelPrefix)
+	if err != nil {
 		return nil, err
 	}
-	if _, err := s.ps.Receive(ctx); err != nil { // the first confirmation
-		s.rdb.Close()
-		return nil, fmt.Errorf("floor: subscribe: %w", err)
-	}
-	var err error
+	s := &Server{cfg: cfg, sub: sub, users: map[string][]int32{}, owner: map[int32]string{}, done: make(chan struct{})}
 	if s.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
-		s.rdb.Close()
+		s.sub.conn.Close()
 		return nil, err
 	}
 	reg := prometheus.NewRegistry()
@@ -111,7 +97,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	if s.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
 		unix.Close(s.epfd)
-		s.rdb.Close()
+		s.sub.conn.Close()
 		return nil, err
 	}
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
@@ -129,7 +115,7 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 func (s *Server) Close() error {
 	close(s.done)
 	_ = s.srv.Close()
-	_ = s.ps.Close()
+	_ = s.sub.conn.Close()
 	s.wg.Wait()
 	s.mu.Lock()
 	for fd := range s.owner {
@@ -138,7 +124,7 @@ func (s *Server) Close() error {
 	s.owner, s.users = map[int32]string{}, map[string][]int32{}
 	s.mu.Unlock()
 	unix.Close(s.epfd)
-	return s.rdb.Close()
+	return nil
 }
 
 // handleToken answers with the session's user id as the "token".
@@ -195,7 +181,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	s.next++
-	welcome := frame(fmt.Appendf(nil, `{"type":"welcome","socket_id":"floor.%016x","user_id":%q,"heartbeat_s":30}`, s.next, user))
+	welcome := wsframe.AppendFrame(nil, ws.OpText, fmt.Appendf(nil, `{"type":"welcome","socket_id":"floor.%016x","user_id":%q,"heartbeat_s":30}`, s.next, user))
 	if n, err := unix.Write(fd, welcome); err != nil || n != len(welcome) {
 		s.mu.Unlock()
 		unix.Close(fd)
@@ -223,53 +209,6 @@ func dupFD(conn net.Conn) (int, error) {
 		return -1, err
 	}
 	return fd, derr
-}
-
-// frame is payload as one unmasked text frame.
-func frame(payload []byte) []byte {
-	b := make([]byte, 0, len(payload)+10)
-	b = append(b, 0x81)
-	switch n := len(payload); {
-	case n < 126:
-		b = append(b, byte(n))
-	case n <= 0xffff:
-		b = append(b, 126, byte(n>>8), byte(n))
-	default:
-		b = append(b, 127)
-		b = binary.BigEndian.AppendUint64(b, uint64(n))
-	}
-	return append(b, payload...)
-}
-
-// relay writes every Redis message to its sockets, one write each.
-func (s *Server) relay() {
-	userPrefix := s.cfg.ChannelPrefix + "user:"
-	bcast := s.cfg.ChannelPrefix + "broadcast"
-	for {
-		msg, err := s.ps.ReceiveMessage(context.Background())
-		if err != nil {
-			select {
-			case <-s.done:
-				return
-			default:
-			}
-			time.Sleep(10 * time.Millisecond)
-			continue
-		}
-		f := frame([]byte(msg.Payload))
-		s.mu.Lock()
-		switch {
-		case msg.Channel == bcast:
-			for fd := range s.owner {
-				s.writeLocked(fd, f)
-			}
-		case strings.HasPrefix(msg.Channel, userPrefix):
-			for _, fd := range s.users[msg.Channel[len(userPrefix):]] {
-				s.writeLocked(fd, f)
-			}
-		}
-		s.mu.Unlock()
-	}
 }
 
 func (s *Server) writeLocked(fd int32, f []byte) {

@@ -99,10 +99,9 @@ describe("in Chromium", () => {
       const { HeraldClient } = await import("/herald.js");
       const login = await fetch("/dev/login?user=dave", { method: "POST" });
       const client = new HeraldClient(); // POST /api/ws/token, then /ws, on this origin
-      const welcome = new Promise((ok) => client.on("welcome", ok));
       client.connect();
-      const w = await welcome;
-      const out = { login: login.status, state: client.state, user: w.user_id, socket: client.socketId, cookie: document.cookie };
+      await client.ready();
+      const out = { login: login.status, state: client.state, user: client.userId, socket: client.socketId, cookie: document.cookie };
       client.close();
       return out;
     });

@@ -34,11 +34,12 @@ async function startHerald(args = []) {
  */
 async function client(h, user, opts = {}, tokens = null) {
   const jar = { cookie: await h.login(user) };
-  const rec = { states: [], messages: [], fetches: 0, jar };
+  const rec = { states: [], messages: [], replays: [], fetches: 0, jar };
   const c = new HeraldClient({
     url: h.wsUrl,
     tokenUrl: `${h.base}/api/ws/token`,
     WebSocket,
+    onReplayComplete: (m) => rec.replays.push(m),
     fetch: async (url, init) => {
       const n = rec.fetches++;
       const resp = await fetch(url, { ...init, headers: { ...init.headers, cookie: jar.cookie } });
@@ -49,7 +50,15 @@ async function client(h, user, opts = {}, tokens = null) {
     ...opts,
   });
   c.onState((state, detail) => rec.states.push({ ...detail, at: Date.now() }));
-  c.on("*", (m) => rec.messages.push(m));
+  // Every frame herald sent, its own included, parsed (undefined: not JSON).
+  c.onFrame((f) => {
+    if (f.dir !== "in") return;
+    try {
+      rec.messages.push(JSON.parse(f.data));
+    } catch {
+      rec.messages.push(undefined);
+    }
+  });
   rec.client = c;
   clients.add(c);
   rec.stateIs = (s) => c.state === s;
@@ -58,6 +67,12 @@ async function client(h, user, opts = {}, tokens = null) {
 }
 
 const stopAll = (...recs) => recs.forEach((r) => r.client.close());
+
+/** A Storage-like map, as sessionStorage would be after a reload. */
+function memoryStorage(init = {}) {
+  const m = new Map(Object.entries(init));
+  return { getItem: (k) => m.get(k) ?? null, setItem: (k, v) => m.set(k, String(v)), map: m };
+}
 
 describe("herald client", () => {
   test("connects with the session cookie, dispatches by type, keeps the last id, pings", async () => {
@@ -99,10 +114,12 @@ describe("herald client", () => {
   test("resync reaches the onResync callback", async () => {
     const h = await startHerald();
     let resyncs = 0;
-    const r = await client(h, "42", { onResync: () => resyncs++ });
+    // A position newer than the inbox's newest: herald cannot replay, and says so.
+    const storage = memoryStorage({ "herald:position": "9999999999999-0" });
+    const r = await client(h, "42", { onResync: () => resyncs++, storage });
+    assert.equal(r.client.lastEventId, "9999999999999-0");
     r.client.connect();
     await waitFor(() => r.stateIs("open"));
-    await h.publish("user:42", { type: "resync" });
     await waitFor(() => resyncs === 1, 5000, "onResync");
     stopAll(r);
   });
@@ -223,8 +240,7 @@ describe("herald client", () => {
       await waitFor(async () => (await h.online()).length === 0, 5000, "socket closed");
       await h.publish("user:42", { type: "friend_request", id: "b" });
       await h.publish("user:42", { type: "game_invite", id: "c" });
-      const replays = [];
-      r.client.on("replay_complete", (m) => replays.push(m));
+      const replays = r.replays;
       win.dispatchEvent(new Event("online"));
       await waitFor(() => replays.length === 1, 5000, "replay_complete");
       assert.equal(urls[1].searchParams.get("since"), position);
@@ -264,7 +280,9 @@ describe("herald client", () => {
       },
     });
     let hint = null;
-    r.client.on("reconnect", (m) => (hint = m.after_ms));
+    r.client.onFrame((f) => {
+      if (f.dir === "in" && f.data.startsWith('{"type":"reconnect"')) hint = JSON.parse(f.data).after_ms;
+    });
     r.client.connect();
     await waitFor(() => r.stateIs("open"));
     await h.stop("SIGTERM");
@@ -371,5 +389,160 @@ describe("herald client", () => {
       globalThis.removeEventListener = saved.remove;
       globalThis.document = saved.document;
     }
+  });
+});
+
+describe("the client's API", () => {
+  test("herald's frames are the client's: never app events, and on() refuses their types", async () => {
+    const h = await startHerald();
+    const r = await client(h, "42", { pingIntervalMs: 100 });
+    const seen = [];
+    r.client.on("*", (m) => seen.push(m?.type));
+    for (const t of ["welcome", "pong", "reconnect", "resync", "replay_complete"]) {
+      assert.throws(() => r.client.on(t, () => {}), /herald's own frames/, t);
+      assert.throws(() => r.client.once(t, () => {}), /herald's own frames/, t);
+    }
+    r.client.connect();
+    await waitFor(() => r.messages.filter((m) => m?.type === "pong").length >= 2, 5000, "two pongs");
+    await h.publish("user:42", { type: "note", id: "n1" });
+    await waitFor(() => seen.includes("note"), 5000, "the note");
+    assert.deepEqual(seen, ["note"], "an app listener saw herald's frames");
+    stopAll(r);
+  });
+
+  test("the position is herald's inbox_id only, never one inside a payload", async () => {
+    const h = await startHerald();
+    const r = await client(h, "42");
+    const got = [];
+    r.client.on("x", (m) => got.push(m));
+    r.client.connect();
+    await r.client.ready();
+    const start = r.client.lastEventId;
+    assert.match(start, /^\d+-\d+$/);
+    // Not through the inbox: a broadcast's inbox_id is the payload's.
+    await h.publish("broadcast", { type: "x", n: 1, inbox_id: "9999999999999-0" });
+    await waitFor(() => got.length === 1, 5000, "the broadcast");
+    assert.equal(r.client.lastEventId, start);
+    // Through the inbox: herald's id comes first; a second one (if this
+    // herald accepts such a payload at all) is not the position.
+    await h.publish("user:42", { type: "x", n: 2, inbox_id: "9999999999999-1" }).catch(() => {});
+    await h.publish("user:42", { type: "x", n: 3 });
+    await waitFor(() => got.some((m) => m.n === 3), 5000, "the event");
+    assert.ok(r.client.lastEventId > start, "an inbox event did not move the position");
+    assert.notEqual(r.client.lastEventId.slice(0, 4), "9999", `position ${r.client.lastEventId} came from a payload`);
+    stopAll(r);
+  });
+
+  test("a reconnect frame's after_ms is capped at backoffMaxMs", async () => {
+    const h = await startHerald(["--drain-window", "20s"]);
+    const r = await client(h, "42", { backoffMaxMs: 300 });
+    const hints = [];
+    r.client.onFrame((f) => f.dir === "in" && f.data.startsWith('{"type":"reconnect"') && hints.push(JSON.parse(f.data).after_ms));
+    r.client.connect();
+    await r.client.ready();
+    const stopping = h.stop("SIGTERM");
+    const waiting = await waitFor(() => r.states.find((s) => s.state === "waiting" && s.code === 1012), 25000, "waiting after 1012");
+    await stopping;
+    assert.equal(hints.length, 1);
+    assert.ok(waiting.delayMs <= 300, `waits ${waiting.delayMs} ms, want at most backoffMaxMs`);
+    assert.equal(waiting.delayMs, Math.min(hints[0], 300));
+    stopAll(r);
+  });
+
+  test("once, off and removeAllListeners", async () => {
+    const h = await startHerald();
+    const r = await client(h, "42");
+    const calls = { once: 0, on: 0, off: 0, all: 0, star: 0 };
+    r.client.once("x", () => calls.once++);
+    r.client.on("x", () => calls.on++);
+    const offMe = () => calls.off++;
+    r.client.on("x", offMe);
+    r.client.off("x", offMe);
+    const onceOff = () => calls.off++;
+    r.client.once("x", onceOff);
+    r.client.off("x", onceOff); // off() removes a once() listener by the function given
+    r.client.on("y", () => calls.all++);
+    r.client.on("*", () => calls.star++);
+    assert.equal(r.client.listenerCount("x"), 2);
+    r.client.connect();
+    await r.client.ready();
+    for (const n of [1, 2]) await h.publish("user:42", { type: "x", n });
+    await waitFor(() => calls.on === 2, 5000, "two x");
+    assert.deepEqual(calls, { once: 1, on: 2, off: 0, all: 0, star: 2 });
+    r.client.removeAllListeners("y");
+    assert.equal(r.client.listenerCount("y"), 0);
+    assert.equal(r.client.listenerCount("x"), 1);
+    r.client.removeAllListeners();
+    assert.equal(r.client.listenerCount("x") + r.client.listenerCount("*"), 0);
+    await h.publish("user:42", { type: "y" });
+    await h.publish("user:42", { type: "x", n: 3 });
+    await waitFor(() => r.messages.some((m) => m?.n === 3), 5000, "the last event");
+    assert.deepEqual(calls, { once: 1, on: 2, off: 0, all: 0, star: 2 });
+    stopAll(r);
+  });
+
+  test("ready() resolves when open, rejects when stopped or after its timeout", async () => {
+    const h = await startHerald(["--max-sockets-per-user", "1"]);
+    const r = await client(h, "42");
+    await assert.rejects(r.client.ready(50), (e) => /not open within 50 ms/.test(e.message) && e.detail.state === "idle");
+    r.client.connect();
+    await r.client.ready();
+    assert.equal(r.client.state, "open");
+    await r.client.ready(); // at once when open
+    const second = await client(h, "42");
+    second.client.connect();
+    await assert.rejects(second.client.ready(), (e) => e.detail.reason === "too_many_connections" && e.detail.code === 4008);
+    stopAll(r, second);
+  });
+
+  test("send() says whether it sent; onFrame shows frames in and out and closes", async () => {
+    const h = await startHerald();
+    const r = await client(h, "42", { pingIntervalMs: 0 });
+    const frames = [];
+    r.client.onFrame((f) => frames.push(f));
+    assert.equal(r.client.send({ type: "ping" }), false, "sent while idle");
+    r.client.connect();
+    assert.equal(r.client.send({ type: "ping" }), false, "sent while connecting");
+    await r.client.ready();
+    assert.equal(r.client.send({ type: "ping" }), true);
+    await waitFor(() => frames.some((f) => f.dir === "in" && f.data === '{"type":"pong"}'), 5000, "the pong");
+    await h.publish("herald:control", { op: "disconnect", user_id: "42", reason: "logout" });
+    await waitFor(() => r.stateIs("stopped"), 5000, "stopped");
+    assert.equal(r.client.send("x"), false, "sent while stopped");
+    assert.deepEqual(
+      frames.map((f) => (f.dir === "close" ? `close ${f.code} ${f.by}` : `${f.dir} ${JSON.parse(f.data).type}`)),
+      ["in welcome", "out ping", "in pong", "close 4000 server"],
+    );
+    stopAll(r);
+  });
+
+  test("a new client with the same storage resumes: what was published meanwhile is replayed", async () => {
+    const h = await startHerald();
+    const storage = memoryStorage();
+    const first = await client(h, "42", { storage, storageKey: "herald:42" });
+    first.client.connect();
+    await first.client.ready();
+    await h.publish("user:42", { type: "x", n: 1 });
+    await waitFor(() => first.messages.some((m) => m?.n === 1), 5000, "event 1");
+    assert.equal(storage.map.get("herald:42"), first.client.lastEventId);
+    first.client.close(); // the page unloads
+    await waitFor(async () => (await h.online()).length === 0, 5000, "the socket closed");
+    await h.publish("user:42", { type: "x", n: 2 });
+    const second = await client(h, "42", { storage, storageKey: "herald:42" }); // the reloaded page
+    const got = [];
+    second.client.on("x", (m) => got.push(m.n));
+    second.client.connect();
+    await waitFor(() => second.replays.length === 1, 5000, "replay_complete");
+    assert.deepEqual(got, [2]);
+    assert.equal(second.replays[0].count, 1);
+    stopAll(second);
+  });
+
+  test("in Node, relative URLs are an error at construction", () => {
+    assert.equal(globalThis.location, undefined);
+    assert.throws(() => new HeraldClient({ WebSocket }), /tokenUrl "\/api\/ws\/token" is not an absolute URL.*Node/);
+    assert.throws(() => new HeraldClient({ WebSocket, tokenUrl: "http://127.0.0.1:1/api/ws/token" }), /options\.url "\/ws"/);
+    const c = new HeraldClient({ WebSocket, tokenUrl: "http://127.0.0.1:1/t", url: "ws://127.0.0.1:1/ws" });
+    assert.equal(c.state, "idle");
   });
 });

@@ -52,17 +52,16 @@ async function start(user) {
       return login(user);
     },
     onResync: () => toast("sync", "Back, with a gap", "herald could not replay everything this tab missed; a real app refetches its notification list here."),
+    // After a reconnect, herald replays from its inbox what this tab missed.
+    onReplayComplete: (m) => {
+      if (m.count > 0) toast("sync", `Caught up: ${m.count} missed while away`, "herald replayed them from its inbox on reconnect.");
+    },
   });
   client.onState(renderState);
   client.on("friend_request", (m) => receiveRequest(m, "friend_request"));
   client.on("game_invite", (m) => receiveRequest(m, "game_invite"));
   client.on("invite_answer", receiveAnswer);
   client.on("invite_handled", (m) => markHandled(m.data?.request_id, m.data?.accepted));
-  client.on("welcome", refreshOnline);
-  // After a reconnect, herald replays from its inbox what this tab missed.
-  client.on("replay_complete", (m) => {
-    if (m.count > 0) toast("sync", `Caught up: ${m.count} missed while away`, "herald replayed them from its inbox on reconnect.");
-  });
   client.connect();
   onlineTimer = setInterval(refreshOnline, 2000);
 }
