@@ -28,7 +28,7 @@ type metrics struct {
 // authFailureReasons are the values of herald_auth_failures_total's label.
 var authFailureReasons = []string{
 	"missing_session", "invalid_session", "expired_session", "origin_not_allowed",
-	"rate_limited", "token_expired", "token_invalid", "token_reused", "replay_unavailable",
+	"rate_limited", "queue_timeout", "token_expired", "token_invalid", "token_reused", "replay_unavailable",
 	"ip_blocked",
 }
 
