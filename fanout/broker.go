@@ -56,6 +56,15 @@ type Handler interface {
 	Resync()
 }
 
+// TargetResyncer is implemented by a Handler that can tell the sockets of
+// one target (a user or a socket) that their messages may have been lost:
+// a RedisCluster calls ResyncTarget when one shard's connection was lost and
+// restored, for the channels that shard carried. A Handler without it is
+// given the resync frame, {"type":"resync"}, through Deliver.
+type TargetResyncer interface {
+	ResyncTarget(to Target)
+}
+
 // Broker is the replica's view of the message bus. A Broker that must be
 // told about each local socket to receive its messages (RedisCluster) also
 // implements SocketSubscriber.
@@ -92,4 +101,12 @@ type Broker interface {
 type SocketSubscriber interface {
 	SubscribeSocket(socketID string) <-chan struct{}
 	UnsubscribeSocket(socketID string)
+}
+
+// UserIDChecker is implemented by a Broker whose channel names cannot carry
+// every user id that sessions may hold: RedisCluster (see
+// Channels.CheckUserID). The gateway refuses a token to a user id whose
+// CheckUserID fails, instead of handing out a token no handshake can use.
+type UserIDChecker interface {
+	CheckUserID(userID string) error
 }

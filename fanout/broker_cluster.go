@@ -748,9 +748,15 @@ func (r *RedisCluster) moveDone(mv movedChan) {
 // resync tells the sockets of a user or socket channel that messages may
 // have been lost.
 func (r *RedisCluster) resync(channel string) {
-	if to, ok := r.ch.Parse(channel); ok {
-		r.h.Deliver(to, []byte(resyncPayload))
+	to, ok := r.ch.Parse(channel)
+	if !ok {
+		return
 	}
+	if tr, ok := r.h.(TargetResyncer); ok {
+		tr.ResyncTarget(to)
+		return
+	}
+	r.h.Deliver(to, []byte(resyncPayload))
 }
 
 // ownerLocked returns the shard of the master that owns slot, creating
@@ -813,3 +819,6 @@ type shardHandler struct{ r *RedisCluster }
 func (h shardHandler) Deliver(to Target, payload []byte) { h.r.h.Deliver(to, payload) }
 func (h shardHandler) Control(c Control)                 { h.r.h.Control(c) }
 func (h shardHandler) Resync()                           {}
+
+// CheckUserID implements UserIDChecker: see Channels.CheckUserID.
+func (b *RedisCluster) CheckUserID(userID string) error { return b.ch.CheckUserID(userID) }

@@ -4,7 +4,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"strings"
+	"unicode"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -12,6 +14,14 @@ import (
 // ErrInvalidTarget is returned for a Target that names nobody: an unknown
 // Kind, or ToUser or ToSocket with an empty ID.
 var ErrInvalidTarget = errors.New("fanout: invalid target")
+
+// ErrInvalidPrefix is returned for a channel prefix that cannot start every
+// channel and key name: one holding a brace, a space or a control character.
+var ErrInvalidPrefix = errors.New("fanout: invalid channel prefix")
+
+// ErrUserIDNotRoutable is returned for a user id that Redis Cluster names
+// cannot carry: one that begins with "}" (see Channels.CheckUserID).
+var ErrUserIDNotRoutable = errors.New("fanout: user id cannot be a Redis Cluster hash tag")
 
 // The parts of the channel names, after the prefix.
 const (
@@ -82,6 +92,34 @@ func (c Channels) tagged(part, id string) string {
 		return c.prefix + part + "{" + id + "}"
 	}
 	return c.prefix + part + id
+}
+
+// CheckUserID reports whether userID can be carried by these names. With
+// plain names every id can. With sharded names Redis hashes the text
+// between the first "{" and the first "}" after it: an id that begins with
+// "}" leaves that text empty, so Redis hashes each whole name and the
+// user's channel and inbox land on different slots (a script touching both
+// is refused). Such an id gets ErrUserIDNotRoutable. Any other id works:
+// for "a}b" the hash tag is "a", the same in every name of the user.
+func (c Channels) CheckUserID(userID string) error {
+	if c.sharded && strings.HasPrefix(userID, "}") {
+		return fmt.Errorf("%w: %q begins with \"}\"", ErrUserIDNotRoutable, userID)
+	}
+	return nil
+}
+
+// CheckPrefix returns ErrInvalidPrefix for a prefix that cannot start
+// every channel and key name: a "{" or "}" would become (or break) the
+// hash tag of every name on a Redis Cluster, and a space or control
+// character cannot be given to redis-cli as it is. Any other text may be a
+// prefix; glob characters are escaped in patterns.
+func CheckPrefix(prefix string) error {
+	for _, r := range prefix {
+		if r == '{' || r == '}' || r <= ' ' || r == 0x7f || unicode.IsSpace(r) || unicode.IsControl(r) {
+			return fmt.Errorf("%w: %q holds %q (braces, spaces and control characters are refused)", ErrInvalidPrefix, prefix, r)
+		}
+	}
+	return nil
 }
 
 // Broadcast returns the channel of messages for every socket.

@@ -273,3 +273,58 @@ func TestShardedChannelsParseAllocs(t *testing.T) {
 		t.Fatalf("sharded Parse allocates %v times, want 0", allocs)
 	}
 }
+
+// TestCheckUserID: with sharded names, an id whose hash tag would be empty
+// (it begins with "}") is refused, and every id's names share one slot.
+func TestCheckUserID(t *testing.T) {
+	tests := []struct {
+		name    string
+		id      string
+		sharded bool
+		wantErr bool
+	}{
+		{"plain names carry any id", "}x", false, false},
+		{"leading closing brace", "}x", true, true},
+		{"lone closing brace", "}", true, true},
+		{"closing brace inside", "a}b", true, false},
+		{"opening brace", "{a", true, false},
+		{"braces around", "{a}", true, false},
+		{"ordinary", "42", true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := NewChannels("app:")
+			if tt.sharded {
+				c = NewShardedChannels("app:")
+			}
+			err := c.CheckUserID(tt.id)
+			if got := err != nil; got != tt.wantErr {
+				t.Fatalf("CheckUserID(%q) = %v, want error %v", tt.id, err, tt.wantErr)
+			}
+			if err != nil && !errors.Is(err, ErrUserIDNotRoutable) {
+				t.Errorf("error %v is not ErrUserIDNotRoutable", err)
+			}
+			if err == nil && tt.sharded {
+				inbox := "app:inbox:{" + tt.id + "}"
+				if a, b := keySlot(c.User(tt.id)), keySlot(inbox); a != b {
+					t.Errorf("channel %s in slot %d, inbox %s in slot %d", c.User(tt.id), a, inbox, b)
+				}
+			}
+		})
+	}
+}
+
+func TestCheckPrefix(t *testing.T) {
+	for _, tt := range []struct {
+		prefix string
+		ok     bool
+	}{
+		{"", true}, {"app:", true}, {"a*[b]?:", true}, {"é:", true},
+		{"{app}:", false}, {"app{", false}, {"a}", false}, {"my app:", false}, {"app\n", false}, {"app\x00", false}, {"app\u00a0", false},
+	} {
+		err := CheckPrefix(tt.prefix)
+		if (err == nil) != tt.ok || (err != nil && !errors.Is(err, ErrInvalidPrefix)) {
+			t.Errorf("CheckPrefix(%q) = %v, want ok %v", tt.prefix, err, tt.ok)
+		}
+	}
+}

@@ -175,3 +175,38 @@ func TestAuthBlockOff(t *testing.T) {
 		t.Fatalf("status %d, want 200", got)
 	}
 }
+
+// TestAuthBlockForwardedForms: X-Forwarded-For entries with a port (as some
+// cloud balancers send them) count against the address, and a chain that
+// does not parse is counted against itself: never against the exempt proxy.
+func TestAuthBlockForwardedForms(t *testing.T) {
+	testenv.NoLeaks(t)
+	const limit = 3
+	h := blockHarness(t, limit, time.Minute)
+	good := h.session("42")
+	tests := []struct {
+		name      string
+		failAs    string // the X-Forwarded-For of the failing requests
+		blockedAs string // an X-Forwarded-For that must be blocked after them
+	}{
+		{"ip:port", "198.51.100.7:5555", "198.51.100.7"},
+		{"[v6]:port", "[2001:db8:5::1]:443", "2001:db8:5::2"},
+		{"unparsable", "198.51.100.8:port", "198.51.100.8:port"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for i := range limit {
+				if got := h.tokenFrom(tt.failAs, "").StatusCode; got != http.StatusUnauthorized {
+					t.Fatalf("forged session %d: status %d, want 401", i+1, got)
+				}
+			}
+			if got := h.tokenFrom(tt.blockedAs, good).StatusCode; got != http.StatusTooManyRequests {
+				t.Errorf("X-Forwarded-For %q after %d failures as %q: status %d, want 429", tt.blockedAs, limit, tt.failAs, got)
+			}
+		})
+	}
+	// The proxy's own address is still exempt, and not blocked by any of it.
+	if got := h.tokenFrom("", good).StatusCode; got != http.StatusOK {
+		t.Errorf("proxy's own address: status %d, want 200", got)
+	}
+}

@@ -21,7 +21,11 @@ func TestClientIP(t *testing.T) {
 		{"chain of trusted proxies", "127.0.0.1:5000", []string{"198.51.100.1, 10.9.9.9"}, "198.51.100.1"},
 		{"several header lines", "10.1.2.3:5000", []string{"1.1.1.1", "198.51.100.1, 10.2.2.2"}, "198.51.100.1"},
 		{"only trusted hops", "10.1.2.3:5000", []string{"10.4.4.4"}, "10.1.2.3"},
-		{"garbage in the chain", "10.1.2.3:5000", []string{"198.51.100.1, not-an-ip"}, "10.1.2.3"},
+		{"garbage in the chain is not the exempt proxy", "10.1.2.3:5000", []string{"198.51.100.1, not-an-ip"}, "not-an-ip"},
+		{"ip:port from a cloud balancer", "10.1.2.3:5000", []string{"198.51.100.7:5555"}, "198.51.100.7"},
+		{"[v6]:port", "10.1.2.3:5000", []string{"1.1.1.1, [2001:db8::7]:443"}, "2001:db8::7"},
+		{"bracketed v6 without a port", "10.1.2.3:5000", []string{"[2001:db8::7]"}, "2001:db8::7"},
+		{"trusted ip:port hop is skipped", "10.1.2.3:5000", []string{"198.51.100.1, 10.9.9.9:80"}, "198.51.100.1"},
 		{"ipv6 client", "10.1.2.3:5000", []string{"2001:db8::1"}, "2001:db8::1"},
 		{"ipv4-mapped peer", "[::ffff:10.1.2.3]:5000", []string{"198.51.100.1"}, "198.51.100.1"},
 	}

@@ -115,6 +115,10 @@ type Config struct {
 	AuthFailWindow time.Duration
 	// AuthBlockDuration is how long a block lasts. Zero means 5m.
 	AuthBlockDuration time.Duration
+	// AuthBlockIPv6Prefix is how many leading bits of an IPv6 address name
+	// one client for this count (an IPv4 client is its address). Zero means
+	// 64, what one subscriber is usually given; 128 counts each address.
+	AuthBlockIPv6Prefix int
 
 	// DrainWindow spreads the reconnects of a graceful shutdown: each socket
 	// is told to reconnect after a random delay below it. Zero means 5s.
@@ -262,6 +266,9 @@ func (c *Config) validate() error {
 	if c.MaxSocketsPerUser < 0 || c.DrainConcurrency < 0 || c.TokenBurst < 0 || c.TokenRate < 0 || c.HandshakeRate < 0 ||
 		c.HandshakeConcurrency < 0 || c.HandshakeQueue < 0 {
 		errs = append(errs, errors.New("counts and rates must not be negative"))
+	}
+	if c.AuthBlockIPv6Prefix < 0 || c.AuthBlockIPv6Prefix > 128 {
+		errs = append(errs, fmt.Errorf("auth block IPv6 prefix /%d: want 1 to 128 bits", c.AuthBlockIPv6Prefix))
 	}
 	if c.PresenceInterval < 0 || c.RebalanceMargin < 0 || c.RebalanceRate < 0 || c.RebalanceRate > 1 || c.ClusterMaxSocketsPerUser < 0 {
 		errs = append(errs, errors.New("presence interval, rebalance margin and cluster cap must not be negative; the rebalance rate must be in (0, 1]"))

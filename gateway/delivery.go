@@ -130,6 +130,29 @@ func (d *delivery) Resync() {
 	d.all(frameResync, "")
 }
 
+// ResyncTarget sends resync to the sockets of one user or one socket
+// (fanout.TargetResyncer): a Redis Cluster shard carrying their channel
+// was lost and restored. It is herald's own frame, so it does not go
+// through Deliver's check, which drops application payloads of herald's
+// frame types.
+func (d *delivery) ResyncTarget(to fanout.Target) {
+	switch to.Kind {
+	case fanout.ToUser:
+		bp := d.scratch()
+		targets := d.s.reg.appendUser((*bp)[:0], to.ID)
+		for _, c := range targets {
+			if !d.s.inbox.hold(c, nil, frameResync) { // a socket replaying its inbox (inbox.go)
+				c.enqueue(frameResync)
+			}
+		}
+		d.release(bp, targets)
+	case fanout.ToSocket:
+		if c := d.s.reg.socket(to.ID); c != nil {
+			c.enqueue(frameResync)
+		}
+	}
+}
+
 var frameResync = wscore.TextFrame([]byte(`{"type":"resync"}`))
 
 func (d *delivery) scratch() *[]*Conn {

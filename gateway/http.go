@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/herald-gw/herald/auth"
+	"github.com/herald-gw/herald/fanout"
 )
 
 func (s *Server) routes() *http.ServeMux {
@@ -104,6 +105,13 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		s.authFailed(r, "rate_limited", zap.String("user", user))
 		writeError(w, http.StatusTooManyRequests, "rate_limited")
 		return
+	}
+	if c, ok := s.cfg.Broker.(fanout.UserIDChecker); ok {
+		if err := c.CheckUserID(user); err != nil {
+			s.log.Info("token refused: the user id cannot be routed", zap.String("user", user), zap.Error(err))
+			writeError(w, http.StatusBadRequest, "user_id_not_routable")
+			return
+		}
 	}
 	token, ttl, err := s.cfg.Auth.MintWSToken(user)
 	if err != nil {

@@ -47,6 +47,9 @@ type inboxEnv struct {
 	h       *harness
 	inbox   fanout.Inbox
 	publish func(t *testing.T, user, payload string) string // returns the inbox id
+	// unsubscribed reports whether the broker has let go of user's channel
+	// (after the unsubscribe grace); nil when the broker has no such state.
+	unsubscribed func(user string) error
 }
 
 type inboxVariant func(t *testing.T, cfg fanout.InboxConfig, wrap func(fanout.Inbox) fanout.Inbox) inboxEnv
@@ -103,6 +106,11 @@ func redisInboxReplica(t *testing.T, r *testenv.Redis, node string, cfg fanout.I
 			t.Fatalf("publish: %v", err)
 		}
 		return id
+	}, unsubscribed: func(user string) error {
+		if n := numsub(t, r.Client(), "user:"+user)["user:"+user]; n != 0 {
+			return fmt.Errorf("user:%s has %d subscribers", user, n)
+		}
+		return nil
 	}}
 }
 
@@ -140,9 +148,10 @@ func waitGone(t *testing.T, h *harness, user string) {
 	})
 }
 
-// TestInboxReplayAfterOffline: a user whose sockets are all closed for 5 s
-// while 20 events are published reconnects with since and gets all 20
-// exactly once, in order, then the marker, then live events.
+// TestInboxReplayAfterOffline: a user whose sockets are all closed, long
+// enough for the replica to drop the user's channel, while 20 events are
+// published, reconnects with since and gets all 20 exactly once, in order,
+// then the marker, then live events.
 func TestInboxReplayAfterOffline(t *testing.T) {
 	testenv.NoLeaks(t)
 	for name, variant := range inboxVariants() {
@@ -161,14 +170,16 @@ func TestInboxReplayAfterOffline(t *testing.T) {
 			c.Close()
 			waitGone(t, h, "u")
 
-			// 20 events over 5 s while the user has no socket.
+			// 20 events while the user has no socket, the first ones
+			// before the replica let go of the user's channel, the others
+			// after.
 			var ids []string
-			tick := time.NewTicker(250 * time.Millisecond)
 			for i := range 20 {
-				<-tick.C
+				if i == 10 && env.unsubscribed != nil {
+					testenv.Eventually(t, 10*time.Second, func() error { return env.unsubscribed("u") })
+				}
 				ids = append(ids, env.publish(t, "u", fmt.Sprintf(`{"type":"note","n":%d}`, i)))
 			}
-			tick.Stop()
 
 			c, w = h.connectSince("u", last, true)
 			if w.InboxID != "" {

@@ -63,6 +63,34 @@ func TestAPIUnderConcurrency(t *testing.T) {
 	h := start(t, harnessOpts{gw: func(c *gateway.Config) { c.TokenBurst = 1000; c.TokenRate = 1000 }})
 	ctx := context.Background()
 	stable, _ := h.connect("stable")
+
+	// The stable socket receives every broadcast. It is read throughout,
+	// and the publishers may run at most window broadcasts ahead of what it
+	// has read: unthrottled, four publishers outrun one reader on a loaded
+	// machine, and the socket is rightly shed as a slow consumer (4009).
+	const window = 256
+	credits := make(chan struct{}, window)
+	for range window {
+		credits <- struct{}{}
+	}
+	stableDone := make(chan error, 1)
+	go func() {
+		for {
+			msg, err := stable.ReadText(30 * time.Second)
+			if err != nil {
+				stableDone <- fmt.Errorf("stable socket: %w", err)
+				return
+			}
+			switch msg {
+			case "last":
+				stableDone <- nil
+				return
+			case "to all", "to others":
+				credits <- struct{}{}
+			}
+		}
+	}()
+
 	stop := make(chan struct{})
 	var pubs sync.WaitGroup
 	for i := range 4 {
@@ -70,13 +98,21 @@ func TestAPIUnderConcurrency(t *testing.T) {
 		go func() {
 			defer pubs.Done()
 			for n := 0; ; n++ {
+				user := fmt.Sprintf("u%d", n%4)
+				op := (n + i) % 4
+				if op == 1 || op == 2 { // reaches the stable socket
+					select {
+					case <-credits:
+					case <-stop:
+						return
+					}
+				}
 				select {
 				case <-stop:
 					return
 				default:
 				}
-				user := fmt.Sprintf("u%d", n%4)
-				switch (n + i) % 4 {
+				switch op {
 				case 0:
 					h.srv.SendToUser(ctx, user, []byte("to user"))
 				case 1:
@@ -123,14 +159,8 @@ func TestAPIUnderConcurrency(t *testing.T) {
 	if err := h.srv.SendToUser(ctx, "stable", []byte("last")); err != nil {
 		t.Fatal(err)
 	}
-	for {
-		msg, err := stable.ReadText(5 * time.Second)
-		if err != nil {
-			t.Fatalf("stable socket: %v", err)
-		}
-		if msg == "last" {
-			break
-		}
+	if err := <-stableDone; err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -88,7 +88,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	if s.blocker, err = newAuthBlocker(cfg.AuthFailLimit, cfg.AuthFailWindow, cfg.AuthBlockDuration,
-		cfg.TrustedProxies, s.log, cfg.Registerer); err != nil {
+		cfg.AuthBlockIPv6Prefix, cfg.TrustedProxies, s.log, cfg.Registerer); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	if s.inbox, err = newInboxState(cfg.Registerer); err != nil {

@@ -70,6 +70,7 @@ type options struct {
 	AuthFailLimit     int
 	AuthFailWindow    time.Duration
 	AuthBlockDuration time.Duration
+	AuthBlockIPv6Bits int
 
 	DrainWindow      time.Duration
 	DrainConcurrency int
@@ -86,7 +87,8 @@ type options struct {
 	LogLevel  string
 	LogFormat string
 
-	addrSet bool // --addr or HERALD_ADDR was given
+	addrSet bool            // --addr or HERALD_ADDR was given
+	given   map[string]bool // flags given on the command line or in the environment, by name
 }
 
 // secretFlags may be given as files.
@@ -143,6 +145,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.AuthFailLimit, "auth-fail-limit", 30, "failed authentications (forged or reused tokens, invalid sessions) one client IP may cause per --auth-fail-window before it is blocked (0: no blocking)")
 	fs.DurationVar(&o.AuthFailWindow, "auth-fail-window", gateway.DefaultAuthFailWindow, "window in which --auth-fail-limit failures block an IP")
 	fs.DurationVar(&o.AuthBlockDuration, "auth-block-duration", gateway.DefaultAuthBlockDuration, "how long a blocked IP gets 429 at the token endpoint and 4029 on /ws")
+	fs.IntVar(&o.AuthBlockIPv6Bits, "auth-block-ipv6-prefix", gateway.DefaultAuthBlockIPv6Prefix, "leading bits of an IPv6 address counted as one client by --auth-fail-limit (128: each address)")
 
 	fs.DurationVar(&o.DrainWindow, "drain-window", gateway.DefaultDrainWindow, "on shutdown, sockets are told to reconnect after a random delay below this")
 	fs.IntVar(&o.DrainConcurrency, "drain-concurrency", gateway.DefaultDrainConcurrency, "sockets in their close handshake at once while draining")
@@ -186,12 +189,17 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (*op
 	}
 	onCommandLine := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
+	o.given = map[string]bool{}
+	for name := range onCommandLine {
+		o.given[name] = true
+	}
 	var errs []error
 	fs.VisitAll(func(f *flag.Flag) {
 		if onCommandLine[f.Name] {
 			return
 		}
 		if v := getenv(envName(f.Name)); v != "" {
+			o.given[f.Name] = true
 			if err := fs.Set(f.Name, v); err != nil {
 				errs = append(errs, fmt.Errorf("%s=%q: %w", envName(f.Name), v, err))
 			}
@@ -213,6 +221,9 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (*op
 			continue
 		}
 		_ = fs.Set(name, strings.TrimRight(string(b), "\r\n"))
+	}
+	if err := fanout.CheckPrefix(o.Prefix); err != nil {
+		errs = append(errs, fmt.Errorf("--channel-prefix (%s): %w", envName("channel-prefix"), err))
 	}
 	o.addrSet = onCommandLine["addr"] || getenv(envName("addr")) != ""
 	if o.Dev && !o.addrSet {

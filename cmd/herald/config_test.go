@@ -72,6 +72,15 @@ func TestParseOptions(t *testing.T) {
 		{"dev on a public address", []string{"--dev"}, map[string]string{"HERALD_ADDR": "10.1.2.3:8080"}, nil, "loopback"},
 		{"dev on ::1", []string{"--dev", "--addr", "[::1]:8080"}, nil, nil, ""},
 		{"stray argument", []string{"serve"}, nil, nil, "unexpected arguments"},
+		// A brace in the prefix would be the hash tag of every key on a
+		// Redis Cluster (or split a user's keys over slots); a control
+		// character or space cannot be typed into redis-cli safely.
+		{"channel prefix with an opening brace", []string{"--channel-prefix", "app{"}, nil, nil, "--channel-prefix"},
+		{"channel prefix with a closing brace", nil, map[string]string{"HERALD_CHANNEL_PREFIX": "a}:"}, nil, "--channel-prefix"},
+		{"channel prefix with a hash tag", []string{"--channel-prefix", "{app}:"}, nil, nil, "--channel-prefix"},
+		{"channel prefix with a space", []string{"--channel-prefix", "my app:"}, nil, nil, "--channel-prefix"},
+		{"channel prefix with a newline", []string{"--channel-prefix", "app\n"}, nil, nil, "--channel-prefix"},
+		{"channel prefix with glob characters", []string{"--channel-prefix", "app[1]*:"}, nil, nil, ""},
 		{"auth blocking defaults", nil, nil, func(t *testing.T, o *options) {
 			if o.AuthFailLimit != 30 || o.AuthFailWindow != time.Minute || o.AuthBlockDuration != 5*time.Minute {
 				t.Errorf("auth blocking = %d per %s for %s, want 30 per 1m for 5m", o.AuthFailLimit, o.AuthFailWindow, o.AuthBlockDuration)

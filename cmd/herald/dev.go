@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -45,11 +46,23 @@ func devSecrets(o *options, out io.Writer) error {
 		{o.SessionPublicKey != "", "--session-public-key"},
 		{o.SessionJWKS != "", "--session-jwks"},
 		{o.WSTokenSecret != "", "--ws-token-secret"},
-		{o.RedisURL != "", "--redis-url"},
 	} {
 		if s.set {
 			given = append(given, s.name+" ("+envName(strings.TrimPrefix(s.name, "--"))+")")
 		}
+	}
+	// Every Redis setting (every flag named redis-…): a URL, single or
+	// Sentinel, Cluster seeds, and the link's tuning. Any of them means the
+	// person expects Redis, which --dev never uses.
+	var redis []string
+	for name := range o.given {
+		if strings.HasPrefix(name, "redis-") {
+			redis = append(redis, name)
+		}
+	}
+	sort.Strings(redis)
+	for _, name := range redis {
+		given = append(given, "--"+name+" ("+envName(name)+")")
 	}
 	if len(given) > 0 {
 		return fmt.Errorf("--dev mints sessions for any user, so it runs embedded with secrets it generates and takes no real ones: unset %s, or run herald without --dev", strings.Join(given, ", "))

@@ -185,7 +185,8 @@ func rawStatus(t *testing.T, base, req string) int {
 }
 
 // TestDevRefusesRealSettings: --dev mints sessions for anyone, so it must
-// not be given a real session key, a shared WS token secret or a Redis URL
+// not be given a real session key, a shared WS token secret or any Redis
+// setting: a URL, Sentinel or Cluster seeds, or a tuning of the Redis link
 // (its sessions would then open sockets elsewhere, and its users would
 // receive real users' messages). It refuses them, and never echoes them.
 func TestDevRefusesRealSettings(t *testing.T) {
@@ -205,6 +206,12 @@ func TestDevRefusesRealSettings(t *testing.T) {
 		{"jwks", []string{"--session-jwks", "https://login.example.test/jwks.json"}, nil, "--session-jwks"},
 		{"redis url", []string{"--redis-url", "redis://:" + secret + "@127.0.0.1:1/0"}, nil, "--redis-url"},
 		{"redis url env", nil, []string{"HERALD_REDIS_URL=redis://:" + secret + "@127.0.0.1:1/0"}, "--redis-url"},
+		{"redis cluster", []string{"--redis-cluster", "redis://:" + secret + "@127.0.0.1:1,127.0.0.1:2"}, nil, "--redis-cluster"},
+		{"redis cluster env", nil, []string{"HERALD_REDIS_CLUSTER=127.0.0.1:1,127.0.0.1:2"}, "--redis-cluster"},
+		{"sentinel url", []string{"--redis-url", "redis-sentinel://:" + secret + "@127.0.0.1:1/mymaster?sentinel_password=" + secret}, nil, "--redis-url"},
+		{"sentinel url env", nil, []string{"HERALD_REDIS_URL=redis-sentinel://127.0.0.1:1,127.0.0.1:2/mymaster"}, "--redis-url"},
+		{"redis timeout", []string{"--redis-timeout", "1s"}, nil, "--redis-timeout"},
+		{"redis health interval env", nil, []string{"HERALD_REDIS_HEALTH_INTERVAL=1s"}, "--redis-health-interval"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -62,6 +62,29 @@ func randHex(t *testing.T, n int) string {
 	return hex.EncodeToString(b)[:n]
 }
 
+// requireJSONLogs fails the test for every line a replica printed that is
+// not a JSON object: the README promises JSON on stderr, and a log shipper
+// drops or mangles anything else (go-redis' own lines included).
+func (f *fleet) requireJSONLogs() {
+	f.t.Helper()
+	for i, h := range f.heralds {
+		lines := strings.Split(strings.TrimRight(h.Logs(), "\n"), "\n")
+		bad := 0
+		for _, line := range lines {
+			var obj map[string]any
+			if err := json.Unmarshal([]byte(line), &obj); err != nil {
+				bad++
+				if bad <= 5 {
+					f.t.Errorf("replica %d printed a line that is not a JSON object: %q", i+1, line)
+				}
+			}
+		}
+		if bad > 0 {
+			f.t.Errorf("replica %d: %d of %d lines are not JSON", i+1, bad, len(lines))
+		}
+	}
+}
+
 // waitReady waits until every replica answers /readyz with 200.
 func (f *fleet) waitReady(within time.Duration) {
 	f.t.Helper()

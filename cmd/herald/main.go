@@ -62,6 +62,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer log.Sync() //nolint:errcheck // stderr may not sync
+	useRedisLogger(log.Named("redis"))
 
 	authCfg, err := authConfig(o)
 	if err != nil {
@@ -182,6 +183,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		AuthFailLimit:            o.AuthFailLimit,
 		AuthFailWindow:           o.AuthFailWindow,
 		AuthBlockDuration:        o.AuthBlockDuration,
+		AuthBlockIPv6Prefix:      o.AuthBlockIPv6Bits,
 		DrainWindow:              o.DrainWindow,
 		DrainConcurrency:         o.DrainConcurrency,
 		Presence:                 pres,

@@ -245,6 +245,9 @@ func TestRedisClusterMode(t *testing.T) {
 		}
 		socketResumes(t, map[int]bool{sockSlot[moved]: true}, from)
 	})
+	// Through the failover and the migration, every line on stderr is
+	// JSON: go-redis' own complaints (failed dials) go through zap.
+	f.requireJSONLogs()
 }
 
 func full(m map[string][]string, n int) bool {

@@ -113,4 +113,7 @@ func TestRedisSentinelMode(t *testing.T) {
 	if err != nil || len(keys) == 0 {
 		t.Fatalf("jti keys on the new primary: %v %v", keys, err)
 	}
+	// From the start (go-redis announces the sentinel's choice) through the
+	// failover, every line on stderr is JSON.
+	f.requireJSONLogs()
 }

@@ -1,10 +1,13 @@
 package testenv
 
 import (
-	"context"
+	"bufio"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -98,7 +101,9 @@ func (r *Redis) Start() {
 		r.t.Fatalf("start redis-server: %v", err)
 	}
 	r.cmd = cmd
-	if err := r.waitPing(5 * time.Second); err != nil {
+	// A generous bound: the wait ends at the first PONG, and a loaded
+	// machine may take seconds to start the process.
+	if err := r.waitPing(30 * time.Second); err != nil {
 		r.t.Fatalf("redis-server on %s: %v", r.Addr(), err)
 	}
 }
@@ -109,18 +114,16 @@ func (r *Redis) Start() {
 // after a (re)start waits this first second out. StartRedis does.
 func (r *Redis) WaitUptime() {
 	r.t.Helper()
-	if err := r.waitUptime(5 * time.Second); err != nil {
+	if err := r.waitUptime(30 * time.Second); err != nil {
 		r.t.Fatalf("redis-server on %s: %v", r.Addr(), err)
 	}
 }
 
 func (r *Redis) waitUptime(within time.Duration) error {
-	c := redis.NewClient(&redis.Options{Addr: r.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
-	defer c.Close()
 	deadline := time.Now().Add(within)
 	for {
-		info, err := c.Info(context.Background(), "server").Result()
-		if err == nil && !strings.Contains(info, "uptime_in_seconds:0\r") {
+		info, err := rawCommand(r.Addr(), "INFO server")
+		if err == nil && strings.Contains(info, "uptime_in_seconds:") && !strings.Contains(info, "uptime_in_seconds:0\r") {
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -131,21 +134,59 @@ func (r *Redis) waitUptime(within time.Duration) error {
 }
 
 func (r *Redis) waitPing(within time.Duration) error {
-	c := redis.NewClient(&redis.Options{Addr: r.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
-	defer c.Close()
 	deadline := time.Now().Add(within)
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		err := c.Ping(ctx).Err()
-		cancel()
-		if err == nil {
+		reply, err := rawCommand(r.Addr(), "PING")
+		if err == nil && reply == "PONG" {
 			return nil
+		}
+		if err == nil {
+			err = fmt.Errorf("PING answered %q", reply)
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("no PONG after %s: %w", within, err)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// rawCommand sends one inline command on a connection of its own and
+// returns the reply's text (a status, an error or a bulk string). It uses
+// no go-redis pool: a pool that failed to dial a server still starting
+// backs off for a second and leaves a goroutine behind.
+func rawCommand(addr, cmd string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write([]byte(cmd + "\r\n")); err != nil {
+		return "", err
+	}
+	br := bufio.NewReader(c)
+	line, err := br.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	line = strings.TrimRight(line, "\r\n")
+	switch {
+	case strings.HasPrefix(line, "+"):
+		return line[1:], nil
+	case strings.HasPrefix(line, "-"):
+		return "", errors.New(line[1:])
+	case strings.HasPrefix(line, "$"):
+		n, err := strconv.Atoi(line[1:])
+		if err != nil || n < 0 {
+			return "", fmt.Errorf("reply %q", line)
+		}
+		buf := make([]byte, n+2)
+		if _, err := io.ReadFull(br, buf); err != nil {
+			return "", err
+		}
+		return string(buf[:n]), nil
+	}
+	return "", fmt.Errorf("reply %q", line)
 }
 
 // Kill stops the server with SIGKILL, as a crash would, and waits for it.
