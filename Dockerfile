@@ -1,7 +1,7 @@
 # herald's container image: a static binary on distroless, run as non-root.
 #
 #   docker build -t herald .
-#   docker run --rm -p 8080:8080 -e HERALD_REDIS_URL=... herald
+#   docker run --rm -p 8080:8080 -e HERALD_REDIS_URL=... -e HERALD_SESSION_SECRET=... -e HERALD_WS_TOKEN_SECRET=... herald
 #
 # The socket core uses epoll, so the image is Linux-only (as containers are).
 # Only classic Dockerfile features are used, so docker-compose v1's builder
@@ -16,7 +16,11 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ENV CGO_ENABLED=0
-RUN go build -trimpath -ldflags="-s -w" -o /out/herald ./cmd/herald \
+# herald --version and herald_build_info: docker build --build-arg
+# VERSION=$(git describe --tags --always) --build-arg COMMIT=$(git rev-parse HEAD)
+ARG VERSION=devel
+ARG COMMIT=unknown
+RUN go build -trimpath -ldflags="-s -w -X main.version=${VERSION} -X main.commit=${COMMIT}" -o /out/herald ./cmd/herald \
  && go build -trimpath -ldflags="-s -w" -o /out/healthcheck ./cmd/healthcheck
 
 # static-debian12: CA certificates (for an https JWKS URL, rediss://) and

@@ -3,6 +3,7 @@ package fanout
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -26,13 +27,22 @@ import (
 // spliced in as its first member, so the payload must start with '{'.
 var ErrNotObject = errors.New("fanout: an inbox payload must be a JSON object starting with '{'")
 
+// ErrInboxIDInPayload refuses an inbox payload with a top-level "inbox_id"
+// member of its own: herald splices the event's id in as "inbox_id", and a
+// frame with two would let the payload's (JSON.parse keeps the last) become
+// the client's replay position.
+var ErrInboxIDInPayload = errors.New(`fanout: an inbox payload must not have a top-level "inbox_id": herald adds the event's own`)
+
 // InboxConfig bounds every user's inbox. Every zero value means the default
 // named in the field's comment. Publishers and herald should use the same
 // values: herald replays at most MaxLen events per reconnect.
 type InboxConfig struct {
-	// MaxLen caps the events kept per user (XADD MAXLEN ~, so Redis may keep
-	// a few more until it can drop a whole node). A reconnect that missed
-	// more than MaxLen events is told to resync. Zero means 100.
+	// MaxLen caps the events replayed per reconnect: a reconnect that
+	// missed more than MaxLen events is told to resync, one that missed
+	// exactly MaxLen gets them all. MaxLen+1 entries are kept per user
+	// (XADD MAXLEN ~, so Redis may keep a few more until it can drop a
+	// whole node): the extra one is the entry before the newest MaxLen, a
+	// since that still finds its place. Zero means 100.
 	MaxLen int
 	// Retention drops events older than this (XTRIM MINID on every append)
 	// and a whole inbox once nothing was appended for this long (PEXPIRE).
@@ -150,10 +160,25 @@ func InboxFrameID(payload []byte) (string, bool) {
 	return string(rest[:end]), true
 }
 
-// checkInboxPayload refuses what InboxFrame cannot splice into.
+// checkInboxPayload refuses what InboxFrame cannot splice into, and a
+// payload with a top-level "inbox_id" of its own (ErrInboxIDInPayload).
+// Only a payload that holds the text inbox_id or an escape (a key may be
+// written "inbox\u005fid") is parsed; one that then does not parse as a
+// JSON object is refused as ErrNotObject. The append script applies the
+// same rules.
 func checkInboxPayload(payload []byte) error {
 	if len(payload) == 0 || payload[0] != '{' {
 		return ErrNotObject
+	}
+	if !bytes.Contains(payload, []byte("inbox_id")) && !bytes.Contains(payload, []byte(`\u`)) {
+		return nil
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &top); err != nil {
+		return fmt.Errorf("%w: %v", ErrNotObject, err)
+	}
+	if _, ok := top["inbox_id"]; ok {
+		return ErrInboxIDInPayload
 	}
 	return nil
 }

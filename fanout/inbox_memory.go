@@ -119,7 +119,11 @@ func (m *MemoryInbox) addLocked(sh *inboxShard, user string, payload []byte, now
 	}
 	s.last = id
 	s.events = append(s.events, memEvent{id: id, payload: payload})
-	if extra := len(s.events) - m.cfg.MaxLen; extra > 0 {
+	// One entry more than MaxLen is kept, as the append script does: the
+	// one before the newest MaxLen, so that a since at it (an event the
+	// client saw, or the marker a Read left) gets those MaxLen events
+	// instead of a gap.
+	if extra := len(s.events) - (m.cfg.MaxLen + 1); extra > 0 {
 		clear(s.events[:extra])
 		s.events = s.events[extra:]
 	}

@@ -47,7 +47,7 @@ const readScript = `local key, since, limit = KEYS[1], ARGV[1], tonumber(ARGV[2]
 if ARGV[5] ~= '' then redis.call(ARGV[7], ARGV[5], ARGV[6]) end
 local first = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)
 if #first == 0 then
-  local id = redis.call('XADD', key, 'MAXLEN', '~', ARGV[3], '*', 'o', '')
+  local id = redis.call('XADD', key, 'MAXLEN', '~', tonumber(ARGV[3]) + 1, '*', 'o', '')
   redis.call('PEXPIRE', key, ARGV[4])
   if since == '' then return {'ok', id} end
   return {'gap', id}

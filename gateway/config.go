@@ -13,6 +13,7 @@ import (
 	"github.com/herald-gw/herald/auth"
 	"github.com/herald-gw/herald/fanout"
 	"github.com/herald-gw/herald/fanout/presence"
+	"github.com/herald-gw/herald/gateway/admit"
 	"github.com/herald-gw/herald/gateway/wscore"
 	"github.com/herald-gw/herald/replay"
 )
@@ -191,6 +192,10 @@ const (
 	DefaultAuthFailWindow       = time.Minute
 	DefaultAuthBlockDuration    = 5 * time.Minute
 )
+
+// DefaultAuthBlockIPv6Prefix is how many leading bits of an IPv6 address
+// name one client for blocking (admit's default).
+const DefaultAuthBlockIPv6Prefix = admit.DefaultAuthBlockIPv6Prefix
 
 func (c *Config) setDefaults() {
 	def := func(v *time.Duration, d time.Duration) {

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,8 +16,9 @@ import (
 // delivery is the Server's fanout.Handler: it checks each message once,
 // frames it once and queues the same bytes to every target socket.
 type delivery struct {
-	s    *Server
-	pool sync.Pool // *[]*Conn scratch for target lists
+	s        *Server
+	pool     sync.Pool // *[]*Conn scratch for target lists
+	messages sync.Pool // *wscore.Message, framed into and reused per delivery
 
 	dropLogs [numDropReasons]sampledLog
 }
@@ -70,39 +72,64 @@ func (d *delivery) Deliver(to fanout.Target, payload []byte) {
 			zap.String("reason", dropReasons[reason]), zap.Int("bytes", len(payload)), zap.Int("max_bytes", d.s.maxRelay))
 		return
 	}
-	frame := wscore.MessageFrame(payload, at)
+	msg := d.message(payload, at)
 	switch to.Kind {
 	case fanout.ToUser:
 		bp := d.scratch()
 		targets := d.s.reg.appendUser((*bp)[:0], to.ID)
+		sync := bytes.HasPrefix(payload, syncPrefix)
 		for _, c := range targets {
-			if !d.s.inbox.hold(c, payload, frame) { // a socket replaying its inbox (inbox.go)
-				c.enqueue(frame)
-			}
+			d.send(c, payload, msg, sync)
 		}
 		d.release(bp, targets)
 		m.delivered.Add(float64(len(targets)))
 	case fanout.ToSocket:
 		if c := d.s.reg.socket(to.ID); c != nil {
-			c.enqueue(frame)
+			_ = c.ws.SendMessage(msg)
 			m.delivered.Inc()
 		}
 	case fanout.ToAll:
-		d.all(frame, to.ID)
+		d.all(msg, to.ID)
 	}
+	d.messages.Put(msg)
 }
 
-// all queues frame to every socket, skipping user except when it is set.
-func (d *delivery) all(frame wscore.Frame, except string) {
+// message frames payload, received at at, into a Message from the pool:
+// its buffer is reused from one message to the next.
+func (d *delivery) message(payload []byte, at int64) *wscore.Message {
+	msg, _ := d.messages.Get().(*wscore.Message)
+	if msg == nil {
+		msg = new(wscore.Message)
+	}
+	msg.Reset(payload, at)
+	return msg
+}
+
+// send queues msg (whose payload is payload; sync: it is an inbox sync
+// message) to c. A socket replaying its inbox may hold it (inbox.go): only
+// then, while any socket replays, is the message copied into a Frame of
+// its own; otherwise SendMessage writes it at once from msg's buffer when
+// c can take it.
+func (d *delivery) send(c *Conn, payload []byte, msg *wscore.Message, sync bool) {
+	if d.s.inbox.active.Load() != 0 {
+		if d.s.inbox.hold(c, payload, msg.Frame()) {
+			return
+		}
+	} else if sync {
+		return // a sync message is never written
+	}
+	_ = c.ws.SendMessage(msg)
+}
+
+// all queues msg to every socket, skipping user except when it is set.
+func (d *delivery) all(msg *wscore.Message, except string) {
 	bp := d.scratch()
 	n := 0
 	*bp = d.s.reg.each((*bp)[:0], func(c *Conn) {
 		if except != "" && c.user == except {
 			return
 		}
-		if !d.s.inbox.hold(c, nil, frame) { // a socket replaying its inbox (inbox.go)
-			c.enqueue(frame)
-		}
+		d.send(c, nil, msg, false)
 		n++
 	})
 	d.release(bp, *bp)
@@ -127,7 +154,9 @@ func (d *delivery) Control(c fanout.Control) {
 
 func (d *delivery) Resync() {
 	d.s.log.Info("broker restored: sending resync to every socket", zap.Int("sockets", d.s.Sockets()))
-	d.all(frameResync, "")
+	msg := d.message(resyncPayload, 0)
+	d.all(msg, "")
+	d.messages.Put(msg)
 }
 
 // ResyncTarget sends resync to the sockets of one user or one socket
@@ -153,7 +182,10 @@ func (d *delivery) ResyncTarget(to fanout.Target) {
 	}
 }
 
-var frameResync = wscore.TextFrame([]byte(`{"type":"resync"}`))
+var (
+	resyncPayload = []byte(`{"type":"resync"}`)
+	frameResync   = wscore.TextFrame(resyncPayload)
+)
 
 func (d *delivery) scratch() *[]*Conn {
 	if bp, ok := d.pool.Get().(*[]*Conn); ok {

@@ -6,7 +6,8 @@
 // # Files
 //
 //   - server.go: Server, New, Serve; config.go: Config and its defaults.
-//   - http.go, origin.go, clientip.go, ratelimit.go: the HTTP endpoints.
+//   - http.go: the HTTP endpoints; their admission checks (origins, client
+//     IP, token bucket, failed-auth blocking) are in gateway/admit.
 //   - handshake.go: GET /ws, from the upgrade to the welcome frame.
 //   - conn.go: the gateway's view of a socket and the core's callbacks.
 //   - registry.go: user → sockets and socket id → socket, in shards.
@@ -54,7 +55,7 @@
 // registry lock is held while calling into a socket. See wscore's package
 // documentation for the core's own locks.
 //
-// The failed-authentication blocker (authblock.go) keeps its per-IP records
-// in shards, each under its own mutex, taken alone (a leaf lock: nothing is
-// called while it is held but the logger and a metric).
+// The failed-authentication blocker (admit.AuthBlocker) keeps its per-IP
+// records in shards, each under its own mutex, taken alone (a leaf lock:
+// nothing is called while it is held but the logger and a metric).
 package gateway

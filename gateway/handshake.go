@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/herald-gw/herald/auth"
+	"github.com/herald-gw/herald/gateway/admit"
 	"github.com/herald-gw/herald/gateway/wscore"
 	"github.com/herald-gw/herald/replay"
 )
@@ -39,7 +40,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	if !s.allowOrigin(w, r) {
 		return
 	}
-	ip := clientIP(r, s.cfg.TrustedProxies)
+	ip := admit.ClientIP(r, s.cfg.TrustedProxies)
 	claims, d := s.checkToken(r, ip, r.URL.Query().Get("token"))
 	var tk *ticket
 	if d == nil {
@@ -175,7 +176,7 @@ func (s *Server) admitSocket(ctx context.Context, c *Conn, r *http.Request, clai
 // that does not verify. It costs an HMAC and nothing in Redis: the token
 // is consumed only once the handshake is admitted.
 func (s *Server) checkToken(r *http.Request, ip, token string) (auth.WSClaims, *Disconnect) {
-	if blocked, _ := s.blocker.blocked(ip, time.Now()); blocked {
+	if blocked, _ := s.blocker.Blocked(ip, time.Now()); blocked {
 		s.metrics.authFailures.WithLabelValues("ip_blocked").Inc()
 		return auth.WSClaims{}, DisconnectRateLimited
 	}
@@ -232,7 +233,7 @@ func (s *Server) welcomeFrame(c *Conn, inboxID string) wscore.Frame {
 func (s *Server) newConn(nc net.Conn, r *http.Request) (*Conn, error) {
 	c := &Conn{
 		srv:         s,
-		remoteIP:    clientIP(r, s.cfg.TrustedProxies),
+		remoteIP:    admit.ClientIP(r, s.cfg.TrustedProxies),
 		userAgent:   truncate(r.UserAgent(), 256),
 		connectedAt: time.Now(),
 	}

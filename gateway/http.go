@@ -14,6 +14,7 @@ import (
 
 	"github.com/herald-gw/herald/auth"
 	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/gateway/admit"
 )
 
 func (s *Server) routes() *http.ServeMux {
@@ -50,7 +51,7 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 // request it sets the CORS headers; for a refused one it answers 403.
 func (s *Server) allowOrigin(w http.ResponseWriter, r *http.Request) bool {
 	w.Header().Add("Vary", "Origin")
-	ok, cors := s.origins.check(r)
+	ok, cors := s.origins.Check(r)
 	if !ok {
 		s.authFailed(r, "origin_not_allowed")
 		writeError(w, http.StatusForbidden, "origin_not_allowed")
@@ -81,7 +82,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	if !s.allowOrigin(w, r) {
 		return
 	}
-	if blocked, wait := s.blocker.blocked(clientIP(r, s.cfg.TrustedProxies), time.Now()); blocked {
+	if blocked, wait := s.blocker.Blocked(admit.ClientIP(r, s.cfg.TrustedProxies), time.Now()); blocked {
 		s.metrics.authFailures.WithLabelValues("ip_blocked").Inc()
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
 		writeError(w, http.StatusTooManyRequests, "rate_limited")
@@ -100,7 +101,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, code)
 		return
 	}
-	if ok, wait := s.tokens.allow(user, time.Now()); !ok {
+	if ok, wait := s.tokens.Allow(user, time.Now()); !ok {
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
 		s.authFailed(r, "rate_limited", zap.String("user", user))
 		writeError(w, http.StatusTooManyRequests, "rate_limited")
@@ -144,12 +145,12 @@ func sessionToken(r *http.Request, cookie string) string {
 // authFailed logs a refused request: the reason and the client's address,
 // never a token, cookie or query string.
 //
-// Failures that countedAuthFailures names count towards blocking the IP.
+// Failures that admit.Counted names count towards blocking the IP.
 func (s *Server) authFailed(r *http.Request, reason string, fields ...zap.Field) {
 	s.metrics.authFailures.WithLabelValues(reason).Inc()
-	ip := clientIP(r, s.cfg.TrustedProxies)
-	if countedAuthFailures[reason] {
-		s.blocker.failed(ip, time.Now())
+	ip := admit.ClientIP(r, s.cfg.TrustedProxies)
+	if admit.Counted(reason) {
+		s.blocker.Failed(ip, time.Now())
 	}
 	s.log.Info("auth failure", append([]zap.Field{
 		zap.String("reason", reason),

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/gateway/admit"
 	"github.com/herald-gw/herald/gateway/wscore"
 )
 
@@ -23,15 +24,15 @@ type Server struct {
 	cfg       Config
 	log       *zap.Logger
 	broker    fanout.Broker
-	origins   *originPolicy
+	origins   *admit.Origins
 	metrics   *metrics
 	inbox     *inboxState // the inbox replay's gates (inbox.go)
 	reg       *registry
 	core      *wscore.Core
-	tokens    *userLimiter
-	admission *admission   // the gate in front of the handshakes' work (admission.go)
-	users     *userCounts  // per-user counts for Presence (presence.go)
-	blocker   *authBlocker // failed-authentication blocking; nil when off
+	tokens    *admit.UserLimiter
+	admission *admission         // the gate in front of the handshakes' work (admission.go)
+	users     *userCounts        // per-user counts for Presence (presence.go)
+	blocker   *admit.AuthBlocker // failed-authentication blocking; nil when off
 
 	maxRelay int // largest payload relayed to sockets: MaxQueueBytes/2
 
@@ -57,7 +58,7 @@ type Server struct {
 // workers, heartbeat) and subscribes it to the broker.
 func New(cfg Config) (*Server, error) {
 	cfg.setDefaults()
-	origins, err := newOriginPolicy(cfg.AllowedOrigins)
+	origins, err := admit.NewOrigins(cfg.AllowedOrigins)
 	if err := errors.Join(cfg.validate(), err); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
@@ -70,7 +71,7 @@ func New(cfg Config) (*Server, error) {
 		broker:  cfg.Broker,
 		origins: origins,
 		reg:     newRegistry(cfg.Broker, cfg.MaxSocketsPerUser),
-		tokens:  newUserLimiter(cfg.TokenRate, cfg.TokenBurst),
+		tokens:  admit.NewUserLimiter(cfg.TokenRate, cfg.TokenBurst),
 		drainCh: make(chan struct{}),
 		stop:    make(chan struct{}),
 		quit:    make(chan struct{}),
@@ -87,7 +88,7 @@ func New(cfg Config) (*Server, error) {
 	if s.metrics, err = newMetrics(cfg.Registerer, s); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	if s.blocker, err = newAuthBlocker(cfg.AuthFailLimit, cfg.AuthFailWindow, cfg.AuthBlockDuration,
+	if s.blocker, err = admit.NewAuthBlocker(cfg.AuthFailLimit, cfg.AuthFailWindow, cfg.AuthBlockDuration,
 		cfg.AuthBlockIPv6Prefix, cfg.TrustedProxies, s.log, cfg.Registerer); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
@@ -170,7 +171,7 @@ func (s *Server) sweepTokens() {
 		case <-s.stop:
 			return
 		case now := <-t.C:
-			s.tokens.sweep(now)
+			s.tokens.Sweep(now)
 		}
 	}
 }

@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/herald-gw/herald/loadtest/client"
 )
 
 // merge adds up the workers' results for one scenario.
-func merge(name string, results []*phaseResult, elapsed time.Duration) ScenarioReport {
-	sum := &phaseResult{FailedBy: map[string]uint64{}, Closed: map[string]uint64{}}
-	var hs, lat, base, bc Histogram
+func merge(name string, results []*client.Result, elapsed time.Duration) ScenarioReport {
+	sum := &client.Result{FailedBy: map[string]uint64{}, Closed: map[string]uint64{}}
+	var hs, lat, base, bc client.Histogram
 	for _, r := range results {
 		sum.Up += r.Up
 		sum.Failed += r.Failed
@@ -42,10 +44,10 @@ func merge(name string, results []*phaseResult, elapsed time.Duration) ScenarioR
 		sum.Reconnects += r.Reconnects
 		sum.ClientCPU += r.ClientCPU
 		sum.ClientRSSKiB += r.ClientRSSKiB
-		r.Handshake.mergeInto(&hs)
-		r.Latency.mergeInto(&lat)
-		r.Baseline.mergeInto(&base)
-		r.Broadcast.mergeInto(&bc)
+		r.Handshake.MergeInto(&hs)
+		r.Latency.MergeInto(&lat)
+		r.Baseline.MergeInto(&base)
+		r.Broadcast.MergeInto(&bc)
 	}
 	sr := ScenarioReport{
 		Name: name, Elapsed: elapsed.Round(time.Millisecond).String(), Up: sum.Up,
@@ -139,9 +141,9 @@ func finish(rep *Report) {
 				rep.Failures = append(rep.Failures, fmt.Sprintf("broadcast: %d connected sockets did not receive it within 10 s", b.Missed))
 			}
 		case "replay":
-			if s.Replay != nil {
-				rp := *s.Replay
-				rep.Replay = &rp
+			if s.Storm != nil {
+				rp := *s.Storm
+				rep.Storm = &rp
 				rep.Failures = append(rep.Failures, rp.failures()...)
 				if rp.Skipped > 0 {
 					rep.Warnings = append(rep.Warnings, fmt.Sprintf("replay: %d storm-group sockets were not up when the storm users left, and took no part", rp.Skipped))

@@ -249,7 +249,7 @@ func (c *Config) fill() error {
 		c.Concurrency = 256
 	}
 	if seen["replay"] {
-		c.liveSockets = c.replaySockets(false)
+		c.liveSockets = c.stormSockets(false)
 	}
 	if c.Procs <= 0 {
 		c.Procs = (c.Sockets + perProcSockets - 1) / perProcSockets
@@ -291,10 +291,10 @@ func SrcRange(n int) []string {
 	return ips
 }
 
-// replaySockets counts the sockets of replay's storm group (storm) or of
+// stormSockets counts the sockets of replay's storm group (storm) or of
 // its live users: socket i belongs to user i % Users, and the last
 // ReplayUsers users are the storm group.
-func (c *Config) replaySockets(storm bool) int {
+func (c *Config) stormSockets(storm bool) int {
 	from := c.Users - c.ReplayUsers
 	n := 0
 	for i := range c.Sockets {

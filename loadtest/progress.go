@@ -3,6 +3,8 @@ package loadtest
 import (
 	"fmt"
 	"time"
+
+	"github.com/herald-gw/herald/loadtest/client"
 )
 
 // progressLoop prints the combined state of the workers about once a
@@ -40,7 +42,7 @@ func (r *runner) progressLoop() func() {
 func (r *runner) printProgress(now, start time.Time) {
 	var up int64
 	var failed, delivered uint64
-	var lat Histogram
+	var lat client.Histogram
 	for _, we := range r.workers {
 		we.mu.Lock()
 		if we.last != nil {

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/herald-gw/herald/loadtest/client"
 )
 
 // Report is a run's result. Its JSON form is what --json writes; the
@@ -20,7 +22,7 @@ type Report struct {
 	Handshake LatencyReport    `json:"handshake"`
 	Delivery  *DeliveryReport  `json:"delivery,omitempty"`
 	Broadcast *BroadcastReport `json:"broadcast,omitempty"`
-	Replay    *ReplayReport    `json:"replay,omitempty"`
+	Storm     *StormReport     `json:"replay,omitempty"`
 	Server    ServerReport     `json:"server"`
 	Scenarios []ScenarioReport `json:"scenarios"`
 	// Failures are the correctness conditions that failed: a socket not
@@ -64,7 +66,7 @@ type LatencyReport struct {
 	Max   float64 `json:"max_ms"`
 }
 
-func latency(h *Histogram, elapsed time.Duration) LatencyReport {
+func latency(h *client.Histogram, elapsed time.Duration) LatencyReport {
 	l := LatencyReport{Count: h.Count(), P50: h.Quantile(0.5), P99: h.Quantile(0.99), P999: h.Quantile(0.999), Max: h.Quantile(1)}
 	if s := elapsed.Seconds(); s > 0 {
 		l.PerS = float64(h.Count()) / s
@@ -140,7 +142,7 @@ type ScenarioReport struct {
 	Delivery   *DeliveryReport   `json:"delivery,omitempty"`
 	Broadcast  *BroadcastReport  `json:"broadcast,omitempty"`
 	Slow       *SlowReport       `json:"slow,omitempty"`
-	Replay     *ReplayReport     `json:"replay,omitempty"`
+	Storm      *StormReport      `json:"replay,omitempty"`
 	Server     *ServerCost       `json:"server,omitempty"`
 	Client     *ClientCost       `json:"load_tester,omitempty"`
 }
@@ -199,7 +201,7 @@ func (r *Report) WriteText(w io.Writer) {
 				sl.Slow, sl.FloodBytesPerS/1024, sl.Flooded, sl.Shed, sl.ShedByServer, sl.StillSlow)
 			p("  others' p99   %.2f ms with slow sockets vs %.2f ms without (×%.2f)", sl.OthersP99, sl.BaselineP99, sl.P99Ratio)
 		}
-		if rp := s.Replay; rp != nil {
+		if rp := s.Storm; rp != nil {
 			rp.writeText(p)
 		}
 		if c := s.Server; c != nil {

@@ -1,169 +1,19 @@
 package loadtest
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
-	"os"
-	"os/exec"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+
+	"github.com/herald-gw/herald/loadtest/client"
 )
-
-// Worker is the parent's end of one worker: it writes commands to In and
-// reads events from Out.
-type Worker struct {
-	In   io.WriteCloser
-	Out  io.Reader
-	Wait func() error // returns when the worker has ended, after In is closed
-	Kill func()       // ends the worker at once
-}
-
-// ServeWorker runs a worker: it reads its plan and commands from in and
-// writes events to out until the stop command or the end of in.
-func ServeWorker(in io.Reader, out io.Writer) error {
-	sc := bufio.NewScanner(in)
-	sc.Buffer(make([]byte, 64<<10), 64<<20)
-	if !sc.Scan() {
-		return fmt.Errorf("worker: no plan: %v", sc.Err())
-	}
-	var c command
-	if err := json.Unmarshal(sc.Bytes(), &c); err != nil || c.Op != "plan" || c.Plan == nil {
-		return fmt.Errorf("worker: bad plan: %v", err)
-	}
-	if err := raiseFDLimit(uint64(len(c.Plan.Sockets)) + uint64(c.Plan.Concurrency) + 256); err != nil {
-		_, _ = out.Write(encodeLine(event{Ev: "error", Err: err.Error()}))
-		return err
-	}
-	w, err := newWorker(c.Plan)
-	if err != nil {
-		_, _ = out.Write(encodeLine(event{Ev: "error", Err: err.Error()}))
-		return err
-	}
-	return w.serve(sc, out)
-}
-
-// raiseFDLimit lifts the soft descriptor limit to the hard one and checks
-// that need fits.
-func raiseFDLimit(need uint64) error {
-	var l syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
-		return nil
-	}
-	if l.Cur < l.Max {
-		l.Cur = l.Max
-		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
-		_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l)
-	}
-	if l.Cur < need {
-		return fmt.Errorf("worker needs %d file descriptors, the limit is %d: use more --procs", need, l.Cur)
-	}
-	return nil
-}
-
-// InProcess runs workers as goroutines of this process.
-func InProcess(int) (Worker, error) {
-	cr, cw := io.Pipe()
-	er, ew := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		err := ServeWorker(cr, ew)
-		cr.CloseWithError(io.EOF)
-		ew.CloseWithError(io.EOF)
-		done <- err
-	}()
-	var once sync.Once
-	var werr error
-	wait := func() error {
-		once.Do(func() { werr = <-done })
-		return werr
-	}
-	return Worker{In: cw, Out: er, Wait: wait, Kill: func() { cw.Close(); er.Close(); _ = wait() }}, nil
-}
-
-// ExecWorker returns a Spawn that runs path with args and env added to this
-// process' environment, talking over its stdin and stdout; its stderr is
-// passed through.
-func ExecWorker(path string, args, env []string) func(int) (Worker, error) {
-	return func(int) (Worker, error) {
-		cmd := exec.Command(path, args...)
-		cmd.Env = append(os.Environ(), env...)
-		cmd.Stderr = os.Stderr
-		in, err := cmd.StdinPipe()
-		if err != nil {
-			return Worker{}, err
-		}
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			return Worker{}, err
-		}
-		if err := cmd.Start(); err != nil {
-			return Worker{}, err
-		}
-		var once sync.Once
-		var werr error
-		wait := func() error {
-			once.Do(func() { werr = cmd.Wait() })
-			return werr
-		}
-		return Worker{In: in, Out: out, Wait: wait, Kill: func() { _ = cmd.Process.Kill(); _ = wait() }}, nil
-	}
-}
-
-// workerEnd is the parent's state of one worker.
-type workerEnd struct {
-	Worker
-	results chan *phaseResult
-	armed   chan struct{}
-	errs    chan error
-
-	mu   sync.Mutex
-	last *progress // guarded by mu
-	lat  Histogram // interval latency not yet shown; guarded by mu
-}
-
-func (we *workerEnd) send(c command) error {
-	_, err := we.In.Write(encodeLine(c))
-	return err
-}
-
-func (we *workerEnd) read() {
-	sc := bufio.NewScanner(we.Out)
-	sc.Buffer(make([]byte, 64<<10), 64<<20)
-	for sc.Scan() {
-		var e event
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			we.errs <- fmt.Errorf("worker said %.200q: %w", sc.Bytes(), err)
-			return
-		}
-		switch e.Ev {
-		case "ready":
-			we.armed <- struct{}{}
-		case "armed":
-			we.armed <- struct{}{}
-		case "progress":
-			we.mu.Lock()
-			we.last = e.Progress
-			e.Progress.Latency.mergeInto(&we.lat)
-			we.mu.Unlock()
-		case "result":
-			we.results <- e.Result
-		case "error":
-			we.errs <- errors.New(e.Err)
-			return
-		}
-	}
-	we.errs <- fmt.Errorf("worker ended: %v", sc.Err())
-}
 
 // runner is one run in the parent.
 type runner struct {
@@ -190,7 +40,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	r := &runner{cfg: cfg, ctx: ctx, http: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil}}}
 	defer r.http.CloseIdleConnections()
 	if cfg.Redis != "" {
-		opt, err := redisOptions(cfg.Redis)
+		opt, err := client.RedisOptions(cfg.Redis)
 		if err != nil {
 			return nil, err
 		}
@@ -233,10 +83,10 @@ func (r *runner) start() error {
 		if err != nil {
 			return fmt.Errorf("start worker %d: %w", id, err)
 		}
-		we := &workerEnd{Worker: wk, results: make(chan *phaseResult, 1), armed: make(chan struct{}, 1), errs: make(chan error, 2)}
+		we := &workerEnd{Worker: wk, results: make(chan *client.Result, 1), armed: make(chan struct{}, 1), errs: make(chan error, 2)}
 		r.workers = append(r.workers, we)
 		go we.read()
-		pl := &plan{
+		pl := &client.Plan{
 			Worker: id, Targets: r.cfg.Targets, SrcIPs: r.cfg.SrcIPs, SessionSecret: r.cfg.SessionSecret,
 			UserClaim: r.cfg.UserClaim, SessionCookie: r.cfg.SessionCookie, Origin: r.cfg.Origin,
 			UserPrefix: r.cfg.UserPrefix, ChannelPrefix: r.cfg.ChannelPrefix, Redis: r.cfg.Redis,
@@ -249,10 +99,10 @@ func (r *runner) start() error {
 			}
 			if s == "replay" {
 				away := max(1, int(math.Ceil(r.cfg.ReplayShare*float64(r.cfg.ReplayUsers)-1e-9)))
-				pl.ReplayFrom, pl.ReplayAwayTo, pl.ReplayEvents = r.replayFrom(), r.replayFrom()+away, r.cfg.ReplayEvents
+				pl.ReplayFrom, pl.ReplayAwayTo, pl.ReplayEvents = r.stormFrom(), r.stormFrom()+away, r.cfg.ReplayEvents
 			}
 		}
-		if err := we.send(command{Op: "plan", Plan: pl}); err != nil {
+		if err := we.send(client.Command{Op: "plan", Plan: pl}); err != nil {
 			return fmt.Errorf("worker %d: %w", id, err)
 		}
 	}
@@ -280,13 +130,13 @@ func (r *runner) waitAll(wait func(*workerEnd) (bool, error)) error {
 
 // command sends c to every worker (with the rate split by users) and
 // collects their results.
-func (r *runner) command(c command) ([]*phaseResult, error) {
+func (r *runner) command(c client.Command) ([]*client.Result, error) {
 	for i, we := range r.workers {
 		wc := c
 		switch {
-		case c.Rate > 0 && c.Op == "rp_away":
+		case c.Rate > 0 && c.Op == "storm_away":
 			// replay's fan-out reaches only the live users.
-			wc.Rate = c.Rate * float64(r.usersOf(i, r.replayFrom())) / float64(r.replayFrom())
+			wc.Rate = c.Rate * float64(r.usersOf(i, r.stormFrom())) / float64(r.stormFrom())
 		case c.Rate > 0:
 			wc.Rate = c.Rate * float64(r.usersOf(i, r.cfg.Users)) / float64(r.cfg.Users)
 		}
@@ -294,7 +144,7 @@ func (r *runner) command(c command) ([]*phaseResult, error) {
 			return nil, fmt.Errorf("worker %d: %w", i, err)
 		}
 	}
-	var out []*phaseResult
+	var out []*client.Result
 	err := r.waitAll(func(we *workerEnd) (bool, error) {
 		select {
 		case res := <-we.results:
@@ -334,7 +184,7 @@ func (r *runner) workerOf(u int) int {
 	if live == 0 {
 		return u % r.cfg.Procs
 	}
-	if u < r.replayFrom() {
+	if u < r.stormFrom() {
 		return u % live
 	}
 	return live + u%(r.cfg.Procs-live)
@@ -354,9 +204,9 @@ func (r *runner) concurrency(id, sockets int) int {
 	return max(1, r.cfg.Concurrency*sockets/max(of, 1))
 }
 
-// replayFrom is the first user of replay's storm group: the users below
+// stormFrom is the first user of replay's storm group: the users below
 // it are the live ones.
-func (r *runner) replayFrom() int { return r.cfg.Users - r.cfg.ReplayUsers }
+func (r *runner) stormFrom() int { return r.cfg.Users - r.cfg.ReplayUsers }
 
 func (r *runner) setPhase(p string) {
 	r.phaseMu.Lock()
@@ -369,7 +219,7 @@ func (r *runner) setPhase(p string) {
 func (r *runner) stop(kill bool) {
 	for _, we := range r.workers {
 		if !kill {
-			_ = we.send(command{Op: "stop"})
+			_ = we.send(client.Command{Op: "stop"})
 		}
 		_ = we.In.Close()
 	}
@@ -398,22 +248,22 @@ func (r *runner) play(rep *Report) error {
 		r.setPhase(name)
 		before := scrapeAll(r.ctx, r.http, r.cfg.Metrics)
 		start := time.Now()
-		var results []*phaseResult
-		var rp *ReplayReport
+		var results []*client.Result
+		var rp *StormReport
 		var err error
 		switch name {
 		case "connect":
-			results, err = r.command(command{Op: "connect", Timeout: r.cfg.ConnectTimeout})
+			results, err = r.command(client.Command{Op: "connect", Timeout: r.cfg.ConnectTimeout})
 		case "fanout":
-			results, err = r.command(command{Op: "fanout", Duration: r.cfg.Duration, Rate: r.cfg.Rate})
+			results, err = r.command(client.Command{Op: "fanout", Duration: r.cfg.Duration, Rate: r.cfg.Rate})
 		case "churn":
-			results, err = r.command(command{Op: "churn", Duration: r.cfg.Duration, Rate: r.cfg.Rate, Share: r.cfg.ChurnShare})
+			results, err = r.command(client.Command{Op: "churn", Duration: r.cfg.Duration, Rate: r.cfg.Rate, Share: r.cfg.ChurnShare})
 		case "slow":
-			results, err = r.command(command{Op: "slow", Duration: r.cfg.Duration, Rate: r.cfg.Rate, Share: r.cfg.SlowShare, Flood: max(r.cfg.SlowFlood, 0)})
+			results, err = r.command(client.Command{Op: "slow", Duration: r.cfg.Duration, Rate: r.cfg.Rate, Share: r.cfg.SlowShare, Flood: max(r.cfg.SlowFlood, 0)})
 		case "broadcast":
 			results, err = r.broadcast()
 		case "replay":
-			results, rp, err = r.replay()
+			results, rp, err = r.storm()
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
@@ -429,18 +279,18 @@ func (r *runner) play(rep *Report) error {
 			sr.Slow.ShedByServer = sr.Server.SlowConsumers
 			sr.Slow.RSSKiBGrowth = sr.Server.RSSKiBAfter - sr.Server.RSSKiBBefore
 		}
-		sr.Replay = rp
+		sr.Storm = rp
 		rep.Scenarios = append(rep.Scenarios, sr)
 	}
 	return nil
 }
 
 // broadcast arms every worker, PUBLISHes one broadcast and waits for it.
-func (r *runner) broadcast() ([]*phaseResult, error) {
+func (r *runner) broadcast() ([]*client.Result, error) {
 	// Ids grow across runs, so that a socket never mistakes an old one.
 	id := uint64(time.Now().UnixNano())
 	for i, we := range r.workers {
-		if err := we.send(command{Op: "bc_arm", ID: id}); err != nil {
+		if err := we.send(client.Command{Op: "bc_arm", ID: id}); err != nil {
 			return nil, fmt.Errorf("worker %d: %w", i, err)
 		}
 	}
@@ -456,9 +306,9 @@ func (r *runner) broadcast() ([]*phaseResult, error) {
 	}); err != nil {
 		return nil, err
 	}
-	payload := appendBroadcast(nil, id, time.Now().UnixNano())
+	payload := client.AppendBroadcast(nil, id, time.Now().UnixNano())
 	if err := r.rdb.Publish(r.ctx, r.cfg.ChannelPrefix+"broadcast", payload).Err(); err != nil {
 		return nil, fmt.Errorf("PUBLISH broadcast: %w", err)
 	}
-	return r.command(command{Op: "bc_wait", ID: id, Timeout: 10 * time.Second})
+	return r.command(client.Command{Op: "bc_wait", ID: id, Timeout: 10 * time.Second})
 }

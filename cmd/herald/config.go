@@ -30,6 +30,9 @@ type options struct {
 	Prefix       string
 	NodeID       string
 	Dev          bool
+	Standalone   bool // one process without Redis, asked for on purpose
+	MetricsAddr  string
+	Version      bool
 
 	SessionSecret    string
 	SessionPublicKey string
@@ -97,14 +100,17 @@ var secretFlags = []string{"session-secret", "ws-token-secret"}
 func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("herald", flag.ContinueOnError)
 	fs.SetOutput(out)
-	fs.StringVar(&o.Addr, "addr", ":8080", "listen address (with --dev: 127.0.0.1:8080)")
-	fs.StringVar(&o.RedisURL, "redis-url", "", "Redis URL (redis://host:6379/0); empty runs the embedded single-process mode")
+	fs.StringVar(&o.Addr, "addr", ":8080", "listen address; 127.0.0.1:8080 with --dev")
+	fs.StringVar(&o.RedisURL, "redis-url", "", "one Redis (redis://[:password@]host:6379/0, rediss:// for TLS) or Sentinel (redis-sentinel://host:26379,host2:26379/<master>)")
 	fs.StringVar(&o.RedisCluster, "redis-cluster", "", "Redis Cluster seed nodes, host:port,host:port (or redis://[:password@]host:port,…); exclusive with --redis-url")
 	fs.DurationVar(&o.RedisTimeout, "redis-timeout", replay.DefaultRedisTimeout, "bound on one jti check in Redis; past it the socket gets 1013")
 	fs.DurationVar(&o.RedisHealth, "redis-health-interval", 2*time.Second, "how often the pub/sub connection is PINGed; an unanswered PING marks Redis lost (/readyz 503) within twice this")
 	fs.StringVar(&o.Prefix, "channel-prefix", "", "prefix of every Redis channel and key")
 	fs.StringVar(&o.NodeID, "node-id", "", "replica id carried in socket ids (letters, digits, - and _); empty means random")
 	fs.BoolVar(&o.Dev, "dev", false, "development mode: generate secrets, serve POST /dev/login and a test page; loopback only")
+	fs.BoolVar(&o.Standalone, "standalone", false, "run as one process without Redis (in-memory broker, jti store and inbox): for a single replica only")
+	fs.StringVar(&o.MetricsAddr, "metrics-addr", "", "serve /metrics on this separate address instead of --addr (e.g. :9090)")
+	fs.BoolVar(&o.Version, "version", false, "print the version, the commit and the Go version, and exit")
 
 	fs.StringVar(&o.SessionSecret, "session-secret", "", "HS* secret of session JWTs (at least 32 bytes)")
 	fs.StringVar(&o.SessionPublicKey, "session-public-key", "", "path of the PEM public key of session JWTs")
@@ -156,8 +162,8 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.PresenceDebounce, "presence-debounce", 5*time.Second, "a user's cluster-wide count must stay 0 this long before the offline event")
 	fs.IntVar(&o.ClusterMaxSockets, "max-sockets-per-user-cluster", 0, "sockets one user may hold across the cluster; the next gets 4008 (0: no cap; a cap turns --presence on)")
 	fs.BoolVar(&o.Rebalance, "rebalance", true, "with Redis: a replica over (1+margin) x the average socket count sheds the excess gradually")
-	fs.Float64Var(&o.RebalanceMargin, "rebalance-margin", 0.1, "share of the average a replica may hold above it before it sheds (0 means the default)")
-	fs.Float64Var(&o.RebalanceRate, "rebalance-rate", 0.02, "fraction of its sockets a replica over the margin sheds per second, at most 1 (0 means the default; --rebalance=false turns shedding off)")
+	fs.Float64Var(&o.RebalanceMargin, "rebalance-margin", 0.1, "share of the average a replica may hold above it before it sheds")
+	fs.Float64Var(&o.RebalanceRate, "rebalance-rate", 0.02, "fraction of its sockets a replica over the margin sheds per second, at most 1 (--rebalance=false turns shedding off)")
 
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.LogFormat, "log-format", "json", "json or console")
@@ -177,10 +183,7 @@ func envName(flagName string) string {
 func parseOptions(args []string, getenv func(string) string, out io.Writer) (*options, error) {
 	o := &options{}
 	fs := newFlagSet(o, out)
-	fs.Usage = func() {
-		fmt.Fprintln(out, "Usage: herald [flags]\n\nEvery flag is also an environment variable: --ping-interval is HERALD_PING_INTERVAL.\nSecrets may be given as files: HERALD_SESSION_SECRET_FILE, HERALD_WS_TOKEN_SECRET_FILE.\n\nFlags:")
-		fs.PrintDefaults()
-	}
+	fs.Usage = func() { printUsage(out, fs) }
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -195,7 +198,7 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (*op
 	}
 	var errs []error
 	fs.VisitAll(func(f *flag.Flag) {
-		if onCommandLine[f.Name] {
+		if onCommandLine[f.Name] || f.Name == "version" { // a HERALD_VERSION variable is someone else's
 			return
 		}
 		if v := getenv(envName(f.Name)); v != "" {

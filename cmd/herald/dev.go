@@ -13,8 +13,10 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -101,13 +103,16 @@ var demoUserID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
 // devHandler adds the development routes in front of herald's own:
 //
 //	GET  /                         the demo app (demo/index.html, demo/app.js)
+//	GET  /favicon.ico, /favicon.svg its icon
 //	GET  /herald.js, /herald.d.ts  the browser client, from clients/js
 //	POST /dev/login?user=<id>      a session cookie for that user (Path=/)
 //	POST /dev/as/<id>/login        the same, scoped to /dev/as/<id>/, so that
 //	                               one browser holds several demo users
 //	POST /dev/as/<id>/api/ws/token herald's token endpoint under that path
 //	POST /dev/as/<id>/logout       clears that cookie, disconnects the user (4000)
-//	GET  /dev/online               {"users":[…]}: users with a socket here
+//	GET  /dev/online               {"users":[…],"known":[…]}: users with a
+//	                               socket here, and the demo users who logged
+//	                               in since herald started (online or not)
 //	POST /dev/publish?channel=<c>  publishes the body on channel c, as a
 //	                               backend service's PUBLISH would
 //
@@ -118,11 +123,13 @@ var demoUserID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
 // rule then accepts. The /dev/ POSTs also refuse a cross-origin Origin, so
 // that another site open in the browser cannot drive them.
 func devHandler(o *options, gw *gateway.Server, next http.Handler) http.Handler {
-	d := &devRoutes{o: o, gw: gw, next: next, ch: fanout.NewChannels("")}
+	d := &devRoutes{o: o, gw: gw, next: next, ch: fanout.NewChannels(""), known: map[string]struct{}{}}
 	mux := http.NewServeMux()
 	mux.Handle("/", next)
 	mux.HandleFunc("GET /{$}", d.file("demo/index.html", "text/html; charset=utf-8"))
 	mux.HandleFunc("GET /demo.js", d.file("demo/app.js", "text/javascript; charset=utf-8"))
+	mux.HandleFunc("GET /favicon.ico", d.file("demo/favicon.svg", "image/svg+xml"))
+	mux.HandleFunc("GET /favicon.svg", d.file("demo/favicon.svg", "image/svg+xml"))
 	mux.HandleFunc("GET /herald.js", d.bytes(clientjs.Module, "text/javascript; charset=utf-8"))
 	mux.HandleFunc("GET /herald.d.ts", d.bytes(clientjs.Types, "text/plain; charset=utf-8"))
 	mux.HandleFunc("POST /dev/login", d.sameOrigin(d.login))
@@ -139,6 +146,9 @@ type devRoutes struct {
 	gw   *gateway.Server
 	next http.Handler // herald's own routes
 	ch   fanout.Channels
+
+	mu    sync.Mutex
+	known map[string]struct{} // guarded by mu: demo users who logged in, at most devKnownMax
 }
 
 func (d *devRoutes) file(name, contentType string) http.HandlerFunc {
@@ -190,6 +200,9 @@ func (d *devRoutes) login(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		devError(w, http.StatusBadRequest, "want ?user=<id>, or /dev/as/<id>/ with letters, digits, - and _ (at most 32)")
 		return
+	}
+	if r.PathValue("user") != "" {
+		d.remember(user)
 	}
 	tok, err := auth.SignDevSession([]byte(d.o.SessionSecret), list(d.o.SessionAlgs)[0], user, devSessionTTL)
 	if err != nil {
@@ -243,9 +256,30 @@ func (d *devRoutes) online(w http.ResponseWriter, r *http.Request) {
 	if users == nil {
 		users = []string{}
 	}
+	d.mu.Lock()
+	known := make([]string, 0, len(d.known))
+	for u := range d.known {
+		known = append(known, u)
+	}
+	d.mu.Unlock()
+	slices.Sort(known)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	_ = json.NewEncoder(w).Encode(map[string]any{"users": users})
+	_ = json.NewEncoder(w).Encode(struct {
+		Users []string `json:"users"`
+		Known []string `json:"known"`
+	}{users, known})
+}
+
+// remember adds a demo user to the known ones, which the demo offers as
+// recipients while they are offline: what is sent to them waits in their
+// inbox. Past devKnownMax, new users are not added.
+func (d *devRoutes) remember(user string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.known) < devKnownMax {
+		d.known[user] = struct{}{}
+	}
 }
 
 // devOnlineMax bounds the list /dev/online returns.
@@ -295,7 +329,7 @@ func (d *devRoutes) publish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch {
-	case errors.Is(err, fanout.ErrNotObject):
+	case errors.Is(err, fanout.ErrNotObject), errors.Is(err, fanout.ErrInboxIDInPayload):
 		devError(w, http.StatusBadRequest, err.Error())
 		return
 	case err != nil:
@@ -339,3 +373,6 @@ func loopbackHost(host string) bool {
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.Unmap().IsLoopback()
 }
+
+// devKnownMax bounds the demo users /dev/online lists as known.
+const devKnownMax = 200

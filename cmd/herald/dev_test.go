@@ -346,7 +346,7 @@ func TestDevDemoEndpoints(t *testing.T) {
 	}
 	testenv.Eventually(t, 5*time.Second, func() error {
 		_, _, body := d.do(t, "GET", "/dev/online", "", "", "")
-		if strings.TrimSpace(body) != `{"users":["alice"]}` {
+		if strings.TrimSpace(body) != `{"users":["alice"],"known":["alice"]}` {
 			return fmt.Errorf("/dev/online = %s", body)
 		}
 		return nil
@@ -376,6 +376,9 @@ func TestDevDemoEndpoints(t *testing.T) {
 		{"user:alice", "\xff\xfe", "", 400},
 		{"herald:control", `{"op":"explode"}`, "", 400},
 		{"user:alice", `not an object`, "", 400}, // the inbox takes JSON objects
+		// The inbox splices inbox_id in: a payload may not carry its own.
+		{"user:alice", `{"inbox_id":"9999999999999-0","type":"x"}`, "", 400},
+		{"user:alice", `{"type":"x", "inbox\u005fid":"1-0"}`, "", 400},
 		{"broadcast", `not an object`, "", 204},
 	} {
 		if got := publish(tc.channel, tc.payload, tc.origin); got != tc.want {
@@ -407,6 +410,34 @@ func TestDevDemoEndpoints(t *testing.T) {
 	if status, _, _ := d.do(t, "POST", "/dev/login?user=1", "", "https://evil.example", ""); status != 403 {
 		t.Errorf("cross-origin /dev/login: %d, want 403", status)
 	}
+	for _, path := range []string{"/favicon.ico", "/favicon.svg"} {
+		if status, hdr, body := d.do(t, "GET", path, "", "", ""); status != 200 || hdr.Get("Content-Type") != "image/svg+xml" || !strings.HasPrefix(body, "<svg") {
+			t.Errorf("%s: %d %s, want the demo's icon", path, status, hdr.Get("Content-Type"))
+		}
+	}
+}
+
+// TestDevKnownUsers: /dev/online also lists the demo users who logged in
+// since herald started, online or not, so that the demo can send to an
+// offline user (the event waits in the inbox); the list is bounded.
+func TestDevKnownUsers(t *testing.T) {
+	d := startDev(t)
+	for _, u := range []string{"carol", "alice", "bob", "alice"} {
+		if status, _, body := d.do(t, "POST", "/dev/as/"+u+"/login", "", "", ""); status != 200 {
+			t.Fatalf("login %s: %d %s", u, status, body)
+		}
+	}
+	if _, _, body := d.do(t, "GET", "/dev/online", "", "", ""); strings.TrimSpace(body) != `{"users":[],"known":["alice","bob","carol"]}` {
+		t.Fatalf("/dev/online = %s, want nobody online and the three known users", body)
+	}
+	for i := range devKnownMax + 10 {
+		d.do(t, "POST", fmt.Sprintf("/dev/as/u%d/login", i), "", "", "")
+	}
+	var got struct{ Known []string }
+	_, _, body := d.do(t, "GET", "/dev/online", "", "", "")
+	if err := json.Unmarshal([]byte(body), &got); err != nil || len(got.Known) != devKnownMax {
+		t.Fatalf("%d known users after %d logins, want the bound %d", len(got.Known), devKnownMax+14, devKnownMax)
+	}
 }
 
 // TestNoDevRoutesWithoutDev: without --dev, none of the development routes
@@ -414,7 +445,7 @@ func TestDevDemoEndpoints(t *testing.T) {
 // load balancer that routes by name).
 func TestNoDevRoutesWithoutDev(t *testing.T) {
 	addr := testenv.FreeAddr(t)
-	testenv.StartHerald(t, heraldBin, addr, []string{"HERALD_SESSION_SECRET=" + strings.Repeat("s", 32)}, "--addr", addr)
+	testenv.StartHerald(t, heraldBin, addr, []string{"HERALD_SESSION_SECRET=" + strings.Repeat("s", 32)}, "--standalone", "--addr", addr)
 	d := &devServer{base: "http://" + addr}
 	for _, tc := range []struct{ method, path string }{
 		{"POST", "/dev/login?user=42"},

@@ -116,14 +116,22 @@ func TestRefusedAtStart(t *testing.T) {
 		env  []string
 		want string
 	}{
-		{"short session secret", []string{"--session-secret", "too-short"}, nil, "32 bytes"},
-		{"short secret from a file", nil, []string{"HERALD_SESSION_SECRET_FILE=" + writeFile(t, "short\n")}, "32 bytes"},
-		{"no session key at all", nil, nil, "session"},
+		{"short session secret", []string{"--standalone", "--session-secret", "too-short"}, nil, "32 bytes"},
+		{"short secret from a file", []string{"--standalone"}, []string{"HERALD_SESSION_SECRET_FILE=" + writeFile(t, "short\n")}, "32 bytes"},
+		{"no session key at all", []string{"--standalone"}, nil, "no session key"},
+		{"no session key points at --dev", []string{"--standalone"}, nil, "run herald --dev"},
+		{"no Redis and no --standalone", []string{"--session-secret", strings.Repeat("s", 32)}, nil, "--redis-url"},
+		{"no Redis and no --standalone names the cluster", []string{"--session-secret", strings.Repeat("s", 32)}, nil, "--redis-cluster"},
+		{"no Redis and no --standalone names --standalone", []string{"--session-secret", strings.Repeat("s", 32)}, nil, "--standalone"},
+		{"no Redis and no --standalone names --dev", []string{"--session-secret", strings.Repeat("s", 32)}, nil, "herald --dev"},
+		{"nothing at all", nil, nil, "--standalone"},
+		{"standalone with Redis", []string{"--standalone", "--session-secret", strings.Repeat("s", 32), "--redis-url", "redis://127.0.0.1:1/0"}, nil, "give one or the other"},
+		{"rebalance margin 0", []string{"--redis-url", "redis://127.0.0.1:1/0", "--session-secret", strings.Repeat("s", 32), "--ws-token-secret", strings.Repeat("w", 32), "--rebalance-margin", "0"}, nil, "must be above 0"},
 		{"dev on a public address", []string{"--dev", "--addr", "0.0.0.0:0"}, nil, "loopback"},
 		{"redis without a shared WS secret", []string{"--session-secret", strings.Repeat("s", 32), "--redis-url", "redis://127.0.0.1:1/0"}, nil, "HERALD_WS_TOKEN_SECRET"},
-		{"inbox without room", []string{"--session-secret", strings.Repeat("s", 32), "--inbox-max-len", "-1"}, nil, "inbox max len"},
+		{"inbox without room", []string{"--standalone", "--session-secret", strings.Repeat("s", 32), "--inbox-max-len", "-1"}, nil, "inbox max len"},
 		{"both Redis modes", []string{"--session-secret", strings.Repeat("s", 32), "--ws-token-secret", strings.Repeat("w", 32), "--redis-cluster", "127.0.0.1:1", "--redis-url", "redis://127.0.0.1:1/0"}, nil, "give one"},
-		{"idle shorter than ping", []string{"--session-secret", strings.Repeat("s", 32), "--ping-interval", "10s", "--idle-timeout", "5s"}, nil, "idle timeout"},
+		{"idle shorter than ping", []string{"--standalone", "--session-secret", strings.Repeat("s", 32), "--ping-interval", "10s", "--idle-timeout", "5s"}, nil, "idle timeout"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -162,7 +170,7 @@ func TestSurvivesEMFILE(t *testing.T) {
 	addr := testenv.FreeAddr(t)
 	wrapper := writeFile(t, "#!/bin/sh\nexec "+prlimit+" --nofile=64:64 "+heraldBin+" \"$@\"\n")
 	os.Chmod(wrapper, 0o755)
-	h := testenv.StartHerald(t, wrapper, addr, []string{"HERALD_SESSION_SECRET=" + strings.Repeat("s", 32)}, "--addr", addr)
+	h := testenv.StartHerald(t, wrapper, addr, []string{"HERALD_SESSION_SECRET=" + strings.Repeat("s", 32)}, "--standalone", "--addr", addr)
 
 	var conns []net.Conn
 	defer func() {

@@ -48,8 +48,19 @@ func main() {
 // run starts herald and blocks until ctx is cancelled (SIGTERM, SIGINT), then
 // shuts it down gracefully.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "token" {
+		return runToken(args[1:], getenv, stdout, stderr)
+	}
 	o, err := parseOptions(args, getenv, stderr)
 	if err != nil {
+		return err
+	}
+	build := readBuildInfo()
+	if o.Version {
+		printVersion(stdout, build)
+		return nil
+	}
+	if err := checkMode(o); err != nil {
 		return err
 	}
 	if o.Dev {
@@ -80,6 +91,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerBuildInfo(reg, build)
 
 	var (
 		store  replay.Store
@@ -104,7 +116,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			}
 			inbox = mi
 		}
-		log.Info("embedded mode: in-memory broker and jti store; run one replica only")
+		log.Info("standalone mode: in-memory broker, jti store and inbox, no Redis; run one replica only")
 	} else {
 		client, err := newRedisClient(o)
 		if err != nil {
@@ -195,7 +207,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		RebalanceRate:            o.RebalanceRate,
 		Logger:                   log,
 		Registerer:               reg,
-		Gatherer:                 reg,
+		Gatherer:                 mainGatherer(o, reg),
 	})
 	if err != nil {
 		return err
@@ -211,8 +223,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		handler = devHandler(o, gw, handler)
 	}
 	served := make(chan error, 1)
+	metrics, err := serveMetrics(o.MetricsAddr, reg, served)
+	if err != nil {
+		ln.Close()
+		gw.Shutdown(context.Background())
+		return err
+	}
+	defer metrics.Close()
 	go func() { served <- gw.Serve(ln, handler) }()
-	log.Info("herald listening", zap.String("addr", ln.Addr().String()), zap.String("node_id", nodeID), zap.Bool("dev", o.Dev))
+	log.Info("herald listening", zap.String("addr", ln.Addr().String()), zap.String("metrics_addr", metrics.Addr()),
+		zap.String("node_id", nodeID), zap.Bool("dev", o.Dev), zap.String("version", build.Version), zap.String("commit", build.Commit))
 
 	var serveErr error
 	select {

@@ -27,9 +27,9 @@ func BenchmarkSocketMemory(b *testing.B) {
 	const sockets = 4000
 	for _, mode := range []string{"embedded", "redis"} {
 		b.Run(mode, func(b *testing.B) {
-			var env []string
+			env := []string{"HERALD_STANDALONE=true"}
 			if mode == "redis" {
-				env = append(env, "HERALD_REDIS_URL="+testenv.StartRedis(b).URL())
+				env = []string{"HERALD_REDIS_URL=" + testenv.StartRedis(b).URL()}
 			}
 			f := startBenchFleet(b, env)
 			h := f.heralds[0]

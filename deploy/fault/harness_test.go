@@ -50,6 +50,8 @@ func nodeEnv(rd *testenv.Redis, addr, node string, extra ...string) []string {
 	}
 	if rd != nil {
 		env = append(env, "HERALD_REDIS_URL="+rd.URL())
+	} else {
+		env = append(env, "HERALD_STANDALONE=true")
 	}
 	return append(env, extra...)
 }

@@ -20,9 +20,13 @@
 //
 // Redis keeps everything under "<prefix>presence:": a sorted set of live
 // replicas (score: expiry, Redis' clock), a hash of their socket counts, one
-// hash per replica of its users' counts (expiring with the replica), one key
-// per online user, and a sorted set of pending offline checks, which any
-// replica's Refresh processes. Each method is one Lua script, one round
+// hash per replica of its users' counts (expiring with the replica), a hash
+// of the online users, and a sorted set of pending offline checks, which any
+// replica's Refresh processes. Refresh also reconciles: it walks the online
+// users a slice at a time and takes offline those no live replica counts
+// and no check awaits (their replica's counts expired before anyone forgot
+// it), and every key expires after an hour without a refresh, so no
+// presence state outlives its cluster. Each method is one Lua script, one round
 // trip, which touches several of these keys. On a Redis Cluster (a
 // *redis.ClusterClient) the names start with "<prefix>presence:{presence}:"
 // instead: the hash tag puts every key in one slot, each script declares

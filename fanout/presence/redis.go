@@ -55,7 +55,8 @@ const prelude = `
 local k, node, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local nk, sk, pk = KEYS[1], k .. 'sockets', k .. 'pending'
+local nk, sk, pk, ok = KEYS[1], k .. 'sockets', k .. 'pending', k .. 'online'
+local keep = math.max(3600000, 2 * ttl)
 local function users(n) return k .. 'users:' .. n end
 local function live() return redis.call('ZRANGEBYSCORE', nk, string.format('%d', now), '+inf') end
 local function sum(nodes, user)
@@ -80,6 +81,17 @@ end
 // = debounce ms. The users of a replica whose entry expired are checked at
 // once (it has been gone for a TTL); those of a replica that joins or
 // leaves after the debounce (they may reconnect).
+//
+// The reconciler: each refresh also walks the next 100 users of the online
+// hash (HSCAN, its cursor kept in "reconcile") and takes offline every user
+// whom no live replica counts and no offline check awaits. That is how a
+// user comes offline whose replica's counts vanished before any replica
+// forgot that replica (they expire at 2 x TTL: a replica SIGKILLed while
+// no other refreshed, or Redis restarted from an RDB after an outage). A
+// user is online only while counted or pending, so the walk removes no
+// one who is online; a full pass takes (online users / 100) refreshes of
+// the cluster. Every shared key also expires after an hour (or 2 x TTL if
+// longer) without a refresh: nothing outlives a cluster gone for good.
 var refreshScript = redis.NewScript(prelude + `
 local count, channel, debounce = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[7])
 local rejoined = 0
@@ -100,10 +112,20 @@ end
 local nodes = live()
 for _, u in ipairs(redis.call('ZRANGEBYSCORE', pk, '-inf', string.format('%d', now), 'LIMIT', 0, 1000)) do
   redis.call('ZREM', pk, u)
-  if sum(nodes, u) == 0 and redis.call('DEL', k .. 'online:' .. u) == 1 then
+  if sum(nodes, u) == 0 and redis.call('HDEL', ok, u) == 1 then
     redis.call('PUBLISH', channel, event(u, false))
   end
 end
+local scan = redis.call('HSCAN', ok, redis.call('GET', k .. 'reconcile') or '0', 'COUNT', 100)
+if scan[1] == '0' then redis.call('DEL', k .. 'reconcile') else redis.call('SET', k .. 'reconcile', scan[1], 'PX', keep) end
+for i = 1, #scan[2], 2 do
+  local u = scan[2][i]
+  if sum(nodes, u) == 0 and not redis.call('ZSCORE', pk, u) then
+    redis.call('HDEL', ok, u)
+    redis.call('PUBLISH', channel, event(u, false))
+  end
+end
+for _, key in ipairs({nk, sk, pk, ok}) do redis.call('PEXPIRE', key, keep) end
 local out = {tostring(rejoined)}
 for _, n in ipairs(nodes) do
   out[#out + 1] = n
@@ -127,7 +149,7 @@ for i = 6, #ARGV, 3 do
     if own <= 0 then redis.call('HDEL', users(node), user) end
     s = s + delta
     if s > 0 then
-      if redis.call('SET', k .. 'online:' .. user, '1', 'NX') then
+      if redis.call('HSETNX', ok, user, '1') == 1 then
         redis.call('PUBLISH', channel, event(user, true))
       end
     else
@@ -138,6 +160,8 @@ for i = 6, #ARGV, 3 do
   end
 end
 redis.call('PEXPIRE', users(node), 2 * ttl)
+redis.call('PEXPIRE', ok, keep)
+redis.call('PEXPIRE', pk, keep)
 return out
 `)
 

@@ -2,10 +2,8 @@ package wscore
 
 import (
 	"errors"
-	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -39,9 +37,11 @@ type Handler interface {
 	// the client (fragments reassembled; text is valid UTF-8). payload is
 	// only valid during the call.
 	OnMessage(op ws.OpCode, payload []byte)
-	// OnWritten is called by a write worker after one socket write
-	// completed frames built by MessageFrame: how many, and the
-	// earliest receipt time among them (a value of Now).
+	// OnWritten is called after one socket write completed frames built
+	// by MessageFrame: how many, and the earliest receipt time among them
+	// (a value of Now). It runs on a write worker, or on the goroutine
+	// calling Send when Send wrote the frame at once, so it must not take
+	// a lock that Send's callers may hold.
 	OnWritten(frames int, oldest int64)
 	// OnClose is called exactly once, after the socket is closed, with
 	// why it ended.
@@ -54,11 +54,9 @@ type Handler interface {
 // heartbeat pings and reaps it.
 type Conn struct {
 	core   *Core
-	poller *poller         // never changes
-	nc     net.Conn        // the socket; closed once, by teardown
-	raw    syscall.RawConn // nc's descriptor, for non-blocking I/O
-	fd     int32           // nc's descriptor number, the poller's key
-	h      Handler         // never changes
+	poller *poller // never changes
+	sock   sockFD  // the descriptor, owned by the core; closed once, by teardown (sock.fd is the poller's key)
+	h      Handler // never changes
 
 	lastSeen atomic.Int64 // Now of the last bytes read
 	nextPing int64        // Now of the next ping; owned by the heartbeat
@@ -98,31 +96,81 @@ func (c *Conn) State() State {
 // LastSeen returns when bytes last arrived from the client.
 func (c *Conn) LastSeen() time.Time { return wallTime(c.lastSeen.Load()) }
 
-// Send queues f without blocking. During the handshake frames are held
+// Send queues f without blocking; on an active socket with nothing queued
+// it writes f at once (non-blocking, under the socket's lock) and queues
+// only what the kernel did not take. During the handshake frames are held
 // until Start. A frame larger than the queue cap is refused with
 // ErrTooLarge and the socket is not affected; a socket whose queue would
 // pass its cap (unsent bytes plus frameCharge per queued frame) is shed
 // with DisconnectSlowConsumer (ErrSlowConsumer).
-func (c *Conn) Send(f Frame) error {
+func (c *Conn) Send(f Frame) error { return c.send(f.b, f.stamp(), f, nil) }
+
+// SendMessage is Send for a Message: written at once from the sender's
+// buffer when the socket is idle, queued as m.Frame() otherwise.
+func (c *Conn) SendMessage(m *Message) error { return c.send(m.buf, m.at, Frame{}, m) }
+
+// send is Send of the frame b, received at at (0: not a relayed message),
+// which is f, or m's frame when m is set.
+func (c *Conn) send(b []byte, at int64, f Frame, m *Message) error {
 	c.mu.Lock()
 	switch {
 	case c.state > Active:
 		c.mu.Unlock()
 		return ErrClosed
-	case len(f.b) > c.core.cfg.MaxQueueBytes:
+	case len(b) > c.core.cfg.MaxQueueBytes:
 		c.mu.Unlock()
 		return ErrTooLarge
-	case c.out.charge()+len(f.b)+frameCharge > c.core.cfg.MaxQueueBytes:
+	case c.out.charge()+len(b)+frameCharge > c.core.cfg.MaxQueueBytes:
 		if c.shedLocked(DisconnectSlowConsumer, c.core.cfg.CloseTimeout) {
 			c.core.slowConsumers.Add(1)
 		}
 		c.mu.Unlock()
 		return ErrSlowConsumer
 	}
+	if c.out.len() > 0 || !c.idleLocked() {
+		if m != nil {
+			f = m.Frame()
+		}
+		c.out.push(f)
+		c.kickLocked()
+		c.mu.Unlock()
+		return nil
+	}
+	// Write-through: nothing is queued or being written, so the frame goes
+	// to the kernel at once from this goroutine, and only what the kernel
+	// does not take is queued for a write worker.
+	n, err := c.sock.write(b)
+	if err == nil && n == len(b) {
+		c.stalled = 0
+		c.mu.Unlock()
+		if at != 0 {
+			c.h.OnWritten(1, at)
+		}
+		return nil
+	}
+	if m != nil {
+		f = m.Frame()
+	}
 	c.out.push(f)
+	c.out.head, c.out.bytes = n, len(b)-n
+	if err == errWouldBlock || n > 0 {
+		c.stalled = Now()
+		if c.waitWritableLocked() == nil {
+			c.mu.Unlock()
+			return nil
+		}
+	}
+	// A write error: a write worker meets it again and tears the socket
+	// down, so that Send never calls OnClose (its caller may hold locks).
 	c.kickLocked()
 	c.mu.Unlock()
 	return nil
+}
+
+// idleLocked reports whether the socket is active with no output queued or
+// in a write, and none waited for: a frame sent now may be written at once.
+func (c *Conn) idleLocked() bool {
+	return c.started && c.state == Active && !c.scheduled && !c.waitOut
 }
 
 // kickLocked hands the socket to a write worker if it has output and nobody
@@ -244,8 +292,8 @@ func (c *Conn) Drop(end *Disconnect) { c.teardown(end) }
 // onReadable is called by the poller when the socket has input or was hung
 // up. buf is the poller's buffer: nothing may keep a reference to it.
 func (c *Conn) onReadable(buf []byte) {
-	n, err := readRaw(c.raw, buf)
-	if err == errWouldBlock {
+	n, err := c.sock.read(buf)
+	if err == errWouldBlock || err == ErrClosed {
 		return
 	}
 	if n == 0 && err == nil && c.endOfInput() {
@@ -398,6 +446,6 @@ func (c *Conn) teardown(why *Disconnect) {
 		c.waitOut = false
 	}
 	c.mu.Unlock()
-	_ = c.nc.Close()
+	c.sock.close()
 	c.h.OnClose(end)
 }

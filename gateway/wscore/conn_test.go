@@ -5,6 +5,7 @@ package wscore
 import (
 	"net"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -87,38 +88,42 @@ func TestStartAfterTeardown(t *testing.T) {
 	ln := listen(t)
 	spare := testenv.SpareFD(t)
 	_, s1 := pair(t, ln)
+	_, s2 := pair(t, ln)
 	r1 := &recorder{}
 	old, err := k.NewConn(s1, r1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fd := old.fd
+	fd := old.sock.fd
 	old.Drop(EndClientGone)
 	old.Drop(EndClientGone)
 	if got := r1.ends(); len(got) != 1 || got[0] != EndClientGone {
 		t.Fatalf("OnClose calls %v, want one with connection_lost", got)
 	}
 
-	// The next accepted socket gets the freed descriptor number.
+	// The next socket the core takes gets the freed descriptor number:
+	// NewConn's duplicate is the next descriptor opened after a filler
+	// takes the spare slot below it.
 	release := testenv.FreeFDFirst(t, int(fd), spare)
-	_, s2 := pair(t, ln)
-	release()
+	filler := testenv.SpareFD(t)
 	newer, err := k.NewConn(s2, &recorder{})
+	release()
+	syscall.Close(filler)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if st, err := newer.Start(nil); st != Active || err != nil {
 		t.Fatalf("newer Start = %s, %v; want active", st, err)
 	}
-	if newer.fd != fd {
-		t.Fatalf("newer socket on fd %d, want the reused %d", newer.fd, fd)
+	if newer.sock.fd != fd {
+		t.Fatalf("newer socket on fd %d, want the reused %d", newer.sock.fd, fd)
 	}
 
 	if st, err := old.Start(nil); st != Closed || err != ErrClosed {
 		t.Fatalf("Start after teardown = %s, %v; want closed, ErrClosed", st, err)
 	}
-	if got := old.poller.lookup(newer.fd); got != newer {
-		t.Fatalf("fd map entry for %d = %p, want the newer socket %p", newer.fd, got, newer)
+	if got := old.poller.lookup(newer.sock.fd); got != newer {
+		t.Fatalf("fd map entry for %d = %p, want the newer socket %p", newer.sock.fd, got, newer)
 	}
 	if old.State() != Closed || old.started {
 		t.Fatalf("old socket: %s, started %v", old.State(), old.started)
@@ -139,7 +144,7 @@ func TestPollerAddRefusesRegisteredFD(t *testing.T) {
 	if _, err := c.Start(nil); err != nil {
 		t.Fatal(err)
 	}
-	impostor := &Conn{core: k, poller: c.poller, fd: c.fd, raw: c.raw}
+	impostor := &Conn{core: k, poller: c.poller, sock: sockFD{fd: c.sock.fd}}
 	impostor.mu.Lock()
 	err = c.poller.add(impostor)
 	impostor.mu.Unlock()
@@ -147,11 +152,11 @@ func TestPollerAddRefusesRegisteredFD(t *testing.T) {
 		t.Fatal("add of a registered descriptor succeeded")
 	}
 	c.poller.forget(impostor)
-	if got := c.poller.lookup(c.fd); got != c {
+	if got := c.poller.lookup(c.sock.fd); got != c {
 		t.Fatalf("fd map entry = %p, want the registered socket %p", got, c)
 	}
 	c.Drop(EndClientGone)
-	if got := c.poller.lookup(c.fd); got != nil {
+	if got := c.poller.lookup(c.sock.fd); got != nil {
 		t.Fatalf("fd map still holds %p after teardown", got)
 	}
 }

@@ -165,36 +165,46 @@ func (k *Core) Close() {
 	k.loops.Wait()
 }
 
-// NewConn takes over an upgraded connection. The socket is in Handshake:
-// nothing is read or written until Start. h receives its events.
+// NewConn takes over an upgraded connection. The core takes its descriptor
+// (a duplicate of it, non-blocking) and closes nc at once, so that no
+// net.Conn or runtime poll descriptor is kept per socket; nc must expose
+// its descriptor through syscall.Conn and must not be used after NewConn
+// returns, whatever it returns. The socket is in Handshake: nothing is read
+// or written until Start. h receives its events.
 func (k *Core) NewConn(nc net.Conn, h Handler) (*Conn, error) {
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return nil, errors.New("wscore: connection has no file descriptor")
-	}
-	raw, err := sc.SyscallConn()
+	fd, err := takeFD(nc)
 	if err != nil {
-		return nil, err
-	}
-	var fd int32
-	if err := raw.Control(func(f uintptr) { fd = int32(f) }); err != nil {
-		return nil, err
-	}
-	if err := nc.SetDeadline(time.Time{}); err != nil {
 		return nil, err
 	}
 	now := Now()
 	c := &Conn{
 		core:     k,
 		poller:   k.pollers[int(k.nextPoller.Add(1))%len(k.pollers)],
-		nc:       nc,
-		raw:      raw,
-		fd:       fd,
+		sock:     sockFD{fd: int32(fd)},
 		h:        h,
 		nextPing: now + int64(k.cfg.PingInterval),
 	}
 	c.lastSeen.Store(now)
 	return c, nil
+}
+
+// takeFD duplicates nc's descriptor, sets the copy non-blocking and closes
+// nc.
+func takeFD(nc net.Conn) (int, error) {
+	defer nc.Close()
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return -1, errors.New("wscore: connection has no file descriptor")
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd, dupErr := -1, error(nil)
+	if err := raw.Control(func(f uintptr) { fd, dupErr = dupNonBlocking(int(f)) }); err != nil {
+		return -1, err
+	}
+	return fd, dupErr
 }
 
 // register adds c to its poller. c.mu is held.

@@ -6,8 +6,10 @@
 //
 // A Core is a few epoll loops (pollers), a pool of write workers and a
 // heartbeat. NewConn takes over an upgraded net.Conn (it must expose its
-// descriptor through syscall.Conn) and returns a Conn in its Handshake
-// state, owned by the caller's goroutine: nothing is read from it, and
+// descriptor through syscall.Conn): it keeps a non-blocking duplicate of
+// the descriptor and closes the net.Conn, so that every read, write and
+// epoll_ctl afterwards is a plain system call with no runtime poll
+// descriptor behind it. It returns a Conn in its Handshake state, owned by the caller's goroutine: nothing is read from it, and
 // frames given to Send are held. Start ends the handshake: the socket is
 // registered with a poller, the held frames start flowing, and from then on
 // the core owns it until it closes. The socket's Handler receives its
@@ -56,7 +58,9 @@
 // frames it covers are marked in flight, and a concurrent shed keeps them.
 // A poller's fd→socket map removes an entry only if it still points to the
 // socket being removed, and a socket is removed from epoll (under its lock)
-// before its descriptor is closed, so a descriptor number reused by a newer
+// before its descriptor is closed; the descriptor counts the system calls
+// under way on it and is closed by whichever of teardown and the last of
+// them comes last (fd_linux.go), so a descriptor number reused by a newer
 // socket is never touched on behalf of an older one.
 //
 // Handler methods are called with no lock of the core held.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -55,18 +54,9 @@ func newPoller() (*poller, error) {
 	return &poller{epfd: epfd, wake: wake, conns: make(map[int32]*Conn), done: make(chan struct{})}, nil
 }
 
-// ctl runs epoll_ctl on c's descriptor while holding a reference to it, so
-// that a concurrent Close can never make it act on a reused fd number.
+// ctl runs epoll_ctl on c's descriptor.
 func (p *poller) ctl(c *Conn, op int, events uint32) error {
-	var opErr error
-	err := c.raw.Control(func(fd uintptr) {
-		ev := unix.EpollEvent{Events: events, Fd: int32(fd)}
-		opErr = unix.EpollCtl(p.epfd, op, int(fd), &ev)
-	})
-	if err != nil {
-		return err
-	}
-	return opErr
+	return c.sock.ctl(p.epfd, op, events)
 }
 
 // add starts watching c for input. It refuses a descriptor number that is
@@ -74,11 +64,11 @@ func (p *poller) ctl(c *Conn, op int, events uint32) error {
 // own map entry. c.mu is held.
 func (p *poller) add(c *Conn) error {
 	p.mu.Lock()
-	if other := p.conns[c.fd]; other != nil {
+	if other := p.conns[c.sock.fd]; other != nil {
 		p.mu.Unlock()
-		return fmt.Errorf("epoll add: descriptor %d is still registered", c.fd)
+		return fmt.Errorf("epoll add: descriptor %d is still registered", c.sock.fd)
 	}
-	p.conns[c.fd] = c
+	p.conns[c.sock.fd] = c
 	p.mu.Unlock()
 	if err := p.ctl(c, unix.EPOLL_CTL_ADD, pollIn); err != nil {
 		p.forget(c)
@@ -90,8 +80,8 @@ func (p *poller) add(c *Conn) error {
 // forget drops c from the fd map if the entry is still c's.
 func (p *poller) forget(c *Conn) {
 	p.mu.Lock()
-	if p.conns[c.fd] == c {
-		delete(p.conns, c.fd)
+	if p.conns[c.sock.fd] == c {
+		delete(p.conns, c.sock.fd)
 	}
 	p.mu.Unlock()
 }
@@ -172,34 +162,16 @@ func (p *poller) close() {
 	unix.Close(p.wake)
 }
 
-// readRaw reads what is available without blocking. It returns n == 0 and
-// err == nil at end of stream, and errWouldBlock when nothing is available.
-func readRaw(raw syscall.RawConn, buf []byte) (int, error) {
-	return nonBlocking(raw.Read, func(fd int) (int, error) { return unix.Read(fd, buf) })
-}
-
-// writeRaw writes as much of bufs as the kernel takes without blocking.
-func writeRaw(raw syscall.RawConn, bufs [][]byte) (int, error) {
-	if len(bufs) == 1 { // write(2) needs no iovec array
-		return nonBlocking(raw.Write, func(fd int) (int, error) { return unix.Write(fd, bufs[0]) })
+// dupNonBlocking duplicates fd (close-on-exec) and sets the copy
+// non-blocking.
+func dupNonBlocking(fd int) (int, error) {
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("dup: %w", err)
 	}
-	return nonBlocking(raw.Write, func(fd int) (int, error) { return unix.Writev(fd, bufs) })
-}
-
-// nonBlocking runs op once on the descriptor through a RawConn's Read or
-// Write, which holds a reference to it but never waits for readiness.
-func nonBlocking(use func(func(uintptr) bool) error, op func(fd int) (int, error)) (int, error) {
-	var n int
-	var opErr error
-	err := use(func(fd uintptr) bool {
-		n, opErr = op(int(fd))
-		return true
-	})
-	switch {
-	case err != nil:
-		return 0, err
-	case opErr == unix.EAGAIN:
-		return 0, errWouldBlock
+	if err := unix.SetNonblock(dup, true); err != nil {
+		unix.Close(dup)
+		return -1, fmt.Errorf("set non-blocking: %w", err)
 	}
-	return max(n, 0), opErr
+	return dup, nil
 }

@@ -23,5 +23,13 @@ func (p *poller) run(int)                         {}
 func (p *poller) close()                          {}
 func (p *poller) appendConns(dst []*Conn) []*Conn { return dst }
 
-func readRaw(syscall.RawConn, []byte) (int, error)    { return 0, errWouldBlock }
-func writeRaw(syscall.RawConn, [][]byte) (int, error) { return 0, errWouldBlock }
+type iovec struct{}
+
+type sockFD struct{ fd int32 }
+
+func (s *sockFD) read([]byte) (int, error)              { return 0, errWouldBlock }
+func (s *sockFD) write([]byte) (int, error)             { return 0, errWouldBlock }
+func (s *sockFD) writev([][]byte, []iovec) (int, error) { return 0, errWouldBlock }
+func (s *sockFD) close()                                {}
+
+func dupNonBlocking(fd int) (int, error) { return syscall.Dup(fd) }

@@ -68,14 +68,25 @@ func (w *writePool) next() *Conn {
 
 func (w *writePool) work() {
 	defer w.wg.Done()
-	iov := make([][]byte, 0, maxIovecs)
+	b := newWriteBatch()
 	for {
 		c := w.next()
 		if c == nil {
 			return
 		}
-		c.flush(iov)
+		c.flush(b)
 	}
+}
+
+// writeBatch is a write worker's scratch for one writev: the frames' bytes
+// and the iovec array handed to the kernel.
+type writeBatch struct {
+	bufs [][]byte
+	iov  []iovec
+}
+
+func newWriteBatch() *writeBatch {
+	return &writeBatch{bufs: make([][]byte, 0, maxIovecs), iov: make([]iovec, maxIovecs)}
 }
 
 // close stops the workers once they finish the socket in hand. Sockets still
@@ -94,7 +105,7 @@ func (w *writePool) close() {
 // is full, or the socket has had its share of the worker. The write itself
 // runs without c.mu; the frames it covers are in flight, so that a shed
 // meanwhile keeps them.
-func (c *Conn) flush(iov [][]byte) {
+func (c *Conn) flush(b *writeBatch) {
 	for round := 0; ; round++ {
 		c.mu.Lock()
 		if c.state == Closed {
@@ -118,11 +129,11 @@ func (c *Conn) flush(iov [][]byte) {
 			return
 		}
 		var total int
-		iov, total = c.out.take(iov[:0], maxIovecs)
+		b.bufs, total = c.out.take(b.bufs[:0], maxIovecs)
 		c.mu.Unlock()
 
-		n, err := writeRaw(c.raw, iov)
-		clear(iov)
+		n, err := c.sock.writev(b.bufs, b.iov)
+		clear(b.bufs)
 
 		c.mu.Lock()
 		frames, oldest := c.out.consume(n)
@@ -143,7 +154,7 @@ func (c *Conn) flush(iov [][]byte) {
 		}
 		if err != nil && err != errWouldBlock {
 			c.mu.Unlock()
-			c.teardown(EndWriteError)
+			c.teardown(EndWriteError) // ErrClosed included: only teardown closes the descriptor
 			return
 		}
 		// The kernel buffer is full: wait for the poller to report room.

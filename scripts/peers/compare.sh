@@ -18,7 +18,10 @@
 # wall-clock figures move with the neighbours' load.
 # Environment: SOCKETS, RATE, DURATION, ROUNDS, PAYLOAD (bytes), OUT (a
 # directory for the JSON reports; default a temporary one), SERVERS (the
-# subset to run, default "herald node floor").
+# subset to run, default "herald node floor"; an entry LABEL=BINARY (LABEL
+# a shell name) runs
+# another build of herald under LABEL, to measure a change against it in
+# the same run).
 set -euo pipefail
 
 SOCKETS=${SOCKETS:-15000}
@@ -68,11 +71,6 @@ waitport() {
 start() {
 	local name=$1 rport=$2 port=$3
 	case $name in
-	herald)
-		HERALD_ADDR=127.0.0.1:$port HERALD_REDIS_URL=redis://127.0.0.1:$rport/0 \
-			HERALD_SESSION_SECRET=$secret HERALD_WS_TOKEN_SECRET=$wssecret HERALD_LOG_LEVEL=warn \
-			"$bin/herald" >"$OUT/$name.log" 2>&1 &
-		;;
 	node)
 		HERALD_ADDR=127.0.0.1:$port HERALD_REDIS_URL=redis://127.0.0.1:$rport/0 HERALD_SESSION_SECRET=$secret \
 			node "$root/scripts/peers/node/server.js" >"$OUT/$name.log" 2>&1 &
@@ -80,20 +78,27 @@ start() {
 	floor)
 		"$bin/loadtest" floor --addr 127.0.0.1:$port --redis redis://127.0.0.1:$rport/0 >"$OUT/$name.log" 2>&1 &
 		;;
+	*)
+		local exe=$bin/herald
+		[ -n "${4:-}" ] && exe=$4
+		HERALD_ADDR=127.0.0.1:$port HERALD_REDIS_URL=redis://127.0.0.1:$rport/0 \
+			HERALD_SESSION_SECRET=$secret HERALD_WS_TOKEN_SECRET=$wssecret HERALD_LOG_LEVEL=warn \
+			"$exe" >"$OUT/$name.log" 2>&1 &
+		;;
 	esac
 	echo $!
 }
 
-# one NAME ROUND: both load-test commands against a fresh server.
+# one NAME ROUND [BINARY]: both load-test commands against a fresh server.
 one() {
-	local name=$1 round=$2 rport port rpid spid
+	local name=$1 round=$2 exe=${3:-} rport port rpid spid
 	rport=$(freeport)
 	redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly no --logfile "" --daemonize no >/dev/null &
 	rpid=$!
 	pids+=("$rpid")
 	waitport "$rport"
 	port=$(freeport)
-	spid=$(start "$name" "$rport" "$port")
+	spid=$(start "$name" "$rport" "$port" "$exe")
 	pids+=("$spid")
 	waitport "$port"
 	local lt=("$bin/loadtest" --target "http://127.0.0.1:$port" --redis "redis://127.0.0.1:$rport/0"
@@ -125,9 +130,12 @@ figures() {
 }
 
 for round in $(seq 1 "$ROUNDS"); do
-	for name in $SERVERS; do
-		echo "compare.sh: round $round, $name" >&2
-		one "$name" "$round"
+	for entry in $SERVERS; do
+		echo "compare.sh: round $round, $entry" >&2
+		case $entry in
+		*=*) one "${entry%%=*}" "$round" "${entry#*=}" ;;
+		*) one "$entry" "$round" ;;
+		esac
 	done
 done
 
@@ -136,14 +144,16 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) p
 echo "$SOCKETS sockets, one user each; fan-out at $RATE deliveries/s for $DURATION, $PAYLOAD-byte payloads; reports in $OUT"
 printf '%-6s %-6s %12s %12s %10s %14s %11s %6s\n' round server "rss_kib/sock" "cpu_us/deliv" "p99_ms" "bcast_last_ms" deliveries wrong
 for round in $(seq 1 "$ROUNDS"); do
-	for name in $SERVERS; do
+	for entry in $SERVERS; do
+		name=${entry%%=*}
 		read -r rss cpu p99 last n bad <<<"$(figures "$name" "$round")"
 		printf '%-6s %-6s %12s %12s %10s %14s %11s %6s\n' "$round" "$name" "$rss" "$cpu" "$p99" "$last" "$n" "$bad"
 		eval "rss_$name=\$rss cpu_$name=\$cpu last_$name=\$last"
 	done
 	if [[ " $SERVERS " == *" herald "* ]]; then
-		for peer in node floor; do
-			[[ " $SERVERS " == *" $peer "* ]] || continue
+		for entry in $SERVERS; do
+			peer=${entry%%=*}
+			[ "$peer" = herald ] && continue
 			eval "pr=\$rss_$peer pc=\$cpu_$peer pl=\$last_$peer"
 			printf '%-6s %-6s %12s %12s %10s %14s\n' "$round" "h/$peer" "$(ratio "$rss_herald" "$pr")" "$(ratio "$cpu_herald" "$pc")" "" "$(ratio "$last_herald" "$pl")"
 		done
@@ -155,7 +165,8 @@ done
 # the comparison is only worth reading when all three did the same work.
 status=0
 for round in $(seq 1 "$ROUNDS"); do
-	for name in $SERVERS; do
+	for entry in $SERVERS; do
+		name=${entry%%=*}
 		for part in idle load; do
 			f=$OUT/$name.$round.$part.json
 			if [ ! -s "$f" ] || ! jq -e '.ok' "$f" >/dev/null; then

@@ -3,8 +3,9 @@
 // demo page (cmd/herald/demo) and, through it, herald.js in a real browser.
 //
 // CHROMIUM names the browser binary (default /usr/bin/chromium). The demo's
-// screenshot is written to the run's temporary directory, printed as
-// "screenshot: <path>", and kept (HERALD_ARTIFACTS_DIR chooses the folder).
+// screenshot (the offline-recipient flow, docs/demo.png) is written to the
+// run's temporary directory, printed as "screenshot: <path>", and kept
+// (HERALD_ARTIFACTS_DIR chooses the folder).
 import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -75,16 +76,22 @@ function recordSockets() {
   };
 }
 
-/** A new tab (in ctx) on the demo, logged in as user through the form. */
+/** A new tab (in ctx) on the demo, logged in as user through the form. page.failed lists the responses of 400 and more. */
 async function tab(ctx, h, user) {
   const page = await ctx.newPage();
+  page.failed = [];
   page.on("pageerror", (e) => console.error(`page error (${user}):`, e));
+  page.on("response", (r) => r.status() >= 400 && page.failed.push(`${r.status()} ${new URL(r.url()).pathname}`));
   await page.addInitScript(recordSockets);
   await page.goto(h.base + "/");
+  await logIn(page, user);
+  return page;
+}
+
+async function logIn(page, user) {
   await page.fill("#login-user", user);
   await page.click("#login-form button[type=submit]");
   await page.waitForSelector("#conn[data-state=open]", { timeout: 10000 });
-  return page;
 }
 
 const sockets = (page) => page.evaluate(() => window.__ws);
@@ -197,7 +204,7 @@ describe("in Chromium", () => {
     await ctx.close();
   });
 
-  test("a graceful restart: the tabs wait for the hint, then reconnect; screenshot", async () => {
+  test("a graceful restart: the tabs wait for the hint, then reconnect, logging in again as a step", async () => {
     const h = await startHerald(["--drain-window", "1500ms"]);
     const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
     const alice = await tab(ctx, h, "alice");
@@ -220,9 +227,9 @@ describe("in Chromium", () => {
       const hint = await waitFor(async () => (await sockets(p)).hints[0], 5000, "reconnect frame");
       assert.ok(hint.after_ms >= 0 && hint.after_ms < 1500, `after_ms ${hint.after_ms}`);
     }
-    // While herald is down, the tabs back off (and say so).
+    // While herald is down, the tabs back off, and show it as a step of reconnecting.
     for (const p of [alice, bob]) {
-      await p.waitForFunction(() => [...document.querySelectorAll("#timeline li")].some((li) => /retry in/.test(li.textContent) && !/1012/.test(li.textContent)), null, { timeout: 10000 });
+      await p.waitForSelector("#timeline li[data-state=step] >> text=/not reachable yet.*next try in/", { timeout: 10000 });
     }
     await h.start(); // new process, new secrets: the demo logs in again by itself
     for (const p of [alice, bob]) {
@@ -234,14 +241,95 @@ describe("in Chromium", () => {
       assert.ok(next - hint.at >= hint.after_ms - 20, `reconnected ${next - hint.at} ms after the hint, asked ${hint.after_ms}`);
     }
     await waitFor(async () => (await h.online()).join() === "alice,bob", 5000, "both users online again");
-    assert.match(await bob.textContent("#timeline"), /logging in again/);
+    // The new login is a step, not a warning.
+    for (const p of [alice, bob]) {
+      assert.match(await p.textContent("#timeline li[data-state=step] >> text=/401/"), /session refused \(401\).*logging in again/);
+      const warned = await p.$$eval("#timeline li:not([data-state=step])", (lis) => lis.map((li) => li.textContent).filter((t) => /401|token request/.test(t)));
+      assert.deepEqual(warned, []);
+    }
     // Inbox and history survive the reconnect.
     assert.equal(await bob.locator("#inbox li[data-kind=friend_request]").count(), 1);
-    await bob.waitForSelector("#online li[data-user=alice]");
+    await ctx.close();
+  });
+});
+
+describe("the demo, in Chromium", () => {
+  test("a friend request to an offline user waits in their inbox and shows when they log in; the wire log; screenshot", async () => {
+    const h = await startHerald();
+    const ctx = await browser.newContext({ viewport: { width: 1280, height: 960 } });
+    const alice = await tab(ctx, h, "alice");
+    const bob = await tab(ctx, h, "bob");
+    await bob.click("#logout");
+    await bob.waitForSelector("#login-view:not([hidden])", { timeout: 5000 });
+
+    // bob is offline, and still someone alice can send to.
+    await alice.waitForSelector("#online li[data-user=bob][data-online=false]", { timeout: 5000 });
+    await alice.selectOption("#send-to", "bob");
+    assert.match(await alice.textContent("#send-to option[value=bob]"), /offline/);
+    await alice.check("input[name=kind][value=friend_request]");
+    assert.equal(await alice.isEnabled("#send-btn"), true);
+    await alice.click("#send-btn");
+    await alice.waitForSelector("#sent li[data-kind=friend_request] >> text=/bob is offline: it waits in their inbox/", { timeout: 5000 });
+    await alice.check("input[name=kind][value=game_invite]");
+    await alice.click("#send-btn");
+    await alice.waitForSelector("#sent li[data-kind=game_invite]", { timeout: 5000 });
+
+    await logIn(bob, "bob");
+    const card = await bob.waitForSelector("#inbox li[data-kind=friend_request]", { timeout: 5000 });
+    assert.match(await card.textContent(), /alice sent you a friend request.*while you were offline: replayed from your inbox/);
+    await bob.waitForSelector("#inbox li[data-kind=game_invite]", { timeout: 5000 });
+    await bob.waitForSelector(".toast >> text=/Caught up: 2 missed while away/", { timeout: 5000 });
+
+    // The wire: the welcome, the two replayed events, replay_complete; the logout's 4000 before them.
+    await bob.click("#wire > summary");
+    const frames = await bob.$$eval("#frames li", (lis) => lis.map((li) => li.textContent).reverse());
+    const types = frames.map((t) => (t.match(/"type":"(\w+)"/) || [])[1]).filter(Boolean);
+    assert.deepEqual(types, ["welcome", "friend_request", "game_invite", "replay_complete"]);
+    assert.match(frames[0], /↓\{"type":"welcome"/);
+    assert.match(frames[1], /↓\{"inbox_id":"\d+-\d+","type":"friend_request"/);
+
     await bob.waitForTimeout(400); // let the arrival animations end
     const shot = join(artifacts, "demo.png");
-    await bob.screenshot({ path: shot });
+    await bob.screenshot({ path: shot, fullPage: true });
     console.log(`screenshot: ${shot}`);
+
+    // Accepting: alice learns it; bob's toast for the request goes away.
+    const id = await card.getAttribute("data-id");
+    assert.equal(await bob.locator(`.toast[data-request="${id}"]`).count(), 1);
+    await bob.click("#inbox li[data-kind=friend_request] >> text=Accept");
+    await bob.waitForSelector(`.toast[data-request="${id}"]`, { state: "detached", timeout: 2000 });
+    await alice.waitForSelector("#sent li[data-kind=friend_request][data-status=accepted]", { timeout: 5000 });
+    // Logging out showed the close on the wire before the log was cleared for the next user.
+    assert.ok((await sockets(bob)).closes.includes(4000));
+    for (const p of [alice, bob]) assert.deepEqual(p.failed, [], "failed requests (the favicon among them?)");
+    await ctx.close();
+  });
+
+  test("a reloaded page receives what was published while it reloaded", async () => {
+    const h = await startHerald();
+    const ctx = await browser.newContext();
+    const page = await tab(ctx, h, "ivy");
+    await h.publish("user:ivy", { type: "friend_request", id: "before", ts: Date.now(), data: { from: { id: "jo", name: "jo" } } });
+    await page.waitForSelector("#inbox li[data-id=before]", { timeout: 5000 });
+    const urls = [];
+    page.on("websocket", (ws) => urls.push(new URL(ws.url())));
+    // The reloaded page's token request waits until the old socket is gone
+    // and a request was published: it happens while the page reloads.
+    let published = false;
+    await page.route("**/dev/as/ivy/api/ws/token", async (route) => {
+      if (!published) {
+        await waitFor(async () => !(await h.online()).includes("ivy"), 5000, "the old page's socket closed");
+        await h.publish("user:ivy", { type: "friend_request", id: "during", ts: Date.now(), data: { from: { id: "kim", name: "kim" } } });
+        published = true;
+      }
+      await route.continue();
+    });
+    await page.reload();
+    const card = await page.waitForSelector("#inbox li[data-id=during]", { timeout: 10000 });
+    assert.ok(published);
+    assert.match(await card.textContent(), /kim sent you a friend request/);
+    assert.match(urls.at(-1).searchParams.get("since"), /^\d+-\d+$/);
+    assert.equal(await page.locator("#inbox li[data-id=before]").count(), 0, "the reload replayed from too far back");
     await ctx.close();
   });
 });

@@ -1,8 +1,9 @@
 // The herald --dev demo: users log in, see who is online, send friend
-// requests and game invites, and answer them. Every notification travels
-// through herald: this page publishes with POST /dev/publish (what a backend
-// service does with PUBLISH) and receives on its socket, through the
-// herald.js client.
+// requests and game invites (to someone offline too: it waits in their
+// inbox), and answer them. Every notification travels through herald: this
+// page publishes with POST /dev/publish (what a backend service does with
+// PUBLISH) and receives on its socket, through the herald.js client. The
+// Wire card shows the frames in and out, as a debug console would.
 import { HeraldClient } from "/herald.js";
 
 const $ = (id) => document.getElementById(id);
@@ -13,6 +14,9 @@ let me = null;
 let client = null;
 let onlineTimer = null;
 let online = [];
+let known = [];
+let openedAt = 0; // when the current socket opened: events sent before it were replayed from the inbox
+const toasts = new Map(); // request id → its toast, removed once answered
 const inbox = new Map(); // request id → { el, msg, status }
 const sent = new Map(); // request id → { el, kind, to, game, status }
 
@@ -45,10 +49,14 @@ async function start(user) {
 
   client = new HeraldClient({
     tokenUrl: `${scope(user)}/api/ws/token`,
+    // The inbox position survives a reload and a new login in this browser:
+    // what was sent meanwhile (while this user was offline) is replayed.
+    storage: localStorage,
+    storageKey: `herald-demo:position:${user}`,
     // herald --dev makes new secrets at every start: after a restart the
     // old session is refused, so log in again and carry on.
     onUnauthorized: async () => {
-      note("connecting", "session refused (401): logging in again");
+      note("step", "session refused (401), as expected after a restart: logging in again");
       return login(user);
     },
     onResync: () => toast("sync", "Back, with a gap", "herald could not replay everything this tab missed; a real app refetches its notification list here."),
@@ -58,6 +66,7 @@ async function start(user) {
     },
   });
   client.onState(renderState);
+  client.onFrame(logFrame);
   client.on("friend_request", (m) => receiveRequest(m, "friend_request"));
   client.on("game_invite", (m) => receiveRequest(m, "game_invite"));
   client.on("invite_answer", receiveAnswer);
@@ -72,9 +81,12 @@ function showLogin(note) {
   client = null;
   me = null;
   sessionStorage.removeItem(STORE);
-  for (const id of ["inbox", "sent", "online", "timeline"]) $(id).replaceChildren();
+  for (const id of ["inbox", "sent", "online", "timeline", "frames"]) $(id).replaceChildren();
   inbox.clear();
   sent.clear();
+  online = [];
+  known = [];
+  $("frames-count").textContent = "0";
   refreshEmpty();
   $("me").hidden = true;
   $("app-view").hidden = true;
@@ -115,7 +127,10 @@ function renderState(state, detail) {
   $("fact-state").textContent = state;
   $("fact-socket").textContent = state === "open" ? detail.socketId : "–";
   addTimeline(state, detail);
-  if (state === "open") refreshOnline();
+  if (state === "open") {
+    openedAt = Date.now();
+    refreshOnline();
+  }
   if (state === "stopped" && (detail.reason === "disconnected" || detail.reason === "unauthorized")) {
     showLogin(detail.reason === "disconnected"
       ? `You were logged out: herald closed every tab of ${me} with 4000, and they stay closed.`
@@ -172,8 +187,11 @@ function addTimeline(state, detail) {
       const wait = `${(detail.delayMs / 1000).toFixed(1)} s`;
       if (detail.code === 1012) what = `herald restarting (1012): back in ${wait}, as it asked`;
       else if (detail.code) what = `closed ${detail.code}${detail.reason ? " " + detail.reason : ""}: retry in ${wait}`;
-      else if (detail.reason === "token_fetch_failed") what = `token request failed: retry in ${wait}`;
-      else what = `${(detail.reason || "failed").replaceAll("_", " ")}: retry in ${wait}`;
+      else if (detail.reason === "token_fetch_failed") {
+        // herald is not back yet: the next step of reconnecting, not a fault.
+        note("step", `herald not reachable yet (token request failed): next try in ${wait}`);
+        return;
+      } else what = `${(detail.reason || "failed").replaceAll("_", " ")}: retry in ${wait}`;
       break;
     }
     case "paused":
@@ -196,35 +214,41 @@ function note(state, what) {
   while (tl.children.length > 10) tl.lastChild.remove();
 }
 
-// --- who is online ---------------------------------------------------------
+// --- people: online now, and known users who are offline ------------------
 
 async function refreshOnline() {
   if (!client || client.state !== "open" || document.visibilityState === "hidden") return;
-  let users;
+  let users, all;
   try {
-    users = (await (await fetch("/dev/online", { cache: "no-store" })).json()).users || [];
+    ({ users = [], known: all = [] } = await (await fetch("/dev/online", { cache: "no-store" })).json());
   } catch {
     return;
   }
   if (!me) return;
-  if (users.join() === online.join()) return;
+  if (users.join() === online.join() && all.join() === known.join()) return;
   online = users;
-  const others = users.filter((u) => u !== me);
+  known = all;
+  // Everyone who logged in since herald started, online first.
+  const people = [...new Set([...users, ...all, me])].sort((a, b) => (users.includes(b) - users.includes(a)) || a.localeCompare(b));
+  const others = people.filter((u) => u !== me);
   $("online-count").textContent = String(users.length);
-  $("online").replaceChildren(...users.map((u) => {
+  $("online").replaceChildren(...people.map((u) => {
+    const on = users.includes(u);
     const a = el("span", { class: "avatar" });
     paintAvatar(a, u);
-    const name = el("span", { class: "name" }, [u, u === me ? el("span", { class: "you" }, " (you)") : ""]);
+    const name = el("span", { class: "name" }, [u, u === me ? el("span", { class: "you" }, " (you)") : on ? "" : el("span", { class: "you" }, " offline")]);
     const actions = u === me ? [] : [
       button("Add friend", "small-btn", () => send(u, "friend_request")),
       button("Invite", "small-btn", () => send(u, "game_invite", $("send-game").value)),
     ];
-    return el("li", { "data-user": u }, [el("span", { class: "online-dot" }), a, name, ...actions]);
+    return el("li", { "data-user": u, "data-online": String(on) }, [el("span", { class: on ? "online-dot" : "online-dot off" }), a, name, ...actions]);
   }));
   $("online-empty").hidden = others.length > 0;
   const select = $("send-to");
   const chosen = select.value;
-  select.replaceChildren(...(others.length ? others.map((u) => el("option", { value: u }, u)) : [el("option", { value: "" }, "nobody online")]));
+  select.replaceChildren(...(others.length
+    ? others.map((u) => el("option", { value: u }, users.includes(u) ? u : `${u} (offline: waits in the inbox)`))
+    : [el("option", { value: "" }, "nobody else yet")]));
   if (others.includes(chosen)) select.value = chosen;
   $("send-btn").disabled = others.length === 0;
 }
@@ -265,7 +289,7 @@ async function send(to, kind, game) {
     toast("warn", "Not sent", `herald answered ${r.status}.`);
     return;
   }
-  const item = { kind, to, game, status: "pending" };
+  const item = { kind, to, game, status: "pending", offline: !online.includes(to) };
   item.el = el("li", { class: "item", "data-id": id, "data-kind": kind });
   sent.set(id, item);
   $("sent").prepend(item.el);
@@ -281,7 +305,8 @@ function paintSent(id) {
     icon(s.kind),
     el("div", { class: "body" }, [
       el("div", { class: "title" }, [`${what} to ${s.to}`, el("span", { class: `badge ${s.status}` }, s.status)]),
-      el("div", { class: "meta" }, s.status === "pending" ? "waiting for an answer" : `answered at ${clock()}`),
+      el("div", { class: "meta" }, s.status !== "pending" ? `answered at ${clock()}`
+        : s.offline ? `${s.to} is offline: it waits in their inbox until they log in` : "waiting for an answer"),
     ]),
   );
 }
@@ -291,17 +316,17 @@ function paintSent(id) {
 function receiveRequest(m, kind) {
   const from = m.data?.from?.name || m.data?.from?.id || "someone";
   if (!m.id || inbox.has(m.id)) return;
-  const item = { msg: m, kind, status: "pending" };
+  const item = { msg: m, kind, status: "pending", replayed: typeof m.ts === "number" && m.ts < openedAt };
   item.el = el("li", { class: "item", "data-id": m.id, "data-kind": kind });
   inbox.set(m.id, item);
   $("inbox").prepend(item.el);
   paintRequest(m.id);
   refreshEmpty();
-  if (kind === "game_invite") {
-    toast("game_invite", `${from} invites you to ${m.data.game || "a game"}`, "Accept it in the inbox within a minute.");
-  } else {
-    toast("friend_request", `${from} wants to be friends`, "Accept or decline in the inbox.");
-  }
+  const t = kind === "game_invite"
+    ? toast("game_invite", `${from} invites you to ${m.data.game || "a game"}`, "Accept it in the inbox within a minute.")
+    : toast("friend_request", `${from} wants to be friends`, "Accept or decline in the inbox.");
+  t.dataset.request = m.id;
+  toasts.set(m.id, t);
 }
 
 /** Draws a request's card once, then updates it in place (the invite's
@@ -332,6 +357,7 @@ function paintRequest(id) {
   it.parts.actions.hidden = !pending;
   it.parts.meta.textContent = isGame
     ? pending ? `game ${m.data.game_id} · expires in ${Math.ceil((m.data.expires_at - Date.now()) / 1000)} s` : `game ${m.data.game_id}`
+    : it.replayed ? `sent at ${new Date(m.ts).toLocaleTimeString()} while you were offline: replayed from your inbox`
     : `received at ${new Date(m.ts || Date.now()).toLocaleTimeString()}`;
 }
 
@@ -358,6 +384,8 @@ async function answer(id, accepted) {
 }
 
 function markHandled(id, accepted) {
+  dismiss(toasts.get(id));
+  toasts.delete(id);
   const it = inbox.get(id);
   if (!it || it.status !== "pending") return;
   it.status = accepted ? "accepted" : "declined";
@@ -401,10 +429,36 @@ function toast(kind, title, text) {
   ]);
   $("toasts").append(t);
   while ($("toasts").children.length > 4) $("toasts").firstChild.remove();
-  setTimeout(() => {
-    t.classList.add("leaving");
-    setTimeout(() => t.remove(), 300);
-  }, 6000);
+  setTimeout(() => dismiss(t), 6000);
+  return t;
+}
+
+function dismiss(t) {
+  if (!t?.isConnected || t.classList.contains("leaving")) return;
+  t.classList.add("leaving");
+  setTimeout(() => t.remove(), 300);
+}
+
+// --- the wire: every frame in and out, and the close codes -------------------
+
+const FRAMES_MAX = 200;
+
+function logFrame(f) {
+  let arrow, text, kind;
+  if (f.dir === "close") {
+    arrow = "×";
+    kind = "close";
+    text = `close ${f.code}${f.reason ? " " + f.reason : ""} (by the ${f.by})`;
+  } else {
+    arrow = f.dir === "in" ? "↓" : "↑";
+    kind = f.dir;
+    text = f.data;
+  }
+  const li = el("li", { "data-dir": kind, title: text }, [el("time", {}, clock()), el("span", { class: "arrow" }, arrow), el("code", {}, text)]);
+  const list = $("frames");
+  list.prepend(li);
+  while (list.children.length > FRAMES_MAX) list.lastChild.remove();
+  $("frames-count").textContent = String(Number($("frames-count").textContent) + 1);
 }
 
 // Icons: inline SVG (constant strings), so that the page needs no font or file.
