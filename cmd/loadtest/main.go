@@ -110,7 +110,8 @@ func run(args []string, stderr, stdout io.Writer) int {
 	replayUsers := fs.Int("replay-users", 0, "replay's storm group: the last N users (default: half of --users); the others get live fan-out")
 	replayShare := fs.Float64("replay-share", 1, "share of the storm group whose sockets all leave and reconnect at once with since (the rest stay and get the events live)")
 	replayEvents := fs.Int("replay-events", 10, "inbox events appended to each storm user while away")
-	concurrency := fs.Int("concurrency", 256, "handshakes in flight over all workers")
+	concurrency := fs.Int("concurrency", 256, "handshakes in flight over all workers (a closed loop)")
+	arrival := fs.String("arrival-rate", "", "open loop for connect and replay's storm: sockets opened a second (N or N/s), whether or not earlier ones are welcomed; replaces --concurrency")
 	procs := fs.Int("procs", 0, "worker processes (default: one per 18,000 sockets)")
 	srcIPs := fs.String("src-ips", "", "source addresses for client sockets: N (127.0.0.2 … 127.0.0.N+1) or a comma-separated list (default: enough loopback addresses for the sockets when every target is on loopback)")
 	drain := fs.Duration("drain-timeout", 5*time.Second, "wait for messages in flight after publishing stops")
@@ -120,6 +121,11 @@ func run(args []string, stderr, stdout io.Writer) int {
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "loadtest: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	arrivalRate, err := parseArrivalRate(*arrival)
+	if err != nil {
+		fmt.Fprintln(stderr, "loadtest:", err)
 		return 2
 	}
 	sec, err := sessionSecret(*secret, *secretFile)
@@ -135,7 +141,8 @@ func run(args []string, stderr, stdout io.Writer) int {
 		PayloadBytes: *payload, ChurnShare: *churn, SlowShare: *slow, SlowFlood: *flood,
 		ReplayUsers: *replayUsers, ReplayShare: *replayShare, ReplayEvents: *replayEvents,
 		Concurrency: *concurrency, Procs: *procs, DrainTimeout: *drain,
-		Progress: stderr, ProgressTTY: isTTY(stderr),
+		ArrivalRate: arrivalRate,
+		Progress:    stderr, ProgressTTY: isTTY(stderr),
 	}
 	if *flood == 0 {
 		cfg.SlowFlood = -1
@@ -247,4 +254,16 @@ func isTTY(w io.Writer) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// parseArrivalRate reads --arrival-rate: "" (the closed loop), N or N/s.
+func parseArrivalRate(v string) (float64, error) {
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseFloat(strings.TrimSuffix(v, "/s"), 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("--arrival-rate %q: want a positive number of sockets a second, such as 5000/s", v)
+	}
+	return n, nil
 }
