@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -121,11 +122,41 @@ func (d *delivery) send(c *Conn, payload []byte, msg *wscore.Message, sync bool)
 	_ = c.ws.SendMessage(msg)
 }
 
-// all queues msg to every socket, skipping user except when it is set.
+// all queues msg to every socket, skipping user except when it is set. A
+// broadcast to many sockets is split by registry shard over one goroutine
+// per core, since writing to an idle socket happens on the goroutine that
+// sends (write-through).
 func (d *delivery) all(msg *wscore.Message, except string) {
+	parts := min(runtime.GOMAXPROCS(0), registryShards)
+	if parts == 1 || d.s.reg.total.Load() < parallelBroadcastMin {
+		d.s.metrics.delivered.Add(float64(d.allOf(msg, except, 0, 1)))
+		return
+	}
+	d.allParallel(msg, except, parts)
+}
+
+// parallelBroadcastMin is the number of sockets from which a broadcast is
+// split over the cores: below it, starting goroutines costs more than the
+// writes.
+const parallelBroadcastMin = 256
+
+func (d *delivery) allParallel(msg *wscore.Message, except string, parts int) {
+	var n atomic.Int64
+	var wg sync.WaitGroup
+	for part := 1; part < parts; part++ {
+		wg.Go(func() { n.Add(int64(d.allOf(msg, except, part, parts))) })
+	}
+	n.Add(int64(d.allOf(msg, except, 0, parts)))
+	wg.Wait()
+	d.s.metrics.delivered.Add(float64(n.Load()))
+}
+
+// allOf queues msg to the sockets of part of parts of the registry's
+// shards and returns how many.
+func (d *delivery) allOf(msg *wscore.Message, except string, part, parts int) int {
 	bp := d.scratch()
 	n := 0
-	*bp = d.s.reg.each((*bp)[:0], func(c *Conn) {
+	*bp = d.s.reg.eachOf(part, parts, (*bp)[:0], func(c *Conn) {
 		if except != "" && c.user == except {
 			return
 		}
@@ -133,7 +164,7 @@ func (d *delivery) all(msg *wscore.Message, except string) {
 		n++
 	})
 	d.release(bp, *bp)
-	d.s.metrics.delivered.Add(float64(n))
+	return n
 }
 
 func (d *delivery) Control(c fanout.Control) {

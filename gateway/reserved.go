@@ -52,6 +52,14 @@ func reservedType(p []byte) bool {
 	}
 }
 
+// IsReservedType reports whether herald would refuse to relay payload
+// because its top-level "type" is one of herald's own frame types
+// (welcome, pong, reconnect, resync, replay_complete), so that a publisher
+// can say so instead of publishing what no socket will receive.
+func IsReservedType(payload []byte) bool {
+	return reservedType(payload)
+}
+
 func isReservedValue(tok []byte) bool {
 	for _, r := range reservedTypes {
 		if jsonStringIs(tok, r) {

@@ -16,7 +16,7 @@ var reservedPayloads = []struct{ name, payload string }{
 	{"reconnect with a 10-day wait", `{"type":"reconnect","after_ms":864000000}`},
 	{"welcome", `{"type":"welcome","socket_id":"x","user_id":"mallory"}`},
 	{"resync", `{"type":"resync"}`},
-	{"replay_complete", `{"type":"replay_complete","count":0,"inbox_id":"9999999999999-0"}`},
+	{"replay_complete", `{"type":"replay_complete","count":0}`},
 	{"pong", `{"type":"pong"}`},
 	{"spaces around the member", "{\n \"type\" :\t\"resync\" } "},
 	{"type after a nested object", `{"data":{"type":"x","a":[1,{"b":"}"}]},"type":"reconnect","after_ms":1}`},

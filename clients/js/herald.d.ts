@@ -205,7 +205,7 @@ export interface ReadyError extends Error {
  * ```
  */
 export declare class HeraldClient<Events extends object = Record<string, unknown>> {
-  /** Throws a TypeError when tokenUrl or url is relative and there is no page (Node). */
+  /** Throws a TypeError when tokenUrl or url is relative and there is no page (Node), or its scheme cannot work. */
   constructor(options?: HeraldOptions);
   readonly state: State;
   readonly stateDetail: StateDetail;

@@ -663,24 +663,28 @@ export class HeraldClient {
 }
 
 /**
- * Without a page (Node, a worker without location), relative URLs cannot
- * be resolved: say so now, rather than retry "Failed to parse URL" for ever.
+ * A URL that cannot work never will: say so at construction, rather than
+ * retry "Failed to parse URL" for ever. Without a page (Node, a worker
+ * without location) relative URLs cannot be resolved; the socket's scheme
+ * must be ws(s) or http(s).
  */
 function checkUrls(o) {
-  if (globalThis.location?.href) return;
-  for (const name of ["tokenUrl", "url"]) {
-    let ok = false;
+  const base = globalThis.location?.href;
+  for (const [name, schemes] of [["tokenUrl", ["http:", "https:"]], ["url", ["ws:", "wss:", "http:", "https:"]]]) {
+    let u = null;
     try {
-      new URL(o[name]);
-      ok = true;
+      u = new URL(o[name], base);
     } catch {
-      ok = false;
+      u = null;
     }
-    if (!ok) {
+    if (!u && !base) {
       throw new TypeError(
         `herald: options.${name} "${o[name]}" is not an absolute URL, and there is no page to resolve it against (Node?): ` +
           `pass absolute tokenUrl and url, e.g. { tokenUrl: "https://example.com/api/ws/token", url: "wss://example.com/ws" }`,
       );
+    }
+    if (!u || !schemes.includes(u.protocol)) {
+      throw new TypeError(`herald: options.${name} "${o[name]}" is not a URL herald can serve (want ${schemes.join(", ")})`);
     }
   }
 }

@@ -293,7 +293,8 @@ const devPublishMax = 64 << 10
 // broadcast:except:<id>, herald:control), without a prefix, and the message
 // goes through the broker exactly as a backend service's would. With the
 // inbox on, user:<id> goes through it, as fanout.Publisher's sends do: the
-// body must then be a JSON object.
+// body must then be a JSON object. A body herald would not relay because
+// its type is one of herald's frame types is refused with 400.
 func (d *devRoutes) publish(w http.ResponseWriter, r *http.Request) {
 	channel := r.URL.Query().Get("channel")
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, devPublishMax))
@@ -314,6 +315,10 @@ func (d *devRoutes) publish(w http.ResponseWriter, r *http.Request) {
 		}
 		err = d.gw.DisconnectUser(ctx, c.UserID, c.Reason)
 	} else if t, ok := d.ch.Parse(channel); ok {
+		if gateway.IsReservedType(body) {
+			devError(w, http.StatusBadRequest, "the payload's top-level type is one of herald's own frame types (welcome, pong, reconnect, resync, replay_complete): herald relays no such application payload")
+			return
+		}
 		switch {
 		case t.Kind == fanout.ToUser:
 			err = d.gw.SendToUser(ctx, t.ID, body)

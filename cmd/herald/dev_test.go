@@ -380,6 +380,8 @@ func TestDevDemoEndpoints(t *testing.T) {
 		{"user:alice", `{"inbox_id":"9999999999999-0","type":"x"}`, "", 400},
 		{"user:alice", `{"type":"x", "inbox\u005fid":"1-0"}`, "", 400},
 		{"broadcast", `not an object`, "", 204},
+		{"user:alice", `{"type":"resync"}`, "", 400}, // herald's own frame types: it would not relay them
+		{"broadcast", `{"type":"reconnect","after_ms":864000000}`, "", 400},
 	} {
 		if got := publish(tc.channel, tc.payload, tc.origin); got != tc.want {
 			t.Errorf("publish %s %q (Origin %q): %d, want %d", tc.channel, tc.payload, tc.origin, got, tc.want)

@@ -538,10 +538,11 @@ describe("the client's API", () => {
     stopAll(second);
   });
 
-  test("in Node, relative URLs are an error at construction", () => {
+  test("in Node, relative URLs are an error at construction; so is a scheme that cannot work", () => {
     assert.equal(globalThis.location, undefined);
     assert.throws(() => new HeraldClient({ WebSocket }), /tokenUrl "\/api\/ws\/token" is not an absolute URL.*Node/);
     assert.throws(() => new HeraldClient({ WebSocket, tokenUrl: "http://127.0.0.1:1/api/ws/token" }), /options\.url "\/ws"/);
+    assert.throws(() => new HeraldClient({ WebSocket, tokenUrl: "http://127.0.0.1:1/t", url: "ftp://127.0.0.1/ws" }), /options\.url "ftp:.*want ws:, wss:, http:, https:/);
     const c = new HeraldClient({ WebSocket, tokenUrl: "http://127.0.0.1:1/t", url: "ws://127.0.0.1:1/ws" });
     assert.equal(c.state, "idle");
   });
