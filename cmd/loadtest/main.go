@@ -58,6 +58,7 @@ func runFloor(args []string, stderr io.Writer) int {
 	redisURL := fs.String("redis", "", "Redis to subscribe to (required)")
 	prefix := fs.String("channel-prefix", "", "channel prefix, as herald's")
 	cookie := fs.String("session-cookie", "access_token", "session cookie name")
+	secret := fs.String("session-secret", os.Getenv("HERALD_SESSION_SECRET"), "HS256 secret of session JWTs: the token POST checks their signature as herald's does (default: HERALD_SESSION_SECRET; empty: no check)")
 	claim := fs.String("user-claim", "sub", "claim holding the user id")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -69,7 +70,7 @@ func runFloor(args []string, stderr io.Writer) int {
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
-	srv, err := floor.New(ctx, floor.Config{Addr: *addr, Redis: *redisURL, ChannelPrefix: *prefix, SessionCookie: *cookie, UserClaim: *claim})
+	srv, err := floor.New(ctx, floor.Config{Addr: *addr, Redis: *redisURL, ChannelPrefix: *prefix, SessionCookie: *cookie, UserClaim: *claim, SessionSecret: secretBytes(*secret)})
 	if err != nil {
 		fmt.Fprintln(stderr, "loadtest floor:", err)
 		return 2
@@ -266,4 +267,12 @@ func parseArrivalRate(v string) (float64, error) {
 		return 0, fmt.Errorf("--arrival-rate %q: want a positive number of sockets a second, such as 5000/s", v)
 	}
 	return n, nil
+}
+
+// secretBytes is s as a secret, nil when empty.
+func secretBytes(s string) []byte {
+	if s == "" {
+		return nil
+	}
+	return []byte(s)
 }
