@@ -132,11 +132,15 @@ func NewRedis(client redis.UniversalClient, cfg RedisConfig) (*Redis, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultRedisTimeout
 	}
+	cluster := isCluster(client)
+	if cluster {
+		keyslot.Tag(0) // work the slots' tags out now, not in the first handshake
+	}
 	return &Redis{
 		client:  client,
 		prefix:  cfg.Prefix + "jti:",
 		epoch:   cfg.Prefix + "jti-epoch",
-		cluster: isCluster(client),
+		cluster: cluster,
 		timeout: cfg.Timeout,
 	}, nil
 }

@@ -46,11 +46,19 @@ func buildTags() {
 }
 
 // crc16 is CRC-16/XMODEM (polynomial 0x1021, initial value 0), the checksum
-// Redis Cluster hashes keys with.
+// Redis Cluster hashes keys with, a byte at a time.
 func crc16(s string) uint16 {
 	var crc uint16
 	for i := 0; i < len(s); i++ {
-		crc ^= uint16(s[i]) << 8
+		crc = crc<<8 ^ crcTable[byte(crc>>8)^s[i]]
+	}
+	return crc
+}
+
+// crcTable is crc16's step for each byte.
+var crcTable = func() (t [256]uint16) {
+	for b := range t {
+		crc := uint16(b) << 8
 		for range 8 {
 			if crc&0x8000 != 0 {
 				crc = crc<<1 ^ 0x1021
@@ -58,6 +66,7 @@ func crc16(s string) uint16 {
 				crc <<= 1
 			}
 		}
+		t[b] = crc
 	}
-	return crc
-}
+	return t
+}()
