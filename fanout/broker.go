@@ -36,11 +36,13 @@ func All() Target             { return Target{Kind: ToAll} }
 func AllExcept(userID string) Target { return Target{Kind: ToAll, ID: userID} }
 
 // Control is a command on the control channel. Op "disconnect" closes every
-// socket of UserID with 4000; Reason is informational (logged).
+// socket of UserID with 4000; op "evict" closes the socket SocketID of
+// UserID with 4008. Reason is informational (logged).
 type Control struct {
-	Op     string `json:"op"`
-	UserID string `json:"user_id"`
-	Reason string `json:"reason,omitempty"`
+	Op       string `json:"op"`
+	UserID   string `json:"user_id"`
+	SocketID string `json:"socket_id,omitempty"`
+	Reason   string `json:"reason,omitempty"`
 }
 
 // Handler receives what a broker delivers to this replica. Implementations

@@ -9,6 +9,11 @@ import (
 // close code 4000.
 const OpDisconnect = "disconnect"
 
+// OpEvict is the Control op that closes one socket (SocketID, of UserID)
+// with close code 4008: the cluster-wide per-user cap's evict-oldest policy
+// made room for a newer socket of the user.
+const OpEvict = "evict"
+
 // ErrInvalidControl is returned by PublishControl for a command no replica
 // would apply: an unknown op, or no user id.
 var ErrInvalidControl = errors.New("fanout: invalid control command")
@@ -26,9 +31,9 @@ var dropReasons = []string{dropBadChannel, dropBadControl, dropUnknownOp}
 // checkControl returns the drop reason of c, or "" when a replica applies it.
 func checkControl(c Control) string {
 	switch {
-	case c.Op != OpDisconnect:
+	case c.Op != OpDisconnect && c.Op != OpEvict:
 		return dropUnknownOp
-	case c.UserID == "":
+	case c.UserID == "", c.Op == OpEvict && c.SocketID == "":
 		return dropBadControl
 	}
 	return ""

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,11 +22,12 @@ import (
 // average: it ends at exactly 5 and B at 5. The per-user counts are
 // cluster-wide throughout.
 func TestRebalance(t *testing.T) {
-	store, err := presence.NewMemory(presence.Config{TTL: 10 * time.Second})
+	mem, err := presence.NewMemory(presence.Config{TTL: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { store.Close() })
+	t.Cleanup(func() { mem.Close() })
+	store := &refreshCounter{Store: mem}
 	opts := func(node string, rebalance bool) harnessOpts {
 		return harnessOpts{gw: func(c *gateway.Config) {
 			c.NodeID = node
@@ -104,8 +106,15 @@ func TestRebalance(t *testing.T) {
 		}
 	}
 	// Balanced: nothing more is shed (a is at the average), over several
-	// refreshes after the shed sockets stopped counting as in flight.
-	time.Sleep(300 * time.Millisecond) // long enough for a wrong shed to show
+	// refreshes of a (each reconsiders its balance) after the shed sockets
+	// stopped counting as in flight.
+	since := store.refreshesOfA.Load()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if n := store.refreshesOfA.Load() - since; n < 10 {
+			return fmt.Errorf("a refreshed %d times since it was balanced; want 10", n)
+		}
+		return nil
+	})
 	select {
 	case s := <-sheds:
 		t.Fatalf("socket %d shed below the average (a %d, b %d)", s.i, a.srv.Sockets(), b.srv.Sockets())
@@ -151,4 +160,18 @@ func TestRebalance(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// refreshCounter is a presence store that counts the refreshes of node
+// "a": each is a rebalancing decision.
+type refreshCounter struct {
+	presence.Store
+	refreshesOfA atomic.Int64
+}
+
+func (r *refreshCounter) Refresh(ctx context.Context, node string, sockets int) (presence.Replicas, error) {
+	if node == "a" {
+		defer r.refreshesOfA.Add(1)
+	}
+	return r.Store.Refresh(ctx, node, sockets)
 }

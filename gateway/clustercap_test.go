@@ -106,3 +106,53 @@ func TestClusterCapRace(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterCapEvictOldest: with the evict-oldest policy a user at the
+// cluster-wide cap is welcomed on any replica, and the user's oldest
+// socket, on whichever replica holds it, is closed with 4008 and a reason.
+func TestClusterCapEvictOldest(t *testing.T) {
+	testenv.NoLeaks(t)
+	a, b := capReplicas(t, func(c *gateway.Config) { c.ClusterCapPolicy = gateway.CapEvictOldest })
+	steps := []struct {
+		name   string
+		on     *harness
+		evicts int // index of the step whose socket is closed; -1 none
+	}{
+		{"first socket, on a", a, -1},
+		{"second, on b: evicts a's", b, 0},
+		{"third, on a: evicts b's", a, 1},
+		{"fourth, on a: evicts the third, on the same replica", a, 2},
+	}
+	socks := make([]*testenv.WSClient, len(steps))
+	for i, st := range steps {
+		got, c := firstFrame(st.on, st.on.token("u"))
+		if c != nil {
+			defer c.Close()
+		}
+		if got != "welcome" {
+			t.Fatalf("%s: %s; want welcome", st.name, got)
+		}
+		socks[i] = c
+		if st.evicts < 0 {
+			continue
+		}
+		cf, err := socks[st.evicts].ExpectClose(10 * time.Second)
+		if err != nil || cf.Code != 4008 || cf.Reason != "replaced_by_newer_socket" {
+			t.Fatalf("%s: the oldest socket got %+v, %v; want close 4008 replaced_by_newer_socket", st.name, cf, err)
+		}
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		n, err := a.srv.CountConnections(context.Background(), "u")
+		if err != nil || n != 1 {
+			return fmt.Errorf("cluster-wide count of u = %d, %v; want 1", n, err)
+		}
+		return nil
+	})
+	// The newest socket is the one left, and it still receives.
+	if err := b.srv.SendToUser(context.Background(), "u", []byte(`{"type":"note"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := socks[len(socks)-1].ReadText(10 * time.Second); err != nil || msg != `{"type":"note"}` {
+		t.Fatalf("newest socket: %q, %v", msg, err)
+	}
+}

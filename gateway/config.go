@@ -143,6 +143,12 @@ type Config struct {
 	// round trip.
 	UserPresence             bool
 	ClusterMaxSocketsPerUser int
+	// ClusterCapPolicy is what the cluster-wide cap does with a socket
+	// over it: CapRefuse (the zero value) closes the new socket with 4008;
+	// CapEvictOldest welcomes it and closes the user's oldest socket, on
+	// whichever replica holds it, with 4008 and the reason
+	// "replaced_by_newer_socket".
+	ClusterCapPolicy CapPolicy
 	// Rebalance lets a replica holding more than (1+RebalanceMargin) × the
 	// cluster's average socket count shed sockets (reconnect frame with an
 	// after_ms below DrainWindow, then 1012) at RebalanceRate × its sockets
@@ -169,6 +175,16 @@ type Config struct {
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
 }
+
+// CapPolicy is what the cluster-wide per-user cap does with a socket over
+// it (Config.ClusterCapPolicy).
+type CapPolicy string
+
+// The cluster-wide cap's policies.
+const (
+	CapRefuse      CapPolicy = ""             // the new socket gets 4008
+	CapEvictOldest CapPolicy = "evict-oldest" // the user's oldest socket gets 4008
+)
 
 // The defaults of Config's zero values. cmd/herald uses them as its flags'
 // defaults, so that each is written once.
@@ -280,6 +296,9 @@ func (c *Config) validate() error {
 	}
 	if c.Presence == nil && (c.Rebalance || c.UserPresence) {
 		errs = append(errs, errors.New("rebalancing and user presence need a Presence store"))
+	}
+	if c.ClusterCapPolicy != CapRefuse && c.ClusterCapPolicy != CapEvictOldest {
+		errs = append(errs, fmt.Errorf("cluster cap policy %q: want %q or %q", c.ClusterCapPolicy, CapRefuse, CapEvictOldest))
 	}
 	if c.ClusterMaxSocketsPerUser > 0 && !c.UserPresence {
 		errs = append(errs, errors.New("a cluster-wide per-user cap needs user presence"))

@@ -169,6 +169,14 @@ func (d *delivery) allOf(msg *wscore.Message, except string, part, parts int) in
 
 func (d *delivery) Control(c fanout.Control) {
 	d.s.metrics.msgControl.Inc()
+	if c.Op == fanout.OpEvict {
+		if conn := d.s.reg.socket(c.SocketID); conn != nil && conn.user == c.UserID {
+			conn.close(DisconnectReplaced, false)
+			d.s.log.Info("socket evicted: its user opened a newer one over the cluster-wide cap",
+				zap.String("user", c.UserID), zap.String("socket_id", c.SocketID))
+		}
+		return
+	}
 	if c.Op != fanout.OpDisconnect {
 		d.s.log.Warn("unknown control op", zap.String("op", c.Op))
 		return

@@ -18,6 +18,7 @@ var (
 	DisconnectTokenInvalid   = &Disconnect{Code: 4002, Reason: "token_invalid"}
 	DisconnectTokenReused    = &Disconnect{Code: 4003, Reason: "token_reused"}
 	DisconnectTooMany        = &Disconnect{Code: 4008, Reason: "too_many_connections"}
+	DisconnectReplaced       = &Disconnect{Code: 4008, Reason: "replaced_by_newer_socket"}
 	DisconnectSlowConsumer   = wscore.DisconnectSlowConsumer
 	DisconnectRateLimited    = &Disconnect{Code: 4029, Reason: "rate_limited"}
 	DisconnectServiceRestart = &Disconnect{Code: 1012, Reason: "service_restart"}

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"sync/atomic"
 	"syscall"
@@ -11,6 +12,8 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/herald-gw/herald/internal/testenv"
 )
 
 // exhaustedListener fails Accept with EMFILE until it is told to recover.
@@ -49,16 +52,23 @@ func TestAcceptBacksOffOnEMFILE(t *testing.T) {
 		}
 		got <- c
 	}()
-	time.Sleep(500 * time.Millisecond)
-	calls := fake.calls.Load()
+	// Five attempts take at least the first four pauses, 5+10+20+40 ms; a
+	// spin would make them in microseconds. (A loaded machine only makes
+	// them slower.)
+	began := time.Now()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if n := fake.calls.Load(); n < 5 {
+			return fmt.Errorf("%d accept attempts", n)
+		}
+		return nil
+	})
+	took := time.Since(began)
 	fake.recovered.Store(true)
 	if c := <-got; c != server {
 		t.Fatalf("Accept returned %v, want the connection after recovery", c)
 	}
-	// 5+10+20+40+80+160+320 ms: about 7 attempts in 500 ms. A spin would
-	// make millions.
-	if calls < 3 || calls > 20 {
-		t.Errorf("%d accept attempts in 500ms, want a backoff (about 7)", calls)
+	if took < 75*time.Millisecond {
+		t.Errorf("5 accept attempts in %v, want a backoff (at least 75ms)", took)
 	}
 	if !bytes.Contains(logs.Bytes(), []byte("backing off")) || !bytes.Contains(logs.Bytes(), []byte("too many open files")) {
 		t.Errorf("log does not report the backoff:\n%s", logs.String())
@@ -68,13 +78,19 @@ func TestAcceptBacksOffOnEMFILE(t *testing.T) {
 func TestAcceptBackoffStopsOnShutdown(t *testing.T) {
 	stop := make(chan struct{})
 	m, _ := newMetrics(nil, nil)
-	bl := &backoffListener{Listener: &exhaustedListener{}, log: zap.NewNop(), metrics: m, stop: stop}
+	fake := &exhaustedListener{}
+	bl := &backoffListener{Listener: fake, log: zap.NewNop(), metrics: m, stop: stop}
 	errc := make(chan error, 1)
 	go func() {
 		_, err := bl.Accept()
 		errc <- err
 	}()
-	time.Sleep(50 * time.Millisecond)
+	testenv.Eventually(t, 10*time.Second, func() error { // backing off
+		if fake.calls.Load() < 2 {
+			return errors.New("no failed accept yet")
+		}
+		return nil
+	})
 	close(stop)
 	select {
 	case err := <-errc:

@@ -7,6 +7,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/herald-gw/herald/fanout"
 	"github.com/herald-gw/herald/fanout/presence"
 )
 
@@ -80,9 +81,14 @@ func (u *userCounts) flush() {
 		ops = ops[:0]
 		counts := map[string]int{}
 		s.reg.each(nil, func(c *Conn) {
-			if c.counted.Load() {
-				counts[c.user]++
+			if !c.counted.Load() {
+				return
 			}
+			if s.recordSockets() { // each socket with its id, for evict-oldest
+				ops = append(ops, presence.Op{User: c.user, Delta: 1, Socket: c.id})
+				return
+			}
+			counts[c.user]++
 		})
 		for user, n := range counts {
 			ops = append(ops, presence.Op{User: user, Delta: n})
@@ -130,24 +136,55 @@ func (s *Server) presenceAdmit(ctx context.Context, c *Conn) *Disconnect {
 		s.users.queue(presence.Op{User: c.user, Delta: 1})
 		return nil
 	}
-	res, err := s.cfg.Presence.Apply(ctx, s.cfg.NodeID, []presence.Op{{User: c.user, Delta: 1, Cap: s.cfg.ClusterMaxSocketsPerUser}})
+	op := presence.Op{User: c.user, Delta: 1, Cap: s.cfg.ClusterMaxSocketsPerUser}
+	var (
+		res     []int
+		evicted []string
+		err     error
+	)
+	if s.recordSockets() {
+		op.Socket = c.id
+		var n int
+		n, evicted, err = s.cfg.Presence.ApplyEvictOldest(ctx, s.cfg.NodeID, op)
+		res = []int{n}
+	} else {
+		res, err = s.cfg.Presence.Apply(ctx, s.cfg.NodeID, []presence.Op{op})
+	}
 	switch {
 	case err != nil:
 		s.log.Warn("presence: cluster-wide cap not checked", zap.String("user", c.user), zap.Error(err))
-		s.users.queue(presence.Op{User: c.user, Delta: 1})
+		op.Cap = 0
+		s.users.queue(op)
 	case len(res) == 1 && res[0] < 0:
 		s.log.Info("socket refused: cluster-wide per-user cap", zap.String("user", c.user), zap.Int("cap", s.cfg.ClusterMaxSocketsPerUser))
 		return DisconnectTooMany
 	}
+	for _, id := range evicted {
+		// The evicted socket is uncounted already; its replica closes it.
+		ctl := fanout.Control{Op: fanout.OpEvict, UserID: c.user, SocketID: id, Reason: DisconnectReplaced.Reason}
+		if err := s.broker.PublishControl(ctx, ctl); err != nil {
+			s.log.Warn("presence: evicted socket not told to close", zap.String("user", c.user), zap.String("socket_id", id), zap.Error(err))
+		}
+	}
 	c.counted.Store(true)
 	return nil
+}
+
+// recordSockets reports whether presence records each socket with its id
+// and age: the evict-oldest policy of the cluster-wide cap needs them.
+func (s *Server) recordSockets() bool {
+	return s.cfg.ClusterMaxSocketsPerUser > 0 && s.cfg.ClusterCapPolicy == CapEvictOldest
 }
 
 // presenceLeft records that a socket counted by presenceAdmit is gone; it
 // does so once per socket, whoever calls it.
 func (s *Server) presenceLeft(c *Conn) {
 	if c.counted.CompareAndSwap(true, false) {
-		s.users.queue(presence.Op{User: c.user, Delta: -1})
+		op := presence.Op{User: c.user, Delta: -1}
+		if s.recordSockets() {
+			op.Socket = c.id
+		}
+		s.users.queue(op)
 	}
 }
 

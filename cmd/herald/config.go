@@ -83,6 +83,7 @@ type options struct {
 	PresenceDebounce  time.Duration
 	Presence          bool
 	ClusterMaxSockets int
+	ClusterCapPolicy  string
 	Rebalance         bool
 	RebalanceMargin   float64
 	RebalanceRate     float64
@@ -161,6 +162,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.BoolVar(&o.Presence, "presence", false, "keep per-user socket counts across the cluster: CountConnections and online/offline events on the presence channel")
 	fs.DurationVar(&o.PresenceDebounce, "presence-debounce", 5*time.Second, "a user's cluster-wide count must stay 0 this long before the offline event")
 	fs.IntVar(&o.ClusterMaxSockets, "max-sockets-per-user-cluster", 0, "sockets one user may hold across the cluster; the next gets 4008 (0: no cap; a cap turns --presence on)")
+	fs.StringVar(&o.ClusterCapPolicy, "max-sockets-per-user-cluster-policy", "refuse", "what --max-sockets-per-user-cluster does with a socket over it: refuse (it gets 4008) or evict-oldest (the user's oldest socket, on any replica, gets 4008)")
 	fs.BoolVar(&o.Rebalance, "rebalance", true, "with Redis: a replica over (1+margin) x the average socket count sheds the excess gradually")
 	fs.Float64Var(&o.RebalanceMargin, "rebalance-margin", 0.1, "share of the average a replica may hold above it before it sheds")
 	fs.Float64Var(&o.RebalanceRate, "rebalance-rate", 0.02, "fraction of its sockets a replica over the margin sheds per second, at most 1 (--rebalance=false turns shedding off)")

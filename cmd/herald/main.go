@@ -202,6 +202,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		PresenceInterval:         o.PresenceInterval,
 		UserPresence:             o.Presence || o.ClusterMaxSockets > 0,
 		ClusterMaxSocketsPerUser: o.ClusterMaxSockets,
+		ClusterCapPolicy:         capPolicy(o.ClusterCapPolicy),
 		Rebalance:                o.Rebalance && (o.RedisURL != "" || o.RedisCluster != ""),
 		RebalanceMargin:          o.RebalanceMargin,
 		RebalanceRate:            o.RebalanceRate,
@@ -307,4 +308,13 @@ func newLogger(level, format string, w io.Writer) (*zap.Logger, error) {
 	// The first 100 lines of each message per second are kept, then 1 in 100.
 	core = zapcore.NewSamplerWithOptions(core, time.Second, 100, 100)
 	return zap.New(core, zap.AddStacktrace(zapcore.ErrorLevel)), nil
+}
+
+// capPolicy maps --max-sockets-per-user-cluster-policy to the gateway's
+// policy; "refuse" is the zero value, and gateway.New refuses an unknown one.
+func capPolicy(flag string) gateway.CapPolicy {
+	if flag == "refuse" {
+		return gateway.CapRefuse
+	}
+	return gateway.CapPolicy(flag)
 }

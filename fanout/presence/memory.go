@@ -2,6 +2,8 @@ package presence
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -17,6 +19,7 @@ type Memory struct {
 	users   map[string]map[string]int // node → user → count; guarded by mu
 	online  map[string]bool           // users announced online; guarded by mu
 	pending map[string]*time.Timer    // offline checks; guarded by mu
+	socks   map[string][]string       // user → recorded socket ids, oldest first; guarded by mu
 }
 
 // NewMemory returns an in-process Store.
@@ -32,6 +35,7 @@ func NewMemory(cfg Config) (*Memory, error) {
 		users:   map[string]map[string]int{},
 		online:  map[string]bool{},
 		pending: map[string]*time.Timer{},
+		socks:   map[string][]string{},
 	}, nil
 }
 
@@ -88,28 +92,99 @@ func (m *Memory) Apply(ctx context.Context, node string, ops []Op) ([]int, error
 			out[i] = -1
 			continue
 		}
-		u := m.users[node]
-		if u == nil {
-			u = map[string]int{}
-			m.users[node] = u
-		}
-		if u[op.User] += op.Delta; u[op.User] <= 0 {
-			delete(u, op.User)
-		}
-		s = max(0, s+op.Delta)
-		out[i] = s
-		if s > 0 {
-			if !m.online[op.User] {
-				m.online[op.User] = true
-				events = append(events, Event{Type: "presence", UserID: op.User, Online: true, TS: time.Now().UnixMilli()})
+		if op.Socket != "" {
+			if op.Delta < 0 && !m.unrecordLocked(op.User, op.Socket) {
+				out[i] = s // evicted: uncounted already
+				continue
 			}
-		} else {
-			m.scheduleLocked(op.User, m.cfg.Debounce)
+			if op.Delta > 0 && !slices.Contains(m.socks[op.User], op.Socket) {
+				m.socks[op.User] = append(m.socks[op.User], op.Socket)
+			}
 		}
+		events = append(events, m.addLocked(node, op.User, op.Delta, s, &out[i])...)
 	}
 	m.mu.Unlock()
 	m.emit(events...)
 	return out, nil
+}
+
+// ApplyEvictOldest implements Store.
+func (m *Memory) ApplyEvictOldest(ctx context.Context, node string, op Op) (int, []string, error) {
+	var evicted []string
+	m.mu.Lock()
+	s := m.sumLocked(op.User)
+	held := map[string]int{} // node → victims chosen there
+	for _, id := range slices.Clone(m.socks[op.User]) {
+		if s-len(evicted) < op.Cap {
+			break
+		}
+		n, _, _ := strings.Cut(id, ".")
+		if m.users[n][op.User]-held[n] > 0 {
+			held[n]++
+			evicted = append(evicted, id)
+		} else {
+			m.unrecordLocked(op.User, id) // its replica no longer counts it
+		}
+	}
+	if s-len(evicted) >= op.Cap {
+		m.mu.Unlock()
+		return -1, nil, nil // not enough recorded sockets to make room: evict none
+	}
+	for _, id := range evicted {
+		m.unrecordLocked(op.User, id)
+		n, _, _ := strings.Cut(id, ".")
+		u := m.users[n]
+		if u[op.User]--; u[op.User] <= 0 {
+			delete(u, op.User)
+		}
+		s--
+	}
+	m.socks[op.User] = append(m.socks[op.User], op.Socket)
+	var count int
+	events := m.addLocked(node, op.User, 1, s, &count)
+	m.mu.Unlock()
+	m.emit(events...)
+	return count, evicted, nil
+}
+
+// unrecordLocked drops a recorded socket; false when it was not recorded.
+func (m *Memory) unrecordLocked(user, id string) bool {
+	ids := m.socks[user]
+	i := slices.Index(ids, id)
+	if i < 0 {
+		return false
+	}
+	if ids = slices.Delete(ids, i, i+1); len(ids) == 0 {
+		delete(m.socks, user)
+	} else {
+		m.socks[user] = ids
+	}
+	return true
+}
+
+// addLocked applies delta to user's count on node, s being the user's
+// cluster-wide count before it; it stores the count after it in out and
+// returns the event to emit, if any.
+func (m *Memory) addLocked(node, user string, delta, s int, out *int) []Event {
+	u := m.users[node]
+	if u == nil {
+		u = map[string]int{}
+		m.users[node] = u
+	}
+	if u[user] += delta; u[user] <= 0 {
+		delete(u, user)
+	}
+	s = max(0, s+delta)
+	*out = s
+	if s == 0 {
+		m.scheduleLocked(user, m.cfg.Debounce)
+		return nil
+	}
+	if m.online[user] {
+		return nil
+	}
+	m.online[user] = true
+	return []Event{{Type: "presence", UserID: user, Online: true, TS: time.Now().UnixMilli()}}
 }
 
 // Count implements Store.

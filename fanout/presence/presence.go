@@ -26,6 +26,14 @@ type Store interface {
 	Apply(ctx context.Context, node string, ops []Op) ([]int, error)
 	// Count returns user's socket count across the live replicas.
 	Count(ctx context.Context, user string) (int, error)
+	// ApplyEvictOldest applies one +1 op whose Socket is set, with the
+	// evict-oldest policy: when the user already holds op.Cap sockets, the
+	// oldest of the sockets recorded with their ids make room (each is
+	// uncounted at once, on whichever replica holds it) and are returned,
+	// for the caller to close. It returns the user's cluster-wide count
+	// after the op, or -1 when no recorded socket could make room (the op
+	// is then refused and the count unchanged).
+	ApplyEvictOldest(ctx context.Context, node string, op Op) (count int, evicted []string, err error)
 }
 
 // Replicas is the membership as one Refresh saw it.
@@ -46,6 +54,11 @@ type Op struct {
 	// Cap, when positive on a +1, refuses the op if the user already holds
 	// Cap sockets across the cluster.
 	Cap int
+	// Socket, when set, is the socket's id ("<node>.<suffix>"), recorded
+	// with its age for the evict-oldest policy. A -1 whose socket was
+	// evicted (already uncounted) then changes nothing. Empty: the socket
+	// is counted only.
+	Socket string
 }
 
 // Config configures Redis and Memory.

@@ -134,17 +134,26 @@ end
 return out
 `)
 
-// ARGV[4] = channel, ARGV[5] = debounce ms, then triples user, delta, cap.
+// ARGV[4] = channel, ARGV[5] = debounce ms, then quadruples user, delta,
+// cap, socket id (” when not recorded). A recorded socket's age is kept in
+// "socks:<user>" (score: Redis' clock, ms), for the evict-oldest policy.
 var applyScript = redis.NewScript(prelude + `
 local channel, debounce = ARGV[4], tonumber(ARGV[5])
 local nodes = live()
 local out = {}
-for i = 6, #ARGV, 3 do
-  local user, delta, cap = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+for i = 6, #ARGV, 4 do
+  local user, delta, cap, sock = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), ARGV[i + 3]
   local s = sum(nodes, user)
+  local zk = k .. 'socks:' .. user
   if delta > 0 and cap > 0 and s >= cap then
     out[#out + 1] = -1
+  elseif delta < 0 and sock ~= '' and redis.call('ZREM', zk, sock) == 0 then
+    out[#out + 1] = s -- evicted: uncounted already
   else
+    if sock ~= '' and delta > 0 then
+      redis.call('ZADD', zk, 'NX', string.format('%d', now), sock)
+      redis.call('PEXPIRE', zk, keep)
+    end
     local own = redis.call('HINCRBY', users(node), user, delta)
     if own <= 0 then redis.call('HDEL', users(node), user) end
     s = s + delta
@@ -162,6 +171,51 @@ end
 redis.call('PEXPIRE', users(node), 2 * ttl)
 redis.call('PEXPIRE', ok, keep)
 redis.call('PEXPIRE', pk, keep)
+return out
+`)
+
+// ARGV[4] = channel, ARGV[5] = user, ARGV[6] = cap, ARGV[7] = socket id.
+// Room is made from the oldest recorded sockets; one whose replica is gone
+// or no longer counts the user is dropped from the record without counting.
+var evictScript = redis.NewScript(prelude + `
+local channel, user, cap, sock = ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7]
+local nodes = live()
+local alive = {[node] = true}
+for _, n in ipairs(nodes) do alive[n] = true end
+local zk = k .. 'socks:' .. user
+local s = sum(nodes, user)
+local out = {0}
+local victims, held = {}, {}
+for _, id in ipairs(redis.call('ZRANGE', zk, 0, -1)) do
+  if s - #victims < cap then break end
+  local n = string.match(id, '^([^.]+)%.')
+  local c = n and alive[n] and tonumber(redis.call('HGET', users(n), user) or '0') or 0
+  if c - (held[n] or 0) > 0 then
+    held[n] = (held[n] or 0) + 1
+    victims[#victims + 1] = {id, n}
+  else
+    redis.call('ZREM', zk, id) -- its replica is gone, or no longer counts it
+  end
+end
+if s - #victims >= cap then
+  out[1] = -1 -- not enough recorded sockets to make room: evict none
+  return out
+end
+for _, v in ipairs(victims) do
+  redis.call('ZREM', zk, v[1])
+  if redis.call('HINCRBY', users(v[2]), user, -1) <= 0 then redis.call('HDEL', users(v[2]), user) end
+  s = s - 1
+  out[#out + 1] = v[1]
+end
+redis.call('HINCRBY', users(node), user, 1)
+out[1] = s + 1
+redis.call('ZADD', zk, string.format('%d', now), sock)
+redis.call('PEXPIRE', zk, keep)
+if redis.call('HSETNX', ok, user, '1') == 1 then
+  redis.call('PUBLISH', channel, event(user, true))
+end
+redis.call('PEXPIRE', users(node), 2 * ttl)
+redis.call('PEXPIRE', ok, keep)
 return out
 `)
 
@@ -217,7 +271,7 @@ func (r *Redis) Apply(ctx context.Context, node string, ops []Op) ([]int, error)
 	}
 	args := r.args(node, r.channel, r.cfg.Debounce.Milliseconds())
 	for _, op := range ops {
-		args = append(args, op.User, op.Delta, op.Cap)
+		args = append(args, op.User, op.Delta, op.Cap, op.Socket)
 	}
 	res, err := applyScript.Run(ctx, r.client, r.nodes, args...).Int64Slice()
 	if err != nil {
@@ -228,6 +282,22 @@ func (r *Redis) Apply(ctx context.Context, node string, ops []Op) ([]int, error)
 		out[i] = int(v)
 	}
 	return out, nil
+}
+
+// ApplyEvictOldest implements Store.
+func (r *Redis) ApplyEvictOldest(ctx context.Context, node string, op Op) (int, []string, error) {
+	res, err := evictScript.Run(ctx, r.client, r.nodes, r.args(node, r.channel, op.User, op.Cap, op.Socket)...).Slice()
+	if err != nil || len(res) == 0 {
+		return 0, nil, fmt.Errorf("presence: apply (evict-oldest): %v %w", res, err)
+	}
+	n, _ := res[0].(int64)
+	var evicted []string
+	for _, v := range res[1:] {
+		if id, ok := v.(string); ok {
+			evicted = append(evicted, id)
+		}
+	}
+	return int(n), evicted, nil
 }
 
 // Count implements Store.

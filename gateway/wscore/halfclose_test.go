@@ -3,12 +3,15 @@
 package wscore
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"testing"
 	"time"
 
 	"github.com/gobwas/ws"
+
+	"github.com/herald-gw/herald/internal/testenv"
 )
 
 // TestCloseEchoAfterHalfClose: a client that sends its close frame and then
@@ -49,10 +52,12 @@ func TestCloseEchoAfterHalfClose(t *testing.T) {
 		if _, err := client.Read(make([]byte, 1)); err != io.EOF {
 			t.Fatalf("socket %d: after the echo: %v, want EOF", i, err)
 		}
-		deadline := time.Now().Add(5 * time.Second)
-		for len(rec.ends()) == 0 && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond)
-		}
+		testenv.Eventually(t, 5*time.Second, func() error {
+			if len(rec.ends()) == 0 {
+				return fmt.Errorf("socket %d: no OnClose yet", i)
+			}
+			return nil
+		})
 		if ends := rec.ends(); len(ends) != 1 || ends[0].Code != 4321 {
 			t.Fatalf("socket %d: OnClose calls %v, want one with the client's 4321", i, ends)
 		}
