@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herald-gw/herald/fanout/presence"
+	"github.com/herald-gw/herald/gateway/membership/presence"
 	"github.com/herald-gw/herald/internal/testenv"
 )
 

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herald-gw/herald/fanout/presence"
 	"github.com/herald-gw/herald/gateway"
+	"github.com/herald-gw/herald/gateway/membership/presence"
 	"github.com/herald-gw/herald/internal/testenv"
 )
 

@@ -12,8 +12,8 @@ import (
 
 	"github.com/herald-gw/herald/auth"
 	"github.com/herald-gw/herald/fanout"
-	"github.com/herald-gw/herald/fanout/presence"
 	"github.com/herald-gw/herald/gateway/admit"
+	"github.com/herald-gw/herald/gateway/membership/presence"
 	"github.com/herald-gw/herald/gateway/wscore"
 	"github.com/herald-gw/herald/replay"
 )

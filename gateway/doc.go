@@ -36,14 +36,14 @@
 //
 // # Membership, rebalancing and presence
 //
-// With Config.Presence, one goroutine (balance.go) refreshes this replica's
-// entry every PresenceInterval and, with Config.Rebalance, sheds sockets
-// while the replica holds more than (1+RebalanceMargin) × the cluster
-// average, through the same reconnect-then-1012 path as a shutdown. With
-// UserPresence, another goroutine (presence.go) applies the per-user +1/-1
-// that handshakes and teardowns queue, in order, in batches; only the
-// cluster-wide cap waits for Presence inside a handshake. Both stop with
-// the core.
+// With Config.Presence, package gateway/membership refreshes this
+// replica's entry every PresenceInterval and, with Config.Rebalance, sheds
+// sockets while the replica holds more than (1+RebalanceMargin) × the
+// cluster average, through the same reconnect-then-1012 path as a shutdown
+// (presence.go: members.Shed). With UserPresence, it applies the per-user
+// +1/-1 that handshakes and teardowns queue, in order, in batches; only the
+// cluster-wide cap waits for Presence inside a handshake (presenceAdmit).
+// Both loops stop with the core.
 //
 // # Concurrency
 //

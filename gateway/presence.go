@@ -2,125 +2,102 @@ package gateway
 
 import (
 	"context"
-	"sync"
-	"time"
+	"math/rand/v2"
+	"strconv"
 
 	"go.uber.org/zap"
 
 	"github.com/herald-gw/herald/fanout"
-	"github.com/herald-gw/herald/fanout/presence"
+	"github.com/herald-gw/herald/gateway/membership"
+	"github.com/herald-gw/herald/gateway/membership/presence"
+	"github.com/herald-gw/herald/gateway/wscore"
 )
 
-// userCounts feeds per-user socket counts to the Presence store off the
-// handshake path: the handshake and teardown queue +1 and -1, and one
-// goroutine (run) applies them in order, in batches of one round trip.
-//
-// When Presence may have lost this replica's counts (an Apply failed, or
-// Refresh reports the entry was gone), run rebuilds them: it drops the
-// queued ops, takes the registry's per-user counts, and replaces this
-// replica's counts in Presence with them (Join, then +n per user). A socket
-// whose +1 was queued just before and registered just after the snapshot
-// is missed until it closes.
-type userCounts struct {
-	s      *Server
-	mu     sync.Mutex
-	ops    []presence.Op // guarded by mu
-	resync bool          // guarded by mu
-	wake   chan struct{} // capacity 1: ops were queued
+// newMembership builds the membership when a Presence store is configured
+// (nil otherwise); startMembership starts its loops.
+func (s *Server) newMembership() (*membership.Membership, error) {
+	if s.cfg.Presence == nil {
+		return nil, nil
+	}
+	m := &members{s: s}
+	return membership.New(membership.Config{
+		Store: s.cfg.Presence, NodeID: s.cfg.NodeID, Interval: s.cfg.PresenceInterval,
+		Rebalance: s.cfg.Rebalance, RebalanceMargin: s.cfg.RebalanceMargin, RebalanceRate: s.cfg.RebalanceRate,
+		DrainWindow: s.cfg.DrainWindow, UserPresence: s.cfg.UserPresence,
+		Broker: s.broker, Sockets: s, Shed: m, UserCounts: m,
+		Logger: s.log, Registerer: s.cfg.Registerer,
+	})
 }
 
-func newUserCounts(s *Server) *userCounts {
-	return &userCounts{s: s, wake: make(chan struct{}, 1)}
-}
-
-func (u *userCounts) queue(op presence.Op) {
-	u.mu.Lock()
-	u.ops = append(u.ops, op)
-	u.mu.Unlock()
-	u.signal()
-}
-
-func (u *userCounts) signal() {
-	select {
-	case u.wake <- struct{}{}:
-	default:
+// startMembership starts the membership loops when a Presence store is
+// configured. New calls it; closeCore stops them (s.stop).
+func (s *Server) startMembership() {
+	if s.members == nil {
+		return
+	}
+	s.loops.Add(1)
+	go func() {
+		defer s.loops.Done()
+		s.members.Run(s.stop, s.drainCh)
+	}()
+	if s.cfg.UserPresence {
+		s.loops.Add(1)
+		go func() {
+			defer s.loops.Done()
+			s.members.RunUsers(s.stop)
+		}()
 	}
 }
 
-// requestResync asks run to rebuild this replica's counts in Presence.
-func (u *userCounts) requestResync() {
-	u.mu.Lock()
-	u.resync = true
-	u.mu.Unlock()
-	u.signal()
+// members is what the membership sees of the gateway, besides its socket
+// count (Server.Sockets) and its broker.
+type members struct {
+	s    *Server
+	next int // registry shard where the next shedding starts; owned by the membership goroutine
 }
 
-// run applies the queued ops until the core stops, then applies what is
-// left (the sockets closed by the shutdown).
-func (u *userCounts) run() {
-	for {
-		select {
-		case <-u.wake:
-			u.flush()
-		case <-u.s.stop:
-			u.flush()
+// Shed sends up to n welcomed sockets the reconnect frame, with an
+// after_ms jittered below DrainWindow, and closes them with 1012: the same
+// path as a graceful shutdown, for a few sockets. It returns how many.
+func (m *members) Shed(n int) int {
+	s := m.s
+	window := max(1, s.cfg.DrainWindow.Milliseconds())
+	picked := s.reg.appendWelcomed(make([]*Conn, 0, n), m.next, n)
+	m.next = (m.next + 1) % registryShards
+	shed := 0
+	for _, c := range picked {
+		frame := wscore.TextFrame([]byte(`{"type":"reconnect","after_ms":` + strconv.FormatInt(rand.Int64N(window), 10) + `}`))
+		if c.ws.CloseAfter(frame, DisconnectServiceRestart) {
+			shed++
+		}
+	}
+	return shed
+}
+
+// UserCounts appends to dst the ops that rebuild this replica's per-user
+// counts from the sockets counted in presence: one per socket, with its
+// id, when presence records sockets (recordSockets), else one per user.
+// ok is false while the replica drains.
+func (m *members) UserCounts(dst []presence.Op) ([]presence.Op, bool) {
+	s := m.s
+	if s.draining.Load() {
+		return dst, false
+	}
+	counts := map[string]int{}
+	s.reg.each(nil, func(c *Conn) {
+		if !c.counted.Load() {
 			return
 		}
-	}
-}
-
-const userOpsBatch = 512
-
-func (u *userCounts) flush() {
-	s := u.s
-	u.mu.Lock()
-	ops, resync := u.ops, u.resync && !s.draining.Load() // a draining replica has left
-	u.ops, u.resync = nil, false
-	if resync {
-		// The registry's counts replace everything queued so far.
-		ops = ops[:0]
-		counts := map[string]int{}
-		s.reg.each(nil, func(c *Conn) {
-			if !c.counted.Load() {
-				return
-			}
-			if s.recordSockets() { // each socket with its id, for evict-oldest
-				ops = append(ops, presence.Op{User: c.user, Delta: 1, Socket: c.id})
-				return
-			}
-			counts[c.user]++
-		})
-		for user, n := range counts {
-			ops = append(ops, presence.Op{User: user, Delta: n})
-		}
-	}
-	u.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if resync {
-		if err := s.cfg.Presence.Join(ctx, s.cfg.NodeID); err != nil {
-			u.failed(len(ops), err)
+		if s.recordSockets() { // each socket with its id, for evict-oldest
+			dst = append(dst, presence.Op{User: c.user, Delta: 1, Socket: c.id})
 			return
 		}
+		counts[c.user]++
+	})
+	for user, n := range counts {
+		dst = append(dst, presence.Op{User: user, Delta: n})
 	}
-	for len(ops) > 0 {
-		batch := ops[:min(len(ops), userOpsBatch)]
-		ops = ops[len(batch):]
-		if _, err := s.cfg.Presence.Apply(ctx, s.cfg.NodeID, batch); err != nil {
-			u.failed(len(batch)+len(ops), err)
-			return
-		}
-	}
-}
-
-// failed drops n ops that could not be applied and asks for a rebuild,
-// which the next flush (the next op, or the next Refresh that succeeds)
-// performs.
-func (u *userCounts) failed(n int, err error) {
-	u.s.log.Warn("presence: per-user counts not recorded; rebuilding them once Redis answers", zap.Int("ops", n), zap.Error(err))
-	u.mu.Lock()
-	u.resync = true
-	u.mu.Unlock()
+	return dst, true
 }
 
 // presenceAdmit records a socket about to be registered. With a
@@ -133,7 +110,7 @@ func (s *Server) presenceAdmit(ctx context.Context, c *Conn) *Disconnect {
 	}
 	if s.cfg.ClusterMaxSocketsPerUser <= 0 {
 		c.counted.Store(true)
-		s.users.queue(presence.Op{User: c.user, Delta: 1})
+		s.members.Queue(presence.Op{User: c.user, Delta: 1})
 		return nil
 	}
 	op := presence.Op{User: c.user, Delta: 1, Cap: s.cfg.ClusterMaxSocketsPerUser}
@@ -154,7 +131,7 @@ func (s *Server) presenceAdmit(ctx context.Context, c *Conn) *Disconnect {
 	case err != nil:
 		s.log.Warn("presence: cluster-wide cap not checked", zap.String("user", c.user), zap.Error(err))
 		op.Cap = 0
-		s.users.queue(op)
+		s.members.Queue(op)
 	case len(res) == 1 && res[0] < 0:
 		s.log.Info("socket refused: cluster-wide per-user cap", zap.String("user", c.user), zap.Int("cap", s.cfg.ClusterMaxSocketsPerUser))
 		return DisconnectTooMany
@@ -184,7 +161,7 @@ func (s *Server) presenceLeft(c *Conn) {
 		if s.recordSockets() {
 			op.Socket = c.id
 		}
-		s.users.queue(op)
+		s.members.Queue(op)
 	}
 }
 

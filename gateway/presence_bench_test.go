@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/herald-gw/herald/fanout/presence"
 	"github.com/herald-gw/herald/gateway"
+	"github.com/herald-gw/herald/gateway/membership/presence"
 	"github.com/herald-gw/herald/internal/testenv"
 )
 

@@ -182,6 +182,25 @@ func (r *registry) eachOf(part, parts int, buf []*Conn, fn func(*Conn)) []*Conn 
 	return buf
 }
 
+// appendWelcomed appends to dst up to n welcomed sockets, walking the
+// socket shards from shard from.
+func (r *registry) appendWelcomed(dst []*Conn, from, n int) []*Conn {
+	for i := 0; i < registryShards && len(dst) < n; i++ {
+		ss := &r.sockets[(from+i)%registryShards]
+		ss.mu.RLock()
+		for _, c := range ss.m {
+			if len(dst) == n {
+				break
+			}
+			if c.welcomed.Load() {
+				dst = append(dst, c)
+			}
+		}
+		ss.mu.RUnlock()
+	}
+	return dst
+}
+
 // appendUserIDs appends, shard by shard, the ids of the users that hold at
 // least one socket, stopping once dst holds max ids (max <= 0: no limit).
 func (r *registry) appendUserIDs(dst []string, max int) []string {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/herald-gw/herald/fanout"
 	"github.com/herald-gw/herald/gateway/admit"
+	"github.com/herald-gw/herald/gateway/membership"
 	"github.com/herald-gw/herald/gateway/wscore"
 )
 
@@ -30,9 +31,9 @@ type Server struct {
 	reg       *registry
 	core      *wscore.Core
 	tokens    *admit.UserLimiter
-	admission *admission         // the gate in front of the handshakes' work (admission.go)
-	users     *userCounts        // per-user counts for Presence (presence.go)
-	blocker   *admit.AuthBlocker // failed-authentication blocking; nil when off
+	admission *admission             // the gate in front of the handshakes' work (admission.go)
+	members   *membership.Membership // the shared membership; nil without Presence (presence.go)
+	blocker   *admit.AuthBlocker     // failed-authentication blocking; nil when off
 
 	maxRelay int // largest payload relayed to sockets: MaxQueueBytes/2
 
@@ -95,6 +96,9 @@ func New(cfg Config) (*Server, error) {
 	if s.inbox, err = newInboxState(cfg.Registerer); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
+	if s.members, err = s.newMembership(); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
 	s.core, err = wscore.New(cfg.coreConfig())
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
@@ -115,7 +119,6 @@ func New(cfg Config) (*Server, error) {
 		s.closeCore()
 		return nil, fmt.Errorf("gateway: start broker: %w", err)
 	}
-	s.users = newUserCounts(s)
 	s.startMembership()
 	s.mux = s.routes()
 	s.http = &http.Server{

@@ -88,6 +88,12 @@ func merge(name string, results []*client.Result, elapsed time.Duration) Scenari
 			Sockets: sum.BroadcastGot, Missed: sum.BroadcastMissed,
 			FirstMs: bc.Quantile(0), MedianMs: bc.Quantile(0.5), LastMs: bc.Quantile(1),
 		}
+		if bc.Count() > 0 {
+			for pct := 0; pct <= 100; pct++ {
+				q := float64(pct) / 100
+				sr.Broadcast.Arrival = append(sr.Broadcast.Arrival, ArrivalPoint{Share: q, Ms: bc.Quantile(q)})
+			}
+		}
 	}
 	if name == "slow" {
 		s := &SlowReport{

@@ -123,6 +123,10 @@ type Config struct {
 	Progress io.Writer
 	// ProgressTTY makes Progress one updating line instead of plain lines.
 	ProgressTTY bool
+	// Timeline records the run about once a second (sockets, rates,
+	// latency percentiles, each --metrics server's CPU and memory) into
+	// Report.Timeline, for the HTML report; false records nothing.
+	Timeline bool
 	// Log receives warnings (unreadable /metrics…); zero means none.
 	Log *zap.Logger
 }

@@ -1,6 +1,8 @@
 package loadtest
 
 import (
+	"encoding/json"
+	"io"
 	"math"
 	"strings"
 	"testing"
@@ -52,6 +54,47 @@ func TestProgressLine(t *testing.T) {
 			t.Errorf("tty %v: a terminal gets one updating line, a pipe plain lines: %q", tty, out)
 		}
 	}
+}
+
+// TestProgressLineWaiting: while a scenario waits (for herald to shed slow
+// sockets, for reconnects), the line says what for instead of a delivery
+// rate of 0.
+func TestProgressLineWaiting(t *testing.T) {
+	var buf strings.Builder
+	r := &runner{cfg: Config{Progress: &buf, Sockets: 10}, phase: "slow"}
+	we := &workerEnd{last: &client.Progress{Up: 10, Waiting: "herald to shed the slow sockets (4009): 2 of 3 still open"}}
+	r.workers = []*workerEnd{we}
+	start := time.Now()
+	r.lastAt = start
+	r.printProgress(start.Add(time.Second), start)
+	out := buf.String()
+	if !strings.Contains(out, "waiting for herald to shed the slow sockets (4009): 2 of 3 still open") || strings.Contains(out, "deliveries 0/s") {
+		t.Errorf("progress while waiting: %q", out)
+	}
+}
+
+// TestProgressUpAfterResult: a scenario's result updates the sockets-up
+// count of the next progress line, which must not lag behind the report.
+func TestProgressUpAfterResult(t *testing.T) {
+	pr, pw := io.Pipe()
+	we := &workerEnd{Worker: Worker{Out: pr}, results: make(chan *client.Result, 1), armed: make(chan struct{}, 1), errs: make(chan error, 2)}
+	go we.read()
+	write := func(e client.Event) {
+		b, _ := json.Marshal(e)
+		if _, err := pw.Write(append(b, '\n')); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(client.Event{Ev: "progress", Progress: &client.Progress{Up: 1610}})
+	write(client.Event{Ev: "result", Result: &client.Result{Phase: "connect", Up: 2000}})
+	<-we.results
+	we.mu.Lock()
+	up := we.last.Up
+	we.mu.Unlock()
+	if up != 2000 {
+		t.Errorf("up after the result = %d, want 2000", up)
+	}
+	pw.Close()
 }
 
 // TestReplayTrack pins how a storm-group socket judges the storm's events:

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/herald-gw/herald/loadtest/client"
+	"github.com/herald-gw/herald/loadtest/threshold"
 )
 
 // Report is a run's result. Its JSON form is what --json writes; the
@@ -33,6 +34,12 @@ type Report struct {
 	Failures []string `json:"failures"`
 	Warnings []string `json:"warnings,omitempty"`
 	OK       bool     `json:"ok"`
+	// Thresholds are the --threshold criteria checked against this
+	// report, set by the caller after Run.
+	Thresholds []threshold.Result `json:"thresholds,omitempty"`
+	// Timeline is the run sampled about once a second, with
+	// Config.Timeline; it is for the HTML report, not the JSON.
+	Timeline *Timeline `json:"-"`
 }
 
 // RunInfo says what was run.
@@ -110,6 +117,15 @@ type BroadcastReport struct {
 	FirstMs  float64 `json:"first_ms"`
 	MedianMs float64 `json:"median_ms"`
 	LastMs   float64 `json:"last_ms"`
+	// Arrival is the arrival curve: for each whole percent of the sockets
+	// that got it, the ms after the PUBLISH by which they had.
+	Arrival []ArrivalPoint `json:"arrival,omitempty"`
+}
+
+// ArrivalPoint is one point of a broadcast's arrival curve.
+type ArrivalPoint struct {
+	Share float64 `json:"share"` // 0..1 of the sockets that got it
+	Ms    float64 `json:"ms"`
 }
 
 // SlowReport is the slow scenario's outcome.
@@ -260,9 +276,19 @@ func (r *Report) WriteText(w io.Writer) {
 	for _, w := range r.Warnings {
 		p("warning: %s", w)
 	}
-	if r.OK {
+	if len(r.Thresholds) > 0 {
+		p("thresholds")
+		for _, t := range r.Thresholds {
+			p("  %s", t)
+		}
+	}
+	crossed := threshold.Failed(r.Thresholds)
+	switch {
+	case r.OK && !crossed:
 		p("result: OK")
-	} else {
+	case r.OK:
+		p("result: FAILED: thresholds crossed (every correctness check passed)")
+	default:
 		for _, f := range r.Failures {
 			p("FAILED: %s", f)
 		}

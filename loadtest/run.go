@@ -26,6 +26,7 @@ type runner struct {
 	phaseMu sync.Mutex
 	last    uint64 // delivered at the previous progress line
 	lastAt  time.Time
+	tl      *timelineRecorder // nil unless cfg.Timeline; owned by the progress loop, phases under phaseMu
 }
 
 // Run plays cfg's scenarios and returns the report. The error is set when
@@ -52,11 +53,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		SrcIPs: len(cfg.SrcIPs), Scenarios: cfg.Scenarios, Duration: cfg.Duration.String(),
 		Rate: cfg.Rate, ArrivalRate: cfg.ArrivalRate, Concurrency: cfg.Concurrency, Started: time.Now().UTC(),
 	}}
+	if cfg.Timeline {
+		r.tl = newTimelineRecorder(cfg.Metrics)
+	}
 	err := r.start()
 	if err == nil {
 		stopProgress := r.progressLoop()
 		err = r.play(rep)
 		stopProgress()
+	}
+	if r.tl != nil {
+		rep.Timeline = r.tl.finish()
 	}
 	r.stop(err != nil)
 	rep.Run.Elapsed = time.Since(rep.Run.Started).Round(time.Millisecond).String()
@@ -228,6 +235,9 @@ func (r *runner) stormFrom() int { return r.cfg.Users - r.cfg.ReplayUsers }
 func (r *runner) setPhase(p string) {
 	r.phaseMu.Lock()
 	r.phase = p
+	if r.tl != nil {
+		r.tl.phase(p, time.Now())
+	}
 	r.phaseMu.Unlock()
 }
 

@@ -113,6 +113,14 @@ func (we *workerEnd) read() {
 			e.Progress.Latency.MergeInto(&we.lat)
 			we.mu.Unlock()
 		case "result":
+			// The result's count is newer than the last progress event:
+			// the next progress line must not show fewer sockets up than
+			// the scenario's report did.
+			we.mu.Lock()
+			if we.last != nil {
+				we.last.Up = e.Result.Up
+			}
+			we.mu.Unlock()
 			we.results <- e.Result
 		case "error":
 			we.errs <- errors.New(e.Err)

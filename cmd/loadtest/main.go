@@ -22,6 +22,7 @@ import (
 
 	"github.com/herald-gw/herald/loadtest"
 	"github.com/herald-gw/herald/loadtest/floor"
+	"github.com/herald-gw/herald/loadtest/threshold"
 )
 
 // workerEnv marks a process started as a worker by its parent.
@@ -81,12 +82,13 @@ func runFloor(args []string, stderr io.Writer) int {
 	return 0
 }
 
-// run returns the exit status: 0 when every correctness check passed, 1
-// when one failed, 2 when the run could not be made.
+// run returns the exit status: 0 when every correctness check and
+// threshold passed, 1 when a correctness check failed, 2 when the run could
+// not be made, 3 when only thresholds were crossed.
 func run(args []string, stderr, stdout io.Writer) int {
 	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var targets, metrics listFlag
+	var targets, metrics, thresholds listFlag
 	fs.Var(&targets, "target", "herald base URL http://host:port, a replica or a load balancer (repeatable; socket i goes to target i mod n)")
 	fs.Var(&metrics, "metrics", "a replica's /metrics URL, read for server cost (repeatable; default: each target's /metrics)")
 	sockets := fs.Int("sockets", 1000, "sockets to open")
@@ -117,6 +119,8 @@ func run(args []string, stderr, stdout io.Writer) int {
 	srcIPs := fs.String("src-ips", "", "source addresses for client sockets: N (127.0.0.2 … 127.0.0.N+1) or a comma-separated list (default: enough loopback addresses for the sockets when every target is on loopback)")
 	drain := fs.Duration("drain-timeout", 5*time.Second, "wait for messages in flight after publishing stops")
 	jsonOut := fs.String("json", "", "write the JSON report to this file")
+	htmlOut := fs.String("html", "", "write the report as one self-contained HTML page with charts to this file")
+	fs.Var(&thresholds, "threshold", "a pass/fail criterion on a figure of the JSON report, e.g. 'delivery.p99_ms<10' or 'sockets.failed==0' (repeatable; ops < <= > >= == !=); a crossed one makes the exit status 3")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -125,6 +129,11 @@ func run(args []string, stderr, stdout io.Writer) int {
 		return 2
 	}
 	arrivalRate, err := parseArrivalRate(*arrival)
+	if err != nil {
+		fmt.Fprintln(stderr, "loadtest:", err)
+		return 2
+	}
+	checks, err := threshold.ParseAll(thresholds)
 	if err != nil {
 		fmt.Fprintln(stderr, "loadtest:", err)
 		return 2
@@ -143,7 +152,7 @@ func run(args []string, stderr, stdout io.Writer) int {
 		ReplayUsers: *replayUsers, ReplayShare: *replayShare, ReplayEvents: *replayEvents,
 		Concurrency: *concurrency, Procs: *procs, DrainTimeout: *drain,
 		ArrivalRate: arrivalRate,
-		Progress:    stderr, ProgressTTY: isTTY(stderr),
+		Progress:    stderr, ProgressTTY: isTTY(stderr), Timeline: *htmlOut != "",
 	}
 	if *flood == 0 {
 		cfg.SlowFlood = -1
@@ -170,9 +179,21 @@ func run(args []string, stderr, stdout io.Writer) int {
 		fmt.Fprintln(stderr, "loadtest:", err)
 		return 2
 	}
+	results, cerr := threshold.Check(checks, rep)
+	if cerr != nil {
+		fmt.Fprintln(stderr, "loadtest:", cerr)
+		return 2
+	}
+	rep.Thresholds = results
 	rep.WriteText(stdout)
 	if *jsonOut != "" {
 		if werr := rep.WriteJSON(*jsonOut); werr != nil {
+			fmt.Fprintln(stderr, "loadtest:", werr)
+			return 2
+		}
+	}
+	if *htmlOut != "" {
+		if werr := writeHTML(*htmlOut, rep, results, args); werr != nil {
 			fmt.Fprintln(stderr, "loadtest:", werr)
 			return 2
 		}
@@ -183,6 +204,9 @@ func run(args []string, stderr, stdout io.Writer) int {
 		return 2
 	case !rep.OK:
 		return 1
+	case threshold.Failed(results):
+		fmt.Fprintln(stderr, "loadtest: thresholds crossed")
+		return 3
 	}
 	return 0
 }

@@ -48,11 +48,7 @@ func TestAuthBlockerBounded(t *testing.T) {
 	for i := range 3 * maxTrackedIPs {
 		b.Failed(fmt.Sprintf("2001:db8::%x", i), t0)
 	}
-	n := 0
-	for i := range b.shards {
-		n += len(b.shards[i].idx)
-	}
-	if n > maxTrackedIPs {
+	if n := b.trackedLen(); n > maxTrackedIPs {
 		t.Errorf("tracked %d addresses, want at most %d", n, maxTrackedIPs)
 	}
 	// Once their window has passed, the addresses are forgotten.
@@ -60,11 +56,7 @@ func TestAuthBlockerBounded(t *testing.T) {
 	for i := range 3 * maxTrackedIPs {
 		b.Failed(fmt.Sprintf("2001:db8::%x", i), t0.Add(3*time.Minute))
 	}
-	n = 0
-	for i := range b.shards {
-		n += len(b.shards[i].idx)
-	}
-	if n > maxTrackedIPs {
+	if n := b.trackedLen(); n > maxTrackedIPs {
 		t.Errorf("after expiry: tracked %d addresses, want at most %d", n, maxTrackedIPs)
 	}
 }
@@ -116,11 +108,7 @@ func TestAuthBlockerFullEvictsIdlest(t *testing.T) {
 	if got, _ := b.Blocked("10.3.13.63", now); got { // the last of the flood
 		t.Error("an address with one failure was blocked")
 	}
-	n := 0
-	for i := range b.shards {
-		n += len(b.shards[i].idx)
-	}
-	if n > maxTrackedIPs {
+	if n := b.trackedLen(); n > maxTrackedIPs {
 		t.Errorf("tracked %d addresses, want at most %d", n, maxTrackedIPs)
 	}
 }

@@ -36,6 +36,8 @@ type Fleet struct {
 	gone     atomic.Int64  // sockets stopped for good
 	slowNow  atomic.Int64  // sockets connected and not read
 	failed   atomic.Uint64 // failed attempts so far
+	welcomed atomic.Uint64 // welcomes so far (reconnects included)
+	waiting  atomic.Value  // string: what the scenario waits for, "" when it does not
 	stopping atomic.Bool
 	bcArmed  atomic.Uint64
 	reconns  atomic.Uint64
@@ -212,7 +214,8 @@ func (f *Fleet) Collect(phase string, start time.Time) *Result {
 
 // Progress is the worker's state for the live line.
 func (f *Fleet) Progress() *Progress {
-	pr := &Progress{Up: f.up.Load(), Failed: f.failed.Load()}
+	pr := &Progress{Up: f.up.Load(), Failed: f.failed.Load(), Welcomed: f.welcomed.Load()}
+	pr.Waiting, _ = f.waiting.Load().(string)
 	var lat Histogram
 	for _, p := range f.pollers {
 		p.mu.Lock()
@@ -224,6 +227,11 @@ func (f *Fleet) Progress() *Progress {
 	pr.Latency = lat.Sparse()
 	return pr
 }
+
+// SetWaiting says what the scenario is waiting for, for the progress line
+// ("" when it is not waiting): a wait shows as such rather than as a
+// delivery rate of 0.
+func (f *Fleet) SetWaiting(what string) { f.waiting.Store(what) }
 
 // ConnectAll opens every socket not open yet and waits until each is up,
 // gone for good, or the timeout passes.

@@ -165,6 +165,7 @@ func (p *poller) register(s *Socket, conn net.Conn, pend []byte, inboxID string,
 	p.t.hsWindow.Record(took)
 	p.f.up.Add(1)
 	p.f.lastUp.Store(time.Now().UnixNano())
+	p.f.welcomed.Add(1)
 	if len(pend) > 0 {
 		p.consumeLocked(s, append([]byte(nil), pend...), time.Now())
 	}

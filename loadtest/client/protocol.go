@@ -62,9 +62,11 @@ type Event struct {
 // progress is a worker's state, sent about once a second.
 type Progress struct {
 	Up        int64  `json:"up"`
-	Failed    uint64 `json:"failed"`    // failed attempts so far
-	Delivered uint64 `json:"delivered"` // fan-out frames received since the start
-	Latency   Sparse `json:"latency"`   // since the last progress event
+	Failed    uint64 `json:"failed"`            // failed attempts so far
+	Welcomed  uint64 `json:"welcomed"`          // welcomes so far, reconnects included
+	Delivered uint64 `json:"delivered"`         // fan-out frames received since the start
+	Waiting   string `json:"waiting,omitempty"` // what the scenario waits for, if it does
+	Latency   Sparse `json:"latency"`           // since the last progress event
 }
 
 // Result is one worker's figures for one scenario. The parent adds

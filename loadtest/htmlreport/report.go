@@ -182,6 +182,7 @@ func finiteReplicas(rs []ReplicaSeries) []ReplicaSeries {
 	out := make([]ReplicaSeries, len(rs))
 	for i, r := range rs {
 		out[i].Name = r.Name
+		out[i].Samples = []ReplicaSample{} // [] in JSON, never null
 		for _, s := range r.Samples {
 			if isFinite(s.T, s.CPU, s.RSSMiB, s.Sockets) {
 				out[i].Samples = append(out[i].Samples, s)

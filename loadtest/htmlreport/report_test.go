@@ -2,10 +2,8 @@ package htmlreport
 
 import (
 	"bytes"
-	"context"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -47,6 +45,7 @@ func sample() Report {
 		}
 	}
 	r.Replicas[1].Samples = append(r.Replicas[1].Samples, ReplicaSample{T: 21, CPU: math.NaN()}) // a failed scrape
+	r.Replicas = append(r.Replicas, ReplicaSeries{Name: "http://127.0.0.1:8083/metrics"})        // never answered
 	for _, ms := range []float64{1, 5, 20, 60, 120} {
 		r.Broadcast = append(r.Broadcast, Arrival{Ms: ms, Share: math.Min(1, ms/120)})
 	}
@@ -79,10 +78,6 @@ func TestWriteSelfContained(t *testing.T) {
 // network cut off and checks that every chart drew data and that no script
 // error or console message occurred.
 func TestPageInChromium(t *testing.T) {
-	chromium := os.Getenv("CHROMIUM")
-	if chromium == "" {
-		chromium = testenv.LookBinary(t, "chromium", "chromium")
-	}
 	dir := t.TempDir()
 	path := filepath.Join(dir, "report.html")
 	f, err := os.Create(path)
@@ -93,22 +88,9 @@ func TestPageInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-		"--user-data-dir="+filepath.Join(dir, "profile"),
-		"--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>", // any fetch would fail, and log
-		"--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000",
-		"--dump-dom", "file://"+path)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("chromium: %v\n%s", err, stderr.String())
-	}
-	dom := stdout.String()
+	dom, pageLog := testenv.RenderPage(t, path)
 	if !strings.Contains(dom, `data-rendered="true"`) {
-		t.Fatalf("the page's script did not finish:\n%s\n%s", tail(dom), stderr.String())
+		t.Fatalf("the page's script did not finish:\n%s\n%s", tail(dom), strings.Join(pageLog, "\n"))
 	}
 	if strings.Contains(dom, `data-errors=`) {
 		t.Errorf("script errors: %s", regexp.MustCompile(`(?s)<p id="errors">.*?</p>`).FindString(dom))
@@ -126,10 +108,8 @@ func TestPageInChromium(t *testing.T) {
 			t.Errorf("%s has no line", id)
 		}
 	}
-	for _, line := range strings.Split(stderr.String(), "\n") {
-		if strings.Contains(line, "CONSOLE") || strings.Contains(line, "Uncaught") || strings.Contains(line, "ERR_PROXY") {
-			t.Errorf("chromium logged: %s", line)
-		}
+	for _, line := range pageLog {
+		t.Errorf("chromium logged: %s", line)
 	}
 }
 

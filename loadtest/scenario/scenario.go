@@ -2,6 +2,7 @@ package scenario
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -104,6 +105,7 @@ func (w *worker) slow(c client.Command) *client.Result {
 	// before it gave up, so only reading finds it. Those still open then
 	// close and reconnect.
 	w.f.Each((*client.Socket).WakeLocked)
+	defer w.f.SetWaiting("")
 	deadline := time.Now().Add(2 * w.f.Plan().DrainTimeout)
 	for time.Now().Before(deadline) && w.f.Context().Err() == nil {
 		n := 0
@@ -115,8 +117,10 @@ func (w *worker) slow(c client.Command) *client.Result {
 		if n == 0 {
 			break
 		}
+		w.f.SetWaiting(fmt.Sprintf("herald to shed the slow sockets (4009): %d of %d still open", n, slow))
 		time.Sleep(50 * time.Millisecond)
 	}
+	w.f.SetWaiting("the shed sockets to reconnect")
 	var still uint64
 	w.f.Each(func(s *client.Socket) {
 		if s.SlowLocked() {
@@ -125,6 +129,7 @@ func (w *worker) slow(c client.Command) *client.Result {
 		}
 	})
 	w.f.WaitUp(w.f.Plan().DrainTimeout)
+	w.f.SetWaiting("messages still in flight")
 	w.f.Drain()
 	r := w.f.Collect("slow", start)
 	r.Baseline = base.Latency

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -15,18 +14,18 @@ var ErrSyntax = errors.New("threshold: want <figure><op><number>, e.g. delivery.
 
 // Threshold is one criterion: Metric Op Value.
 type Threshold struct {
-	Expr   string  // as given
-	Metric string  // dotted path in the JSON report
-	Op     string  // <, <=, >, >=, ==, !=
-	Value  float64 // the bound
+	Expr   string  `json:"expr"`   // as given
+	Metric string  `json:"metric"` // dotted path in the JSON report
+	Op     string  `json:"op"`     // <, <=, >, >=, ==, !=
+	Value  float64 `json:"value"`  // the bound
 }
 
 // Result is a Threshold checked against one report.
 type Result struct {
 	Threshold
-	Actual float64 // the figure; NaN when the report lacks it
-	Found  bool    // the report has the figure
-	OK     bool    // the comparison holds (false when not found)
+	Actual float64 `json:"actual"` // the figure; 0 when the report lacks it
+	Found  bool    `json:"found"`  // the report has the figure
+	OK     bool    `json:"ok"`     // the comparison holds (false when not found)
 }
 
 var exprRE = regexp.MustCompile(`^\s*([A-Za-z0-9_.]+)\s*(<=|>=|==|!=|<|>)\s*(-?[0-9][0-9_]*(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)\s*$`)
@@ -72,7 +71,7 @@ func Check(ts []Threshold, report any) ([]Result, error) {
 	}
 	out := make([]Result, 0, len(ts))
 	for _, t := range ts {
-		r := Result{Threshold: t, Actual: math.NaN()}
+		r := Result{Threshold: t}
 		if v, ok := lookup(doc, t.Metric); ok {
 			r.Actual, r.Found = v, true
 			r.OK = compare(v, t.Op, t.Value)

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herald-gw/herald/fanout/presence"
+	"github.com/herald-gw/herald/gateway/membership/presence"
 	"github.com/herald-gw/herald/internal/testenv"
 )
 
@@ -23,25 +23,29 @@ func waitFor(t *testing.T, ev *events, poke func(), want ...string) {
 	})
 }
 
+// onlineOnA starts replica a with one socket of user u, and waits for u's
+// online event.
+func onlineOnA(t *testing.T, s presence.Store, ev *events) {
+	t.Helper()
+	ctx := context.Background()
+	if err := s.Join(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Refresh(ctx, "a", 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Apply(ctx, "a", []presence.Op{{User: "u", Delta: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ev, func() {}, "u:true")
+}
+
 // TestRedisPresenceKeysExpire: every key the store writes has an expiry,
 // so that nothing outlives a cluster that is gone for good.
 func TestRedisPresenceKeysExpire(t *testing.T) {
 	ctx := context.Background()
 	rdb := testenv.StartRedis(t).Client()
-	s, err := presence.NewRedis(rdb, presence.Config{Prefix: "k:", TTL: time.Minute, Debounce: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Join(ctx, "a"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Refresh(ctx, "a", 2); err != nil {
-		t.Fatal(err)
-	}
-	// u1 online; u2 online then pending its offline check.
-	if _, err := s.Apply(ctx, "a", []presence.Op{{User: "u1", Delta: 1}, {User: "u2", Delta: 1}, {User: "u2", Delta: -1}}); err != nil {
-		t.Fatal(err)
-	}
+	fill(t, rdb)
 	keys, err := rdb.Keys(ctx, "*").Result()
 	if err != nil {
 		t.Fatal(err)
@@ -65,16 +69,7 @@ func TestRedisOnlineAfterReplicaKilled(t *testing.T) {
 	rdb := testenv.StartRedis(t).Client()
 	ev := &events{}
 	s := redisStore(t, rdb, rdb, ev)
-	if err := s.Join(ctx, "a"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Refresh(ctx, "a", 1); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Apply(ctx, "a", []presence.Op{{User: "u", Delta: 1}}); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, ev, func() {}, "u:true")
+	onlineOnA(t, s, ev)
 
 	// a dies: nothing refreshes until its per-user counts have expired.
 	testenv.Eventually(t, 10*time.Second, func() error {
@@ -108,16 +103,7 @@ func TestRedisOnlineAfterRDBRestart(t *testing.T) {
 	rdb := r.Client()
 	ev := &events{}
 	s := redisStore(t, rdb, rdb, ev)
-	if err := s.Join(ctx, "a"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Refresh(ctx, "a", 1); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Apply(ctx, "a", []presence.Op{{User: "u", Delta: 1}}); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, ev, func() {}, "u:true")
+	onlineOnA(t, s, ev)
 
 	if err := rdb.Save(ctx).Err(); err != nil {
 		t.Fatal(err)

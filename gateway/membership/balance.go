@@ -1,27 +1,24 @@
-package gateway
+package membership
 
 import (
 	"context"
+	"fmt"
 	"math"
-	"math/rand/v2"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
-	"github.com/herald-gw/herald/fanout/presence"
-	"github.com/herald-gw/herald/gateway/wscore"
+	"github.com/herald-gw/herald/gateway/membership/presence"
 )
 
 // balancer keeps this replica's entry in the shared membership and, with
 // Config.Rebalance, sheds sockets while the replica holds more than its
-// share. It runs on one goroutine (membership), which owns every field.
+// share. It runs on one goroutine (Membership.Run), which owns every field.
 type balancer struct {
-	s        *Server
+	m        *Membership
 	budget   float64    // sockets the rate allows to shed, carried between ticks
 	inflight []inflight // shed sockets that may not have reconnected yet
-	next     int        // registry shard where the next shedding starts
 	prev     view       // the membership as the previous tick saw it
 
 	shed     prometheus.Counter
@@ -52,9 +49,9 @@ type inflight struct {
 	n     int
 }
 
-func newBalancer(s *Server) *balancer {
+func newBalancer(m *Membership) (*balancer, error) {
 	b := &balancer{
-		s: s,
+		m: m,
 		shed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_rebalance_shed_total", Help: "Sockets told to reconnect elsewhere (reconnect frame, then 1012) because this replica held more than its share.",
 		}),
@@ -65,98 +62,81 @@ func newBalancer(s *Server) *balancer {
 			Name: "herald_cluster_replicas", Help: "Live replicas in this replica's view of the shared membership.",
 		}),
 	}
-	if s.cfg.Registerer != nil {
-		s.cfg.Registerer.MustRegister(b.shed, b.average, b.replicas)
+	if reg := m.cfg.Registerer; reg != nil {
+		for _, c := range []prometheus.Collector{b.shed, b.average, b.replicas} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("membership: register metrics: %w", err)
+			}
+		}
 	}
-	return b
+	return b, nil
 }
 
-// startMembership starts the membership loop when a Presence store is
-// configured. New calls it; closeCore stops it (s.stop).
-func (s *Server) startMembership() {
-	if s.cfg.Presence == nil {
-		return
-	}
-	b := newBalancer(s)
-	s.loops.Add(1)
-	go func() {
-		defer s.loops.Done()
-		b.run()
-	}()
-	if s.cfg.UserPresence {
-		s.loops.Add(1)
-		go func() {
-			defer s.loops.Done()
-			s.users.run()
-		}()
-	}
-}
-
-// run joins the membership, refreshes this replica's entry every
-// PresenceInterval while the broker is ready and rebalances, and leaves as
-// soon as the replica drains.
-func (b *balancer) run() {
-	s := b.s
-	every := s.cfg.PresenceInterval
+// run joins the membership, refreshes this replica's entry every Interval
+// while the broker is ready and rebalances, until stop is closed; it
+// leaves as soon as drain is closed (the replica drains).
+func (b *balancer) run(stop, drain <-chan struct{}) {
+	m, cfg := b.m, &b.m.cfg
+	every := cfg.Interval
 	call := func(f func(ctx context.Context) error) error {
 		ctx, cancel := context.WithTimeout(context.Background(), every)
 		defer cancel()
 		return f(ctx)
 	}
-	if err := call(func(ctx context.Context) error { return s.cfg.Presence.Join(ctx, s.cfg.NodeID) }); err != nil {
-		s.log.Warn("presence: join failed; retrying at the next refresh", zap.Error(err))
+	if err := call(func(ctx context.Context) error { return cfg.Store.Join(ctx, cfg.NodeID) }); err != nil {
+		m.log.Warn("presence: join failed; retrying at the next refresh", zap.Error(err))
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
-		case <-s.stop:
+		case <-stop:
 			return
-		case <-s.drainCh:
+		case <-drain:
 			// Out of the average at once: the others must not shed
 			// toward a replica that is going away.
-			if err := call(func(ctx context.Context) error { return s.cfg.Presence.Leave(ctx, s.cfg.NodeID) }); err != nil {
-				s.log.Warn("presence: leave failed; the entry expires on its own", zap.Error(err))
+			if err := call(func(ctx context.Context) error { return cfg.Store.Leave(ctx, cfg.NodeID) }); err != nil {
+				m.log.Warn("presence: leave failed; the entry expires on its own", zap.Error(err))
 			}
-			<-s.stop
+			<-stop
 			return
 		case <-t.C:
 		}
-		if !s.broker.Ready() {
+		if !cfg.Broker.Ready() {
 			// Not taking sockets (Redis unreachable, or not yet
 			// connected): let the entry expire rather than be counted.
 			continue
 		}
 		now := time.Now()
-		live := s.Sockets()
-		var m presence.Replicas
+		live := cfg.Sockets.Sockets()
+		var r presence.Replicas
 		err := call(func(ctx context.Context) (err error) {
-			m, err = s.cfg.Presence.Refresh(ctx, s.cfg.NodeID, live+b.inFlight(now))
+			r, err = cfg.Store.Refresh(ctx, cfg.NodeID, live+b.inFlight(now))
 			return err
 		})
 		if err != nil {
-			s.log.Warn("presence: refresh failed", zap.Error(err))
+			m.log.Warn("presence: refresh failed", zap.Error(err))
 			continue
 		}
-		if s.cfg.UserPresence {
-			if m.Rejoined {
+		if cfg.UserPresence {
+			if r.Rejoined {
 				// Our entry had expired (a stall) or Redis lost its
 				// data: our users' counts may be gone. Rebuild them.
-				s.log.Warn("presence: this replica's entry was gone; rebuilding its per-user counts")
-				s.users.requestResync()
+				m.log.Warn("presence: this replica's entry was gone; rebuilding its per-user counts")
+				m.users.requestResync()
 			} else {
-				s.users.signal() // Redis answers: a rebuild asked for by a failed Apply can run
+				m.users.signal() // Redis answers: a rebuild asked for by a failed Apply can run
 			}
 		}
 		total := 0
-		for _, n := range m.Sockets {
+		for _, n := range r.Sockets {
 			total += n
 		}
-		avg := float64(total) / float64(max(1, len(m.Sockets)))
+		avg := float64(total) / float64(max(1, len(r.Sockets)))
 		b.average.Set(avg)
-		b.replicas.Set(float64(len(m.Sockets)))
-		cur := view{replicas: len(m.Sockets), total: total}
-		if s.cfg.Rebalance && steady(b.prev, cur, s.cfg.RebalanceMargin) {
+		b.replicas.Set(float64(len(r.Sockets)))
+		cur := view{replicas: len(r.Sockets), total: total}
+		if cfg.Rebalance && steady(b.prev, cur, cfg.RebalanceMargin) {
 			b.balance(now, live, avg)
 		}
 		b.prev = cur
@@ -181,19 +161,19 @@ func (b *balancer) inFlight(now time.Time) int {
 
 // balance sheds sockets when live is over (1+margin) × avg.
 func (b *balancer) balance(now time.Time, live int, avg float64) {
-	s := b.s
+	m, cfg := b.m, &b.m.cfg
 	var n int
-	n, b.budget = shedCount(live, avg, s.cfg.RebalanceMargin, s.cfg.RebalanceRate*s.cfg.PresenceInterval.Seconds(), b.budget)
+	n, b.budget = shedCount(live, avg, cfg.RebalanceMargin, cfg.RebalanceRate*cfg.Interval.Seconds(), b.budget)
 	if n == 0 {
 		return
 	}
-	shed := b.shedSockets(n)
+	shed := cfg.Shed.Shed(n)
 	if shed == 0 {
 		return
 	}
 	b.shed.Add(float64(shed))
-	b.inflight = append(b.inflight, inflight{until: now.Add(s.cfg.DrainWindow + 2*s.cfg.PresenceInterval), n: shed})
-	s.log.Info("rebalancing: sockets told to reconnect elsewhere",
+	b.inflight = append(b.inflight, inflight{until: now.Add(cfg.DrainWindow + 2*cfg.Interval), n: shed})
+	m.log.Info("rebalancing: sockets told to reconnect elsewhere",
 		zap.Int("shed", shed), zap.Int("sockets", live), zap.Float64("cluster_average", avg))
 }
 
@@ -210,35 +190,4 @@ func shedCount(live int, avg, margin, perTick, budget float64) (n int, carry flo
 	whole := math.Floor(budget)
 	n = max(0, min(int(whole), live-int(math.Ceil(avg))))
 	return n, budget - whole // only the fraction: no burst later
-}
-
-// shedSockets sends up to n welcomed sockets the reconnect frame, with an
-// after_ms jittered below DrainWindow, and closes them with 1012: the same
-// path as a graceful shutdown, for a few sockets. It returns how many.
-func (b *balancer) shedSockets(n int) int {
-	s := b.s
-	window := max(1, s.cfg.DrainWindow.Milliseconds())
-	picked := make([]*Conn, 0, n)
-	for i := 0; i < registryShards && len(picked) < n; i++ {
-		ss := &s.reg.sockets[(b.next+i)%registryShards]
-		ss.mu.RLock()
-		for _, c := range ss.m {
-			if len(picked) == n {
-				break
-			}
-			if c.welcomed.Load() {
-				picked = append(picked, c)
-			}
-		}
-		ss.mu.RUnlock()
-	}
-	b.next = (b.next + 1) % registryShards
-	shed := 0
-	for _, c := range picked {
-		frame := wscore.TextFrame([]byte(`{"type":"reconnect","after_ms":` + strconv.FormatInt(rand.Int64N(window), 10) + `}`))
-		if c.ws.CloseAfter(frame, DisconnectServiceRestart) {
-			shed++
-		}
-	}
-	return shed
 }

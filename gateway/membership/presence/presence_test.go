@@ -11,7 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
-	"github.com/herald-gw/herald/fanout/presence"
+	"github.com/herald-gw/herald/gateway/membership/presence"
 	"github.com/herald-gw/herald/internal/testenv"
 )
 
@@ -121,30 +121,34 @@ func otherMaster(t *testing.T, rc *testenv.RedisCluster) *redis.Client {
 	return nil
 }
 
+// fill writes every kind of presence key under the prefix "k:": replica a
+// with u1 online, and u2 online then pending its offline check.
+func fill(t *testing.T, client redis.UniversalClient) {
+	t.Helper()
+	ctx := context.Background()
+	s, err := presence.NewRedis(client, presence.Config{Prefix: "k:", TTL: time.Minute, Debounce: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Join(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Refresh(ctx, "a", 2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Apply(ctx, "a", []presence.Op{{User: "u1", Delta: 1}, {User: "u2", Delta: 1}, {User: "u2", Delta: -1}}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Count(ctx, "u1"); err != nil || n != 1 {
+		t.Fatalf("Count(u1) = %d, %v; want 1", n, err)
+	}
+}
+
 // TestRedisKeyNames: one Redis (and Sentinel) keeps the names deployments
 // already hold; a Redis Cluster puts every presence key in one slot, the
 // slot of the hash tag {presence}, on one master.
 func TestRedisKeyNames(t *testing.T) {
 	ctx := context.Background()
-	fill := func(t *testing.T, client redis.UniversalClient) {
-		s, err := presence.NewRedis(client, presence.Config{Prefix: "k:", TTL: time.Minute, Debounce: time.Minute})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Join(ctx, "a"); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.Refresh(ctx, "a", 2); err != nil {
-			t.Fatal(err)
-		}
-		// u1 online; u2 online then pending its offline check.
-		if _, err := s.Apply(ctx, "a", []presence.Op{{User: "u1", Delta: 1}, {User: "u2", Delta: 1}, {User: "u2", Delta: -1}}); err != nil {
-			t.Fatal(err)
-		}
-		if n, err := s.Count(ctx, "u1"); err != nil || n != 1 {
-			t.Fatalf("Count(u1) = %d, %v; want 1", n, err)
-		}
-	}
 	names := func(base string) []string {
 		var out []string
 		for _, n := range []string{"nodes", "online", "pending", "sockets", "users:a"} {
