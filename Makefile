@@ -40,6 +40,9 @@ test-go:
 	$(GO) test -race -count=1 -timeout 30m $$($(GO) list ./... | grep -v '/deploy')
 	$(GO) test -race -count=1 -timeout 30m -p 1 ./deploy/...
 	$(GO) test -count=1 -run 'Allocat' ./gateway/... ./internal/resp/
+	# The Redis brokers again with the lock order checked at run time
+	# (docs/LOCKS.md): an inverted order panics.
+	$(GO) test -race -count=1 -tags lockorder ./fanout/redis/ ./internal/lockorder/
 
 # The browser client (clients/js): its Node tests against a real herald, then
 # the demo and the client in headless Chromium. Both build herald themselves.

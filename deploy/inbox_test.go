@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/internal/testenv"
 )
 
@@ -41,7 +41,7 @@ func (c *cluster) readFrame(t *testing.T, ws *testenv.WSClient, what string) inb
 // all 20 exactly once, in order, then live events.
 func TestInboxSurvivesReplicaKill(t *testing.T) {
 	c := startCluster(t)
-	pub, err := fanout.NewPublisher(c.rdb, fanout.PublisherConfig{})
+	pub, err := publish.NewPublisher(c.rdb, publish.PublisherConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,56 +3,21 @@ package fanout
 import (
 	"context"
 	"errors"
+
+	"github.com/herald-gw/herald/fanout/publish"
 )
 
 // ErrClosed is returned by Publish after Close.
 var ErrClosed = errors.New("fanout: broker closed")
-
-// Kind says who a message is for.
-type Kind uint8
-
-const (
-	// ToUser reaches every socket of Target.ID, on every replica.
-	ToUser Kind = iota + 1
-	// ToSocket reaches the one socket whose id is Target.ID.
-	ToSocket
-	// ToAll reaches every socket on every replica except, when Target.ID is
-	// set, the sockets of the user Target.ID (BroadcastExcept).
-	ToAll
-)
-
-// Target names the recipients of a published message.
-type Target struct {
-	Kind Kind
-	ID   string
-}
-
-// User, Socket and All build Targets.
-func User(id string) Target   { return Target{Kind: ToUser, ID: id} }
-func Socket(id string) Target { return Target{Kind: ToSocket, ID: id} }
-func All() Target             { return Target{Kind: ToAll} }
-
-// AllExcept reaches every socket except those of userID.
-func AllExcept(userID string) Target { return Target{Kind: ToAll, ID: userID} }
-
-// Control is a command on the control channel. Op "disconnect" closes every
-// socket of UserID with 4000; op "evict" closes the socket SocketID of
-// UserID with 4008. Reason is informational (logged).
-type Control struct {
-	Op       string `json:"op"`
-	UserID   string `json:"user_id"`
-	SocketID string `json:"socket_id,omitempty"`
-	Reason   string `json:"reason,omitempty"`
-}
 
 // Handler receives what a broker delivers to this replica. Implementations
 // must be safe for concurrent use, return quickly and never block on a
 // socket. payload is owned by the callee after the call.
 type Handler interface {
 	// Deliver hands over a message for local sockets.
-	Deliver(to Target, payload []byte)
+	Deliver(to publish.Target, payload []byte)
 	// Control applies a control command.
-	Control(c Control)
+	Control(c publish.Control)
 	// Resync is called after the broker's connection was lost and restored
 	// and every subscription is active again: messages may have been missed.
 	Resync()
@@ -60,11 +25,11 @@ type Handler interface {
 
 // TargetResyncer is implemented by a Handler that can tell the sockets of
 // one target (a user or a socket) that their messages may have been lost:
-// a RedisCluster calls ResyncTarget when one shard's connection was lost and
+// a redis.Cluster calls ResyncTarget when one shard's connection was lost and
 // restored, for the channels that shard carried. A Handler without it is
 // given the resync frame, {"type":"resync"}, through Deliver.
 type TargetResyncer interface {
-	ResyncTarget(to Target)
+	ResyncTarget(to publish.Target)
 }
 
 // Broker is the replica's view of the message bus. A Broker that must be
@@ -84,9 +49,9 @@ type Broker interface {
 	Unsubscribe(userID string)
 	// Publish sends payload to the target through the bus, so that it takes
 	// the same path as a message from a backend service.
-	Publish(ctx context.Context, to Target, payload []byte) error
+	Publish(ctx context.Context, to publish.Target, payload []byte) error
 	// PublishControl sends a control command to every replica.
-	PublishControl(ctx context.Context, c Control) error
+	PublishControl(ctx context.Context, c publish.Control) error
 	// Ready reports whether the broker is connected and subscribed.
 	Ready() bool
 	// Close stops delivery and releases resources. Nothing is delivered
@@ -105,9 +70,20 @@ type SocketSubscriber interface {
 	UnsubscribeSocket(socketID string)
 }
 
+// closed is the channel Confirmed returns. It is never reopened.
+var closed = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
+// Confirmed returns a closed channel: what Subscribe returns for a
+// subscription that is already active, or that will never be.
+func Confirmed() <-chan struct{} { return closed }
+
 // UserIDChecker is implemented by a Broker whose channel names cannot carry
-// every user id that sessions may hold: RedisCluster (see
-// Channels.CheckUserID). The gateway refuses a token to a user id whose
+// every user id that sessions may hold: redis.Cluster (see
+// publish.Channels.CheckUserID). The gateway refuses a token to a user id whose
 // CheckUserID fails, instead of handing out a token no handshake can use.
 type UserIDChecker interface {
 	CheckUserID(userID string) error

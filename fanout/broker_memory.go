@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 )
@@ -29,7 +30,7 @@ type MemoryConfig struct {
 // call Subscribe, Unsubscribe or Publish, but not Close.
 type Memory struct {
 	log *zap.Logger
-	m   *metrics
+	m   *Metrics
 
 	mu       sync.RWMutex
 	h        Handler        // guarded by mu; set by Start
@@ -47,12 +48,12 @@ func NewMemory(cfg MemoryConfig) *Memory {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	m, err := newMetrics(cfg.Registerer)
+	m, err := NewMetrics(cfg.Registerer)
 	if err != nil {
 		log.Error("fanout: cannot register the broker metrics", zap.Error(err))
-		m, _ = newMetrics(nil)
+		m, _ = NewMetrics(nil)
 	}
-	m.up.Set(1)
+	m.Up.Set(1)
 	return &Memory{log: log, m: m, users: make(map[string]int)}
 }
 
@@ -79,15 +80,15 @@ func (b *Memory) Start(h Handler) error {
 func (b *Memory) Subscribe(userID string) <-chan struct{} {
 	if userID == "" {
 		b.log.Error("Subscribe with an empty user id")
-		return closedChan
+		return closed
 	}
 	b.mu.Lock()
 	if !b.closed {
 		b.users[userID]++
-		b.m.subscriptions.Set(float64(len(b.users)))
+		b.m.Subscriptions.Set(float64(len(b.users)))
 	}
 	b.mu.Unlock()
-	return closedChan
+	return closed
 }
 
 // Unsubscribe undoes one Subscribe of userID; the user's messages stop when
@@ -103,39 +104,39 @@ func (b *Memory) Unsubscribe(userID string) {
 		b.users[userID] = n - 1
 	default:
 		delete(b.users, userID)
-		b.m.subscriptions.Set(float64(len(b.users)))
+		b.m.Subscriptions.Set(float64(len(b.users)))
 	}
 	b.mu.Unlock()
 }
 
 // Publish hands payload to the Handler before it returns, unless to is a
 // user nobody subscribed to (or Start was not called yet).
-func (b *Memory) Publish(_ context.Context, to Target, payload []byte) error {
-	if _, err := (Channels{}).Name(to); err != nil {
+func (b *Memory) Publish(_ context.Context, to publish.Target, payload []byte) error {
+	if _, err := (publish.Channels{}).Name(to); err != nil {
 		return err
 	}
-	h, err := b.enter(func() bool { return to.Kind != ToUser || b.users[to.ID] > 0 })
+	h, err := b.enter(func() bool { return to.Kind != publish.ToUser || b.users[to.ID] > 0 })
 	if err != nil || h == nil {
 		return err
 	}
 	defer b.inflight.Done()
-	b.m.delivered(to)
+	b.m.Delivered(to)
 	h.Deliver(to, payload)
 	return nil
 }
 
 // PublishControl hands c to the Handler before it returns. It refuses a
 // command no replica would apply with ErrInvalidControl.
-func (b *Memory) PublishControl(_ context.Context, c Control) error {
-	if checkControl(c) != "" {
-		return ErrInvalidControl
+func (b *Memory) PublishControl(_ context.Context, c publish.Control) error {
+	if c.Check() != nil {
+		return publish.ErrInvalidControl
 	}
 	h, err := b.enter(func() bool { return true })
 	if err != nil || h == nil {
 		return err
 	}
 	defer b.inflight.Done()
-	b.m.msgControl.Inc()
+	b.m.ControlApplied()
 	h.Control(c)
 	return nil
 }
@@ -171,7 +172,7 @@ func (b *Memory) Close() error {
 	clear(b.users)
 	b.mu.Unlock()
 	b.inflight.Wait()
-	b.m.up.Set(0)
-	b.m.subscriptions.Set(0)
+	b.m.Up.Set(0)
+	b.m.Subscriptions.Set(0)
 	return nil
 }

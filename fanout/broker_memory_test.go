@@ -8,14 +8,17 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
 
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/internal/testenv"
 )
 
-func startMemory(t *testing.T, reg prometheus.Registerer) (*Memory, *recorder) {
+func startMemory(t *testing.T, reg prometheus.Registerer) (*Memory, *testenv.Recorder) {
 	t.Helper()
-	b := NewMemory(MemoryConfig{Logger: testLogger(t), Registerer: reg})
-	rec := &recorder{}
+	b := NewMemory(MemoryConfig{Logger: zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)), Registerer: reg})
+	rec := &testenv.Recorder{}
 	if err := b.Start(rec); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -28,27 +31,27 @@ func TestMemoryUserOnlyWhileSubscribed(t *testing.T) {
 	b, rec := startMemory(t, nil)
 	ctx := context.Background()
 
-	mustPublish(t, b, User("42"), "before")
-	if ch := b.Subscribe("42"); !isClosed(ch) {
+	mustPublish(t, b, publish.User("42"), "before")
+	if ch := b.Subscribe("42"); !testenv.IsClosed(ch) {
 		t.Fatal("Subscribe returned an open channel")
 	}
 	b.Subscribe("42") // a second socket's worth
-	mustPublish(t, b, User("42"), "during")
-	mustPublish(t, b, User("43"), "other user")
+	mustPublish(t, b, publish.User("42"), "during")
+	mustPublish(t, b, publish.User("43"), "other user")
 	b.Unsubscribe("42")
-	mustPublish(t, b, User("42"), "one left")
+	mustPublish(t, b, publish.User("42"), "one left")
 	b.Unsubscribe("42")
-	mustPublish(t, b, User("42"), "after")
+	mustPublish(t, b, publish.User("42"), "after")
 	b.Unsubscribe("42") // unbalanced: ignored
 
 	want := []string{"during", "one left"}
-	if got := rec.payloads(User("42")); !equalStrings(got, want) {
+	if got := rec.Payloads(publish.User("42")); !equalStrings(got, want) {
 		t.Fatalf("user 42 got %q, want %q", got, want)
 	}
-	if got := rec.payloads(User("43")); len(got) != 0 {
+	if got := rec.Payloads(publish.User("43")); len(got) != 0 {
 		t.Fatalf("unsubscribed user 43 got %q", got)
 	}
-	if err := b.Publish(ctx, User(""), []byte("x")); !errors.Is(err, ErrInvalidTarget) {
+	if err := b.Publish(ctx, publish.User(""), []byte("x")); !errors.Is(err, publish.ErrInvalidTarget) {
 		t.Fatalf("Publish to an empty user = %v, want ErrInvalidTarget", err)
 	}
 }
@@ -56,18 +59,18 @@ func TestMemoryUserOnlyWhileSubscribed(t *testing.T) {
 func TestMemoryRoutes(t *testing.T) {
 	tests := []struct {
 		name string
-		to   Target
+		to   publish.Target
 	}{
-		{"socket", Socket("n1.s1")},
-		{"broadcast", All()},
-		{"broadcast except", AllExcept("42")},
+		{"socket", publish.Socket("n1.s1")},
+		{"broadcast", publish.All()},
+		{"broadcast except", publish.AllExcept("42")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			testenv.NoLeaks(t)
 			b, rec := startMemory(t, nil)
 			mustPublish(t, b, tt.to, "hello")
-			if !rec.has(tt.to, "hello") {
+			if !rec.Has(tt.to, "hello") {
 				t.Fatalf("%+v not delivered", tt.to)
 			}
 		})
@@ -78,15 +81,15 @@ func TestMemoryControl(t *testing.T) {
 	testenv.NoLeaks(t)
 	b, rec := startMemory(t, nil)
 	ctx := context.Background()
-	c := Control{Op: OpDisconnect, UserID: "42", Reason: "logout"}
+	c := publish.Control{Op: publish.OpDisconnect, UserID: "42", Reason: "logout"}
 	if err := b.PublishControl(ctx, c); err != nil {
 		t.Fatalf("PublishControl: %v", err)
 	}
-	if got := rec.controlList(); len(got) != 1 || got[0] != c {
+	if got := rec.Controls(); len(got) != 1 || got[0] != c {
 		t.Fatalf("controls = %+v, want [%+v]", got, c)
 	}
-	for _, bad := range []Control{{Op: "explode", UserID: "42"}, {Op: OpDisconnect}} {
-		if err := b.PublishControl(ctx, bad); !errors.Is(err, ErrInvalidControl) {
+	for _, bad := range []publish.Control{{Op: "explode", UserID: "42"}, {Op: publish.OpDisconnect}} {
+		if err := b.PublishControl(ctx, bad); !errors.Is(err, publish.ErrInvalidControl) {
 			t.Errorf("PublishControl(%+v) = %v, want ErrInvalidControl", bad, err)
 		}
 	}
@@ -106,15 +109,15 @@ func TestMemoryClose(t *testing.T) {
 	if b.Ready() {
 		t.Fatal("ready after Close")
 	}
-	for _, to := range []Target{User("42"), Socket("n1.s"), All()} {
+	for _, to := range []publish.Target{publish.User("42"), publish.Socket("n1.s"), publish.All()} {
 		if err := b.Publish(ctx, to, []byte("late")); !errors.Is(err, ErrClosed) {
 			t.Errorf("Publish(%+v) after Close = %v, want ErrClosed", to, err)
 		}
 	}
-	if err := b.PublishControl(ctx, Control{Op: OpDisconnect, UserID: "42"}); !errors.Is(err, ErrClosed) {
+	if err := b.PublishControl(ctx, publish.Control{Op: publish.OpDisconnect, UserID: "42"}); !errors.Is(err, ErrClosed) {
 		t.Errorf("PublishControl after Close = %v, want ErrClosed", err)
 	}
-	if n := rec.count(); n != 0 {
+	if n := rec.Count(); n != 0 {
 		t.Fatalf("%d messages delivered after Close", n)
 	}
 	if err := b.Start(rec); !errors.Is(err, ErrClosed) {
@@ -124,15 +127,15 @@ func TestMemoryClose(t *testing.T) {
 
 // blockingHandler blocks in Deliver until release is closed.
 type blockingHandler struct {
-	recorder
+	testenv.Recorder
 	entered chan struct{}
 	release chan struct{}
 }
 
-func (h *blockingHandler) Deliver(to Target, payload []byte) {
+func (h *blockingHandler) Deliver(to publish.Target, payload []byte) {
 	close(h.entered)
 	<-h.release
-	h.recorder.Deliver(to, payload)
+	h.Recorder.Deliver(to, payload)
 }
 
 // Close waits for a delivery in progress: nothing is delivered after it
@@ -145,7 +148,7 @@ func TestMemoryCloseWaitsForDelivery(t *testing.T) {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
-	wg.Go(func() { _ = b.Publish(context.Background(), All(), []byte("x")) })
+	wg.Go(func() { _ = b.Publish(context.Background(), publish.All(), []byte("x")) })
 	<-h.entered
 
 	closed := make(chan struct{})
@@ -161,22 +164,22 @@ func TestMemoryCloseWaitsForDelivery(t *testing.T) {
 	close(h.release)
 	<-closed
 	wg.Wait()
-	if h.count() != 1 {
-		t.Fatalf("delivered %d, want 1", h.count())
+	if h.Count() != 1 {
+		t.Fatalf("delivered %d, want 1", h.Count())
 	}
 }
 
 // reentrantHandler unsubscribes from within Control, as the gateway does
 // when a disconnect closes a user's last socket.
 type reentrantHandler struct {
-	recorder
+	testenv.Recorder
 	b *Memory
 }
 
-func (h *reentrantHandler) Control(c Control) {
+func (h *reentrantHandler) Control(c publish.Control) {
 	h.b.Unsubscribe(c.UserID)
-	_ = h.b.Publish(context.Background(), Socket("n1.x"), []byte("from handler"))
-	h.recorder.Control(c)
+	_ = h.b.Publish(context.Background(), publish.Socket("n1.x"), []byte("from handler"))
+	h.Recorder.Control(c)
 }
 
 func TestMemoryHandlerMayCallBroker(t *testing.T) {
@@ -189,7 +192,9 @@ func TestMemoryHandlerMayCallBroker(t *testing.T) {
 	}
 	b.Subscribe("42")
 	done := make(chan error, 1)
-	go func() { done <- b.PublishControl(context.Background(), Control{Op: OpDisconnect, UserID: "42"}) }()
+	go func() {
+		done <- b.PublishControl(context.Background(), publish.Control{Op: publish.OpDisconnect, UserID: "42"})
+	}()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -198,8 +203,8 @@ func TestMemoryHandlerMayCallBroker(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("PublishControl deadlocked with a handler that calls the broker")
 	}
-	mustPublish(t, b, User("42"), "after disconnect")
-	if h.has(User("42"), "after disconnect") || !h.has(Socket("n1.x"), "from handler") {
+	mustPublish(t, b, publish.User("42"), "after disconnect")
+	if h.Has(publish.User("42"), "after disconnect") || !h.Has(publish.Socket("n1.x"), "from handler") {
 		t.Fatal("the handler's calls did not take effect")
 	}
 }
@@ -212,11 +217,11 @@ func TestMemoryStartMisuse(t *testing.T) {
 		t.Fatal("Start(nil) succeeded")
 	}
 	// Before Start, messages go nowhere.
-	mustPublish(t, b, All(), "nobody")
-	if err := b.Start(&recorder{}); err != nil {
+	mustPublish(t, b, publish.All(), "nobody")
+	if err := b.Start(&testenv.Recorder{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Start(&recorder{}); err == nil {
+	if err := b.Start(&testenv.Recorder{}); err == nil {
 		t.Fatal("a second Start succeeded")
 	}
 }
@@ -225,15 +230,15 @@ func TestMemoryMetrics(t *testing.T) {
 	testenv.NoLeaks(t)
 	reg := prometheus.NewRegistry()
 	b, _ := startMemory(t, reg)
-	for _, r := range dropReasons {
-		if v, ok := metricValue(t, reg, "herald_broker_dropped_total", "reason", r); !ok || v != 0 {
+	for _, r := range DropReasons {
+		if v, ok := testenv.MetricValue(t, reg, "herald_broker_dropped_total", "reason", r); !ok || v != 0 {
 			t.Errorf("dropped{reason=%q} = %v, %v; want 0, present", r, v, ok)
 		}
 	}
 	b.Subscribe("1")
 	b.Subscribe("2")
-	mustPublish(t, b, User("1"), "x")
-	mustPublish(t, b, All(), "x")
+	mustPublish(t, b, publish.User("1"), "x")
+	mustPublish(t, b, publish.All(), "x")
 	checks := []struct {
 		name, label, value string
 		want               float64
@@ -247,7 +252,7 @@ func TestMemoryMetrics(t *testing.T) {
 		{"herald_broker_reconnects_total", "", "", 0},
 	}
 	for _, c := range checks {
-		if v, ok := metricValue(t, reg, c.name, c.label, c.value); !ok || v != c.want {
+		if v, ok := testenv.MetricValue(t, reg, c.name, c.label, c.value); !ok || v != c.want {
 			t.Errorf("%s{%s=%q} = %v, %v; want %v", c.name, c.label, c.value, v, ok, c.want)
 		}
 	}
@@ -256,7 +261,7 @@ func TestMemoryMetrics(t *testing.T) {
 	b2.Close()
 }
 
-func mustPublish(t *testing.T, b Broker, to Target, payload string) {
+func mustPublish(t *testing.T, b Broker, to publish.Target, payload string) {
 	t.Helper()
 	if err := b.Publish(context.Background(), to, []byte(payload)); err != nil {
 		t.Fatalf("Publish(%+v): %v", to, err)

@@ -9,77 +9,15 @@
 // Close.
 //
 // Memory is the embedded single-process broker: it delivers synchronously on
-// the publisher's goroutine. Redis uses Redis pub/sub so that N replicas
-// behave as one gateway; it delivers from one goroutine, in the order Redis
-// sent the messages. Publisher is the small client that backend services
-// written in Go use to publish through Redis.
-//
-// # Redis channels
-//
-// Channels names everything, under a configurable prefix (empty by default):
-// "<prefix>user:<user_id>", "<prefix>socket:<socket_id>",
-// "<prefix>broadcast", "<prefix>broadcast:except:<user_id>" and
-// "<prefix>herald:control", whose payload is a Control as JSON. Payloads are
-// delivered verbatim.
-//
-// Each replica has a node id (ValidNodeID, NewNodeID), and its socket ids
-// are "<node_id>.<suffix>". A replica subscribes once, at connection time,
-// to what every replica needs: SUBSCRIBE "<prefix>broadcast" and
-// "<prefix>herald:control", and PSUBSCRIBE "<prefix>socket:<node_id>.*" (the
-// messages of its own sockets, whatever their number, with one pattern;
-// not in a Redis Cluster, see below) and
-// "<prefix>broadcast:except:*". User channels are subscribed on demand:
-// Subscribe and Unsubscribe only record what is wanted, and a flusher sends
-// batched SUBSCRIBE and UNSUBSCRIBE commands, keeping a user subscribed for
-// a grace period after its last Unsubscribe. The channel Subscribe returns
-// closes once Redis has confirmed the subscription.
-//
-// When the pub/sub connection fails (a read error, or a health PING left
-// unanswered), the Redis broker reports not Ready, reconnects with jittered
-// exponential backoff, subscribes again to everything wanted in batches, and
-// once Redis has confirmed it all, reports Ready and calls Handler.Resync:
-// messages published meanwhile were lost. With a Sentinel failover client
-// (redis.NewFailoverClient) the same broker follows failovers: each
-// reconnection asks the sentinels for the primary.
-//
-// # Redis Cluster
-//
-// RedisCluster uses sharded pub/sub for user and socket channels, named
-// "<prefix>user:{<user_id>}" and "<prefix>socket:{<socket_id>}"
-// (NewShardedChannels) so that the hash tag picks the slot. Redis 7 has no
-// sharded pattern subscription, so instead of the socket pattern the
-// gateway subscribes each local socket's channel (SocketSubscriber, which
-// RedisCluster alone implements; no grace on UnsubscribeSocket, since a
-// socket id is never reused). It keeps one Redis broker in sharded mode per
-// master, which tracks its subscriptions by channel name (SSUBSCRIBE, one
-// command per hash slot, as Redis requires), and one classic broker
-// connected to any node for broadcast, broadcast-except and control
-// messages, which a cluster relays to every node. A refresh loop reads
-// CLUSTER SLOTS every RefreshInterval and when a shard reports trouble (a
-// lost connection, a server-pushed SUNSUBSCRIBE); a MOVED reply to an
-// SSUBSCRIBE names the slot's new master and is applied at once, without
-// dropping the shard's connection. Channels whose slot changed master move
-// to the new master's shard (a channel the server dropped while its slot
-// stayed is subscribed again where it is), and once subscribed the
-// sockets of those that had been active (the user's, or the one socket)
-// receive {"type":"resync"} through Handler.Deliver. A shard whose connection is restored resyncs
-// its own channels the same way; only a restored classic connection calls
-// Handler.Resync. Lock order: RedisCluster.mu, then a shard's Redis.mu.
-// Publisher and RedisInbox pick the names and the command (SPUBLISH or
-// PUBLISH) from the client's type (channelsFor).
+// the publisher's goroutine, and keeps no lock while it calls the Handler.
+// The Redis brokers (one Redis or Sentinel, and Redis Cluster) are in
+// package fanout/redis; they share this package's Metrics, DropReasons and
+// DecodeControl. Backend services written in Go publish with package
+// fanout/publish, which also defines the channel names, targets and control
+// commands this package uses.
 //
 // # Inbox
 //
-// An Inbox keeps each user's recent events so that a reconnecting socket
-// can replay what it missed. RedisInbox keeps one Redis Stream per user,
-// "<prefix>inbox:<user_id>", capped by count (XADD MAXLEN ~) and age (XTRIM
-// MINID, PEXPIRE); AppendScript (the file inbox_append.lua) appends an event
-// and publishes it on the user's channel with its id, atomically, and a
-// second script reads what follows a given id or reports a gap. Both
-// scripts touch one key. MemoryInbox has the same rules in the process and
-// publishes through a Broker while holding the user's shard lock (lock
-// order: inbox shard, then the broker's locks), so a user's events reach
-// the broker in id order. A frame carrying an id is the payload with
-// "inbox_id" spliced in first (InboxFrame). Publisher sends user events
-// through the inbox unless configured with NoInbox.
+// The users' inboxes, whose events travel on the user channels, are in
+// package fanout/inbox.
 package fanout

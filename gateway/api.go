@@ -3,7 +3,7 @@ package gateway
 import (
 	"context"
 
-	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/fanout/publish"
 )
 
 // The in-process API. Every send goes through the broker, the same path a
@@ -18,27 +18,27 @@ func (s *Server) SendToUser(ctx context.Context, userID string, payload []byte) 
 		_, err := s.cfg.Inbox.Append(ctx, userID, payload)
 		return err
 	}
-	return s.broker.Publish(ctx, fanout.User(userID), payload)
+	return s.broker.Publish(ctx, publish.User(userID), payload)
 }
 
 // SendToSocket writes payload to the socket with this id.
 func (s *Server) SendToSocket(ctx context.Context, socketID string, payload []byte) error {
-	return s.broker.Publish(ctx, fanout.Socket(socketID), payload)
+	return s.broker.Publish(ctx, publish.Socket(socketID), payload)
 }
 
 // Broadcast writes payload to every socket.
 func (s *Server) Broadcast(ctx context.Context, payload []byte) error {
-	return s.broker.Publish(ctx, fanout.All(), payload)
+	return s.broker.Publish(ctx, publish.All(), payload)
 }
 
 // BroadcastExcept writes payload to every socket except userID's.
 func (s *Server) BroadcastExcept(ctx context.Context, userID string, payload []byte) error {
-	return s.broker.Publish(ctx, fanout.AllExcept(userID), payload)
+	return s.broker.Publish(ctx, publish.AllExcept(userID), payload)
 }
 
 // DisconnectUser closes every socket of userID with 4000 on every replica.
 func (s *Server) DisconnectUser(ctx context.Context, userID, reason string) error {
-	return s.broker.PublishControl(ctx, fanout.Control{Op: fanout.OpDisconnect, UserID: userID, Reason: reason})
+	return s.broker.PublishControl(ctx, publish.Control{Op: publish.OpDisconnect, UserID: userID, Reason: reason})
 }
 
 // Sockets returns how many sockets this replica holds.

@@ -15,7 +15,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/herald-gw/herald/auth"
-	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/fanout/publish"
+	fanoutredis "github.com/herald-gw/herald/fanout/redis"
 	"github.com/herald-gw/herald/gateway"
 	"github.com/herald-gw/herald/internal/testenv"
 	"github.com/herald-gw/herald/replay"
@@ -31,7 +32,7 @@ func startReplica(t *testing.T, r *testenv.Redis, node string, mod func(*gateway
 		PoolSize:    8, // small, so the churn test's warm-up fills it
 	})
 	t.Cleanup(func() { client.Close() })
-	b, err := fanout.NewRedis(client, fanout.RedisConfig{
+	b, err := fanoutredis.New(client, fanoutredis.Config{
 		NodeID:           node,
 		UnsubscribeGrace: 50 * time.Millisecond,
 		HealthInterval:   500 * time.Millisecond,
@@ -110,7 +111,7 @@ func TestClusterFanout(t *testing.T) {
 	r := testenv.StartRedis(t)
 	a := startReplica(t, r, "a", nil)
 	b := startReplica(t, r, "b", nil)
-	pub := must(fanout.NewPublisher(r.Client(), fanout.PublisherConfig{NoInbox: true}))
+	pub := must(publish.NewPublisher(r.Client(), publish.PublisherConfig{NoInbox: true}))
 	ctx := context.Background()
 
 	ua, _ := a.connect("u")
@@ -247,7 +248,7 @@ func TestClusterRedisRestart(t *testing.T) {
 			return nil
 		})
 	}
-	pub := must(fanout.NewPublisher(r.Client(), fanout.PublisherConfig{NoInbox: true}))
+	pub := must(publish.NewPublisher(r.Client(), publish.PublisherConfig{NoInbox: true}))
 	for u := range 4 {
 		if _, err := pub.SendToUser(context.Background(), fmt.Sprintf("user%d", u), []byte("after restart")); err != nil {
 			t.Fatal(err)

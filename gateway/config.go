@@ -12,6 +12,8 @@ import (
 
 	"github.com/herald-gw/herald/auth"
 	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/fanout/inbox"
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/gateway/admit"
 	"github.com/herald-gw/herald/gateway/membership/presence"
 	"github.com/herald-gw/herald/gateway/wscore"
@@ -27,11 +29,11 @@ type Config struct {
 	Replay replay.Store
 	// Broker carries messages between replicas. Required.
 	Broker fanout.Broker
-	// Inbox keeps each user's recent events for replay: SendToUser appends
+	// Inbox keeps each user's recent events for the catch-up: SendToUser appends
 	// to it, and a socket opened with since=<last inbox id> gets what it
 	// missed (see inbox.go). Nil means no inbox: SendToUser publishes plain
-	// frames, and a socket that asks for a replay gets {"type":"resync"}.
-	Inbox fanout.Inbox
+	// frames, and a socket that asks to catch up (since) gets {"type":"resync"}.
+	Inbox inbox.Inbox
 	// NodeID names this replica in socket ids ("<NodeID>.<suffix>"); it must
 	// be the id the broker was given. Empty means a random id (only safe with
 	// a broker that does not route by node, such as fanout.Memory).
@@ -274,7 +276,7 @@ func (c *Config) validate() error {
 	if c.Broker == nil {
 		errs = append(errs, errors.New("Broker is required"))
 	}
-	if c.NodeID != "" && !fanout.ValidNodeID(c.NodeID) {
+	if c.NodeID != "" && !publish.ValidNodeID(c.NodeID) {
 		errs = append(errs, fmt.Errorf("node id %q: use 1 to 64 letters, digits, '-' or '_'", c.NodeID))
 	}
 	core := c.coreConfig()

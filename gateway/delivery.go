@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bytes"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -10,7 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/gateway/wscore"
 )
 
@@ -56,15 +55,15 @@ func (d *delivery) check(payload []byte) int {
 	return -1
 }
 
-func (d *delivery) Deliver(to fanout.Target, payload []byte) {
+func (d *delivery) Deliver(to publish.Target, payload []byte) {
 	at := wscore.Now()
 	m := d.s.metrics
 	switch to.Kind {
-	case fanout.ToUser:
+	case publish.ToUser:
 		m.msgUser.Inc()
-	case fanout.ToSocket:
+	case publish.ToSocket:
 		m.msgSocket.Inc()
-	case fanout.ToAll:
+	case publish.ToAll:
 		m.msgBroadcast.Inc()
 	}
 	if reason := d.check(payload); reason >= 0 {
@@ -75,7 +74,7 @@ func (d *delivery) Deliver(to fanout.Target, payload []byte) {
 	}
 	msg := d.message(payload, at)
 	switch to.Kind {
-	case fanout.ToUser:
+	case publish.ToUser:
 		bp := d.scratch()
 		targets := d.s.reg.appendUser((*bp)[:0], to.ID)
 		sync := bytes.HasPrefix(payload, syncPrefix)
@@ -84,12 +83,12 @@ func (d *delivery) Deliver(to fanout.Target, payload []byte) {
 		}
 		d.release(bp, targets)
 		m.delivered.Add(float64(len(targets)))
-	case fanout.ToSocket:
+	case publish.ToSocket:
 		if c := d.s.reg.socket(to.ID); c != nil {
 			_ = c.ws.SendMessage(msg)
 			m.delivered.Inc()
 		}
-	case fanout.ToAll:
+	case publish.ToAll:
 		d.all(msg, to.ID)
 	}
 	d.messages.Put(msg)
@@ -107,8 +106,8 @@ func (d *delivery) message(payload []byte, at int64) *wscore.Message {
 }
 
 // send queues msg (whose payload is payload; sync: it is an inbox sync
-// message) to c. A socket replaying its inbox may hold it (inbox.go): only
-// then, while any socket replays, is the message copied into a Frame of
+// message) to c. A socket catching up on its inbox may hold it (inbox.go): only
+// then, while any socket catches up, is the message copied into a Frame of
 // its own; otherwise SendMessage writes it at once from msg's buffer when
 // c can take it.
 func (d *delivery) send(c *Conn, payload []byte, msg *wscore.Message, sync bool) {
@@ -123,53 +122,27 @@ func (d *delivery) send(c *Conn, payload []byte, msg *wscore.Message, sync bool)
 }
 
 // all queues msg to every socket, skipping user except when it is set. A
-// broadcast to many sockets is split by registry shard over one goroutine
-// per core, since writing to an idle socket happens on the goroutine that
-// sends (write-through).
+// broadcast is queued, not written through: the write workers write it,
+// on every core, while this goroutine goes on queueing.
 func (d *delivery) all(msg *wscore.Message, except string) {
-	parts := min(runtime.GOMAXPROCS(0), registryShards)
-	if parts == 1 || d.s.reg.total.Load() < parallelBroadcastMin {
-		d.s.metrics.delivered.Add(float64(d.allOf(msg, except, 0, 1)))
-		return
-	}
-	d.allParallel(msg, except, parts)
-}
-
-// parallelBroadcastMin is the number of sockets from which a broadcast is
-// split over the cores: below it, starting goroutines costs more than the
-// writes.
-const parallelBroadcastMin = 256
-
-func (d *delivery) allParallel(msg *wscore.Message, except string, parts int) {
-	var n atomic.Int64
-	var wg sync.WaitGroup
-	for part := 1; part < parts; part++ {
-		wg.Go(func() { n.Add(int64(d.allOf(msg, except, part, parts))) })
-	}
-	n.Add(int64(d.allOf(msg, except, 0, parts)))
-	wg.Wait()
-	d.s.metrics.delivered.Add(float64(n.Load()))
-}
-
-// allOf queues msg to the sockets of part of parts of the registry's
-// shards and returns how many.
-func (d *delivery) allOf(msg *wscore.Message, except string, part, parts int) int {
 	bp := d.scratch()
 	n := 0
-	*bp = d.s.reg.eachOf(part, parts, (*bp)[:0], func(c *Conn) {
+	*bp = d.s.reg.each((*bp)[:0], func(c *Conn) {
 		if except != "" && c.user == except {
 			return
 		}
-		d.send(c, nil, msg, false)
+		if d.s.inbox.active.Load() == 0 || !d.s.inbox.hold(c, nil, msg.Frame()) { // a socket replaying its inbox (inbox.go)
+			_ = c.ws.Queue(msg.Frame())
+		}
 		n++
 	})
 	d.release(bp, *bp)
-	return n
+	d.s.metrics.delivered.Add(float64(n))
 }
 
-func (d *delivery) Control(c fanout.Control) {
+func (d *delivery) Control(c publish.Control) {
 	d.s.metrics.msgControl.Inc()
-	if c.Op == fanout.OpEvict {
+	if c.Op == publish.OpEvict {
 		if conn := d.s.reg.socket(c.SocketID); conn != nil && conn.user == c.UserID {
 			conn.close(DisconnectReplaced, false)
 			d.s.log.Info("socket evicted: its user opened a newer one over the cluster-wide cap",
@@ -177,7 +150,7 @@ func (d *delivery) Control(c fanout.Control) {
 		}
 		return
 	}
-	if c.Op != fanout.OpDisconnect {
+	if c.Op != publish.OpDisconnect {
 		d.s.log.Warn("unknown control op", zap.String("op", c.Op))
 		return
 	}
@@ -203,18 +176,18 @@ func (d *delivery) Resync() {
 // was lost and restored. It is herald's own frame, so it does not go
 // through Deliver's check, which drops application payloads of herald's
 // frame types.
-func (d *delivery) ResyncTarget(to fanout.Target) {
+func (d *delivery) ResyncTarget(to publish.Target) {
 	switch to.Kind {
-	case fanout.ToUser:
+	case publish.ToUser:
 		bp := d.scratch()
 		targets := d.s.reg.appendUser((*bp)[:0], to.ID)
 		for _, c := range targets {
-			if !d.s.inbox.hold(c, nil, frameResync) { // a socket replaying its inbox (inbox.go)
+			if !d.s.inbox.hold(c, nil, frameResync) { // a socket catching up on its inbox (inbox.go)
 				c.enqueue(frameResync)
 			}
 		}
 		d.release(bp, targets)
-	case fanout.ToSocket:
+	case publish.ToSocket:
 		if c := d.s.reg.socket(to.ID); c != nil {
 			c.enqueue(frameResync)
 		}

@@ -25,14 +25,15 @@
 // to every target socket; the registry's shard locks are held only while
 // copying the target list.
 //
-// # Inbox replay
+// # Inbox catch-up
 //
 // With Config.Inbox, the handshake reads the user's inbox after the broker
-// confirmed the subscription and queues the welcome, the replay (for a
+// confirmed the subscription and queues the welcome, the catch-up (for a
 // socket opened with since) and its marker before the socket goes live.
 // Meanwhile a per-socket gate (inbox.go) holds what fan-out gives the
 // socket; fan-out asks it through inboxState.hold, one call per target
-// socket. Lock order: a gate's mu, then the socket core's (a Send to the socket).
+// socket. A gate's mu is held while frames are queued to the socket; the
+// lock order is in docs/LOCKS.md.
 //
 // # Membership, rebalancing and presence
 //
@@ -50,10 +51,10 @@
 // Server's exported methods are safe for concurrent use. A socket's
 // handshake runs in its net/http goroutine until wscore's Conn.Start; from
 // then on the core owns the socket and reports its end through OnClose,
-// which unregisters it. Lock order: a registry user shard's lock before
-// the broker's lock (Subscribe and Unsubscribe are called under it); no
-// registry lock is held while calling into a socket. See wscore's package
-// documentation for the core's own locks.
+// which unregisters it. Subscribe and Unsubscribe are called under a
+// registry user shard's lock; no registry lock is held while calling into
+// a socket. The lock order of the whole process, the core's included, is
+// in docs/LOCKS.md.
 //
 // The failed-authentication blocker (admit.AuthBlocker) keeps its per-IP
 // records in shards, each under its own mutex, taken alone (a leaf lock:

@@ -13,11 +13,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
-	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/fanout/inbox"
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/gateway/wscore"
 )
 
-// The inbox replay in the handshake.
+// The inbox catch-up in the handshake.
 //
 // With an inbox (Config.Inbox), a socket's handshake, once the broker has
 // confirmed the user's subscription, reads the inbox and queues, before the
@@ -42,19 +43,19 @@ import (
 // sync message on the user's own channel and keeps the gate until that
 // message comes back: everything published before the read arrives before
 // it, on the same channel. The sync message is never written to a socket.
-// An inbox that implements fanout.InboxSyncReader (RedisInbox) publishes
+// An inbox that implements inbox.SyncReader (RedisInbox) publishes
 // it in the read's own atomic step, which saves the handshake a round trip.
 
-// inboxState is the Server's replay machinery.
+// inboxState is the Server's catch-up machinery.
 type inboxState struct {
 	active atomic.Int64 // gates installed; fan-out skips the map lookup at 0
-	gates  sync.Map     // *Conn → *inboxGate; an entry lives from the registration to the end of the replay
+	gates  sync.Map     // *Conn → *inboxGate; an entry lives from the registration to the end of the catch-up
 
-	replays  *prometheus.CounterVec // by result
-	replayed prometheus.Counter
+	catchUps *prometheus.CounterVec // by result; herald_inbox_replays_total
+	caughtUp prometheus.Counter     // herald_inbox_replayed_events_total
 }
 
-// inboxGate holds one socket's frames during its replay.
+// inboxGate holds one socket's frames during its catch-up.
 type inboxGate struct {
 	limit  int           // bytes held before the socket is shed; read-only
 	synced chan struct{} // closed when the socket's sync message arrives; never nil
@@ -63,37 +64,37 @@ type inboxGate struct {
 	held     []heldFrame // guarded by mu
 	bytes    int         // guarded by mu
 	overflow bool        // guarded by mu; held passed limit: the socket is shed
-	done     bool        // guarded by mu; the replay is queued: frames go straight to the socket
+	done     bool        // guarded by mu; the catch-up is queued: frames go straight to the socket
 }
 
 type heldFrame struct {
-	id    fanout.StreamID
+	id    inbox.StreamID
 	hasID bool
 	frame wscore.Frame
 }
 
 // The values of herald_inbox_replays_total's result label.
 const (
-	replayHead     = "head"     // no since: the welcome carries the head
-	replayReplayed = "replayed" // since given, the gap closed
-	replayResync   = "resync"   // since given, the gap could not be closed
+	catchUpHead   = "head"     // no since: the welcome carries the head
+	catchUpDone   = "replayed" // since given, the gap closed
+	catchUpResync = "resync"   // since given, the gap could not be closed
 )
 
 func newInboxState(reg prometheus.Registerer) (*inboxState, error) {
 	in := &inboxState{
-		replays: prometheus.NewCounterVec(prometheus.CounterOpts{
+		catchUps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_inbox_replays_total",
 			Help: "Handshakes that read the inbox, by result: head (no since), replayed, resync.",
 		}, []string{"result"}),
-		replayed: prometheus.NewCounter(prometheus.CounterOpts{
+		caughtUp: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_inbox_replayed_events_total", Help: "Inbox events replayed to reconnecting sockets.",
 		}),
 	}
-	for _, r := range []string{replayHead, replayReplayed, replayResync} {
-		in.replays.WithLabelValues(r)
+	for _, r := range []string{catchUpHead, catchUpDone, catchUpResync} {
+		in.catchUps.WithLabelValues(r)
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{in.replays, in.replayed} {
+		for _, c := range []prometheus.Collector{in.catchUps, in.caughtUp} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register inbox metrics: %w", err)
 			}
@@ -103,7 +104,7 @@ func newInboxState(reg prometheus.Registerer) (*inboxState, error) {
 }
 
 // hold is fan-out's hook: it reports whether it took frame (whose message
-// is payload; nil for a broadcast) for c's replay; if not, the caller
+// is payload; nil for a broadcast) for c's catch-up; if not, the caller
 // queues it as usual.
 func (in *inboxState) hold(c *Conn, payload []byte, frame wscore.Frame) bool {
 	sync := bytes.HasPrefix(payload, syncPrefix)
@@ -133,8 +134,8 @@ func (in *inboxState) hold(c *Conn, payload []byte, frame wscore.Frame) bool {
 		return true
 	}
 	h := heldFrame{frame: frame}
-	if id, ok := fanout.InboxFrameID(payload); ok {
-		h.id, h.hasID = fanout.ParseStreamID(id)
+	if id, ok := publish.InboxFrameID(payload); ok {
+		h.id, h.hasID = inbox.ParseStreamID(id)
 	}
 	g.bytes += frame.Len()
 	if g.bytes > g.limit {
@@ -161,7 +162,7 @@ func (s *Server) beginInbox(c *Conn) *inboxGate {
 // endInbox removes c's gate. With flush, it first queues the held frames
 // that come after head (all of them when head is nil); without, it drops
 // them (the handshake failed). It reports whether the gate overflowed.
-func (s *Server) endInbox(c *Conn, g *inboxGate, flush bool, head *fanout.StreamID) (overflow bool) {
+func (s *Server) endInbox(c *Conn, g *inboxGate, flush bool, head *inbox.StreamID) (overflow bool) {
 	if g == nil {
 		return false
 	}
@@ -185,7 +186,7 @@ func (s *Server) endInbox(c *Conn, g *inboxGate, flush bool, head *fanout.Stream
 }
 
 // openInbox runs once the user's subscription is confirmed: it queues the
-// welcome and, with an inbox, the replay (see the top of this file). It
+// welcome and, with an inbox, the catch-up (see the top of this file). It
 // returns why the socket is refused, or nil.
 func (s *Server) openInbox(ctx context.Context, c *Conn, g *inboxGate, q url.Values) *Disconnect {
 	since, asked := q.Get("since"), q.Has("since")
@@ -198,9 +199,9 @@ func (s *Server) openInbox(ctx context.Context, c *Conn, g *inboxGate, q url.Val
 	if asked && since == "" {
 		since = "-" // malformed: a gap
 	}
-	var rd fanout.InboxRead
+	var rd inbox.Result
 	var err error
-	rs, syncInRead := s.cfg.Inbox.(fanout.InboxSyncReader)
+	rs, syncInRead := s.cfg.Inbox.(inbox.SyncReader)
 	if syncInRead { // the read publishes the sync message itself
 		rd, err = rs.ReadSync(ctx, c.user, since, syncMessage(c.id))
 	} else {
@@ -211,14 +212,14 @@ func (s *Server) openInbox(ctx context.Context, c *Conn, g *inboxGate, q url.Val
 		s.log.Warn("socket refused: inbox unreadable", zap.String("user", c.user), zap.Error(err))
 		return DisconnectTryAgainLater
 	}
-	head, ok := fanout.ParseStreamID(rd.Head)
+	head, ok := inbox.ParseStreamID(rd.Head)
 	if !ok {
 		s.endInbox(c, g, false, nil)
 		s.log.Error("socket refused: inbox head is not a stream id", zap.String("user", c.user), zap.String("head", rd.Head))
 		return DisconnectTryAgainLater
 	}
 	if !syncInRead {
-		if err := s.broker.Publish(ctx, fanout.User(c.user), syncMessage(c.id)); err != nil {
+		if err := s.broker.Publish(ctx, publish.User(c.user), syncMessage(c.id)); err != nil {
 			s.endInbox(c, g, false, nil)
 			s.log.Warn("socket refused: cannot publish the inbox sync", zap.String("user", c.user), zap.Error(err))
 			return DisconnectTryAgainLater
@@ -236,10 +237,10 @@ func (s *Server) openInbox(ctx context.Context, c *Conn, g *inboxGate, q url.Val
 	}
 	if !asked {
 		c.enqueue(s.welcomeFrame(c, rd.Head))
-		s.inbox.replays.WithLabelValues(replayHead).Inc()
+		s.inbox.catchUps.WithLabelValues(catchUpHead).Inc()
 	} else {
 		c.enqueue(s.welcomeFrame(c, ""))
-		s.queueReplay(c, rd)
+		s.queueCatchUp(c, rd)
 	}
 	if s.endInbox(c, g, true, &head) {
 		return DisconnectSlowConsumer
@@ -247,17 +248,17 @@ func (s *Server) openInbox(ctx context.Context, c *Conn, g *inboxGate, q url.Val
 	return nil
 }
 
-// queueReplay queues the replayed events and their marker, or a resync when
-// the gap cannot be closed. A replay that would take more than half the
+// queueCatchUp queues the missed events and their marker, or a resync when
+// the gap cannot be closed. A catch-up that would take more than half the
 // socket's queue is a gap too: the client refetches instead of being shed.
-func (s *Server) queueReplay(c *Conn, rd fanout.InboxRead) {
+func (s *Server) queueCatchUp(c *Conn, rd inbox.Result) {
 	var frames []wscore.Frame
 	size := 0
 	if !rd.Gap {
 		frames = make([]wscore.Frame, 0, len(rd.Events))
 		for _, e := range rd.Events {
-			f := fanout.InboxFrame(e.ID, e.Payload)
-			// What fan-out would not relay live is not replayed either
+			f := publish.InboxFrame(e.ID, e.Payload)
+			// What fan-out would not relay live is not caught up either
 			// (and counted the same way).
 			switch {
 			case len(f) > s.maxRelay:
@@ -279,7 +280,7 @@ func (s *Server) queueReplay(c *Conn, rd fanout.InboxRead) {
 			Type    string `json:"type"`
 			InboxID string `json:"inbox_id"`
 		}{"resync", rd.Head}))
-		s.inbox.replays.WithLabelValues(replayResync).Inc()
+		s.inbox.catchUps.WithLabelValues(catchUpResync).Inc()
 		return
 	}
 	for _, f := range frames {
@@ -290,8 +291,8 @@ func (s *Server) queueReplay(c *Conn, rd fanout.InboxRead) {
 		Count   int    `json:"count"`
 		InboxID string `json:"inbox_id"`
 	}{"replay_complete", len(frames), rd.Head}))
-	s.inbox.replays.WithLabelValues(replayReplayed).Inc()
-	s.inbox.replayed.Add(float64(len(frames)))
+	s.inbox.catchUps.WithLabelValues(catchUpDone).Inc()
+	s.inbox.caughtUp.Add(float64(len(frames)))
 }
 
 // syncPrefix starts every sync message; hold keeps them all from sockets.

@@ -6,9 +6,9 @@ import (
 	"github.com/herald-gw/herald/gateway/wscore"
 )
 
-// BenchmarkInboxHold is what the replay hook adds to fan-out per target
-// socket: with no replay in progress (the common case), and with other
-// sockets replaying (a reconnect storm), for a socket that is not.
+// BenchmarkInboxHold is what the catch-up hook adds to fan-out per target
+// socket: with no catch-up in progress (the common case), and with other
+// sockets catching up (a reconnect storm), for a socket that is not.
 func BenchmarkInboxHold(b *testing.B) {
 	payload := []byte(`{"inbox_id":"1764150000000-0","type":"friend_request","data":{"from":{"id":"7","name":"alice"}}}`)
 	frame := wscore.TextFrame(payload)

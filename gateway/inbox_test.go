@@ -15,6 +15,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/fanout/inbox"
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/gateway"
 	"github.com/herald-gw/herald/internal/testenv"
 )
@@ -45,27 +47,27 @@ func readInboxFrame(t *testing.T, c *testenv.WSClient, name string) inboxFrame {
 // inboxEnv is one gateway with an inbox, and how to publish to it.
 type inboxEnv struct {
 	h       *harness
-	inbox   fanout.Inbox
+	inbox   inbox.Inbox
 	publish func(t *testing.T, user, payload string) string // returns the inbox id
 	// unsubscribed reports whether the broker has let go of user's channel
 	// (after the unsubscribe grace); nil when the broker has no such state.
 	unsubscribed func(user string) error
 }
 
-type inboxVariant func(t *testing.T, cfg fanout.InboxConfig, wrap func(fanout.Inbox) fanout.Inbox) inboxEnv
+type inboxVariant func(t *testing.T, cfg publish.InboxConfig, wrap func(inbox.Inbox) inbox.Inbox) inboxEnv
 
 // inboxVariants are the embedded mode (memory broker and inbox) and one
 // replica on a real Redis.
 func inboxVariants() map[string]inboxVariant {
 	return map[string]inboxVariant{
-		"memory": func(t *testing.T, cfg fanout.InboxConfig, wrap func(fanout.Inbox) fanout.Inbox) inboxEnv {
+		"memory": func(t *testing.T, cfg publish.InboxConfig, wrap func(inbox.Inbox) inbox.Inbox) inboxEnv {
 			b := fanout.NewMemory(fanout.MemoryConfig{})
-			mi, err := fanout.NewMemoryInbox(b, fanout.MemoryInboxConfig{InboxConfig: cfg})
+			mi, err := inbox.NewMemory(b, inbox.MemoryConfig{InboxConfig: cfg})
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { mi.Close() })
-			var in fanout.Inbox = mi
+			var in inbox.Inbox = mi
 			if wrap != nil {
 				in = wrap(mi)
 			}
@@ -79,7 +81,7 @@ func inboxVariants() map[string]inboxVariant {
 				return id
 			}}
 		},
-		"redis": func(t *testing.T, cfg fanout.InboxConfig, wrap func(fanout.Inbox) fanout.Inbox) inboxEnv {
+		"redis": func(t *testing.T, cfg publish.InboxConfig, wrap func(inbox.Inbox) inbox.Inbox) inboxEnv {
 			r := testenv.StartRedis(t)
 			return redisInboxReplica(t, r, "a", cfg, wrap)
 		},
@@ -87,18 +89,18 @@ func inboxVariants() map[string]inboxVariant {
 }
 
 // redisInboxReplica is startReplica with a Redis inbox, and a Publisher.
-func redisInboxReplica(t *testing.T, r *testenv.Redis, node string, cfg fanout.InboxConfig, wrap func(fanout.Inbox) fanout.Inbox) inboxEnv {
+func redisInboxReplica(t *testing.T, r *testenv.Redis, node string, cfg publish.InboxConfig, wrap func(inbox.Inbox) inbox.Inbox) inboxEnv {
 	t.Helper()
-	ri, err := fanout.NewRedisInbox(r.Client(), fanout.RedisInboxConfig{InboxConfig: cfg})
+	ri, err := inbox.NewRedis(r.Client(), inbox.RedisConfig{InboxConfig: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var in fanout.Inbox = ri
+	var in inbox.Inbox = ri
 	if wrap != nil {
 		in = wrap(ri)
 	}
 	h := startReplica(t, r, node, func(c *gateway.Config) { c.Inbox = in })
-	pub := must(fanout.NewPublisher(r.Client(), fanout.PublisherConfig{Inbox: cfg}))
+	pub := must(publish.NewPublisher(r.Client(), publish.PublisherConfig{Inbox: cfg}))
 	return inboxEnv{h: h, inbox: ri, publish: func(t *testing.T, user, payload string) string {
 		t.Helper()
 		id, _, err := pub.AppendToUser(context.Background(), user, []byte(payload))
@@ -148,18 +150,18 @@ func waitGone(t *testing.T, h *harness, user string) {
 	})
 }
 
-// TestInboxReplayAfterOffline: a user whose sockets are all closed, long
+// TestInboxCatchUpAfterOffline: a user whose sockets are all closed, long
 // enough for the replica to drop the user's channel, while 20 events are
 // published, reconnects with since and gets all 20 exactly once, in order,
 // then the marker, then live events.
-func TestInboxReplayAfterOffline(t *testing.T) {
+func TestInboxCatchUpAfterOffline(t *testing.T) {
 	testenv.NoLeaks(t)
 	for name, variant := range inboxVariants() {
 		t.Run(name, func(t *testing.T) {
-			env := variant(t, fanout.InboxConfig{}, nil)
+			env := variant(t, publish.InboxConfig{}, nil)
 			h := env.h
 			c, w := h.connectSince("u", "", false)
-			if _, ok := fanout.ParseStreamID(w.InboxID); !ok {
+			if _, ok := inbox.ParseStreamID(w.InboxID); !ok {
 				t.Fatalf("welcome %s carries no inbox id", w.raw)
 			}
 			first := env.publish(t, "u", `{"type":"note","n":-1}`)
@@ -210,15 +212,15 @@ func TestInboxReplayAfterOffline(t *testing.T) {
 
 // racingInbox publishes events while a handshake reads the inbox: before
 // the read (so that they are both in the read and on their way live) and
-// after it (so that they arrive while the replay is being queued).
+// after it (so that they arrive while the catch-up is being queued).
 type racingInbox struct {
-	fanout.Inbox
+	inbox.Inbox
 	mu      sync.Mutex
 	publish func(phase string) // called under mu, before and after each Read
 	armed   bool               // guarded by mu
 }
 
-func (r *racingInbox) Read(ctx context.Context, user, since string) (fanout.InboxRead, error) {
+func (r *racingInbox) Read(ctx context.Context, user, since string) (inbox.Result, error) {
 	r.mu.Lock()
 	armed := r.armed
 	r.mu.Unlock()
@@ -243,7 +245,7 @@ type laggyBroker struct {
 }
 
 type laggyMsg struct {
-	to      fanout.Target
+	to      publish.Target
 	payload []byte
 }
 
@@ -260,8 +262,8 @@ func newLaggyBroker(lag time.Duration) *laggyBroker {
 	return b
 }
 
-func (b *laggyBroker) Publish(ctx context.Context, to fanout.Target, payload []byte) error {
-	if to.Kind != fanout.ToUser {
+func (b *laggyBroker) Publish(ctx context.Context, to publish.Target, payload []byte) error {
+	if to.Kind != publish.ToUser {
 		return b.Memory.Publish(ctx, to, payload)
 	}
 	b.queue <- laggyMsg{to, bytes.Clone(payload)}
@@ -278,14 +280,14 @@ func (b *laggyBroker) Close() error {
 	return b.Memory.Close()
 }
 
-// TestInboxPublishDuringReplay: events published while a reconnecting
-// socket's replay is read and queued are neither duplicated nor lost.
-func TestInboxPublishDuringReplay(t *testing.T) {
+// TestInboxPublishDuringCatchUp: events published while a reconnecting
+// socket's catch-up is read and queued are neither duplicated nor lost.
+func TestInboxPublishDuringCatchUp(t *testing.T) {
 	testenv.NoLeaks(t)
 	variants := inboxVariants()
-	variants["lagging delivery"] = func(t *testing.T, cfg fanout.InboxConfig, wrap func(fanout.Inbox) fanout.Inbox) inboxEnv {
+	variants["lagging delivery"] = func(t *testing.T, cfg publish.InboxConfig, wrap func(inbox.Inbox) inbox.Inbox) inboxEnv {
 		b := newLaggyBroker(20 * time.Millisecond)
-		mi, err := fanout.NewMemoryInbox(b, fanout.MemoryInboxConfig{InboxConfig: cfg})
+		mi, err := inbox.NewMemory(b, inbox.MemoryConfig{InboxConfig: cfg})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -303,7 +305,7 @@ func TestInboxPublishDuringReplay(t *testing.T) {
 	for name, variant := range variants {
 		t.Run(name, func(t *testing.T) {
 			var race *racingInbox
-			env := variant(t, fanout.InboxConfig{}, func(in fanout.Inbox) fanout.Inbox {
+			env := variant(t, publish.InboxConfig{}, func(in inbox.Inbox) inbox.Inbox {
 				race = &racingInbox{Inbox: in}
 				return race
 			})
@@ -341,7 +343,7 @@ func TestInboxPublishDuringReplay(t *testing.T) {
 			race.armed = false
 			race.mu.Unlock()
 
-			// 10 offline + 5 before the read: replayed; then the marker;
+			// 10 offline + 5 before the read: caught up; then the marker;
 			// then the 5 published after the read, live.
 			var got []string
 			for len(got) < 20 {
@@ -365,13 +367,13 @@ func TestInboxPublishDuringReplay(t *testing.T) {
 }
 
 // TestInboxGapIsAnnounced: a since that cannot be honoured gets a resync
-// and no replay; the socket then carries live events as usual.
+// and no catch-up; the socket then carries live events as usual.
 func TestInboxGapIsAnnounced(t *testing.T) {
 	testenv.NoLeaks(t)
 	for name, variant := range inboxVariants() {
 		t.Run(name, func(t *testing.T) {
 			const retention = 300 * time.Millisecond
-			env := variant(t, fanout.InboxConfig{MaxLen: 5, Retention: retention}, nil)
+			env := variant(t, publish.InboxConfig{MaxLen: 5, Retention: retention}, nil)
 			h := env.h
 			stale := env.publish(t, "u", `{"n":0}`)
 			published := time.Now()
@@ -406,7 +408,7 @@ func TestInboxGapIsAnnounced(t *testing.T) {
 				f := readInboxFrame(t, c, tt.name)
 				// The head, or a later marker once the short retention has
 				// expired the stream.
-				got, ok := fanout.ParseStreamID(f.InboxID)
+				got, ok := inbox.ParseStreamID(f.InboxID)
 				if f.Type != "resync" || !ok || got.Compare(mustID(t, head)) < 0 || f.raw != `{"type":"resync","inbox_id":"`+f.InboxID+`"}` {
 					t.Fatalf("%s: got %s, want a resync at %s or later, and no replay", tt.name, f.raw, head)
 				}
@@ -420,21 +422,21 @@ func TestInboxGapIsAnnounced(t *testing.T) {
 	}
 }
 
-func mustID(t *testing.T, s string) fanout.StreamID {
+func mustID(t *testing.T, s string) inbox.StreamID {
 	t.Helper()
-	id, ok := fanout.ParseStreamID(s)
+	id, ok := inbox.ParseStreamID(s)
 	if !ok {
 		t.Fatalf("%q is not a stream id", s)
 	}
 	return id
 }
 
-// TestInboxReplayTooBigForTheQueue: a replay that would fill more than half
+// TestInboxCatchUpTooBigForTheQueue: a catch-up that would fill more than half
 // of the socket's queue is a resync, not a slow-consumer close.
-func TestInboxReplayTooBigForTheQueue(t *testing.T) {
+func TestInboxCatchUpTooBigForTheQueue(t *testing.T) {
 	testenv.NoLeaks(t)
 	b := fanout.NewMemory(fanout.MemoryConfig{})
-	in, err := fanout.NewMemoryInbox(b, fanout.MemoryInboxConfig{})
+	in, err := inbox.NewMemory(b, inbox.MemoryConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -460,7 +462,7 @@ func TestInboxReplayTooBigForTheQueue(t *testing.T) {
 func TestInboxAfterRedisRestart(t *testing.T) {
 	testenv.NoLeaks(t)
 	r := testenv.StartRedis(t)
-	env := redisInboxReplica(t, r, "a", fanout.InboxConfig{}, nil)
+	env := redisInboxReplica(t, r, "a", publish.InboxConfig{}, nil)
 	h := env.h
 	live, _ := h.connectSince("live", "", false)
 	c, _ := h.connectSince("u", "", false)
@@ -491,7 +493,7 @@ func TestInboxAfterRedisRestart(t *testing.T) {
 func TestInboxPlainPublishUnchanged(t *testing.T) {
 	testenv.NoLeaks(t)
 	r := testenv.StartRedis(t)
-	env := redisInboxReplica(t, r, "a", fanout.InboxConfig{}, nil)
+	env := redisInboxReplica(t, r, "a", publish.InboxConfig{}, nil)
 	c, w := env.h.connectSince("u", "", false)
 	rc := r.Client()
 	for _, p := range []string{"not json at all", `{"type":"status"}`, `["array"]`} {
@@ -511,12 +513,12 @@ func TestInboxPlainPublishUnchanged(t *testing.T) {
 	var _ redis.UniversalClient = rc
 }
 
-// TestInboxReplaySkipsWhatIsNotRelayed: an event fan-out would drop live
-// (invalid UTF-8 here) is skipped in a replay too, not written.
-func TestInboxReplaySkipsWhatIsNotRelayed(t *testing.T) {
+// TestInboxCatchUpSkipsWhatIsNotRelayed: an event fan-out would drop live
+// (invalid UTF-8 here) is skipped in a catch-up too, not written.
+func TestInboxCatchUpSkipsWhatIsNotRelayed(t *testing.T) {
 	testenv.NoLeaks(t)
 	b := fanout.NewMemory(fanout.MemoryConfig{})
-	in, err := fanout.NewMemoryInbox(b, fanout.MemoryInboxConfig{})
+	in, err := inbox.NewMemory(b, inbox.MemoryConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -540,7 +542,7 @@ func TestInboxReplaySkipsWhatIsNotRelayed(t *testing.T) {
 	if m := readInboxFrame(t, c, "marker"); m.Type != "replay_complete" || m.Count != 2 || m.InboxID != ids[2] {
 		t.Fatalf("marker = %s", m.raw)
 	}
-	// Once live (to the first socket) and once in the replay.
+	// Once live (to the first socket) and once in the catch-up.
 	if got := h.metric(`herald_messages_dropped_total{reason="invalid_utf8"}`); got != 2 {
 		t.Fatalf("herald_messages_dropped_total{reason=\"invalid_utf8\"} = %v, want 2", got)
 	}

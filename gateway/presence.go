@@ -7,7 +7,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/gateway/membership"
 	"github.com/herald-gw/herald/gateway/membership/presence"
 	"github.com/herald-gw/herald/gateway/wscore"
@@ -138,7 +138,7 @@ func (s *Server) presenceAdmit(ctx context.Context, c *Conn) *Disconnect {
 	}
 	for _, id := range evicted {
 		// The evicted socket is uncounted already; its replica closes it.
-		ctl := fanout.Control{Op: fanout.OpEvict, UserID: c.user, SocketID: id, Reason: DisconnectReplaced.Reason}
+		ctl := publish.Control{Op: publish.OpEvict, UserID: c.user, SocketID: id, Reason: DisconnectReplaced.Reason}
 		if err := s.broker.PublishControl(ctx, ctl); err != nil {
 			s.log.Warn("presence: evicted socket not told to close", zap.String("user", c.user), zap.String("socket_id", id), zap.Error(err))
 		}

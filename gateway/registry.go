@@ -160,13 +160,7 @@ func (r *registry) socket(id string) *Conn {
 // each calls fn for every socket, one shard at a time, outside the shard's
 // lock. buf is scratch space that each returns for reuse.
 func (r *registry) each(buf []*Conn, fn func(*Conn)) []*Conn {
-	return r.eachOf(0, 1, buf, fn)
-}
-
-// eachOf is each over part of parts of the shards: those whose index is
-// part modulo parts.
-func (r *registry) eachOf(part, parts int, buf []*Conn, fn func(*Conn)) []*Conn {
-	for i := part; i < len(r.sockets); i += parts {
+	for i := range r.sockets {
 		ss := &r.sockets[i]
 		ss.mu.RLock()
 		for _, c := range ss.m {

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/internal/testenv"
 )
 
@@ -36,13 +36,13 @@ var allowedPayloads = []string{
 }
 
 // TestReservedTypesAreNotRelayed: a published payload whose top-level "type"
-// is one of herald's frame types never reaches a socket, live or replayed,
+// is one of herald's frame types never reaches a socket, live or in a catch-up,
 // to a user, a socket or everyone; payloads that only look alike do.
 func TestReservedTypesAreNotRelayed(t *testing.T) {
 	testenv.NoLeaks(t)
 	for name, variant := range inboxVariants() {
 		t.Run(name, func(t *testing.T) {
-			env := variant(t, fanout.InboxConfig{}, nil)
+			env := variant(t, publish.InboxConfig{}, nil)
 			h := env.h
 			ctx := context.Background()
 			c, _ := h.connectSince("u", "", false)
@@ -86,7 +86,7 @@ func TestReservedTypesAreNotRelayed(t *testing.T) {
 				t.Errorf("dropped{reason=reserved_type} = %v, want %v", got, want)
 			}
 
-			// Nor is one replayed from the inbox.
+			// Nor is one sent again from the inbox.
 			since := env.publish(t, "u", `{"type":"before"}`)
 			readInboxFrame(t, c, "before")
 			c.Close()

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/gateway/admit"
 	"github.com/herald-gw/herald/gateway/membership"
 	"github.com/herald-gw/herald/gateway/wscore"
@@ -27,7 +28,7 @@ type Server struct {
 	broker    fanout.Broker
 	origins   *admit.Origins
 	metrics   *metrics
-	inbox     *inboxState // the inbox replay's gates (inbox.go)
+	inbox     *inboxState // the inbox catch-up's gates (inbox.go)
 	reg       *registry
 	core      *wscore.Core
 	tokens    *admit.UserLimiter
@@ -47,7 +48,7 @@ type Server struct {
 	handshakes atomic.Uint64 // sockets welcomed, for the release loop (memory.go)
 	draining   atomic.Bool
 	drainCh    chan struct{} // closed when Shutdown begins: handshakes waiting for a subscription give up
-	drainSlots chan struct{} // sockets in their drain close handshake; set by Shutdown before any socket takes one
+	drainSlots chan struct{} // sockets in their drain close handshake; made by New, read-only after
 	stop       chan struct{} // closed when the core stops
 	quit       chan struct{} // closed when the listener stops: the accept loop returns
 	quitOnce   sync.Once
@@ -64,7 +65,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	if cfg.NodeID == "" {
-		cfg.NodeID = fanout.NewNodeID()
+		cfg.NodeID = publish.NewNodeID()
 	}
 	s := &Server{
 		cfg:     cfg,
@@ -74,8 +75,11 @@ func New(cfg Config) (*Server, error) {
 		reg:     newRegistry(cfg.Broker, cfg.MaxSocketsPerUser),
 		tokens:  admit.NewUserLimiter(cfg.TokenRate, cfg.TokenBurst),
 		drainCh: make(chan struct{}),
-		stop:    make(chan struct{}),
-		quit:    make(chan struct{}),
+		// cfg.DrainConcurrency is filled in by now: made once, so that
+		// Shutdown writes no field another goroutine reads.
+		drainSlots: make(chan struct{}, cfg.DrainConcurrency),
+		stop:       make(chan struct{}),
+		quit:       make(chan struct{}),
 
 		maxRelay: cfg.MaxQueueBytes / 2,
 	}

@@ -24,7 +24,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	start := time.Now()
-	s.drainSlots = make(chan struct{}, s.cfg.DrainConcurrency)
 	close(s.drainCh) // handshakes waiting for their subscription give up
 	s.log.Info("draining: refusing new sockets", zap.Int("sockets", s.Sockets()))
 	s.drain(ctx)

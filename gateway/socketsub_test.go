@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/gateway"
 	"github.com/herald-gw/herald/internal/testenv"
 )
@@ -81,7 +82,7 @@ func TestHandshakeWaitsForSocketSubscription(t *testing.T) {
 	if len(sub) != 2 || sub[1] != w.SocketID {
 		t.Fatalf("SubscribeSocket calls %v, want the welcomed socket %s last", sub, w.SocketID)
 	}
-	if err := b.Publish(context.Background(), fanout.Socket(w.SocketID), []byte(`{"type":"one"}`)); err != nil {
+	if err := b.Publish(context.Background(), publish.Socket(w.SocketID), []byte(`{"type":"one"}`)); err != nil {
 		t.Fatal(err)
 	}
 	expectText(t, c2, `{"type":"one"}`, "socket message")

@@ -12,7 +12,8 @@ import (
 	"time"
 
 	"github.com/herald-gw/herald/auth"
-	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/fanout/publish"
+	fanoutredis "github.com/herald-gw/herald/fanout/redis"
 	"github.com/herald-gw/herald/gateway"
 	"github.com/herald-gw/herald/replay"
 )
@@ -143,11 +144,11 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.HandshakeConc, "handshake-concurrency", gateway.DefaultHandshakeConcurrency, "most WebSocket handshakes at work at once; an adaptive limit below it follows their latency, and the others wait their turn before the upgrade")
 	fs.IntVar(&o.HandshakeQueue, "handshake-queue", gateway.DefaultHandshakeQueue, "most handshakes waiting for their turn; when full, the newest of the address holding the most gets 4029")
 	fs.DurationVar(&o.HandshakeWait, "handshake-queue-wait", gateway.DefaultHandshakeQueueWait, "longest a handshake waits for its turn before it gets 4029")
-	fs.DurationVar(&o.UnsubscribeGrace, "unsubscribe-grace", fanout.DefaultUnsubscribeGrace, "how long a user's channel stays subscribed after its last socket leaves")
+	fs.DurationVar(&o.UnsubscribeGrace, "unsubscribe-grace", fanoutredis.DefaultUnsubscribeGrace, "how long a user's channel stays subscribed after its last socket leaves")
 
 	fs.BoolVar(&o.Inbox, "inbox", true, "keep each user's recent events for replay to sockets that reconnect with since (false: no ids, no replay)")
-	fs.IntVar(&o.InboxMaxLen, "inbox-max-len", fanout.DefaultInboxMaxLen, "events kept per user, and the most replayed per reconnect")
-	fs.DurationVar(&o.InboxRetention, "inbox-retention", fanout.DefaultInboxRetention, "age after which inbox events are dropped; a since older than what is kept gets a resync")
+	fs.IntVar(&o.InboxMaxLen, "inbox-max-len", publish.DefaultInboxMaxLen, "events kept per user, and the most replayed per reconnect")
+	fs.DurationVar(&o.InboxRetention, "inbox-retention", publish.DefaultInboxRetention, "age after which inbox events are dropped; a since older than what is kept gets a resync")
 
 	fs.IntVar(&o.AuthFailLimit, "auth-fail-limit", 30, "failed authentications (forged or reused tokens, invalid sessions) one client IP may cause per --auth-fail-window before it is blocked (0: no blocking)")
 	fs.DurationVar(&o.AuthFailWindow, "auth-fail-window", gateway.DefaultAuthFailWindow, "window in which --auth-fail-limit failures block an IP")
@@ -227,7 +228,7 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (*op
 		}
 		_ = fs.Set(name, strings.TrimRight(string(b), "\r\n"))
 	}
-	if err := fanout.CheckPrefix(o.Prefix); err != nil {
+	if err := publish.CheckPrefix(o.Prefix); err != nil {
 		errs = append(errs, fmt.Errorf("--channel-prefix (%s): %w", envName("channel-prefix"), err))
 	}
 	o.addrSet = onCommandLine["addr"] || getenv(envName("addr")) != ""

@@ -22,7 +22,7 @@ import (
 
 	"github.com/herald-gw/herald/auth"
 	clientjs "github.com/herald-gw/herald/clients/js"
-	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/gateway"
 )
 
@@ -123,7 +123,7 @@ var demoUserID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
 // rule then accepts. The /dev/ POSTs also refuse a cross-origin Origin, so
 // that another site open in the browser cannot drive them.
 func devHandler(o *options, gw *gateway.Server, next http.Handler) http.Handler {
-	d := &devRoutes{o: o, gw: gw, next: next, ch: fanout.NewChannels(""), known: map[string]struct{}{}}
+	d := &devRoutes{o: o, gw: gw, next: next, ch: publish.NewChannels(""), known: map[string]struct{}{}}
 	mux := http.NewServeMux()
 	mux.Handle("/", next)
 	mux.HandleFunc("GET /{$}", d.file("demo/index.html", "text/html; charset=utf-8"))
@@ -145,7 +145,7 @@ type devRoutes struct {
 	o    *options
 	gw   *gateway.Server
 	next http.Handler // herald's own routes
-	ch   fanout.Channels
+	ch   publish.Channels
 
 	mu    sync.Mutex
 	known map[string]struct{} // guarded by mu: demo users who logged in, at most devKnownMax
@@ -292,7 +292,7 @@ const devPublishMax = 64 << 10
 // names are the contract's (user:<id>, socket:<id>, broadcast,
 // broadcast:except:<id>, herald:control), without a prefix, and the message
 // goes through the broker exactly as a backend service's would. With the
-// inbox on, user:<id> goes through it, as fanout.Publisher's sends do: the
+// inbox on, user:<id> goes through it, as publish.Publisher's sends do: the
 // body must then be a JSON object. A body herald would not relay because
 // its type is one of herald's frame types is refused with 400.
 func (d *devRoutes) publish(w http.ResponseWriter, r *http.Request) {
@@ -308,7 +308,7 @@ func (d *devRoutes) publish(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	if d.ch.IsControl(channel) {
-		var c fanout.Control
+		var c publish.Control
 		if json.Unmarshal(body, &c) != nil || c.Op != "disconnect" || c.UserID == "" {
 			devError(w, http.StatusBadRequest, `want {"op":"disconnect","user_id":"<id>","reason":"…"}`)
 			return
@@ -320,9 +320,9 @@ func (d *devRoutes) publish(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		switch {
-		case t.Kind == fanout.ToUser:
+		case t.Kind == publish.ToUser:
 			err = d.gw.SendToUser(ctx, t.ID, body)
-		case t.Kind == fanout.ToSocket:
+		case t.Kind == publish.ToSocket:
 			err = d.gw.SendToSocket(ctx, t.ID, body)
 		case t.ID == "":
 			err = d.gw.Broadcast(ctx, body)
@@ -334,7 +334,7 @@ func (d *devRoutes) publish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch {
-	case errors.Is(err, fanout.ErrNotObject), errors.Is(err, fanout.ErrInboxIDInPayload):
+	case errors.Is(err, publish.ErrNotObject), errors.Is(err, publish.ErrInboxIDInPayload):
 		devError(w, http.StatusBadRequest, err.Error())
 		return
 	case err != nil:

@@ -24,6 +24,9 @@ import (
 
 	"github.com/herald-gw/herald/auth"
 	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/fanout/inbox"
+	"github.com/herald-gw/herald/fanout/publish"
+	fanoutredis "github.com/herald-gw/herald/fanout/redis"
 	"github.com/herald-gw/herald/gateway"
 	"github.com/herald-gw/herald/gateway/membership/presence"
 	"github.com/herald-gw/herald/replay"
@@ -87,19 +90,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	nodeID := o.NodeID
 	if nodeID == "" {
-		nodeID = fanout.NewNodeID()
+		nodeID = publish.NewNodeID()
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerBuildInfo(reg, build)
 
 	var (
-		store  replay.Store
-		broker fanout.Broker
-		inbox  fanout.Inbox
-		pres   presence.Store
+		store   replay.Store
+		broker  fanout.Broker
+		inboxes inbox.Inbox // the users' inboxes
+		pres    presence.Store
 	)
-	inboxCfg := fanout.InboxConfig{MaxLen: o.InboxMaxLen, Retention: o.InboxRetention}
+	inboxCfg := publish.InboxConfig{MaxLen: o.InboxMaxLen, Retention: o.InboxRetention}
 	presCfg := presence.Config{Prefix: o.Prefix, TTL: 3 * o.PresenceInterval, Debounce: o.PresenceDebounce}
 	if o.RedisURL == "" && o.RedisCluster == "" {
 		store = replay.NewMemory(replay.MemoryConfig{})
@@ -110,11 +113,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			}
 		}
 		if o.Inbox {
-			mi, err := fanout.NewMemoryInbox(broker, fanout.MemoryInboxConfig{InboxConfig: inboxCfg})
+			mi, err := inbox.NewMemory(broker, inbox.MemoryConfig{InboxConfig: inboxCfg})
 			if err != nil {
 				return err
 			}
-			inbox = mi
+			inboxes = mi
 		}
 		log.Info("standalone mode: in-memory broker, jti store and inbox, no Redis; run one replica only")
 	} else {
@@ -128,7 +131,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 		store = rs
-		bcfg := fanout.RedisConfig{
+		bcfg := fanoutredis.Config{
 			Prefix:           o.Prefix,
 			NodeID:           nodeID,
 			UnsubscribeGrace: o.UnsubscribeGrace,
@@ -137,9 +140,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			Registerer:       reg,
 		}
 		if cc, ok := client.(*redis.ClusterClient); ok {
-			broker, err = fanout.NewRedisCluster(cc, bcfg)
+			broker, err = fanoutredis.NewCluster(cc, bcfg)
 		} else {
-			broker, err = fanout.NewRedis(client.(*redis.Client), bcfg)
+			broker, err = fanoutredis.New(client.(*redis.Client), bcfg)
 		}
 		if err != nil {
 			return err
@@ -150,18 +153,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 		if o.Inbox {
-			ri, err := fanout.NewRedisInbox(client, fanout.RedisInboxConfig{Prefix: o.Prefix, InboxConfig: inboxCfg})
+			ri, err := inbox.NewRedis(client, inbox.RedisConfig{Prefix: o.Prefix, InboxConfig: inboxCfg})
 			if err != nil {
 				return err
 			}
-			inbox = ri
+			inboxes = ri
 		}
 		log.Info("cluster mode: Redis broker and jti store", zap.String("redis", redisMode(o)), zap.String("prefix", o.Prefix))
 	}
 	defer store.Close()
 	defer broker.Close()
-	if inbox != nil {
-		defer inbox.Close()
+	if inboxes != nil {
+		defer inboxes.Close()
 	}
 
 	trusted, err := prefixes(o.TrustedProxies)
@@ -172,7 +175,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Auth:                     authn,
 		Replay:                   store,
 		Broker:                   broker,
-		Inbox:                    inbox,
+		Inbox:                    inboxes,
 		NodeID:                   nodeID,
 		SessionCookie:            o.SessionCookie,
 		AllowedOrigins:           list(o.AllowedOrigins),

@@ -10,7 +10,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/internal/testenv"
 	"github.com/herald-gw/herald/replay"
 )
@@ -128,7 +128,7 @@ func TestRedisOptionsNoBlindRetry(t *testing.T) {
 		}
 		// A plain PUBLISH, on herald's own client options (the inbox path
 		// is covered by fanout's TestPublisherNoRetry).
-		pub, err := fanout.NewPublisher(client, fanout.PublisherConfig{NoInbox: true})
+		pub, err := publish.NewPublisher(client, publish.PublisherConfig{NoInbox: true})
 		if err != nil {
 			t.Fatal(err)
 		}

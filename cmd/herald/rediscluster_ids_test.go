@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/herald-gw/herald/auth"
-	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/internal/testenv"
 )
 
@@ -25,7 +25,7 @@ func TestRedisClusterBraceIDs(t *testing.T) {
 	rc := testenv.StartRedisCluster(t, 3, 0)
 	f := startFleet(t, 1, "HERALD_REDIS_CLUSTER="+strings.Join(rc.Addrs(), ","))
 	f.waitReady(20 * time.Second)
-	pub, err := fanout.NewPublisher(rc.Client(), fanout.PublisherConfig{})
+	pub, err := publish.NewPublisher(rc.Client(), publish.PublisherConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}

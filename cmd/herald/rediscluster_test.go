@@ -11,7 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/internal/testenv"
 )
 
@@ -25,7 +25,7 @@ func TestRedisClusterMode(t *testing.T) {
 	f := startFleet(t, 2, "HERALD_REDIS_CLUSTER="+strings.Join(rc.Addrs(), ","))
 	f.waitReady(20 * time.Second)
 	client := rc.Client()
-	pub, err := fanout.NewPublisher(client, fanout.PublisherConfig{NoInbox: true})
+	pub, err := publish.NewPublisher(client, publish.PublisherConfig{NoInbox: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/internal/testenv"
 )
 
@@ -29,7 +29,7 @@ func TestRedisSentinelMode(t *testing.T) {
 	}
 	client := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: rs.Master, SentinelAddrs: sentinels, DialTimeout: time.Second})
 	t.Cleanup(func() { client.Close() })
-	pub, err := fanout.NewPublisher(client, fanout.PublisherConfig{NoInbox: true})
+	pub, err := publish.NewPublisher(client, publish.PublisherConfig{NoInbox: true})
 	if err != nil {
 		t.Fatal(err)
 	}

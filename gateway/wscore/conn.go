@@ -103,15 +103,21 @@ func (c *Conn) LastSeen() time.Time { return wallTime(c.lastSeen.Load()) }
 // ErrTooLarge and the socket is not affected; a socket whose queue would
 // pass its cap (unsent bytes plus frameCharge per queued frame) is shed
 // with DisconnectSlowConsumer (ErrSlowConsumer).
-func (c *Conn) Send(f Frame) error { return c.send(f.b, f.stamp(), f, nil) }
+func (c *Conn) Send(f Frame) error { return c.send(f.b, f.stamp(), f, nil, true) }
 
 // SendMessage is Send for a Message: written at once from the sender's
 // buffer when the socket is idle, queued as m.Frame() otherwise.
-func (c *Conn) SendMessage(m *Message) error { return c.send(m.buf, m.at, Frame{}, m) }
+func (c *Conn) SendMessage(m *Message) error { return c.send(m.buf, m.at, Frame{}, m, true) }
+
+// Queue is Send without write-through: f always goes to the queue, and a
+// write worker writes it. A broadcast queues, so that its writes spread
+// over the write workers (every core) instead of running on the sending
+// goroutine.
+func (c *Conn) Queue(f Frame) error { return c.send(f.b, f.stamp(), f, nil, false) }
 
 // send is Send of the frame b, received at at (0: not a relayed message),
-// which is f, or m's frame when m is set.
-func (c *Conn) send(b []byte, at int64, f Frame, m *Message) error {
+// which is f, or m's frame when m is set; through allows write-through.
+func (c *Conn) send(b []byte, at int64, f Frame, m *Message, through bool) error {
 	c.mu.Lock()
 	switch {
 	case c.state > Active:
@@ -127,7 +133,7 @@ func (c *Conn) send(b []byte, at int64, f Frame, m *Message) error {
 		c.mu.Unlock()
 		return ErrSlowConsumer
 	}
-	if c.out.len() > 0 || !c.idleLocked() {
+	if !through || c.out.len() > 0 || !c.idleLocked() {
 		if m != nil {
 			f = m.Frame()
 		}
@@ -273,7 +279,7 @@ func (c *Conn) Start(early []byte) (State, error) {
 		c.mu.Unlock()
 		return Closed, ErrClosed
 	}
-	if err := c.core.register(c); err != nil {
+	if err := c.core.registerLocked(c); err != nil {
 		c.mu.Unlock()
 		c.teardown(EndClientGone)
 		return Closed, err
@@ -389,7 +395,7 @@ func (c *Conn) endOfInput() bool {
 		return false
 	}
 	c.inputDone = true
-	if err := c.poller.watchWrite(c, c.waitOut); err != nil {
+	if err := c.poller.watchWriteLocked(c, c.waitOut); err != nil {
 		c.inputDone = false
 		return false
 	}
@@ -405,7 +411,7 @@ func (c *Conn) onWritable() {
 	if !c.waitOut || c.state == Closed {
 		return
 	}
-	if err := c.poller.watchWrite(c, false); err != nil {
+	if err := c.poller.watchWriteLocked(c, false); err != nil {
 		return // the socket is being closed; teardown removes it
 	}
 	c.waitOut = false
@@ -418,7 +424,7 @@ func (c *Conn) waitWritableLocked() error {
 	if c.waitOut {
 		return nil
 	}
-	if err := c.poller.watchWrite(c, true); err != nil {
+	if err := c.poller.watchWriteLocked(c, true); err != nil {
 		return err
 	}
 	c.waitOut = true
@@ -442,7 +448,7 @@ func (c *Conn) teardown(why *Disconnect) {
 	}
 	end := c.end
 	if c.started {
-		c.poller.remove(c) // under c.mu, before the descriptor is closed
+		c.poller.removeLocked(c) // under c.mu, before the descriptor is closed
 		c.waitOut = false
 	}
 	c.mu.Unlock()

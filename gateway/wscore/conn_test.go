@@ -146,10 +146,10 @@ func TestPollerAddRefusesRegisteredFD(t *testing.T) {
 	}
 	impostor := &Conn{core: k, poller: c.poller, sock: sockFD{fd: c.sock.fd}}
 	impostor.mu.Lock()
-	err = c.poller.add(impostor)
+	err = c.poller.addLocked(impostor)
 	impostor.mu.Unlock()
 	if err == nil {
-		t.Fatal("add of a registered descriptor succeeded")
+		t.Fatal("addLocked of a registered descriptor succeeded")
 	}
 	c.poller.forget(impostor)
 	if got := c.poller.lookup(c.sock.fd); got != c {

@@ -207,14 +207,14 @@ func takeFD(nc net.Conn) (int, error) {
 	return fd, dupErr
 }
 
-// register adds c to its poller. c.mu is held.
-func (k *Core) register(c *Conn) error {
+// registerLocked adds c to its poller. c.mu is held.
+func (k *Core) registerLocked(c *Conn) error {
 	k.mu.RLock()
 	defer k.mu.RUnlock()
 	if k.closed {
 		return ErrClosed
 	}
-	return c.poller.add(c)
+	return c.poller.addLocked(c)
 }
 
 // Stats are counts since the core started.

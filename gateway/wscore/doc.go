@@ -67,15 +67,7 @@
 //
 // # Lock order
 //
-// A goroutine holding a lock on the left may take the one on its right,
-// never the reverse:
-//
-//	Conn.mu → Core.mu (read) → poller.mu
-//	Conn.mu → writePool.mu
-//
-// poller.mu and writePool.mu are leaves: nothing is called while they are
-// held. The gateway's registry shards (and the broker's lock taken under a
-// shard) are never held while it calls into a Conn; its inbox gate's lock
-// is (gateway/inbox.go queues held frames under it), which is safe because
-// the core never calls the gateway with a lock of its own held.
+// Conn.mu comes before Core.mu (read) and poller.mu, and before
+// writePool.mu; poller.mu and writePool.mu are leaves. The order of the
+// whole process is in docs/LOCKS.md.
 package wscore

@@ -16,7 +16,7 @@ import (
 // handled inline by the loop goroutine, which never blocks on a socket:
 // reads and writes are non-blocking system calls.
 //
-// add, watchWrite and remove are called with the socket's Conn.mu held:
+// addLocked, watchWriteLocked and removeLocked are called with the socket's Conn.mu held:
 // every epoll_ctl for a socket happens under its lock, so the interest
 // registered in epoll always matches Conn.waitOut.
 type poller struct {
@@ -59,10 +59,10 @@ func (p *poller) ctl(c *Conn, op int, events uint32) error {
 	return c.sock.ctl(p.epfd, op, events)
 }
 
-// add starts watching c for input. It refuses a descriptor number that is
+// addLocked starts watching c for input. It refuses a descriptor number that is
 // still registered to another socket, and on failure it removes only its
 // own map entry. c.mu is held.
-func (p *poller) add(c *Conn) error {
+func (p *poller) addLocked(c *Conn) error {
 	p.mu.Lock()
 	if other := p.conns[c.sock.fd]; other != nil {
 		p.mu.Unlock()
@@ -86,9 +86,9 @@ func (p *poller) forget(c *Conn) {
 	p.mu.Unlock()
 }
 
-// watchWrite turns output readiness reports for c on or off; input is
+// watchWriteLocked turns output readiness reports for c on or off; input is
 // watched until c.inputDone. c.mu is held.
-func (p *poller) watchWrite(c *Conn, on bool) error {
+func (p *poller) watchWriteLocked(c *Conn, on bool) error {
 	var ev uint32 = pollIn
 	if c.inputDone {
 		ev = 0 // EPOLLHUP and EPOLLERR are still reported
@@ -99,9 +99,9 @@ func (p *poller) watchWrite(c *Conn, on bool) error {
 	return p.ctl(c, unix.EPOLL_CTL_MOD, ev)
 }
 
-// remove stops watching c. It is called, with c.mu held, before c's
+// removeLocked stops watching c. It is called, with c.mu held, before c's
 // socket is closed.
-func (p *poller) remove(c *Conn) {
+func (p *poller) removeLocked(c *Conn) {
 	_ = p.ctl(c, unix.EPOLL_CTL_DEL, 0)
 	p.forget(c)
 }

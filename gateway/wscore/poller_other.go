@@ -16,12 +16,12 @@ func newPoller() (*poller, error) {
 	return nil, errors.New("wscore: the socket core needs Linux (epoll)")
 }
 
-func (p *poller) add(*Conn) error                 { return nil }
-func (p *poller) watchWrite(*Conn, bool) error    { return nil }
-func (p *poller) remove(*Conn)                    {}
-func (p *poller) run(int)                         {}
-func (p *poller) close()                          {}
-func (p *poller) appendConns(dst []*Conn) []*Conn { return dst }
+func (p *poller) addLocked(*Conn) error              { return nil }
+func (p *poller) watchWriteLocked(*Conn, bool) error { return nil }
+func (p *poller) removeLocked(*Conn)                 {}
+func (p *poller) run(int)                            {}
+func (p *poller) close()                             {}
+func (p *poller) appendConns(dst []*Conn) []*Conn    { return dst }
 
 type iovec struct{}
 

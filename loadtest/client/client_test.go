@@ -10,7 +10,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/herald-gw/herald/auth"
-	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/fanout/publish"
 )
 
 func TestHistogramQuantiles(t *testing.T) {
@@ -247,14 +247,14 @@ func TestStormTrack(t *testing.T) {
 }
 
 // TestInboxFrames: the load tester reads inbox frames as herald builds
-// them (fanout.InboxFrame), and the ids of welcome, replay_complete and
+// them (publish.InboxFrame), and the ids of welcome, replay_complete and
 // resync frames.
 func TestInboxFrames(t *testing.T) {
 	payload := AppendStormEvent(nil, 1764150000123456789, 7, 1764150000999999999, 100)
 	if len(payload) != 100 || !bytes.HasPrefix(payload, prefixStormEv) {
 		t.Fatalf("payload %d bytes: %s", len(payload), payload)
 	}
-	frame := fanout.InboxFrame("1764150000000-3", payload)
+	frame := publish.InboxFrame("1764150000000-3", payload)
 	id, rest, ok := inboxFrame(frame)
 	if !ok || string(id) != "1764150000000-3" || !bytes.HasPrefix(rest, typeStormEv) {
 		t.Fatalf("inboxFrame(%s) = %q, %q, %v", frame, id, rest, ok)

@@ -4,7 +4,7 @@
 // parent answered with a client.Result. Serve is a worker's command loop.
 //
 // The scenarios publish through Redis (PUBLISH, and the inbox appends
-// through fanout.Publisher as a backend would) and drive the sockets of a
+// through publish.Publisher as a backend would) and drive the sockets of a
 // client.Fleet only through its methods. Concurrency: commands run one at
 // a time; the worker's fields are owned by the command loop, and the
 // storm's live fan-out runs on its own goroutine across the storm's steps

@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/loadtest/client"
 )
 
@@ -23,7 +23,7 @@ import (
 //
 //	storm_away   live fan-out starts; the away part of the storm group closes
 //	          all its sockets; K events are appended to the inbox of each
-//	          storm-group user (fanout.Publisher.AppendToUser): the away
+//	          storm-group user (publish.Publisher.AppendToUser): the away
 //	          ones miss them, the others get them live
 //	storm_base   live fan-out alone for a while: the latency before the storm
 //	storm_storm  every away socket reconnects at once (fresh token, since = the
@@ -123,10 +123,10 @@ func (w *worker) stormAway(c client.Command) *client.Result {
 }
 
 // appendEvents appends K events to the inbox of every storm-group user of
-// this worker, through fanout.Publisher as a backend would.
+// this worker, through publish.Publisher as a backend would.
 func (w *worker) appendEvents(storm uint64) (ok, failed uint64) {
 	pl, ctx := w.f.Plan(), w.f.Context()
-	pub, err := fanout.NewPublisher(w.f.Redis(), fanout.PublisherConfig{Prefix: pl.ChannelPrefix})
+	pub, err := publish.NewPublisher(w.f.Redis(), publish.PublisherConfig{Prefix: pl.ChannelPrefix})
 	if err != nil {
 		w.f.Fail(err)
 		return 0, 0

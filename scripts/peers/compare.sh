@@ -117,16 +117,17 @@ figures() {
 		return
 	fi
 	jq -r --argjson n "$SOCKETS" -s '
+		def r2: if . == null then "-" else (. * 100 | round / 100) end;
 		(.[0].scenarios | map(select(.name == "connect"))[0].server.rss_kib_before) as $before
 		| (.[0].scenarios | map(select(.name == "fanout"))[0].server.rss_kib_after) as $after
 		| (.[1].scenarios | map(select(.name == "fanout"))[0]) as $f
-		| [ (($after - $before) / $n * 100 | round / 100),
-		    ($f.server.cpu_us_per_delivery * 100 | round / 100),
-		    $f.delivery.p99_ms,
+		| [ (if $before == null or $after == null then "-" else (($after - $before) / $n | r2) end),
+		    ($f.server.cpu_us_per_delivery | r2),
+		    ($f.delivery.p99_ms // "-"),
 		    (.[1].broadcast.last_ms // "-"),
-		    $f.server.deliveries,
-		    ($f.delivery.lost + $f.delivery.duplicates + $f.delivery.out_of_order) ]
-		| map(tostring) | join(" ")' "$idle" "$load"
+		    ($f.server.deliveries // "-"),
+		    (($f.delivery.lost // 0) + ($f.delivery.duplicates // 0) + ($f.delivery.out_of_order // 0)) ]
+		| map(tostring) | join(" ")' "$idle" "$load" 2>/dev/null || echo "- - - - - -"
 }
 
 for round in $(seq 1 "$ROUNDS"); do
@@ -139,7 +140,7 @@ for round in $(seq 1 "$ROUNDS"); do
 	done
 done
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f×", a / b }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || a == "" || b == "" || b + 0 == 0) print "-"; else printf "%.2f×", a / b }'; }
 
 echo "$SOCKETS sockets, one user each; fan-out at $RATE deliveries/s for $DURATION, $PAYLOAD-byte payloads; reports in $OUT"
 printf '%-6s %-6s %12s %12s %10s %14s %11s %6s\n' round server "rss_kib/sock" "cpu_us/deliv" "p99_ms" "bcast_last_ms" deliveries wrong
