@@ -11,14 +11,15 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/herald-gw/herald/fanout/fanouttest"
 	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/internal/testenv"
 )
 
-func startMemory(t *testing.T, reg prometheus.Registerer) (*Memory, *testenv.Recorder) {
+func startMemory(t *testing.T, reg prometheus.Registerer) (*Memory, *fanouttest.Recorder) {
 	t.Helper()
 	b := NewMemory(MemoryConfig{Logger: zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)), Registerer: reg})
-	rec := &testenv.Recorder{}
+	rec := &fanouttest.Recorder{}
 	if err := b.Start(rec); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -32,7 +33,7 @@ func TestMemoryUserOnlyWhileSubscribed(t *testing.T) {
 	ctx := context.Background()
 
 	mustPublish(t, b, publish.User("42"), "before")
-	if ch := b.Subscribe("42"); !testenv.IsClosed(ch) {
+	if ch := b.Subscribe("42"); !fanouttest.IsClosed(ch) {
 		t.Fatal("Subscribe returned an open channel")
 	}
 	b.Subscribe("42") // a second socket's worth
@@ -127,7 +128,7 @@ func TestMemoryClose(t *testing.T) {
 
 // blockingHandler blocks in Deliver until release is closed.
 type blockingHandler struct {
-	testenv.Recorder
+	fanouttest.Recorder
 	entered chan struct{}
 	release chan struct{}
 }
@@ -172,7 +173,7 @@ func TestMemoryCloseWaitsForDelivery(t *testing.T) {
 // reentrantHandler unsubscribes from within Control, as the gateway does
 // when a disconnect closes a user's last socket.
 type reentrantHandler struct {
-	testenv.Recorder
+	fanouttest.Recorder
 	b *Memory
 }
 
@@ -218,10 +219,10 @@ func TestMemoryStartMisuse(t *testing.T) {
 	}
 	// Before Start, messages go nowhere.
 	mustPublish(t, b, publish.All(), "nobody")
-	if err := b.Start(&testenv.Recorder{}); err != nil {
+	if err := b.Start(&fanouttest.Recorder{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Start(&testenv.Recorder{}); err == nil {
+	if err := b.Start(&fanouttest.Recorder{}); err == nil {
 		t.Fatal("a second Start succeeded")
 	}
 }
@@ -231,7 +232,7 @@ func TestMemoryMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	b, _ := startMemory(t, reg)
 	for _, r := range DropReasons {
-		if v, ok := testenv.MetricValue(t, reg, "herald_broker_dropped_total", "reason", r); !ok || v != 0 {
+		if v, ok := fanouttest.MetricValue(t, reg, "herald_broker_dropped_total", "reason", r); !ok || v != 0 {
 			t.Errorf("dropped{reason=%q} = %v, %v; want 0, present", r, v, ok)
 		}
 	}
@@ -252,7 +253,7 @@ func TestMemoryMetrics(t *testing.T) {
 		{"herald_broker_reconnects_total", "", "", 0},
 	}
 	for _, c := range checks {
-		if v, ok := testenv.MetricValue(t, reg, c.name, c.label, c.value); !ok || v != c.want {
+		if v, ok := fanouttest.MetricValue(t, reg, c.name, c.label, c.value); !ok || v != c.want {
 			t.Errorf("%s{%s=%q} = %v, %v; want %v", c.name, c.label, c.value, v, ok, c.want)
 		}
 	}

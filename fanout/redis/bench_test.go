@@ -8,6 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/herald-gw/herald/fanout/fanouttest"
 	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/internal/testenv"
 )
@@ -58,8 +59,8 @@ func BenchmarkRedisReceive(b *testing.B) {
 	if err := br.Start(h); err != nil {
 		b.Fatal(err)
 	}
-	testenv.WaitReady(b, br)
-	testenv.WaitClosed(b, br.Subscribe("42"), 5*time.Second, "42")
+	fanouttest.WaitReady(b, br)
+	fanouttest.WaitClosed(b, br.Subscribe("42"), 5*time.Second, "42")
 	pub := srv.Client()
 	ctx := context.Background()
 	payload := []byte(`{"type":"friend_request","id":"5f0c1b8e-0d7e-4a57-9c43-3f4c1d2f9a10","ts":1764150000000,"data":{"from":{"id":"7","name":"alice"}}}`)

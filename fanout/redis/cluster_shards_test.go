@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/herald-gw/herald/fanout/fanouttest"
 	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/internal/testenv"
 )
@@ -56,7 +57,7 @@ func TestRedisClusterFollowsMoved(t *testing.T) {
 	// One read of the slot map at Start, and none for an hour after: the
 	// map goes stale behind the broker's back.
 	b, rec := startClusterBroker(t, cc, Config{RefreshInterval: time.Hour})
-	testenv.WaitReady(t, b)
+	fanouttest.WaitReady(t, b)
 
 	// Two users on the same master; one stays, the other's slot moves.
 	var stay, moved string
@@ -71,12 +72,12 @@ func TestRedisClusterFollowsMoved(t *testing.T) {
 			moved = u
 		}
 	}
-	testenv.WaitClosed(t, b.Subscribe(stay), 10*time.Second, stay)
+	fanouttest.WaitClosed(t, b.Subscribe(stay), 10*time.Second, stay)
 	slot := keySlot("user:{" + moved + "}")
 	to := otherMaster(t, rc, from)
 	rc.MigrateSlot(slot, to)
 
-	testenv.WaitClosed(t, b.Subscribe(moved), 10*time.Second, moved+" after MOVED")
+	fanouttest.WaitClosed(t, b.Subscribe(moved), 10*time.Second, moved+" after MOVED")
 	if n := shardNumSubAt(t, to, "user:{"+moved+"}"); n != 1 {
 		t.Fatalf("SHARDNUMSUB user:{%s} on the new master = %d, want 1", moved, n)
 	}
@@ -114,7 +115,7 @@ func TestRedisClusterSocketChannels(t *testing.T) {
 		RefreshInterval:  100 * time.Millisecond,
 		UnsubscribeGrace: time.Hour, // user channels'; socket channels have none
 	})
-	testenv.WaitReady(t, b)
+	fanouttest.WaitReady(t, b)
 	ch := publish.NewShardedChannels("")
 	const sockets = 30
 	ids := make([]string, sockets)
@@ -127,7 +128,7 @@ func TestRedisClusterSocketChannels(t *testing.T) {
 	}
 	masters := map[string]bool{}
 	for i, id := range ids {
-		testenv.WaitClosed(t, chans[i], 10*time.Second, id)
+		fanouttest.WaitClosed(t, chans[i], 10*time.Second, id)
 		m := rc.MasterOf(keySlot(ch.Socket(id)))
 		masters[m] = true
 		if n := shardNumSubAt(t, m, ch.Socket(id)); n != 1 {
@@ -223,14 +224,14 @@ func TestRedisClusterMoveSurvivesDroppedChannel(t *testing.T) {
 	rc, cc := startThreeMasterCluster(t)
 	// One read of the slot map at Start: the move is learnt from MOVED.
 	b, rec := startClusterBroker(t, cc, Config{RefreshInterval: time.Hour})
-	testenv.WaitReady(t, b)
+	fanouttest.WaitReady(t, b)
 
 	ch := publish.NewShardedChannels("")
 	ids := sameSlotSockets(11)
 	trigger, ids := ids[0], ids[1:] // subscribed after the migration
 	var kept, dropped []string
 	for i, id := range ids {
-		testenv.WaitClosed(t, b.SubscribeSocket(id), 10*time.Second, id)
+		fanouttest.WaitClosed(t, b.SubscribeSocket(id), 10*time.Second, id)
 		if i%2 == 0 {
 			kept = append(kept, id)
 		} else {
@@ -283,7 +284,7 @@ func TestRedisClusterMoveSurvivesDroppedChannel(t *testing.T) {
 	node.Resume()
 	resumed = true
 
-	testenv.WaitClosed(t, triggered, 10*time.Second, trigger+" after MOVED")
+	fanouttest.WaitClosed(t, triggered, 10*time.Second, trigger+" after MOVED")
 	testenv.Eventually(t, 10*time.Second, func() error {
 		for _, id := range kept {
 			if !rec.Has(publish.Socket(id), resyncPayload) {

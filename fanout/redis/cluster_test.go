@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/herald-gw/herald/fanout/fanouttest"
 	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/internal/testenv"
 )
@@ -41,9 +42,9 @@ func TestPublisherShardedMode(t *testing.T) {
 	testenv.NoLeaks(t)
 	_, cc := testenv.StartOneNodeCluster(t)
 	b, rec := startClusterBroker(t, cc, Config{RefreshInterval: 100 * time.Millisecond})
-	testenv.WaitClosed(t, b.Subscribe("42"), 10*time.Second, "42")
-	testenv.WaitClosed(t, b.SubscribeSocket("n1.abc"), 10*time.Second, "socket n1.abc")
-	testenv.WaitReady(t, b)
+	fanouttest.WaitClosed(t, b.Subscribe("42"), 10*time.Second, "42")
+	fanouttest.WaitClosed(t, b.SubscribeSocket("n1.abc"), 10*time.Second, "socket n1.abc")
+	fanouttest.WaitReady(t, b)
 	// A raw sharded subscriber sees what the Publisher sends to the socket.
 	raw := cc.SSubscribe(context.Background(), "socket:{n1.abc}")
 	defer raw.Close()
@@ -131,9 +132,9 @@ func TestRedisClusterSubscriptions(t *testing.T) {
 		chans[i] = b.Subscribe("c" + strconv.Itoa(i))
 	}
 	for i, ch := range chans {
-		testenv.WaitClosed(t, ch, 10*time.Second, "c"+strconv.Itoa(i))
+		fanouttest.WaitClosed(t, ch, 10*time.Second, "c"+strconv.Itoa(i))
 	}
-	testenv.WaitReady(t, b)
+	fanouttest.WaitReady(t, b)
 	admin := srv.Client()
 	ctx := context.Background()
 	for _, i := range []int{0, 299, 599} {
@@ -143,10 +144,10 @@ func TestRedisClusterSubscriptions(t *testing.T) {
 		}
 	}
 	testenv.Eventually(t, 5*time.Second, func() error {
-		if g, _ := testenv.MetricValue(t, reg, "herald_broker_subscriptions", "", ""); g != users {
+		if g, _ := fanouttest.MetricValue(t, reg, "herald_broker_subscriptions", "", ""); g != users {
 			return fmt.Errorf("herald_broker_subscriptions = %v, want %d", g, users)
 		}
-		if g, _ := testenv.MetricValue(t, reg, "herald_broker_up", "", ""); g != 1 {
+		if g, _ := fanouttest.MetricValue(t, reg, "herald_broker_up", "", ""); g != 1 {
 			return fmt.Errorf("herald_broker_up = %v", g)
 		}
 		return nil
@@ -169,8 +170,8 @@ func TestRedisClusterResubscribesDroppedChannel(t *testing.T) {
 	testenv.NoLeaks(t)
 	srv, cc := testenv.StartOneNodeCluster(t)
 	b, rec := startClusterBroker(t, cc, Config{RefreshInterval: 100 * time.Millisecond})
-	testenv.WaitClosed(t, b.Subscribe("42"), 10*time.Second, "42")
-	testenv.WaitClosed(t, b.Subscribe("43"), 10*time.Second, "43")
+	fanouttest.WaitClosed(t, b.Subscribe("42"), 10*time.Second, "42")
+	fanouttest.WaitClosed(t, b.Subscribe("43"), 10*time.Second, "43")
 	admin := srv.Client()
 	ctx := context.Background()
 	slot := keySlot("user:{42}")
@@ -221,7 +222,7 @@ func TestRedisClusterResubscribesDroppedChannel(t *testing.T) {
 func TestRedisClusterAfterMoveIndependent(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	rec := &testenv.Recorder{}
+	rec := &fanouttest.Recorder{}
 	r := &Cluster{ctx: ctx, ch: publish.NewShardedChannels(""), h: rec, chans: map[int]map[string]*clusterChan{}}
 	mk := func(name string, resync bool) (movedChan, chan struct{}) {
 		c := &clusterChan{refs: 1}
@@ -242,25 +243,25 @@ func TestRedisClusterAfterMoveIndependent(t *testing.T) {
 	go r.afterMove([]movedChan{stuck, first, later, gone, fresh})
 
 	testenv.Eventually(t, 5*time.Second, func() error {
-		if !rec.Has(publish.Socket("n1.first"), resyncPayload) || !testenv.IsClosed(first.waiting) {
-			return fmt.Errorf("first: resync %v, released %v", rec.Has(publish.Socket("n1.first"), resyncPayload), testenv.IsClosed(first.waiting))
+		if !rec.Has(publish.Socket("n1.first"), resyncPayload) || !fanouttest.IsClosed(first.waiting) {
+			return fmt.Errorf("first: resync %v, released %v", rec.Has(publish.Socket("n1.first"), resyncPayload), fanouttest.IsClosed(first.waiting))
 		}
 		return nil
 	})
 	close(laterReady)
 	testenv.Eventually(t, 5*time.Second, func() error {
-		if !rec.Has(publish.User("later"), resyncPayload) || !testenv.IsClosed(later.waiting) {
-			return fmt.Errorf("later: resync %v, released %v", rec.Has(publish.User("later"), resyncPayload), testenv.IsClosed(later.waiting))
+		if !rec.Has(publish.User("later"), resyncPayload) || !fanouttest.IsClosed(later.waiting) {
+			return fmt.Errorf("later: resync %v, released %v", rec.Has(publish.User("later"), resyncPayload), fanouttest.IsClosed(later.waiting))
 		}
 		return nil
 	})
-	if !testenv.IsClosed(gone.waiting) || !testenv.IsClosed(fresh.waiting) {
-		t.Errorf("released: gone %v, fresh %v; want both", testenv.IsClosed(gone.waiting), testenv.IsClosed(fresh.waiting))
+	if !fanouttest.IsClosed(gone.waiting) || !fanouttest.IsClosed(fresh.waiting) {
+		t.Errorf("released: gone %v, fresh %v; want both", fanouttest.IsClosed(gone.waiting), fanouttest.IsClosed(fresh.waiting))
 	}
 	if rec.Has(publish.Socket("n1.gone"), resyncPayload) || rec.Has(publish.Socket("n1.fresh"), resyncPayload) || rec.Has(publish.Socket("n1.stuck"), resyncPayload) {
 		t.Error("resync for an unsubscribed, never active or unconfirmed channel")
 	}
-	if testenv.IsClosed(stuck.waiting) {
+	if fanouttest.IsClosed(stuck.waiting) {
 		t.Error("a channel whose subscription never came was released")
 	}
 	cancel()
@@ -270,7 +271,7 @@ func TestRedisClusterAfterMoveIndependent(t *testing.T) {
 // startClusterBroker starts a RedisCluster broker on cc, node "n1" unless
 // cfg names one, logging to the test, delivering to the returned recorder;
 // it is closed when the test ends.
-func startClusterBroker(t *testing.T, cc *redis.ClusterClient, cfg Config) (*Cluster, *testenv.Recorder) {
+func startClusterBroker(t *testing.T, cc *redis.ClusterClient, cfg Config) (*Cluster, *fanouttest.Recorder) {
 	t.Helper()
 	if cfg.NodeID == "" {
 		cfg.NodeID = "n1"
@@ -280,7 +281,7 @@ func startClusterBroker(t *testing.T, cc *redis.ClusterClient, cfg Config) (*Clu
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := &testenv.Recorder{}
+	rec := &fanouttest.Recorder{}
 	if err := b.Start(rec); err != nil {
 		t.Fatal(err)
 	}

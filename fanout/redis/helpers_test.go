@@ -10,11 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-gw/herald/fanout/fanouttest"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
-
-	"github.com/herald-gw/herald/internal/testenv"
 )
 
 // testLogger logs to the test at Info and above.
@@ -25,7 +24,7 @@ func testLogger(t testing.TB) *zap.Logger {
 // startBroker starts a Redis broker on client with test-friendly defaults
 // for the zero fields of cfg, and closes it when the test ends. It does not
 // wait for readiness.
-func startBroker(t testing.TB, client *redis.Client, cfg Config) (*Broker, *testenv.Recorder) {
+func startBroker(t testing.TB, client *redis.Client, cfg Config) (*Broker, *fanouttest.Recorder) {
 	t.Helper()
 	if cfg.NodeID == "" {
 		cfg.NodeID = "n1"
@@ -43,7 +42,7 @@ func startBroker(t testing.TB, client *redis.Client, cfg Config) (*Broker, *test
 	if err != nil {
 		t.Fatalf("NewRedis: %v", err)
 	}
-	rec := &testenv.Recorder{}
+	rec := &fanouttest.Recorder{}
 	if err := b.Start(rec); err != nil {
 		t.Fatalf("Start: %v", err)
 	}

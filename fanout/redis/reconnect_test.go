@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/herald-gw/herald/fanout/fanouttest"
 	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/internal/testenv"
 )
@@ -25,7 +26,7 @@ func TestRedisRestart(t *testing.T) {
 		UnsubscribeGrace: 50 * time.Millisecond,
 		Registerer:       reg,
 	})
-	testenv.WaitReady(t, b)
+	fanouttest.WaitReady(t, b)
 	admin := srv.Client()
 	ctx := context.Background()
 
@@ -37,7 +38,7 @@ func TestRedisRestart(t *testing.T) {
 		chans[i] = b.Subscribe("r" + strconv.Itoa(i))
 	}
 	for i, ch := range chans {
-		testenv.WaitClosed(t, ch, 10*time.Second, names[i])
+		fanouttest.WaitClosed(t, ch, 10*time.Second, names[i])
 	}
 	if rec.Resyncs() != 0 {
 		t.Fatal("Resync called on the first connection")
@@ -57,13 +58,13 @@ func TestRedisRestart(t *testing.T) {
 		t.Fatal("Publish succeeded with Redis down")
 	}
 	time.Sleep(300 * time.Millisecond) // a few reconnection attempts
-	if testenv.IsClosed(down) {
+	if fanouttest.IsClosed(down) {
 		t.Fatal("a subscription made while Redis was down was confirmed")
 	}
 
 	srv.Start()
-	testenv.WaitReady(t, b)
-	testenv.WaitClosed(t, down, 5*time.Second, "new")
+	fanouttest.WaitReady(t, b)
+	fanouttest.WaitClosed(t, down, 5*time.Second, "new")
 	// Ready is set before Resync is called, on the receive loop: wait for
 	// the call rather than race it.
 	testenv.Eventually(t, 5*time.Second, func() error {
@@ -93,13 +94,13 @@ func TestRedisRestart(t *testing.T) {
 	rec.WaitFor(t, publish.User("r1"), "after restart")
 	rec.WaitFor(t, publish.User("new"), "after restart")
 	rec.WaitFor(t, publish.Socket("n1.s"), "after restart")
-	if v, _ := testenv.MetricValue(t, reg, "herald_broker_reconnects_total", "", ""); v != 1 {
+	if v, _ := fanouttest.MetricValue(t, reg, "herald_broker_reconnects_total", "", ""); v != 1 {
 		t.Fatalf("reconnects_total = %v, want 1", v)
 	}
-	if v, _ := testenv.MetricValue(t, reg, "herald_broker_subscriptions", "", ""); v != users {
+	if v, _ := fanouttest.MetricValue(t, reg, "herald_broker_subscriptions", "", ""); v != users {
 		t.Fatalf("subscriptions = %v, want %d", v, users)
 	}
-	if v, _ := testenv.MetricValue(t, reg, "herald_broker_up", "", ""); v != 1 {
+	if v, _ := fanouttest.MetricValue(t, reg, "herald_broker_up", "", ""); v != 1 {
 		t.Fatalf("up = %v, want 1", v)
 	}
 	if n := rec.Resyncs(); n != 1 {
@@ -116,12 +117,12 @@ func TestRedisStartWhileDown(t *testing.T) {
 	b, rec := startBroker(t, srv.Client(), Config{})
 	ch := b.Subscribe("42")
 	time.Sleep(200 * time.Millisecond)
-	if b.Ready() || testenv.IsClosed(ch) {
-		t.Fatalf("with Redis down: ready %v, subscription confirmed %v", b.Ready(), testenv.IsClosed(ch))
+	if b.Ready() || fanouttest.IsClosed(ch) {
+		t.Fatalf("with Redis down: ready %v, subscription confirmed %v", b.Ready(), fanouttest.IsClosed(ch))
 	}
 	srv.Start()
-	testenv.WaitReady(t, b)
-	testenv.WaitClosed(t, ch, 5*time.Second, "42")
+	fanouttest.WaitReady(t, b)
+	fanouttest.WaitClosed(t, ch, 5*time.Second, "42")
 	if err := srv.Client().Publish(context.Background(), "user:42", "hi").Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +151,7 @@ func TestRedisReadyWhenResyncEmpties(t *testing.T) {
 		return nil
 	})
 	b.Unsubscribe("a")
-	testenv.WaitReady(t, b)
+	fanouttest.WaitReady(t, b)
 	if n := commandCalls(t, srv.Client(), "subscribe"); n != 1 {
 		t.Fatalf("%d SUBSCRIBE commands, want only the static one", n)
 	}
@@ -163,8 +164,8 @@ func TestRedisHealthCheck(t *testing.T) {
 	px := startProxy(t, srv.Addr())
 	const interval = 150 * time.Millisecond
 	b, rec := startBroker(t, newClient(t, px.Addr(), 0), Config{HealthInterval: interval})
-	testenv.WaitReady(t, b)
-	testenv.WaitClosed(t, b.Subscribe("42"), 5*time.Second, "42")
+	fanouttest.WaitReady(t, b)
+	fanouttest.WaitClosed(t, b.Subscribe("42"), 5*time.Second, "42")
 
 	px.freeze()
 	start := time.Now()
@@ -199,11 +200,11 @@ func TestRedisClientKilled(t *testing.T) {
 	admin := srv.Client()
 	ctx := context.Background()
 	b, rec := startBroker(t, srv.Client(), Config{BatchSize: 100})
-	testenv.WaitReady(t, b)
+	fanouttest.WaitReady(t, b)
 	for i := range 1000 {
 		b.Subscribe("k" + strconv.Itoa(i))
 	}
-	testenv.WaitClosed(t, b.Subscribe("k0"), 10*time.Second, "k0")
+	fanouttest.WaitClosed(t, b.Subscribe("k0"), 10*time.Second, "k0")
 	testenv.Eventually(t, 10*time.Second, func() error {
 		if n := admin.PubSubNumSub(ctx, "user:k999").Val()["user:k999"]; n != 1 {
 			return fmt.Errorf("k999 not subscribed")

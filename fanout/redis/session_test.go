@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/herald-gw/herald/fanout"
+	"github.com/herald-gw/herald/fanout/fanouttest"
 	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/internal/testenv"
 )
@@ -23,13 +24,13 @@ func TestRedisSubscribeConfirmedThenDelivered(t *testing.T) {
 	testenv.NoLeaks(t)
 	srv := testenv.StartRedis(t)
 	b, rec := startBroker(t, srv.Client(), Config{})
-	testenv.WaitReady(t, b)
+	fanouttest.WaitReady(t, b)
 	pub := srv.Client()
 	ctx := context.Background()
 
 	for i := range 300 {
 		user := "u" + strconv.Itoa(i)
-		testenv.WaitClosed(t, b.Subscribe(user), 5*time.Second, user)
+		fanouttest.WaitClosed(t, b.Subscribe(user), 5*time.Second, user)
 		n, err := pub.Publish(ctx, "user:"+user, "m"+strconv.Itoa(i)).Result()
 		if err != nil {
 			t.Fatal(err)
@@ -50,7 +51,7 @@ func TestRedisResubscribeInFlight(t *testing.T) {
 	testenv.NoLeaks(t)
 	srv := testenv.StartRedis(t)
 	b, _ := startBroker(t, srv.Client(), Config{UnsubscribeGrace: -1, FlushInterval: -1})
-	testenv.WaitReady(t, b)
+	fanouttest.WaitReady(t, b)
 	pub := srv.Client()
 	ctx := context.Background()
 
@@ -62,7 +63,7 @@ func TestRedisResubscribeInFlight(t *testing.T) {
 		}
 		b.Unsubscribe(user)
 		ch := b.Subscribe(user)
-		testenv.WaitClosed(t, ch, 5*time.Second, user)
+		fanouttest.WaitClosed(t, ch, 5*time.Second, user)
 		if n := pub.Publish(ctx, "user:"+user, "x").Val(); n != 1 {
 			t.Fatalf("round %d: PUBLISH after confirmation reached %d subscribers, want 1", i, n)
 		}
@@ -75,11 +76,11 @@ func TestRedisRouting(t *testing.T) {
 	srv := testenv.StartRedis(t)
 	b1, rec1 := startBroker(t, srv.Client(), Config{NodeID: "n1"})
 	b2, rec2 := startBroker(t, srv.Client(), Config{NodeID: "n2"})
-	testenv.WaitReady(t, b1)
-	testenv.WaitReady(t, b2)
-	testenv.WaitClosed(t, b1.Subscribe("both"), 5*time.Second, "both@n1")
-	testenv.WaitClosed(t, b2.Subscribe("both"), 5*time.Second, "both@n2")
-	testenv.WaitClosed(t, b1.Subscribe("only1"), 5*time.Second, "only1")
+	fanouttest.WaitReady(t, b1)
+	fanouttest.WaitReady(t, b2)
+	fanouttest.WaitClosed(t, b1.Subscribe("both"), 5*time.Second, "both@n1")
+	fanouttest.WaitClosed(t, b2.Subscribe("both"), 5*time.Second, "both@n2")
+	fanouttest.WaitClosed(t, b1.Subscribe("only1"), 5*time.Second, "only1")
 	pub := srv.Client()
 	ctx := context.Background()
 
@@ -112,7 +113,7 @@ func TestRedisRouting(t *testing.T) {
 
 	tests := []struct {
 		name     string
-		rec      *testenv.Recorder
+		rec      *fanouttest.Recorder
 		to       publish.Target
 		payload  string
 		received bool
@@ -140,7 +141,7 @@ func TestRedisRouting(t *testing.T) {
 		}
 	}
 	want := []publish.Control{{Op: publish.OpDisconnect, UserID: "42", Reason: "logout"}, {Op: publish.OpDisconnect, UserID: "43"}}
-	for i, rec := range []*testenv.Recorder{rec1, rec2} {
+	for i, rec := range []*fanouttest.Recorder{rec1, rec2} {
 		if got := rec.Controls(); len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
 			t.Errorf("n%d controls = %+v, want %+v", i+1, got, want)
 		}
@@ -152,10 +153,10 @@ func TestRedisUnsubscribeGrace(t *testing.T) {
 	srv := testenv.StartRedis(t)
 	const grace = 300 * time.Millisecond
 	b, _ := startBroker(t, srv.Client(), Config{UnsubscribeGrace: grace})
-	testenv.WaitReady(t, b)
+	fanouttest.WaitReady(t, b)
 	admin := srv.Client()
 
-	testenv.WaitClosed(t, b.Subscribe("42"), 5*time.Second, "42")
+	fanouttest.WaitClosed(t, b.Subscribe("42"), 5*time.Second, "42")
 	if n := numSub(t, admin, "user:42")["user:42"]; n != 1 {
 		t.Fatalf("NUMSUB while subscribed = %d, want 1", n)
 	}
@@ -164,7 +165,7 @@ func TestRedisUnsubscribeGrace(t *testing.T) {
 	for range 3 {
 		b.Unsubscribe("42")
 		time.Sleep(grace / 3)
-		if ch := b.Subscribe("42"); !testenv.IsClosed(ch) {
+		if ch := b.Subscribe("42"); !fanouttest.IsClosed(ch) {
 			t.Fatal("Subscribe within the grace returned an open channel")
 		}
 	}
@@ -189,7 +190,7 @@ func TestRedisUnsubscribeGrace(t *testing.T) {
 		t.Fatalf("unsubscribed after %s, before the grace of %s", d, grace)
 	}
 	// And a Subscribe brings it back.
-	testenv.WaitClosed(t, b.Subscribe("42"), 5*time.Second, "42 again")
+	fanouttest.WaitClosed(t, b.Subscribe("42"), 5*time.Second, "42 again")
 	if n := numSub(t, admin, "user:42")["user:42"]; n != 1 {
 		t.Fatalf("NUMSUB after a new Subscribe = %d, want 1", n)
 	}
@@ -200,7 +201,7 @@ func TestRedisBatching(t *testing.T) {
 	srv := testenv.StartRedis(t)
 	admin := srv.Client()
 	b, _ := startBroker(t, srv.Client(), Config{UnsubscribeGrace: -1})
-	testenv.WaitReady(t, b)
+	fanouttest.WaitReady(t, b)
 	before := commandCalls(t, admin, "subscribe")
 
 	const users = 2000
@@ -211,7 +212,7 @@ func TestRedisBatching(t *testing.T) {
 		chans[i] = b.Subscribe("b" + strconv.Itoa(i))
 	}
 	for i, ch := range chans {
-		testenv.WaitClosed(t, ch, 10*time.Second, names[i])
+		fanouttest.WaitClosed(t, ch, 10*time.Second, names[i])
 	}
 	subs := commandCalls(t, admin, "subscribe") - before
 	t.Logf("%d users subscribed with %d SUBSCRIBE commands", users, subs)
@@ -247,8 +248,8 @@ func TestRedisNoDrops(t *testing.T) {
 	testenv.NoLeaks(t)
 	srv := testenv.StartRedis(t)
 	b, rec := startBroker(t, srv.Client(), Config{})
-	testenv.WaitReady(t, b)
-	testenv.WaitClosed(t, b.Subscribe("42"), 5*time.Second, "42")
+	fanouttest.WaitReady(t, b)
+	fanouttest.WaitClosed(t, b.Subscribe("42"), 5*time.Second, "42")
 	pub := srv.Client()
 	ctx := context.Background()
 
@@ -294,8 +295,8 @@ func TestRedisPrefix(t *testing.T) {
 			admin := srv.Client()
 			ctx := context.Background()
 			b, rec := startBroker(t, srv.Client(), Config{Prefix: tt.prefix})
-			testenv.WaitReady(t, b)
-			testenv.WaitClosed(t, b.Subscribe("42"), 5*time.Second, "42")
+			fanouttest.WaitReady(t, b)
+			fanouttest.WaitClosed(t, b.Subscribe("42"), 5*time.Second, "42")
 
 			channels, err := admin.PubSubChannels(ctx, "*").Result()
 			if err != nil {
@@ -381,8 +382,8 @@ func TestRedisProtocols(t *testing.T) {
 			client := redis.NewClient(&opts)
 			t.Cleanup(func() { client.Close() })
 			b, rec := startBroker(t, client, Config{HealthInterval: 50 * time.Millisecond})
-			testenv.WaitReady(t, b)
-			testenv.WaitClosed(t, b.Subscribe("42"), 5*time.Second, "42")
+			fanouttest.WaitReady(t, b)
+			fanouttest.WaitClosed(t, b.Subscribe("42"), 5*time.Second, "42")
 			if err := b.Publish(context.Background(), publish.User("42"), []byte("hi")); err != nil {
 				t.Fatal(err)
 			}
@@ -402,8 +403,8 @@ func TestRedisClose(t *testing.T) {
 	testenv.NoLeaks(t)
 	srv := testenv.StartRedis(t)
 	b, rec := startBroker(t, srv.Client(), Config{})
-	testenv.WaitReady(t, b)
-	testenv.WaitClosed(t, b.Subscribe("42"), 5*time.Second, "42")
+	fanouttest.WaitReady(t, b)
+	fanouttest.WaitClosed(t, b.Subscribe("42"), 5*time.Second, "42")
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -425,7 +426,7 @@ func TestRedisClose(t *testing.T) {
 	if err := b.PublishControl(ctx, publish.Control{Op: publish.OpDisconnect, UserID: "1"}); !errors.Is(err, fanout.ErrClosed) {
 		t.Fatalf("PublishControl after Close = %v, want ErrClosed", err)
 	}
-	if ch := b.Subscribe("43"); !testenv.IsClosed(ch) {
+	if ch := b.Subscribe("43"); !fanouttest.IsClosed(ch) {
 		t.Fatal("Subscribe after Close returned an open channel")
 	}
 	b.Unsubscribe("42")
@@ -443,11 +444,11 @@ func TestRedisDroppedMessages(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	b, rec := startBroker(t, srv.Client(), Config{Registerer: reg})
 	for _, r := range fanout.DropReasons {
-		if v, ok := testenv.MetricValue(t, reg, "herald_broker_dropped_total", "reason", r); !ok || v != 0 {
+		if v, ok := fanouttest.MetricValue(t, reg, "herald_broker_dropped_total", "reason", r); !ok || v != 0 {
 			t.Fatalf("dropped{reason=%q} = %v, %v before anything; want 0, present", r, v, ok)
 		}
 	}
-	testenv.WaitReady(t, b)
+	fanouttest.WaitReady(t, b)
 	admin := srv.Client()
 	ctx := context.Background()
 	for _, payload := range []string{`not json`, `{"op":"disconnect"}`, `{"op":"explode","user_id":"1"}`, `{"op":"disconnect","user_id":"9"}`} {
@@ -465,11 +466,11 @@ func TestRedisDroppedMessages(t *testing.T) {
 	b.s.dispatch(&redis.Message{Channel: "user:", Payload: "x"})
 	checks := map[string]float64{fanout.DropBadControl: 2, fanout.DropUnknownOp: 1, fanout.DropBadChannel: 1}
 	for reason, want := range checks {
-		if v, _ := testenv.MetricValue(t, reg, "herald_broker_dropped_total", "reason", reason); v != want {
+		if v, _ := fanouttest.MetricValue(t, reg, "herald_broker_dropped_total", "reason", reason); v != want {
 			t.Errorf("dropped{reason=%q} = %v, want %v", reason, v, want)
 		}
 	}
-	if v, _ := testenv.MetricValue(t, reg, "herald_broker_messages_total", "kind", "control"); v != 1 {
+	if v, _ := fanouttest.MetricValue(t, reg, "herald_broker_messages_total", "kind", "control"); v != 1 {
 		t.Errorf("messages{kind=control} = %v, want 1", v)
 	}
 	if got := rec.Controls(); len(got) != 1 || got[0].UserID != "9" {
@@ -540,8 +541,8 @@ func TestPublisherToBroker(t *testing.T) {
 	srv := testenv.StartRedis(t)
 	const prefix = "herald-test:"
 	b, rec := startBroker(t, srv.Client(), Config{Prefix: prefix, NodeID: "web-1"})
-	testenv.WaitReady(t, b)
-	testenv.WaitClosed(t, b.Subscribe("42"), 5*time.Second, "42")
+	fanouttest.WaitReady(t, b)
+	fanouttest.WaitClosed(t, b.Subscribe("42"), 5*time.Second, "42")
 	p, err := publish.NewPublisher(srv.Client(), publish.PublisherConfig{Prefix: prefix})
 	if err != nil {
 		t.Fatal(err)

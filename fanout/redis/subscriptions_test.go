@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herald-gw/herald/internal/testenv"
+	"github.com/herald-gw/herald/fanout/fanouttest"
 )
 
 // planned runs plan(true) and returns its lists sorted.
@@ -27,25 +27,25 @@ func wantPlan(t *testing.T, s *subscriptions, wantSub, wantUnsub []string) {
 func TestSubscriptionsConfirmActivates(t *testing.T) {
 	s := newSubscriptions(time.Second)
 	ch, work := s.add("u")
-	if !work || testenv.IsClosed(ch) {
-		t.Fatalf("add: work %v, closed %v; want work and open", work, testenv.IsClosed(ch))
+	if !work || fanouttest.IsClosed(ch) {
+		t.Fatalf("add: work %v, closed %v; want work and open", work, fanouttest.IsClosed(ch))
 	}
 	if again, _ := s.add("u"); again != ch {
 		t.Fatal("a second Subscribe before confirmation returned another channel")
 	}
 	wantPlan(t, s, []string{"u"}, nil)
 	wantPlan(t, s, nil, nil) // nothing new
-	if testenv.IsClosed(ch) {
+	if fanouttest.IsClosed(ch) {
 		t.Fatal("closed before confirmation")
 	}
-	if !s.confirm("u") || !testenv.IsClosed(ch) || s.active != 1 {
-		t.Fatalf("after confirm: closed %v, active %d; want closed, 1", testenv.IsClosed(ch), s.active)
+	if !s.confirm("u") || !fanouttest.IsClosed(ch) || s.active != 1 {
+		t.Fatalf("after confirm: closed %v, active %d; want closed, 1", fanouttest.IsClosed(ch), s.active)
 	}
 	if s.confirm("u") {
 		t.Fatal("a second confirmation was accepted")
 	}
-	if later, work := s.add("u"); !testenv.IsClosed(later) || work {
-		t.Fatalf("Subscribe of an active user: closed %v, work %v; want closed, no work", testenv.IsClosed(later), work)
+	if later, work := s.add("u"); !fanouttest.IsClosed(later) || work {
+		t.Fatalf("Subscribe of an active user: closed %v, work %v; want closed, no work", fanouttest.IsClosed(later), work)
 	}
 }
 
@@ -66,11 +66,11 @@ func TestSubscriptionsStaleConfirmation(t *testing.T) {
 	wantPlan(t, s, []string{"u"}, nil)
 
 	s.confirm("u") // the first SUBSCRIBE's reply
-	if testenv.IsClosed(ch) || s.active != 0 {
+	if fanouttest.IsClosed(ch) || s.active != 0 {
 		t.Fatal("the stale confirmation activated the new subscription")
 	}
 	s.confirm("u") // the second's
-	if !testenv.IsClosed(ch) || s.active != 1 {
+	if !fanouttest.IsClosed(ch) || s.active != 1 {
 		t.Fatal("the second confirmation did not activate")
 	}
 }
@@ -83,14 +83,14 @@ func TestSubscriptionsConfirmAfterUnsubscribe(t *testing.T) {
 	wantPlan(t, s, []string{"u"}, nil)
 	s.remove("u", time.Now(), true)
 	wantPlan(t, s, nil, []string{"u"})
-	if testenv.IsClosed(ch) {
+	if fanouttest.IsClosed(ch) {
 		t.Fatal("ready closed while a confirmation is still due")
 	}
 	s.confirm("u")
 	if s.active != 0 || s.users["u"] != nil {
 		t.Fatalf("after the confirmation: active %d, user kept %v; want 0, dropped", s.active, s.users["u"] != nil)
 	}
-	if !testenv.IsClosed(ch) {
+	if !fanouttest.IsClosed(ch) {
 		t.Fatal("ready of a dropped user still open")
 	}
 }
@@ -105,8 +105,8 @@ func TestSubscriptionsDropClosesReady(t *testing.T) {
 		ch, _ := s.add("u")
 		s.remove("u", time.Now(), false)
 		s.plan(connected)
-		if s.users["u"] != nil || !testenv.IsClosed(ch) {
-			t.Fatalf("connected %v: user kept %v, ready closed %v; want dropped, closed", connected, s.users["u"] != nil, testenv.IsClosed(ch))
+		if s.users["u"] != nil || !fanouttest.IsClosed(ch) {
+			t.Fatalf("connected %v: user kept %v, ready closed %v; want dropped, closed", connected, s.users["u"] != nil, fanouttest.IsClosed(ch))
 		}
 	}
 	// Dropped by a new connection: unwanted, sent on the lost one.
@@ -115,8 +115,8 @@ func TestSubscriptionsDropClosesReady(t *testing.T) {
 	wantPlan(t, s, []string{"u"}, nil)
 	s.remove("u", time.Now(), false)
 	s.lost()
-	if s.users["u"] != nil || !testenv.IsClosed(ch) {
-		t.Fatalf("after lost: user kept %v, ready closed %v; want dropped, closed", s.users["u"] != nil, testenv.IsClosed(ch))
+	if s.users["u"] != nil || !fanouttest.IsClosed(ch) {
+		t.Fatalf("after lost: user kept %v, ready closed %v; want dropped, closed", s.users["u"] != nil, fanouttest.IsClosed(ch))
 	}
 }
 
@@ -138,7 +138,7 @@ func TestSubscriptionsGrace(t *testing.T) {
 	wantPlan(t, s, nil, nil) // still in grace
 
 	// A Subscribe within the grace cancels the unsubscribe.
-	if ch, _ := s.add("u"); !testenv.IsClosed(ch) {
+	if ch, _ := s.add("u"); !fanouttest.IsClosed(ch) {
 		t.Fatal("Subscribe within the grace returned an open channel")
 	}
 	s.expire(t0.Add(2 * grace))
@@ -155,7 +155,7 @@ func TestSubscriptionsGrace(t *testing.T) {
 	}
 	// A new Subscribe needs a new confirmation.
 	ch, _ := s.add("u")
-	if testenv.IsClosed(ch) {
+	if fanouttest.IsClosed(ch) {
 		t.Fatal("Subscribe after the unsubscribe returned a closed channel")
 	}
 }
@@ -183,7 +183,7 @@ func TestSubscriptionsReconnect(t *testing.T) {
 	s.add("pending")
 	wantPlan(t, s, []string{"active", "pending"}, nil)
 	s.confirm("active")
-	if !testenv.IsClosed(active) {
+	if !fanouttest.IsClosed(active) {
 		t.Fatal("not active")
 	}
 
@@ -194,7 +194,7 @@ func TestSubscriptionsReconnect(t *testing.T) {
 	// While disconnected: a new user, and an active one is asked for again.
 	down, _ := s.add("down")
 	again, _ := s.add("active")
-	if testenv.IsClosed(down) || testenv.IsClosed(again) {
+	if fanouttest.IsClosed(down) || fanouttest.IsClosed(again) {
 		t.Fatal("a Subscribe while disconnected returned a closed channel")
 	}
 	if sub, unsub := s.plan(false); sub != nil || unsub != nil {
@@ -211,7 +211,7 @@ func TestSubscriptionsReconnect(t *testing.T) {
 		}
 		s.confirm(u)
 	}
-	if s.resyncPending != 0 || s.active != 3 || !testenv.IsClosed(down) || !testenv.IsClosed(again) {
+	if s.resyncPending != 0 || s.active != 3 || !fanouttest.IsClosed(down) || !fanouttest.IsClosed(again) {
 		t.Fatalf("after the confirmations: resync %d, active %d", s.resyncPending, s.active)
 	}
 }

@@ -1,4 +1,4 @@
-package testenv
+package fanouttest
 
 import (
 	"fmt"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/herald-gw/herald/fanout/publish"
+	"github.com/herald-gw/herald/internal/testenv"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -98,7 +99,7 @@ func (r *Recorder) Resyncs() int {
 // WaitFor fails the test unless payload reaches to within a few seconds.
 func (r *Recorder) WaitFor(t testing.TB, to publish.Target, payload string) {
 	t.Helper()
-	Eventually(t, 5*time.Second, func() error {
+	testenv.Eventually(t, 5*time.Second, func() error {
 		if r.Has(to, payload) {
 			return nil
 		}
@@ -109,7 +110,7 @@ func (r *Recorder) WaitFor(t testing.TB, to publish.Target, payload string) {
 // WaitReady fails the test unless b becomes ready within a few seconds.
 func WaitReady(t testing.TB, b interface{ Ready() bool }) {
 	t.Helper()
-	Eventually(t, 10*time.Second, func() error {
+	testenv.Eventually(t, 10*time.Second, func() error {
 		if b.Ready() {
 			return nil
 		}
