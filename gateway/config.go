@@ -84,11 +84,26 @@ type Config struct {
 	// and 30 (a user re-opening 16 tabs at once gets all of them).
 	TokenRate  float64
 	TokenBurst int
-	// HandshakeRate caps WebSocket handshakes per second on this replica.
-	// A handshake over it waits for its turn (after the upgrade, before its
-	// token is consumed) when that turn comes within half the time the
-	// handshake has left; otherwise it is closed with 4029 at once. Zero
-	// means no cap. HandshakeBurst is how many may come at once; zero means
+	// HandshakeConcurrency is the most WebSocket handshakes at work at once
+	// (consuming their token, subscribing, reading the inbox) on this
+	// replica. Below it an adaptive limit follows the handshakes' latency:
+	// when the CPU or Redis saturates, fewer are let in. A handshake over
+	// the limit waits for its turn in a queue before its upgrade, having
+	// cost only its request and a token check; it is refused with 4029
+	// (after the upgrade) only when it has waited HandshakeQueueWait or the
+	// queue is full. Zero means 256.
+	HandshakeConcurrency int
+	// HandshakeQueue is the most handshakes waiting for their turn. When
+	// it is full the newest waiter of the client address holding the most
+	// is refused with 4029. Zero means 20,000.
+	HandshakeQueue int
+	// HandshakeQueueWait is the longest a handshake waits for its turn; it
+	// is then refused with 4029. Zero means 30s.
+	HandshakeQueueWait time.Duration
+	// HandshakeRate caps WebSocket handshakes per second on this replica,
+	// through the same queue: the queue then holds at most the handshakes
+	// whose turn comes within half of HandshakeTimeout. Zero means no cap.
+	// HandshakeBurst is how many may come at once; zero means
 	// HandshakeRate.
 	HandshakeRate  float64
 	HandshakeBurst int
@@ -176,21 +191,24 @@ const (
 // The defaults of Config's zero values. cmd/herald uses them as its flags'
 // defaults, so that each is written once.
 const (
-	DefaultSessionCookie     = "access_token"
-	DefaultPingInterval      = wscore.DefaultPingInterval
-	DefaultIdleTimeout       = wscore.DefaultIdleTimeout
-	DefaultMaxMessageBytes   = wscore.DefaultMaxMessageBytes
-	DefaultMaxSocketsPerUser = 16
-	DefaultMaxQueueBytes     = wscore.DefaultMaxQueueBytes
-	DefaultWriteTimeout      = wscore.DefaultWriteTimeout
-	DefaultCloseTimeout      = wscore.DefaultCloseTimeout
-	DefaultHandshakeTimeout  = 10 * time.Second
-	DefaultTokenRate         = 2.0
-	DefaultTokenBurst        = 30
-	DefaultDrainWindow       = 5 * time.Second
-	DefaultDrainConcurrency  = 1024
-	DefaultAuthFailWindow    = time.Minute
-	DefaultAuthBlockDuration = 5 * time.Minute
+	DefaultSessionCookie        = "access_token"
+	DefaultPingInterval         = wscore.DefaultPingInterval
+	DefaultIdleTimeout          = wscore.DefaultIdleTimeout
+	DefaultMaxMessageBytes      = wscore.DefaultMaxMessageBytes
+	DefaultMaxSocketsPerUser    = 16
+	DefaultMaxQueueBytes        = wscore.DefaultMaxQueueBytes
+	DefaultWriteTimeout         = wscore.DefaultWriteTimeout
+	DefaultCloseTimeout         = wscore.DefaultCloseTimeout
+	DefaultHandshakeTimeout     = 10 * time.Second
+	DefaultHandshakeConcurrency = 256
+	DefaultHandshakeQueue       = 20000
+	DefaultHandshakeQueueWait   = 30 * time.Second
+	DefaultTokenRate            = 2.0
+	DefaultTokenBurst           = 30
+	DefaultDrainWindow          = 5 * time.Second
+	DefaultDrainConcurrency     = 1024
+	DefaultAuthFailWindow       = time.Minute
+	DefaultAuthBlockDuration    = 5 * time.Minute
 )
 
 // DefaultAuthBlockIPv6Prefix is how many leading bits of an IPv6 address
@@ -216,6 +234,7 @@ func (c *Config) setDefaults() {
 	def(&c.WriteTimeout, DefaultWriteTimeout)
 	def(&c.CloseTimeout, DefaultCloseTimeout)
 	def(&c.HandshakeTimeout, DefaultHandshakeTimeout)
+	def(&c.HandshakeQueueWait, DefaultHandshakeQueueWait)
 	def(&c.DrainWindow, DefaultDrainWindow)
 	def(&c.AuthFailWindow, DefaultAuthFailWindow)
 	def(&c.AuthBlockDuration, DefaultAuthBlockDuration)
@@ -223,6 +242,8 @@ func (c *Config) setDefaults() {
 	defInt(&c.MaxSocketsPerUser, DefaultMaxSocketsPerUser)
 	defInt(&c.MaxQueueBytes, DefaultMaxQueueBytes)
 	defInt(&c.DrainConcurrency, DefaultDrainConcurrency)
+	defInt(&c.HandshakeConcurrency, DefaultHandshakeConcurrency)
+	defInt(&c.HandshakeQueue, DefaultHandshakeQueue)
 	defInt(&c.Pollers, runtime.GOMAXPROCS(0))
 	defInt(&c.Writers, runtime.GOMAXPROCS(0))
 	defInt(&c.TokenBurst, DefaultTokenBurst)
@@ -262,10 +283,11 @@ func (c *Config) validate() error {
 	if err := core.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if c.HandshakeTimeout < 0 || c.DrainWindow < 0 {
+	if c.HandshakeTimeout < 0 || c.HandshakeQueueWait < 0 || c.DrainWindow < 0 {
 		errs = append(errs, errors.New("durations must not be negative"))
 	}
-	if c.MaxSocketsPerUser < 0 || c.DrainConcurrency < 0 || c.TokenBurst < 0 || c.TokenRate < 0 || c.HandshakeRate < 0 {
+	if c.MaxSocketsPerUser < 0 || c.DrainConcurrency < 0 || c.TokenBurst < 0 || c.TokenRate < 0 || c.HandshakeRate < 0 ||
+		c.HandshakeConcurrency < 0 || c.HandshakeQueue < 0 {
 		errs = append(errs, errors.New("counts and rates must not be negative"))
 	}
 	if c.AuthBlockIPv6Prefix < 0 || c.AuthBlockIPv6Prefix > 128 {

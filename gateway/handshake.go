@@ -40,7 +40,17 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	if !s.allowOrigin(w, r) {
 		return
 	}
-	token := r.URL.Query().Get("token")
+	ip := admit.ClientIP(r, s.cfg.TrustedProxies)
+	claims, d := s.checkToken(r, ip, r.URL.Query().Get("token"))
+	var tk *ticket
+	if d == nil {
+		var gone bool
+		if tk, d, gone = s.enter(r, ip, claims); gone {
+			return
+		}
+	}
+	worked := false
+	defer func() { tk.release(worked) }()
 	up := ws.HTTPUpgrader{Timeout: s.cfg.HandshakeTimeout}
 	nc, rw, _, err := up.Upgrade(r, w)
 	if err != nil {
@@ -59,7 +69,11 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.HandshakeTimeout)
 	defer cancel()
 	var early []byte
-	if d := s.admitSocket(ctx, c, r, token); d != nil {
+	if d == nil {
+		d = s.admitSocket(ctx, c, r, claims)
+		worked = true
+	}
+	if d != nil {
 		c.ws.Shed(d, s.cfg.CloseTimeout)
 	} else {
 		if n := rw.Reader.Buffered(); n > 0 {
@@ -91,23 +105,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 // for its user's subscription (and its socket's, with a broker that
 // subscribes sockets one by one). It returns why the socket is refused, or
 // nil with the welcome frame queued.
-func (s *Server) admitSocket(ctx context.Context, c *Conn, r *http.Request, token string) *Disconnect {
-	if blocked, _ := s.blocker.Blocked(c.remoteIP, time.Now()); blocked {
-		s.metrics.authFailures.WithLabelValues("ip_blocked").Inc()
-		return DisconnectRateLimited
-	}
-	claims, err := s.cfg.Auth.VerifyWSToken(token)
-	if err != nil {
-		d := DisconnectTokenInvalid
-		if errors.Is(err, auth.ErrTokenExpired) {
-			d = DisconnectTokenExpired
-		}
-		s.authFailed(r, d.Reason, zap.Error(err))
-		return d
-	}
-	if d := s.pace(ctx, r, claims.UserID); d != nil {
-		return d
-	}
+func (s *Server) admitSocket(ctx context.Context, c *Conn, r *http.Request, claims auth.WSClaims) *Disconnect {
 	// The store's clock, not this replica's, decides whether the token is
 	// still alive: a replica whose clock lags cannot revive a token whose
 	// record has expired. A store that started after the token was minted
@@ -174,43 +172,47 @@ func (s *Server) admitSocket(ctx context.Context, c *Conn, r *http.Request, toke
 	return s.openInbox(ctx, c, gate, r.URL.Query())
 }
 
-// pace holds a handshake over --handshake-rate until its turn, so that a
-// reconnect storm is spread out rather than refused, and the replica's CPU
-// is left to the sockets it already holds. A handshake whose turn would
-// take more than half the time it has left is refused with 4029 at once:
-// the client backs off, and the queue stays bounded. The token is not
-// consumed yet while it waits.
-func (s *Server) pace(ctx context.Context, r *http.Request, user string) *Disconnect {
-	if s.admit == nil {
-		return nil
+// checkToken refuses a handshake from a blocked address or with a token
+// that does not verify. It costs an HMAC and nothing in Redis: the token
+// is consumed only once the handshake is admitted.
+func (s *Server) checkToken(r *http.Request, ip, token string) (auth.WSClaims, *Disconnect) {
+	if blocked, _ := s.blocker.Blocked(ip, time.Now()); blocked {
+		s.metrics.authFailures.WithLabelValues("ip_blocked").Inc()
+		return auth.WSClaims{}, DisconnectRateLimited
 	}
-	now := time.Now()
-	rv := s.admit.ReserveN(now, 1)
-	wait := rv.DelayFrom(now)
-	if wait == 0 {
-		return nil
+	claims, err := s.cfg.Auth.VerifyWSToken(token)
+	if err != nil {
+		d := DisconnectTokenInvalid
+		if errors.Is(err, auth.ErrTokenExpired) {
+			d = DisconnectTokenExpired
+		}
+		s.authFailed(r, d.Reason, zap.Error(err))
+		return auth.WSClaims{}, d
 	}
-	budget := s.cfg.HandshakeTimeout / 2
-	if dl, ok := ctx.Deadline(); ok {
-		budget = min(budget, dl.Sub(now)/2)
-	}
-	if !rv.OK() || wait > budget {
-		rv.CancelAt(now)
-		s.authFailed(r, "rate_limited", zap.String("user", user))
-		return DisconnectRateLimited
-	}
-	s.metrics.paced.Inc()
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-s.drainCh:
-		rv.Cancel()
-		return DisconnectServiceRestart
-	case <-ctx.Done():
-		rv.Cancel()
-		return DisconnectTryAgainLater
+	return claims, nil
+}
+
+// enter waits for the handshake's admission (admission.go), before its
+// upgrade. It returns the slot, or why the handshake is refused, or gone
+// when the client left while it waited.
+func (s *Server) enter(r *http.Request, ip string, claims auth.WSClaims) (tk *ticket, d *Disconnect, gone bool) {
+	tk, err := s.admission.wait(ip, claims.UserID, claims.JTI, s.drainCh, r.Context().Done())
+	switch {
+	case err == nil:
+		return tk, nil, false
+	case errors.Is(err, errTokenInFlight):
+		s.authFailed(r, "token_reused", zap.String("user", claims.UserID), zap.Error(err))
+		return nil, DisconnectTokenReused, false
+	case errors.Is(err, errAdmissionDrain):
+		return nil, DisconnectServiceRestart, false
+	case errors.Is(err, errAdmissionGone):
+		return nil, nil, true
+	case errors.Is(err, errAdmissionWait): // the replica is slow: not the address's fault
+		s.authFailed(r, "queue_timeout", zap.String("user", claims.UserID), zap.Error(err))
+		return nil, DisconnectRateLimited, false
+	default: // the queue is full, and this address holds the most of it
+		s.authFailed(r, "rate_limited", zap.String("user", claims.UserID), zap.Error(err))
+		return nil, DisconnectRateLimited, false
 	}
 }
 

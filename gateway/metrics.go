@@ -16,7 +16,6 @@ type metrics struct {
 	tokensIssued   prometheus.Counter
 	delivered      prometheus.Counter
 	acceptBackoffs prometheus.Counter
-	paced          prometheus.Counter
 	handshake      prometheus.Histogram
 
 	messages                                     *prometheus.CounterVec // by kind
@@ -29,7 +28,7 @@ type metrics struct {
 // authFailureReasons are the values of herald_auth_failures_total's label.
 var authFailureReasons = []string{
 	"missing_session", "invalid_session", "expired_session", "origin_not_allowed",
-	"rate_limited", "token_expired", "token_invalid", "token_reused", "replay_unavailable",
+	"rate_limited", "queue_timeout", "token_expired", "token_invalid", "token_reused", "replay_unavailable",
 	"ip_blocked",
 }
 
@@ -69,9 +68,6 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 		acceptBackoffs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_accept_backoffs_total", Help: "Accept calls that failed for lack of file descriptors or memory and backed off.",
 		}),
-		paced: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "herald_handshakes_paced_total", Help: "Handshakes over --handshake-rate that waited for their turn (those refused count in herald_auth_failures_total{reason=\"rate_limited\"}).",
-		}),
 		handshake: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "herald_handshake_seconds", Help: "Time from the /ws request to the queued welcome frame.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
@@ -107,7 +103,7 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 		return m, nil
 	}
 	cs := []prometheus.Collector{m.connects, m.disconnects, m.authFailures, m.tokensIssued,
-		m.delivered, m.acceptBackoffs, m.paced, m.handshake, m.messages, m.droppedVec, m.deliveryLatency,
+		m.delivered, m.acceptBackoffs, m.handshake, m.messages, m.droppedVec, m.deliveryLatency,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "herald_slow_consumers_total", Help: "Sockets closed with 4009 because their send queue passed its cap.",
 		}, func() float64 { return float64(s.core.Stats().SlowConsumers) }),

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"golang.org/x/time/rate"
 
 	"github.com/herald-gw/herald/fanout"
 	"github.com/herald-gw/herald/fanout/publish"
@@ -24,18 +23,18 @@ import (
 // Server is one herald replica: its HTTP endpoints, its sockets and their
 // fan-out. Create it with New, run it with Serve, stop it with Shutdown.
 type Server struct {
-	cfg     Config
-	log     *zap.Logger
-	broker  fanout.Broker
-	origins *admit.Origins
-	metrics *metrics
-	inbox   *inboxState // the inbox catch-up's gates (inbox.go)
-	reg     *registry
-	core    *wscore.Core
-	tokens  *admit.UserLimiter
-	admit   *rate.Limiter          // WebSocket handshakes; nil when not capped
-	members *membership.Membership // the shared membership; nil without Presence (presence.go)
-	blocker *admit.AuthBlocker     // failed-authentication blocking; nil when off
+	cfg       Config
+	log       *zap.Logger
+	broker    fanout.Broker
+	origins   *admit.Origins
+	metrics   *metrics
+	inbox     *inboxState // the inbox catch-up's gates (inbox.go)
+	reg       *registry
+	core      *wscore.Core
+	tokens    *admit.UserLimiter
+	admission *admission             // the gate in front of the handshakes' work (admission.go)
+	members   *membership.Membership // the shared membership; nil without Presence (presence.go)
+	blocker   *admit.AuthBlocker     // failed-authentication blocking; nil when off
 
 	maxRelay int // largest payload relayed to sockets: MaxQueueBytes/2
 
@@ -84,8 +83,12 @@ func New(cfg Config) (*Server, error) {
 
 		maxRelay: cfg.MaxQueueBytes / 2,
 	}
-	if cfg.HandshakeRate > 0 {
-		s.admit = rate.NewLimiter(rate.Limit(cfg.HandshakeRate), cfg.HandshakeBurst)
+	if s.admission, err = newAdmission(admissionConfig{
+		rate: cfg.HandshakeRate, burst: cfg.HandshakeBurst,
+		maxLimit: cfg.HandshakeConcurrency, queue: cfg.HandshakeQueue,
+		wait: cfg.HandshakeQueueWait, turn: cfg.HandshakeTimeout / 2,
+	}, cfg.Registerer); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	if s.metrics, err = newMetrics(cfg.Registerer, s); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
@@ -160,6 +163,7 @@ func (s *Server) closeCore() {
 	s.closeOnce.Do(func() {
 		s.stopAccept()
 		close(s.stop)
+		s.admission.stop()
 		s.core.Close()
 		s.loops.Wait()
 	})

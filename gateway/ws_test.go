@@ -420,11 +420,17 @@ func TestHandshakePacingDrain(t *testing.T) {
 		c.HandshakeTimeout = 20 * time.Second
 	}})
 	h.connect("1")
-	c, err := h.dial(h.token("2"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	// The handshake waits for its turn before its upgrade: the dial
+	// returns once the drain has let it go.
+	tok := h.token("2")
+	dialed := make(chan *testenv.WSClient, 1)
+	go func() {
+		c, err := h.dial(tok)
+		if err != nil {
+			t.Error(err)
+		}
+		dialed <- c
+	}()
 	testenv.Eventually(t, 5*time.Second, func() error {
 		if n := h.metric("herald_handshakes_paced_total"); n != 1 {
 			return fmt.Errorf("herald_handshakes_paced_total = %v, want 1", n)
@@ -437,6 +443,11 @@ func TestHandshakePacingDrain(t *testing.T) {
 		defer close(down)
 		h.shutdown(10 * time.Second)
 	}()
+	c := <-dialed
+	if c == nil {
+		t.FailNow()
+	}
+	defer c.Close()
 	expectClose(t, c, 1012, "service_restart")
 	if took := time.Since(began); took > 3*time.Second {
 		t.Errorf("the paced handshake was closed %v after the drain began: it waited for its turn", took)

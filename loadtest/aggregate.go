@@ -15,6 +15,7 @@ func merge(name string, results []*client.Result, elapsed time.Duration) Scenari
 	for _, r := range results {
 		sum.Up += r.Up
 		sum.Failed += r.Failed
+		sum.LastWelcome = max(sum.LastWelcome, r.LastWelcome)
 		for k, v := range r.FailedBy {
 			sum.FailedBy[k] += v
 		}
@@ -65,6 +66,9 @@ func merge(name string, results []*client.Result, elapsed time.Duration) Scenari
 		sr.Handshake = &l
 	}
 	if name == "connect" {
+		if sum.LastWelcome > 0 {
+			sr.LastWelcome = sum.LastWelcome.Round(time.Millisecond).String()
+		}
 		// Sockets still down at the end of connect are the failed ones.
 		if sum.Failed > 0 {
 			sr.FailedBy["down_at_end"] = uint64(sum.Failed)

@@ -95,6 +95,11 @@ type Config struct {
 	ReplayEvents int
 	// Concurrency is handshakes in flight over all workers; zero means 256.
 	Concurrency int
+	// ArrivalRate, when positive, replaces Concurrency for connect and for
+	// replay's storm with an open loop: sockets are opened at ArrivalRate a
+	// second over all workers, whether or not earlier ones are welcomed, as
+	// browsers coming back after an outage do. Zero means the closed loop.
+	ArrivalRate float64
 	// Procs is the number of worker processes; zero means one per 18,000
 	// sockets (a process may hold 20,000 descriptors here), counted apart
 	// for replay's live users and its storm group, which are held by
@@ -248,6 +253,9 @@ func (c *Config) fill() error {
 		if c.ReplayEvents < 0 {
 			return fmt.Errorf("loadtest: replay events %d: must be positive", c.ReplayEvents)
 		}
+	}
+	if c.ArrivalRate < 0 {
+		return errors.New("loadtest: the arrival rate must not be negative")
 	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = 256

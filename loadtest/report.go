@@ -44,16 +44,20 @@ type Report struct {
 
 // RunInfo says what was run.
 type RunInfo struct {
-	Targets   []string  `json:"targets"`
-	Sockets   int       `json:"sockets"`
-	Users     int       `json:"users"`
-	Procs     int       `json:"procs"`
-	SrcIPs    int       `json:"src_ips"`
-	Scenarios []string  `json:"scenarios"`
-	Duration  string    `json:"duration"`
-	Rate      float64   `json:"rate"`
-	Started   time.Time `json:"started"`
-	Elapsed   string    `json:"elapsed"`
+	Targets   []string `json:"targets"`
+	Sockets   int      `json:"sockets"`
+	Users     int      `json:"users"`
+	Procs     int      `json:"procs"`
+	SrcIPs    int      `json:"src_ips"`
+	Scenarios []string `json:"scenarios"`
+	Duration  string   `json:"duration"`
+	Rate      float64  `json:"rate"`
+	// ArrivalRate is sockets opened a second in an open loop; 0 for the
+	// closed loop (Concurrency handshakes in flight).
+	ArrivalRate float64   `json:"arrival_rate,omitempty"`
+	Concurrency int       `json:"concurrency"`
+	Started     time.Time `json:"started"`
+	Elapsed     string    `json:"elapsed"`
 }
 
 // SocketsReport is the connect scenario's outcome.
@@ -148,19 +152,22 @@ type ServerReport struct {
 
 // ScenarioReport is one scenario's own figures.
 type ScenarioReport struct {
-	Name       string            `json:"name"`
-	Elapsed    string            `json:"elapsed"`
-	Up         int64             `json:"sockets_up_at_end"`
-	FailedBy   map[string]uint64 `json:"failed_by,omitempty"`
-	Closed     map[string]uint64 `json:"sessions_ended,omitempty"`
-	Reconnects uint64            `json:"reconnects,omitempty"`
-	Handshake  *LatencyReport    `json:"handshake,omitempty"`
-	Delivery   *DeliveryReport   `json:"delivery,omitempty"`
-	Broadcast  *BroadcastReport  `json:"broadcast,omitempty"`
-	Slow       *SlowReport       `json:"slow,omitempty"`
-	Storm      *StormReport      `json:"replay,omitempty"`
-	Server     *ServerCost       `json:"server,omitempty"`
-	Client     *ClientCost       `json:"load_tester,omitempty"`
+	Name    string `json:"name"`
+	Elapsed string `json:"elapsed"`
+	// LastWelcome is the time from the scenario's start to the last
+	// socket's welcome (connect).
+	LastWelcome string            `json:"last_welcome,omitempty"`
+	Up          int64             `json:"sockets_up_at_end"`
+	FailedBy    map[string]uint64 `json:"failed_by,omitempty"`
+	Closed      map[string]uint64 `json:"sessions_ended,omitempty"`
+	Reconnects  uint64            `json:"reconnects,omitempty"`
+	Handshake   *LatencyReport    `json:"handshake,omitempty"`
+	Delivery    *DeliveryReport   `json:"delivery,omitempty"`
+	Broadcast   *BroadcastReport  `json:"broadcast,omitempty"`
+	Slow        *SlowReport       `json:"slow,omitempty"`
+	Storm       *StormReport      `json:"replay,omitempty"`
+	Server      *ServerCost       `json:"server,omitempty"`
+	Client      *ClientCost       `json:"load_tester,omitempty"`
 }
 
 // ClientCost is what the load tester's workers spent during a scenario: on
@@ -185,11 +192,19 @@ func (r *Report) WriteText(w io.Writer) {
 	p := func(format string, a ...any) { fmt.Fprintf(w, format+"\n", a...) }
 	p("herald load test: %d sockets, %d users, %d worker process(es), targets %s", r.Run.Sockets, r.Run.Users, r.Run.Procs, strings.Join(r.Run.Targets, " "))
 	p("scenarios %s, %s each, rate %s, took %s", strings.Join(r.Run.Scenarios, ","), r.Run.Duration, rateText(r.Run.Rate), r.Run.Elapsed)
+	if r.Run.ArrivalRate > 0 {
+		p("sockets opened in an open loop at %.0f a second (connect, replay's storm)", r.Run.ArrivalRate)
+	} else {
+		p("sockets opened in a closed loop, %d handshakes in flight", r.Run.Concurrency)
+	}
 	for _, s := range r.Scenarios {
 		p("")
 		p("== %s (%s, %d sockets up at the end)", s.Name, s.Elapsed, s.Up)
 		if h := s.Handshake; h != nil && h.Count > 0 {
 			p("  handshakes    %d at %.0f/s; latency p50 %.2f ms, p99 %.2f ms, p999 %.2f ms, max %.2f ms", h.Count, h.PerS, h.P50, h.P99, h.P999, h.Max)
+		}
+		if s.Name == "connect" {
+			p("  welcomed      %d; refused %s; last welcome %s after the start", s.Up, refusedText(s.FailedBy), orDash(s.LastWelcome))
 		}
 		if s.Reconnects > 0 {
 			p("  reconnects    %d (client-initiated, fresh token each)", s.Reconnects)
@@ -301,4 +316,27 @@ func mapText(m map[string]uint64) string {
 		fmt.Fprintf(&b, "%s %d", k, m[k])
 	}
 	return b.String()
+}
+
+// refusedText lists the attempts the server refused, by close code or
+// HTTP status ("none" when it refused none); the rest of failedBy are
+// the client's or the network's.
+func refusedText(failedBy map[string]uint64) string {
+	refused := map[string]uint64{}
+	for k, v := range failedBy {
+		if strings.HasPrefix(k, "close_") || strings.HasPrefix(k, "ws_http_") || strings.HasPrefix(k, "token_http_") {
+			refused[k] = v
+		}
+	}
+	if len(refused) == 0 {
+		return "none"
+	}
+	return mapText(refused)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -51,7 +51,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep := &Report{Run: RunInfo{
 		Targets: cfg.Targets, Sockets: cfg.Sockets, Users: cfg.Users, Procs: cfg.Procs,
 		SrcIPs: len(cfg.SrcIPs), Scenarios: cfg.Scenarios, Duration: cfg.Duration.String(),
-		Rate: cfg.Rate, Started: time.Now().UTC(),
+		Rate: cfg.Rate, ArrivalRate: cfg.ArrivalRate, Concurrency: cfg.Concurrency, Started: time.Now().UTC(),
 	}}
 	if cfg.Timeline {
 		r.tl = newTimelineRecorder(cfg.Metrics)
@@ -98,6 +98,7 @@ func (r *runner) start() error {
 			UserClaim: r.cfg.UserClaim, SessionCookie: r.cfg.SessionCookie, Origin: r.cfg.Origin,
 			UserPrefix: r.cfg.UserPrefix, ChannelPrefix: r.cfg.ChannelPrefix, Redis: r.cfg.Redis,
 			Users: r.cfg.Users, Sockets: shares[id], Concurrency: r.concurrency(id, len(shares[id])),
+			ArrivalRate:  r.arrivalRate(id, len(shares[id])),
 			PayloadBytes: r.cfg.PayloadBytes, DrainTimeout: r.cfg.DrainTimeout,
 		}
 		for _, s := range r.cfg.Scenarios {
@@ -209,6 +210,22 @@ func (r *runner) concurrency(id, sockets int) int {
 		}
 	}
 	return max(1, r.cfg.Concurrency*sockets/max(of, 1))
+}
+
+// arrivalRate is worker id's share of ArrivalRate, by its sockets, as
+// concurrency shares Concurrency.
+func (r *runner) arrivalRate(id, sockets int) float64 {
+	if r.cfg.ArrivalRate <= 0 {
+		return 0
+	}
+	of := r.cfg.Sockets
+	if live := r.cfg.liveProcs; live > 0 {
+		of = r.cfg.liveSockets
+		if id >= live {
+			of = r.cfg.Sockets - r.cfg.liveSockets
+		}
+	}
+	return r.cfg.ArrivalRate * float64(sockets) / float64(max(of, 1))
 }
 
 // stormFrom is the first user of replay's storm group: the users below

@@ -84,8 +84,50 @@ func TestRedisKeyLayout(t *testing.T) {
 			if len(keys) != 1 || keys[0] != key {
 				t.Errorf("keys holding the jti: got %q, want [%q]", keys, key)
 			}
+			// The epoch key: the server's start, with no expiry.
+			epoch := tc.prefix + "jti-epoch"
+			if pttl, err := client.PTTL(ctx, epoch).Result(); err != nil || pttl != -1 {
+				t.Errorf("PTTL %s: got %v %v, want -1 (no expiry)", epoch, pttl, err)
+			}
+			start, err := client.Get(ctx, epoch).Int64()
+			if up := time.Since(time.UnixMilli(start)); err != nil || up < 0 || up > time.Minute {
+				t.Errorf("GET %s: %d %v, want the server's start (a few seconds ago)", epoch, start, err)
+			}
 		})
 	}
+}
+
+// TestRedisNoInfoPerCall: the consume script reads INFO once per server
+// start (to set the epoch key), not once per call.
+func TestRedisNoInfoPerCall(t *testing.T) {
+	testenv.NoLeaks(t)
+	rd := testenv.StartRedis(t)
+	rd.WaitUptime()
+	client := rd.Client()
+	s := mustRedis(NewRedis(client, RedisConfig{Timeout: 2 * time.Second}))
+	defer s.Close()
+	if err := client.ConfigResetStat(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for range 50 {
+		if !mustConsume(t, s, newJTI(), time.Minute) {
+			t.Fatal("a fresh jti was reported used")
+		}
+	}
+	stats, err := client.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(stats, "\n") {
+		if rest, ok := strings.CutPrefix(line, "cmdstat_info:calls="); ok {
+			calls, _, _ := strings.Cut(rest, ",")
+			if calls != "1" {
+				t.Errorf("INFO ran %s times for 50 consumptions, want once", calls)
+			}
+			return
+		}
+	}
+	t.Error("no cmdstat_info in INFO commandstats: INFO never ran, the epoch was not set from the server's start")
 }
 
 func TestRedisUnavailable(t *testing.T) {

@@ -61,6 +61,9 @@ type options struct {
 	TokenRate         float64
 	TokenBurst        int
 	HandshakeRate     float64
+	HandshakeConc     int
+	HandshakeQueue    int
+	HandshakeWait     time.Duration
 	HandshakeBurst    int
 	UnsubscribeGrace  time.Duration
 
@@ -136,8 +139,11 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.HandshakeTimeout, "handshake-timeout", gateway.DefaultHandshakeTimeout, "bound on a WebSocket handshake, subscription included")
 	fs.Float64Var(&o.TokenRate, "token-rate", gateway.DefaultTokenRate, "WS tokens per second one user may fetch on average")
 	fs.IntVar(&o.TokenBurst, "token-burst", gateway.DefaultTokenBurst, "WS tokens one user may fetch at once")
-	fs.Float64Var(&o.HandshakeRate, "handshake-rate", 0, "WebSocket handshakes per second a replica admits; those over it wait their turn when it comes within half of --handshake-timeout, the others get 4029 (0: no cap)")
+	fs.Float64Var(&o.HandshakeRate, "handshake-rate", 0, "WebSocket handshakes per second a replica admits; those over it wait their turn in the handshake queue, which then holds those whose turn comes within half of --handshake-timeout (0: no cap)")
 	fs.IntVar(&o.HandshakeBurst, "handshake-burst", 0, "handshakes admitted at once (0: the rate)")
+	fs.IntVar(&o.HandshakeConc, "handshake-concurrency", gateway.DefaultHandshakeConcurrency, "most WebSocket handshakes at work at once; an adaptive limit below it follows their latency, and the others wait their turn before the upgrade")
+	fs.IntVar(&o.HandshakeQueue, "handshake-queue", gateway.DefaultHandshakeQueue, "most handshakes waiting for their turn; when full, the newest of the address holding the most gets 4029")
+	fs.DurationVar(&o.HandshakeWait, "handshake-queue-wait", gateway.DefaultHandshakeQueueWait, "longest a handshake waits for its turn before it gets 4029")
 	fs.DurationVar(&o.UnsubscribeGrace, "unsubscribe-grace", fanoutredis.DefaultUnsubscribeGrace, "how long a user's channel stays subscribed after its last socket leaves")
 
 	fs.BoolVar(&o.Inbox, "inbox", true, "keep each user's recent events for replay to sockets that reconnect with since (false: no ids, no replay)")

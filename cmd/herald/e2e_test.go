@@ -21,11 +21,15 @@ import (
 
 var heraldBin string
 
+// binDir holds the binaries the tests build; TestMain removes it.
+var binDir string
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "herald-bin-")
 	if err != nil {
 		panic(err)
 	}
+	binDir = dir
 	heraldBin, err = testenv.BuildHerald(dir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -30,6 +30,11 @@ type fleet struct {
 // startFleet starts n herald processes with env (the Redis settings) added
 // to the common settings.
 func startFleet(t *testing.T, n int, env ...string) *fleet {
+	return startFleetOf(t, heraldBin, n, env...)
+}
+
+// startFleetOf is startFleet with the herald binary bin.
+func startFleetOf(t *testing.T, bin string, n int, env ...string) *fleet {
 	f := &fleet{
 		t:       t,
 		session: []byte(randHex(t, 32)),
@@ -49,7 +54,7 @@ func startFleet(t *testing.T, n int, env ...string) *fleet {
 			"HERALD_HANDSHAKE_TIMEOUT=5s",
 			"HERALD_DRAIN_WINDOW=100ms",
 		}, env...)
-		f.heralds = append(f.heralds, testenv.StartHerald(t, heraldBin, addr, e))
+		f.heralds = append(f.heralds, testenv.StartHerald(t, bin, addr, e))
 	}
 	return f
 }

@@ -26,7 +26,7 @@ var flagGroups = []flagGroup{
 	{"Redis", []string{"redis-url", "redis-cluster", "redis-timeout", "redis-health-interval", "channel-prefix", "unsubscribe-grace"}},
 	{"Limits", []string{
 		"ping-interval", "idle-timeout", "max-message-bytes", "max-sockets-per-user", "max-sockets-per-user-cluster", "max-sockets-per-user-cluster-policy",
-		"max-queue-bytes", "write-timeout", "close-timeout", "handshake-timeout", "handshake-rate", "handshake-burst",
+		"max-queue-bytes", "write-timeout", "close-timeout", "handshake-timeout", "handshake-concurrency", "handshake-queue", "handshake-queue-wait", "handshake-rate", "handshake-burst",
 		"token-rate", "token-burst",
 	}},
 	{"Drain and shutdown", []string{"drain-window", "drain-concurrency", "shutdown-timeout"}},

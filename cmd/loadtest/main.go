@@ -59,6 +59,7 @@ func runFloor(args []string, stderr io.Writer) int {
 	redisURL := fs.String("redis", "", "Redis to subscribe to (required)")
 	prefix := fs.String("channel-prefix", "", "channel prefix, as herald's")
 	cookie := fs.String("session-cookie", "access_token", "session cookie name")
+	secret := fs.String("session-secret", os.Getenv("HERALD_SESSION_SECRET"), "HS256 secret of session JWTs: the token POST checks their signature as herald's does (default: HERALD_SESSION_SECRET; empty: no check)")
 	claim := fs.String("user-claim", "sub", "claim holding the user id")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -70,7 +71,7 @@ func runFloor(args []string, stderr io.Writer) int {
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
-	srv, err := floor.New(ctx, floor.Config{Addr: *addr, Redis: *redisURL, ChannelPrefix: *prefix, SessionCookie: *cookie, UserClaim: *claim})
+	srv, err := floor.New(ctx, floor.Config{Addr: *addr, Redis: *redisURL, ChannelPrefix: *prefix, SessionCookie: *cookie, UserClaim: *claim, SessionSecret: secretBytes(*secret)})
 	if err != nil {
 		fmt.Fprintln(stderr, "loadtest floor:", err)
 		return 2
@@ -112,7 +113,8 @@ func run(args []string, stderr, stdout io.Writer) int {
 	replayUsers := fs.Int("replay-users", 0, "replay's storm group: the last N users (default: half of --users); the others get live fan-out")
 	replayShare := fs.Float64("replay-share", 1, "share of the storm group whose sockets all leave and reconnect at once with since (the rest stay and get the events live)")
 	replayEvents := fs.Int("replay-events", 10, "inbox events appended to each storm user while away")
-	concurrency := fs.Int("concurrency", 256, "handshakes in flight over all workers")
+	concurrency := fs.Int("concurrency", 256, "handshakes in flight over all workers (a closed loop)")
+	arrival := fs.String("arrival-rate", "", "open loop for connect and replay's storm: sockets opened a second (N or N/s), whether or not earlier ones are welcomed; replaces --concurrency")
 	procs := fs.Int("procs", 0, "worker processes (default: one per 18,000 sockets)")
 	srcIPs := fs.String("src-ips", "", "source addresses for client sockets: N (127.0.0.2 … 127.0.0.N+1) or a comma-separated list (default: enough loopback addresses for the sockets when every target is on loopback)")
 	drain := fs.Duration("drain-timeout", 5*time.Second, "wait for messages in flight after publishing stops")
@@ -124,6 +126,11 @@ func run(args []string, stderr, stdout io.Writer) int {
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "loadtest: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	arrivalRate, err := parseArrivalRate(*arrival)
+	if err != nil {
+		fmt.Fprintln(stderr, "loadtest:", err)
 		return 2
 	}
 	checks, err := threshold.ParseAll(thresholds)
@@ -144,7 +151,8 @@ func run(args []string, stderr, stdout io.Writer) int {
 		PayloadBytes: *payload, ChurnShare: *churn, SlowShare: *slow, SlowFlood: *flood,
 		ReplayUsers: *replayUsers, ReplayShare: *replayShare, ReplayEvents: *replayEvents,
 		Concurrency: *concurrency, Procs: *procs, DrainTimeout: *drain,
-		Progress: stderr, ProgressTTY: isTTY(stderr), Timeline: *htmlOut != "",
+		ArrivalRate: arrivalRate,
+		Progress:    stderr, ProgressTTY: isTTY(stderr), Timeline: *htmlOut != "",
 	}
 	if *flood == 0 {
 		cfg.SlowFlood = -1
@@ -271,4 +279,24 @@ func isTTY(w io.Writer) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// parseArrivalRate reads --arrival-rate: "" (the closed loop), N or N/s.
+func parseArrivalRate(v string) (float64, error) {
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseFloat(strings.TrimSuffix(v, "/s"), 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("--arrival-rate %q: want a positive number of sockets a second, such as 5000/s", v)
+	}
+	return n, nil
+}
+
+// secretBytes is s as a secret, nil when empty.
+func secretBytes(s string) []byte {
+	if s == "" {
+		return nil
+	}
+	return []byte(s)
 }

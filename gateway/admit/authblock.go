@@ -40,6 +40,7 @@ var countedAuthFailures = map[string]bool{
 	"invalid_session": true,
 	"token_invalid":   true,
 	"token_reused":    true,
+	"rate_limited":    true, // 4029 and 429: pacing, the token rate
 }
 
 // maxTrackedIPs bounds the clients the blocker remembers, blocked or

@@ -45,11 +45,17 @@ type WSDialer struct {
 	RecvBuffer int
 	// LocalIP, when set, is the source address (e.g. 127.0.0.2).
 	LocalIP string
+	// Timeout bounds the TCP connect and, again, the upgrade. Zero means 5s.
+	Timeout time.Duration
 }
 
 // Dial opens a socket to url.
 func (wd WSDialer) Dial(ctx context.Context, url string) (*WSClient, error) {
-	nd := &net.Dialer{Timeout: 5 * time.Second}
+	timeout := wd.Timeout
+	if timeout == 0 {
+		timeout = 5 * time.Second
+	}
+	nd := &net.Dialer{Timeout: timeout}
 	if wd.LocalIP != "" {
 		nd.LocalAddr = &net.TCPAddr{IP: net.ParseIP(wd.LocalIP)}
 	}
@@ -65,7 +71,7 @@ func (wd WSDialer) Dial(ctx context.Context, url string) (*WSClient, error) {
 			return serr
 		}
 	}
-	d := ws.Dialer{Timeout: 5 * time.Second, NetDial: nd.DialContext}
+	d := ws.Dialer{Timeout: timeout, NetDial: nd.DialContext}
 	if wd.Header != nil {
 		d.Header = ws.HandshakeHeaderHTTP(wd.Header)
 	}

@@ -89,6 +89,24 @@ func newDialer(pl *Plan) *dialer {
 	return d
 }
 
+// handshakeWait bounds one attempt, and upgradeWait its connect and
+// upgrade. In an open loop both are a browser's patience (a minute): a
+// server may hold a handshake in its queue before the upgrade, and a
+// storm's refusals are what is measured.
+func (d *dialer) handshakeWait() time.Duration {
+	if d.pl.ArrivalRate > 0 {
+		return time.Minute
+	}
+	return 20 * time.Second
+}
+
+func (d *dialer) upgradeWait() time.Duration {
+	if d.pl.ArrivalRate > 0 {
+		return time.Minute
+	}
+	return 10 * time.Second
+}
+
 func (d *dialer) closeIdle() {
 	for _, c := range d.clients {
 		c.CloseIdleConnections()
@@ -149,7 +167,7 @@ func (d *dialer) connect(ctx context.Context, s *Socket, mint *sessionMinter) (n
 		rcvbuf = d.pl.SlowRcvBuf
 	}
 	nd := netDialer(srcIP, rcvbuf)
-	wd := ws.Dialer{Timeout: 10 * time.Second, NetDial: nd.DialContext}
+	wd := ws.Dialer{Timeout: d.upgradeWait(), NetDial: nd.DialContext}
 	if d.pl.Origin != "" {
 		wd.Header = ws.HandshakeHeaderHTTP(http.Header{"Origin": {d.pl.Origin}})
 	}

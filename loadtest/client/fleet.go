@@ -43,6 +43,7 @@ type Fleet struct {
 	reconns  atomic.Uint64
 
 	cpuAtReset time.Duration // process CPU time when the phase began; owned by the command loop
+	lastUp     atomic.Int64  // when a socket was last welcomed, unix ns
 	stormStart atomic.Int64  // when the storm began, unix ns
 
 	mu       sync.Mutex
@@ -244,6 +245,10 @@ func (f *Fleet) ConnectAll(timeout time.Duration) *Result {
 			todo = append(todo, s)
 		}
 	})
+	if f.pl.ArrivalRate > 0 {
+		f.arrive(todo, start)
+		return f.awaitConnect(start, timeout)
+	}
 	// A pool of Concurrency goroutines makes the first attempts, rather
 	// than one parked goroutine per socket; retries schedule themselves.
 	queue := make(chan *Socket)
@@ -269,6 +274,12 @@ func (f *Fleet) ConnectAll(timeout time.Duration) *Result {
 			}
 		}()
 	}
+	return f.awaitConnect(start, timeout)
+}
+
+// awaitConnect waits until every socket is up or gone, or the timeout
+// passes, and collects the connect phase.
+func (f *Fleet) awaitConnect(start time.Time, timeout time.Duration) *Result {
 	deadline := start.Add(timeout)
 	for time.Now().Before(deadline) && f.ctx.Err() == nil {
 		if f.settled() {
@@ -282,7 +293,44 @@ func (f *Fleet) ConnectAll(timeout time.Duration) *Result {
 			r.Failed++
 		}
 	})
+	if last := f.lastUp.Load(); last > start.UnixNano() {
+		r.LastWelcome = time.Duration(last - start.UnixNano())
+	}
 	return r
+}
+
+// arriveAgain is arrive for reconnects (replay's storm).
+func (f *Fleet) arriveAgain(todo []*Socket, start time.Time) {
+	f.pace(len(todo), start, func(i int) { go f.reconnect(todo[i]) })
+}
+
+// arrive starts the first attempt of each of todo at the plan's arrival
+// rate from start, in a goroutine of its own: an open loop, which does not
+// wait for earlier sockets to be welcomed.
+func (f *Fleet) arrive(todo []*Socket, start time.Time) {
+	f.pace(len(todo), start, func(i int) { go f.attempt(todo[i]) })
+}
+
+// pace calls start(i) for i in [0, n) at the plan's arrival rate from
+// begin, in a goroutine of its own, having added one to f.pending for
+// each call.
+func (f *Fleet) pace(n int, begin time.Time, start func(i int)) {
+	every := time.Duration(float64(time.Second) / f.pl.ArrivalRate)
+	f.pending.Add(1)
+	go func() {
+		defer f.pending.Done()
+		for i := range n {
+			if d := time.Until(begin.Add(time.Duration(i) * every)); d > 0 {
+				select {
+				case <-time.After(d):
+				case <-f.ctx.Done():
+					return
+				}
+			}
+			f.pending.Add(1)
+			start(i)
+		}
+	}()
 }
 
 // settled reports whether every socket is up (and read) or gone.

@@ -164,6 +164,7 @@ func (p *poller) register(s *Socket, conn net.Conn, pend []byte, inboxID string,
 	p.t.handshake.Record(took)
 	p.t.hsWindow.Record(took)
 	p.f.up.Add(1)
+	p.f.lastUp.Store(time.Now().UnixNano())
 	p.f.welcomed.Add(1)
 	if len(pend) > 0 {
 		p.consumeLocked(s, append([]byte(nil), pend...), time.Now())

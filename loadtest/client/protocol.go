@@ -11,24 +11,28 @@ import (
 
 // plan is everything a worker needs to know about its share of the run.
 type Plan struct {
-	Worker        int           `json:"worker"`
-	Targets       []string      `json:"targets"`
-	SrcIPs        []string      `json:"src_ips,omitempty"`
-	SessionSecret []byte        `json:"session_secret"`
-	UserClaim     string        `json:"user_claim"`
-	SessionCookie string        `json:"session_cookie"`
-	Origin        string        `json:"origin,omitempty"`
-	UserPrefix    string        `json:"user_prefix"`
-	ChannelPrefix string        `json:"channel_prefix,omitempty"`
-	Redis         string        `json:"redis,omitempty"`
-	Users         int           `json:"users"`   // users of the whole run
-	Sockets       []int         `json:"sockets"` // global indexes of this worker's sockets
-	Concurrency   int           `json:"concurrency"`
-	PayloadBytes  int           `json:"payload_bytes"`
-	SlowShare     float64       `json:"slow_share"`
-	SlowRcvBuf    int           `json:"slow_rcvbuf"`
-	DrainTimeout  time.Duration `json:"drain_timeout"`
-	Pollers       int           `json:"pollers"`
+	Worker        int      `json:"worker"`
+	Targets       []string `json:"targets"`
+	SrcIPs        []string `json:"src_ips,omitempty"`
+	SessionSecret []byte   `json:"session_secret"`
+	UserClaim     string   `json:"user_claim"`
+	SessionCookie string   `json:"session_cookie"`
+	Origin        string   `json:"origin,omitempty"`
+	UserPrefix    string   `json:"user_prefix"`
+	ChannelPrefix string   `json:"channel_prefix,omitempty"`
+	Redis         string   `json:"redis,omitempty"`
+	Users         int      `json:"users"`   // users of the whole run
+	Sockets       []int    `json:"sockets"` // global indexes of this worker's sockets
+	Concurrency   int      `json:"concurrency"`
+	// ArrivalRate, when positive, opens this worker's sockets (connect, and
+	// replay's storm) in an open loop: that many a second, whether or not
+	// earlier ones are welcomed, with no bound on those in flight.
+	ArrivalRate  float64       `json:"arrival_rate,omitempty"`
+	PayloadBytes int           `json:"payload_bytes"`
+	SlowShare    float64       `json:"slow_share"`
+	SlowRcvBuf   int           `json:"slow_rcvbuf"`
+	DrainTimeout time.Duration `json:"drain_timeout"`
+	Pollers      int           `json:"pollers"`
 	// replay: users [ReplayFrom, Users) are the storm group, and those
 	// below ReplayAwayTo in it close their sockets for the storm.
 	// ReplayEvents is 0 when replay does not run.
@@ -68,11 +72,14 @@ type Progress struct {
 // Result is one worker's figures for one scenario. The parent adds
 // them up.
 type Result struct {
-	Phase    string            `json:"phase"`
-	Up       int64             `json:"up"`
-	Failed   int64             `json:"failed"` // sockets down at the end of connect
-	FailedBy map[string]uint64 `json:"failed_by,omitempty"`
-	Closed   map[string]uint64 `json:"closed,omitempty"` // sessions ended, by why
+	Phase  string `json:"phase"`
+	Up     int64  `json:"up"`
+	Failed int64  `json:"failed"` // sockets down at the end of connect
+	// LastWelcome is the time from the phase's start to the last welcome
+	// of the phase (connect).
+	LastWelcome time.Duration     `json:"last_welcome,omitempty"`
+	FailedBy    map[string]uint64 `json:"failed_by,omitempty"`
+	Closed      map[string]uint64 `json:"closed,omitempty"` // sessions ended, by why
 
 	Handshakes uint64 `json:"handshakes"`
 	Handshake  Sparse `json:"handshake"`

@@ -11,17 +11,22 @@ import (
 // next as the failure's policy says.
 func (f *Fleet) attempt(s *Socket) {
 	defer f.pending.Done()
-	select {
-	case f.sem <- struct{}{}:
-	case <-f.ctx.Done():
-		return
+	open := f.pl.ArrivalRate > 0 // an open loop: nothing bounds the handshakes in flight
+	if !open {
+		select {
+		case f.sem <- struct{}{}:
+		case <-f.ctx.Done():
+			return
+		}
 	}
 	mint := newSessionMinter(f.pl.SessionSecret, f.pl.UserClaim, time.Now)
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(f.ctx, 20*time.Second)
+	ctx, cancel := context.WithTimeout(f.ctx, f.dial.handshakeWait())
 	conn, rest, inboxID, err := f.dial.connect(ctx, s, mint)
 	cancel()
-	<-f.sem
+	if !open {
+		<-f.sem
+	}
 	if err == nil {
 		// The counters are reset before register: once registered, the
 		// socket may be closed and its next attempt started by another

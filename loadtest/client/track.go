@@ -222,6 +222,10 @@ func (f *Fleet) StartStorm(start time.Time) int {
 			todo = append(todo, s)
 		}
 	})
+	if f.pl.ArrivalRate > 0 {
+		f.arriveAgain(todo, start)
+		return len(todo)
+	}
 	for _, s := range todo {
 		f.pending.Add(1)
 		go f.reconnect(s)

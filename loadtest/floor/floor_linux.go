@@ -4,6 +4,8 @@ package floor
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -33,6 +35,11 @@ type Config struct {
 	Redis string
 	// ChannelPrefix is herald's --channel-prefix; zero means none.
 	ChannelPrefix string
+	// SessionSecret, when set, is the HS256 secret of session JWTs: the
+	// token POST checks the session's signature (one HMAC), as herald's
+	// does, so that a handshake costs the floor the same socket and
+	// signature work as herald, without Redis. Zero means no check.
+	SessionSecret []byte
 	// SessionCookie names the session cookie; zero means "access_token".
 	SessionCookie string
 	// UserClaim is the claim holding the user id; zero means "sub".
@@ -131,7 +138,7 @@ func (s *Server) Close() error {
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	c, err := r.Cookie(s.cfg.SessionCookie)
 	user := ""
-	if err == nil {
+	if err == nil && (s.cfg.SessionSecret == nil || signedHS256(c.Value, s.cfg.SessionSecret)) {
 		user = claimOf(c.Value, s.cfg.UserClaim)
 	}
 	if user == "" {
@@ -142,6 +149,21 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	b, _ := json.Marshal(map[string]any{"token": user, "expires_in": 30})
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(b)
+}
+
+// signedHS256 reports whether jwt carries a valid HS256 signature by secret.
+func signedHS256(jwt string, secret []byte) bool {
+	i := strings.LastIndexByte(jwt, '.')
+	if i < 0 {
+		return false
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(jwt[i+1:])
+	if err != nil {
+		return false
+	}
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(jwt[:i]))
+	return hmac.Equal(sig, m.Sum(nil))
 }
 
 // claimOf reads a claim from a JWT's payload without verifying it.

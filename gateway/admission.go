@@ -1,0 +1,371 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+)
+
+// Admission: the work of a handshake (the token's consumption, the
+// subscription, the inbox read, the welcome) starts only when admission
+// lets it. Admission bounds the handshakes in flight with an adaptive
+// limit (limit.go) and, with --handshake-rate, their rate. A handshake
+// over either waits in a queue before its upgrade, having cost the replica
+// only its HTTP request and a token check: a storm waits rather than
+// fails after its token is spent.
+//
+// The queue is served in turns: client addresses take turns, and within an
+// address its users do, so that one address or one user with many tokens
+// cannot make the others wait behind them. When the queue is full, the
+// newest waiter of the address holding the most waiters is refused (4029)
+// to make room, unless that address is the newcomer's. A token already in
+// flight on this replica (waiting or at work) is refused at once.
+
+// Errors of admission.wait; the handshake closes the socket with the
+// matching code.
+var (
+	errTokenInFlight  = errors.New("gateway: the token is already in a handshake on this replica")
+	errAdmissionFull  = errors.New("gateway: the handshake queue is full")
+	errAdmissionWait  = errors.New("gateway: the handshake waited too long for its turn")
+	errAdmissionDrain = errors.New("gateway: the replica is draining")
+	errAdmissionGone  = errors.New("gateway: the client went away while its handshake waited")
+)
+
+// admissionConfig sizes an admission.
+type admissionConfig struct {
+	rate     float64       // handshakes a second; 0: no cap
+	burst    int           // with rate
+	maxLimit int           // most handshakes in flight
+	queue    int           // most waiters (the rate may lower it)
+	wait     time.Duration // longest wait in the queue
+	turn     time.Duration // with rate: the queue holds the waiters whose turn comes within it
+}
+
+// admission is the gate in front of the handshakes' work.
+type admission struct {
+	cfg   admissionConfig
+	rate  *rate.Limiter // nil without a rate cap; its own lock
+	limit *gradientLimit
+
+	mu       sync.Mutex
+	inflight int                   // guarded by mu: admitted, not yet released
+	queued   int                   // guarded by mu: waiters in addrs
+	jtis     map[string]struct{}   // guarded by mu: tokens waiting or at work
+	addrs    map[string]*addrQueue // guarded by mu
+	ring     []*addrQueue          // guarded by mu: addresses with waiters, in turn order
+	next     int                   // guarded by mu: index in ring of the next turn
+	timer    *time.Timer           // guarded by mu: wakes dispatch when the rate allows; nil when none is armed
+	capacity int                   // read-only: the queue's bound
+
+	waited                     prometheus.Counter
+	inflightG, queuedG, limitG prometheus.GaugeFunc
+}
+
+// addrQueue is one client address's waiters, by user.
+type addrQueue struct {
+	ip    string
+	users []*userQueue // users with waiters, in turn order
+	next  int          // index in users of the next turn
+	n     int          // waiters
+}
+
+type userQueue struct {
+	user    string
+	waiters []*waiter // FIFO
+}
+
+// waiter is a handshake in the queue. done is closed when it is admitted or
+// refused (err set), under admission.mu.
+type waiter struct {
+	ip, user, jti string
+	done          chan struct{}
+	err           error // guarded by admission.mu until done is closed
+}
+
+// ticket is an admitted handshake's slot; release gives it back.
+type ticket struct {
+	a     *admission
+	jti   string
+	start time.Time
+	once  sync.Once
+}
+
+func newAdmission(cfg admissionConfig, reg prometheus.Registerer) (*admission, error) {
+	a := &admission{
+		cfg:   cfg,
+		limit: newGradientLimit(min(initialLimit, cfg.maxLimit), minLimit, cfg.maxLimit),
+		jtis:  make(map[string]struct{}),
+		addrs: make(map[string]*addrQueue),
+	}
+	a.capacity = cfg.queue
+	if cfg.rate > 0 {
+		a.rate = rate.NewLimiter(rate.Limit(cfg.rate), cfg.burst)
+		a.capacity = min(a.capacity, int(cfg.rate*cfg.turn.Seconds()))
+	}
+	a.waited = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "herald_handshakes_paced_total",
+		Help: "Handshakes that waited in the admission queue for their turn (those refused count in herald_auth_failures_total{reason=\"rate_limited\"}).",
+	})
+	a.inflightG = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "herald_handshakes_in_flight", Help: "Handshakes admitted and not yet welcomed or refused.",
+	}, func() float64 { a.mu.Lock(); defer a.mu.Unlock(); return float64(a.inflight) })
+	a.queuedG = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "herald_handshakes_queued", Help: "Handshakes waiting for admission, before their upgrade.",
+	}, func() float64 { a.mu.Lock(); defer a.mu.Unlock(); return float64(a.queued) })
+	a.limitG = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "herald_handshake_limit", Help: "The adaptive bound on handshakes in flight.",
+	}, func() float64 { a.mu.Lock(); defer a.mu.Unlock(); return float64(a.limit.current()) })
+	if reg != nil {
+		for _, c := range []prometheus.Collector{a.waited, a.inflightG, a.queuedG, a.limitG} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("register admission metrics: %w", err)
+			}
+		}
+	}
+	return a, nil
+}
+
+// wait returns a ticket when the handshake of token jti, for user from
+// ip, may start its work, or why it may not. It gives up when drain or gone
+// is closed, or after the configured wait.
+func (a *admission) wait(ip, user, jti string, drain, gone <-chan struct{}) (*ticket, error) {
+	a.mu.Lock()
+	if _, dup := a.jtis[jti]; dup {
+		a.mu.Unlock()
+		return nil, errTokenInFlight
+	}
+	if a.queued == 0 && a.inflight < a.limit.current() && a.allowRateLocked() {
+		a.jtis[jti] = struct{}{}
+		a.inflight++
+		a.mu.Unlock()
+		return &ticket{a: a, jti: jti, start: time.Now()}, nil
+	}
+	if a.queued >= a.capacity && !a.evictLocked(ip) {
+		a.mu.Unlock()
+		return nil, errAdmissionFull
+	}
+	w := &waiter{ip: ip, user: user, jti: jti, done: make(chan struct{})}
+	a.jtis[jti] = struct{}{}
+	a.pushLocked(w)
+	a.dispatchLocked()
+	a.mu.Unlock()
+	a.waited.Inc()
+
+	t := time.NewTimer(a.cfg.wait)
+	defer t.Stop()
+	var why error
+	select {
+	case <-w.done:
+	case <-drain:
+		why = errAdmissionDrain
+	case <-gone:
+		why = errAdmissionGone
+	case <-t.C:
+		why = errAdmissionWait
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	select {
+	case <-w.done: // admitted or refused, perhaps just now
+		if w.err != nil {
+			return nil, w.err
+		}
+		tk := &ticket{a: a, jti: jti, start: time.Now()}
+		if why != nil {
+			a.releaseLocked(tk, false)
+			return nil, why
+		}
+		return tk, nil
+	default:
+	}
+	a.removeLocked(w)
+	delete(a.jtis, jti)
+	return nil, why
+}
+
+// release gives the slot back. The time since admission is a sample for
+// the limit, when sample is set (a handshake that did its work).
+func (t *ticket) release(sample bool) {
+	if t == nil {
+		return
+	}
+	t.once.Do(func() {
+		t.a.mu.Lock()
+		defer t.a.mu.Unlock()
+		t.a.releaseLocked(t, sample)
+	})
+}
+
+func (a *admission) releaseLocked(t *ticket, sample bool) {
+	if sample {
+		now := time.Now()
+		a.limit.sample(now, now.Sub(t.start), a.inflight)
+	}
+	a.inflight--
+	delete(a.jtis, t.jti)
+	a.dispatchLocked()
+}
+
+// allowRateLocked takes a turn of the rate cap now, if there is one.
+func (a *admission) allowRateLocked() bool {
+	if a.rate == nil {
+		return true
+	}
+	return a.rate.Allow()
+}
+
+// dispatchLocked admits waiters while the limit and the rate allow.
+func (a *admission) dispatchLocked() {
+	for a.queued > 0 && a.inflight < a.limit.current() {
+		if a.rate != nil {
+			now := time.Now()
+			r := a.rate.ReserveN(now, 1)
+			if d := r.DelayFrom(now); d > 0 {
+				r.CancelAt(now)
+				if a.timer == nil {
+					a.timer = time.AfterFunc(d, func() {
+						a.mu.Lock()
+						defer a.mu.Unlock()
+						a.timer = nil
+						a.dispatchLocked()
+					})
+				}
+				return
+			}
+		}
+		w := a.popLocked()
+		a.inflight++
+		close(w.done)
+	}
+}
+
+// pushLocked queues w behind its address's and user's earlier waiters.
+func (a *admission) pushLocked(w *waiter) {
+	aq := a.addrs[w.ip]
+	if aq == nil {
+		aq = &addrQueue{ip: w.ip}
+		a.addrs[w.ip] = aq
+		a.ring = append(a.ring, aq)
+	}
+	i := slices.IndexFunc(aq.users, func(u *userQueue) bool { return u.user == w.user })
+	if i < 0 {
+		aq.users = append(aq.users, &userQueue{user: w.user})
+		i = len(aq.users) - 1
+	}
+	aq.users[i].waiters = append(aq.users[i].waiters, w)
+	aq.n++
+	a.queued++
+}
+
+// popLocked takes the next turn's waiter: the next address in the ring,
+// and its next user's oldest waiter.
+func (a *admission) popLocked() *waiter {
+	ai := a.next % len(a.ring)
+	aq := a.ring[ai]
+	ui := aq.next % len(aq.users)
+	uq := aq.users[ui]
+	w := uq.waiters[0]
+	uq.waiters[0] = nil
+	uq.waiters = uq.waiters[1:]
+	a.dropLocked(aq, ai, uq, ui, true)
+	return w
+}
+
+// removeLocked takes w out of the queue (it gave up).
+func (a *admission) removeLocked(w *waiter) {
+	ai := slices.IndexFunc(a.ring, func(q *addrQueue) bool { return q.ip == w.ip })
+	aq := a.ring[ai]
+	ui := slices.IndexFunc(aq.users, func(u *userQueue) bool { return u.user == w.user })
+	uq := aq.users[ui]
+	uq.waiters = slices.DeleteFunc(uq.waiters, func(x *waiter) bool { return x == w })
+	a.dropLocked(aq, ai, uq, ui, false)
+}
+
+// dropLocked accounts for one waiter taken from uq (at index ui of aq,
+// itself at index ai of the ring): empty queues leave their ring, and
+// after a turn (served) the next turn moves on.
+func (a *admission) dropLocked(aq *addrQueue, ai int, uq *userQueue, ui int, served bool) {
+	aq.n--
+	a.queued--
+	if len(uq.waiters) == 0 {
+		aq.users = slices.Delete(aq.users, ui, ui+1)
+		if ui < aq.next {
+			aq.next--
+		}
+	} else if served {
+		aq.next = ui + 1
+	}
+	if len(aq.users) > 0 {
+		aq.next %= len(aq.users)
+	}
+	if aq.n == 0 {
+		delete(a.addrs, aq.ip)
+		a.ring = slices.Delete(a.ring, ai, ai+1)
+		if ai < a.next {
+			a.next--
+		}
+	} else if served {
+		a.next = ai + 1
+	}
+	if len(a.ring) > 0 {
+		a.next %= len(a.ring)
+	} else {
+		a.next = 0
+	}
+}
+
+// evictLocked makes room in a full queue for a waiter from ip: the newest
+// waiter of the address holding the most (its user holding the most) is
+// refused, unless ip holds as many. It reports whether room was made.
+func (a *admission) evictLocked(ip string) bool {
+	var big *addrQueue
+	for _, q := range a.ring {
+		if big == nil || q.n > big.n {
+			big = q
+		}
+	}
+	mine := 0
+	if q := a.addrs[ip]; q != nil {
+		mine = q.n
+	}
+	if big == nil || big.n <= mine+1 {
+		return false
+	}
+	var uq *userQueue
+	for _, u := range big.users {
+		if uq == nil || len(u.waiters) > len(uq.waiters) {
+			uq = u
+		}
+	}
+	w := uq.waiters[len(uq.waiters)-1]
+	a.removeLocked(w)
+	delete(a.jtis, w.jti)
+	w.err = errAdmissionFull
+	close(w.done)
+	return true
+}
+
+// stop disarms the rate timer.
+func (a *admission) stop() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.timer != nil {
+		a.timer.Stop()
+		a.timer = nil
+	}
+}
+
+// The adaptive limit's bounds.
+const (
+	initialLimit = 32
+	minLimit     = 4
+)
+
+// roundLimit is the whole number of slots a limit allows.
+func roundLimit(v float64) int { return int(math.Floor(v)) }
