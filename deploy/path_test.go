@@ -41,6 +41,22 @@ func docBlock(t *testing.T, doc string) string {
 	return string(m[1])
 }
 
+// userEnv is this process's environment as a user's shell would have it:
+// without the variables a parent make exports (`make test` runs these
+// tests), which would make `make run` a sub-make that prints "Entering
+// directory" first.
+func userEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		switch name, _, _ := strings.Cut(kv, "="); name {
+		case "MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES":
+		default:
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
 // TestNewUserMakeRun runs `make run` as the README says, follows the
 // by-hand walkthrough's curl lines and its socket, then stops it with
 // Ctrl-C (SIGINT to the foreground process group), which must end make
@@ -57,7 +73,7 @@ func TestNewUserMakeRun(t *testing.T) {
 	addr := testenv.FreeAddr(t)
 	cmd := exec.Command("make", "run")
 	cmd.Dir = ".."
-	cmd.Env = append(os.Environ(), "HERALD_ADDR="+addr)
+	cmd.Env = append(userEnv(), "HERALD_ADDR="+addr)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // a terminal's foreground group
 	out := newOutFile(t)
 	cmd.Stdout, cmd.Stderr = out.f, out.f
@@ -179,7 +195,7 @@ func TestNewUserClusterAndLoadTest(t *testing.T) {
 	}
 
 	cmd := exec.Command("bash", "-e", "-c", "cd "+shellQuote(mustAbs(t, ".."))+"\n"+script)
-	cmd.Env = append(os.Environ(), "HERALD_LOG_LEVEL=warn")
+	cmd.Env = append(userEnv(), "HERALD_LOG_LEVEL=warn")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	out := newOutFile(t)
 	cmd.Stdout, cmd.Stderr = out.f, out.f
