@@ -61,6 +61,7 @@ type admission struct {
 	ring     []*addrQueue          // guarded by mu: addresses with waiters, in turn order
 	next     int                   // guarded by mu: index in ring of the next turn
 	timer    *time.Timer           // guarded by mu: wakes dispatch when the rate allows; nil when none is armed
+	draining bool                  // guarded by mu: set by drain, new waiters of queue are refused
 	capacity int                   // read-only: the queue's bound
 
 	waited                     prometheus.Counter
@@ -80,12 +81,18 @@ type userQueue struct {
 	waiters []*waiter // FIFO
 }
 
-// waiter is a handshake in the queue. done is closed when it is admitted or
-// refused (err set), under admission.mu.
+// waiter is a handshake in the queue. A waiter of wait has done, closed
+// when it is admitted or refused (err set), under admission.mu. A waiter of
+// queue has then instead, called once on a goroutine of its own, and a
+// timer for its longest wait: it holds no goroutine while it waits.
 type waiter struct {
 	ip, user, jti string
 	done          chan struct{}
 	err           error // guarded by admission.mu until done is closed
+
+	then     func(*ticket, error)
+	timer    *time.Timer // with then: refuses it after the longest wait
+	resolved bool        // with then, guarded by admission.mu: then has been called
 }
 
 // ticket is an admitted handshake's slot; release gives it back.
@@ -189,6 +196,72 @@ func (a *admission) wait(ip, user, jti string, drain, gone <-chan struct{}) (*ti
 	return nil, why
 }
 
+// queue is wait for a handshake that keeps no goroutine while it waits.
+// When the handshake may start at once, or is refused at once, queue
+// returns the ticket or the error and queued false. Otherwise it queues the
+// handshake and returns queued true: then is called later, once, on a
+// goroutine of its own, with the ticket, or with errAdmissionFull (evicted),
+// errAdmissionWait (after the longest wait) or errAdmissionDrain (drain).
+func (a *admission) queue(ip, user, jti string, then func(*ticket, error)) (tk *ticket, err error, queued bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	switch _, dup := a.jtis[jti]; {
+	case dup:
+		return nil, errTokenInFlight, false
+	case a.draining:
+		return nil, errAdmissionDrain, false
+	case a.queued == 0 && a.inflight < a.limit.current() && a.allowRateLocked():
+		a.jtis[jti] = struct{}{}
+		a.inflight++
+		return &ticket{a: a, jti: jti, start: time.Now()}, nil, false
+	case a.queued >= a.capacity && !a.evictLocked(ip):
+		return nil, errAdmissionFull, false
+	}
+	w := &waiter{ip: ip, user: user, jti: jti, then: then}
+	w.timer = time.AfterFunc(a.cfg.wait, func() { a.expire(w) })
+	a.jtis[jti] = struct{}{}
+	a.pushLocked(w)
+	a.waited.Inc()
+	a.dispatchLocked()
+	return nil, nil, true
+}
+
+// expire refuses a waiter of queue that is still waiting after the
+// longest wait.
+func (a *admission) expire(w *waiter) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if w.resolved {
+		return
+	}
+	a.removeLocked(w)
+	delete(a.jtis, w.jti)
+	a.resolveLocked(w, errAdmissionWait)
+}
+
+// drain refuses every waiter of queue with errAdmissionDrain, and those
+// that come later; waiters of wait see the drain channel themselves.
+func (a *admission) drain() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.draining = true
+	var gone []*waiter
+	for _, aq := range a.ring {
+		for _, uq := range aq.users {
+			for _, w := range uq.waiters {
+				if w.then != nil {
+					gone = append(gone, w)
+				}
+			}
+		}
+	}
+	for _, w := range gone {
+		a.removeLocked(w)
+		delete(a.jtis, w.jti)
+		a.resolveLocked(w, errAdmissionDrain)
+	}
+}
+
 // release gives the slot back. The time since admission is a sample for
 // the limit, when sample is set (a handshake that did its work).
 func (t *ticket) release(sample bool) {
@@ -241,8 +314,25 @@ func (a *admission) dispatchLocked() {
 		}
 		w := a.popLocked()
 		a.inflight++
-		close(w.done)
+		a.resolveLocked(w, nil)
 	}
+}
+
+// resolveLocked ends w's wait: admitted (err nil, already counted in
+// flight) or refused with err. It is out of the queue.
+func (a *admission) resolveLocked(w *waiter, err error) {
+	w.err = err
+	if w.then == nil {
+		close(w.done)
+		return
+	}
+	w.resolved = true
+	w.timer.Stop()
+	var tk *ticket
+	if err == nil {
+		tk = &ticket{a: a, jti: w.jti, start: time.Now()}
+	}
+	go w.then(tk, err)
 }
 
 // pushLocked queues w behind its address's and user's earlier waiters.
@@ -346,8 +436,7 @@ func (a *admission) evictLocked(ip string) bool {
 	w := uq.waiters[len(uq.waiters)-1]
 	a.removeLocked(w)
 	delete(a.jtis, w.jti)
-	w.err = errAdmissionFull
-	close(w.done)
+	a.resolveLocked(w, errAdmissionFull)
 	return true
 }
 
