@@ -139,10 +139,12 @@ func (s *Server) serveUpgrade(nc net.Conn, head, early []byte) {
 		return
 	}
 	tk, err, queued := s.admission.queue(ip, claims.UserID, claims.JTI, func(tk *ticket, err error) {
-		s.upgradeAdmitted(q, claims, tk, s.admissionRefused(q.request(), claims, err), true)
+		s.workers.run(func() {
+			s.upgradeAdmitted(q, claims, tk, s.admissionRefused(q.request(), claims, err), true)
+		})
 	})
 	if !queued {
-		s.upgradeAdmitted(q, claims, tk, s.admissionRefused(r, claims, err), false)
+		s.workers.run(func() { s.upgradeAdmitted(q, claims, tk, s.admissionRefused(r, claims, err), false) })
 	}
 }
 

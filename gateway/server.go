@@ -53,6 +53,7 @@ type Server struct {
 	quit       chan struct{} // closed when the listener stops: the accept loop returns
 	quitOnce   sync.Once
 	reading    readers        // connections in their first read (listen.go)
+	workers    *workers       // the admitted raw handshakes' goroutines (workers.go)
 	loops      sync.WaitGroup // the sweep loop
 	closeOnce  sync.Once
 }
@@ -104,6 +105,7 @@ func New(cfg Config) (*Server, error) {
 	if s.members, err = s.newMembership(); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
+	s.workers = newWorkers(s.stop)
 	s.core, err = wscore.New(cfg.coreConfig())
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
