@@ -3,7 +3,6 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -12,25 +11,22 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
-	"go.uber.org/zap"
 
-	"github.com/herald-gw/herald/auth"
 	"github.com/herald-gw/herald/gateway/admit"
-	"github.com/herald-gw/herald/gateway/wscore"
 )
 
 // The upgrade without net/http. The demux (listen.go) hands over a GET /ws
 // request read whole; gobwas/ws's Upgrader parses it and writes its
 // response into memory; the origin and the token are checked; then the
-// handshake waits for admission holding only its connection and an
-// upgradeRequest, no goroutine. Once admitted it writes the 101 and goes on
-// as handleWS does after its upgrade. Problems a browser must be able to
-// read are close codes after the upgrade, as with handleWS; a request that
-// is not a valid upgrade gets gobwas' answer (400, 405, 426) and no token
-// check.
+// handshake (handshake.go) waits for admission holding only its connection,
+// its parsed request and the 101 to send, no goroutine. Once admitted it
+// runs on a worker (workers.go): it writes the 101 and goes on as every
+// handshake does after its upgrade. Problems a browser must be able to
+// read are close codes after the upgrade, as on the net/http path; a
+// request that is not a valid upgrade gets gobwas' answer (400, 405, 426)
+// before any check.
 
-// upgradeRequest is a GET /ws upgrade: what its handshake needs of the
-// request, kept while it waits for admission.
+// upgradeRequest is a GET /ws upgrade as gobwas parsed it.
 type upgradeRequest struct {
 	nc        net.Conn
 	start     time.Time
@@ -44,8 +40,8 @@ type upgradeRequest struct {
 	early     []byte   // bytes sent after the request, before the 101: frames
 }
 
-// request is the http.Request the checks and the handshake read: the
-// parts of the request they use.
+// request is the http.Request the origin and client address checks read:
+// the parts of the request they use.
 func (q *upgradeRequest) request() *http.Request {
 	h := make(http.Header, 3)
 	if q.origin != "" {
@@ -109,7 +105,8 @@ func parseUpgrade(nc net.Conn, head []byte) (*upgradeRequest, []byte, error) {
 }
 
 // serveUpgrade serves a GET /ws read by the demux: head is the request,
-// early what followed it. The request is counted in live already.
+// early what followed it. The request is counted in live already (by the
+// demux, for Shutdown); the handshake's exit ends that count.
 func (s *Server) serveUpgrade(nc net.Conn, head, early []byte) {
 	q, refusal, err := parseUpgrade(nc, head)
 	if err != nil {
@@ -117,116 +114,67 @@ func (s *Server) serveUpgrade(nc net.Conn, head, early []byte) {
 		s.live.Add(-1)
 		return
 	}
-	if len(early) > 0 {
-		q.early = bytes.Clone(early)
-	}
 	r := q.request()
+	query := r.URL.Query()
+	h := &handshake{s: s, start: q.start, in: handshakeInput{
+		token:     query.Get("token"),
+		since:     query.Get("since"),
+		hasSince:  query.Has("since"),
+		ip:        admit.ClientIP(r, s.cfg.TrustedProxies),
+		userAgent: q.userAgent,
+		path:      "/ws",
+	}}
 	if s.draining.Load() {
 		writeAndClose(nc, rawJSONError(http.StatusServiceUnavailable, "draining", false), s.cfg.HandshakeTimeout)
-		s.live.Add(-1)
+		h.exit()
 		return
 	}
 	if ok, _ := s.origins.Check(r); !ok {
-		s.authFailed(r, "origin_not_allowed")
+		h.authFailed("origin_not_allowed")
 		writeAndClose(nc, rawJSONError(http.StatusForbidden, "origin_not_allowed", true), s.cfg.HandshakeTimeout)
-		s.live.Add(-1)
+		h.exit()
 		return
 	}
-	ip := admit.ClientIP(r, s.cfg.TrustedProxies)
-	claims, d := s.checkToken(r, ip, r.URL.Query().Get("token"))
-	if d != nil {
-		s.upgradeAdmitted(q, claims, nil, d, false)
+	if len(early) > 0 {
+		q.early = bytes.Clone(early)
+	}
+	q.rawQuery, q.forwarded = "", nil // read: not kept while it waits
+	if h.d = h.verify(); h.d != nil {
+		s.workers.run(func() { h.upgradeRaw(q, false) })
 		return
 	}
-	tk, err, queued := s.admission.queue(ip, claims.UserID, claims.JTI, func(tk *ticket, err error) {
+	h.in.token = ""
+	c := h.claims
+	tk, err, queued := s.admission.queue(h.in.ip, c.UserID, c.JTI, func(tk *ticket, err error) {
 		s.workers.run(func() {
-			s.upgradeAdmitted(q, claims, tk, s.admissionRefused(q.request(), claims, err), true)
+			h.ticket, h.d, _ = h.admitted(tk, err)
+			h.upgradeRaw(q, true)
 		})
 	})
 	if !queued {
-		s.workers.run(func() { s.upgradeAdmitted(q, claims, tk, s.admissionRefused(r, claims, err), false) })
+		h.ticket, h.d, _ = h.admitted(tk, err)
+		s.workers.run(func() { h.upgradeRaw(q, false) })
 	}
 }
 
-// admissionRefused is the close code of a handshake that admission
-// refused with err, or nil.
-func (s *Server) admissionRefused(r *http.Request, claims auth.WSClaims, err error) *Disconnect {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, errTokenInFlight):
-		s.authFailed(r, "token_reused", zap.String("user", claims.UserID), zap.Error(err))
-		return DisconnectTokenReused
-	case errors.Is(err, errAdmissionDrain):
-		return DisconnectServiceRestart
-	case errors.Is(err, errAdmissionWait): // the replica is slow: not the address's fault
-		s.authFailed(r, "queue_timeout", zap.String("user", claims.UserID), zap.Error(err))
-		return DisconnectRateLimited
-	default: // the queue is full, and this address holds the most of it
-		s.authFailed(r, "rate_limited", zap.String("user", claims.UserID), zap.Error(err))
-		return DisconnectRateLimited
-	}
-}
-
-// upgradeAdmitted goes on with a handshake that admission let through (tk)
-// or that is refused with d: it writes the 101, and the socket is welcomed
-// or closed with d. waited says it waited in the queue: a client that left
-// meanwhile costs no more.
-func (s *Server) upgradeAdmitted(q *upgradeRequest, claims auth.WSClaims, tk *ticket, d *Disconnect, waited bool) {
-	owned := false // the socket core reports this request's end
-	defer func() {
-		if !owned {
-			s.live.Add(-1)
-		}
-	}()
-	worked := false
-	defer func() { tk.release(worked) }()
+// upgradeRaw writes the 101 and runs the handshake's steps after the
+// upgrade; it is the raw path's handleWS after admit. waited says it
+// waited in the queue: a client that left meanwhile costs no more.
+func (h *handshake) upgradeRaw(q *upgradeRequest, waited bool) {
+	defer h.exit()
 	nc := q.nc
 	if waited && peerGone(nc) {
 		nc.Close()
 		return
 	}
-	_ = nc.SetWriteDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	_ = nc.SetWriteDeadline(time.Now().Add(h.s.cfg.HandshakeTimeout))
 	if _, err := nc.Write(q.response); err != nil {
 		nc.Close()
 		return
 	}
-	r := q.request()
-	c, err := s.newConn(nc, r)
-	if err != nil {
-		s.log.Warn("cannot take over an upgraded socket", zap.Error(err))
-		nc.Close()
-		return
-	}
-	owned = true
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HandshakeTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), h.s.cfg.HandshakeTimeout)
 	defer cancel()
-	if d == nil {
-		d = s.admitSocket(ctx, c, r, claims)
-		worked = true
-	}
-	if d != nil {
-		c.ws.Shed(d, s.cfg.CloseTimeout)
-	} else {
-		c.welcomed.Store(true) // before Start: its disconnect may be logged at once
-	}
-	var early []byte
-	if d == nil {
-		early = q.early
-	}
-	if state, _ := c.ws.Start(early); state != wscore.Active {
-		c.welcomed.Store(false)
-		return
-	}
-	s.metrics.connects.Inc()
-	s.handshakes.Add(1)
-	s.metrics.handshake.Observe(time.Since(q.start).Seconds())
-	s.log.Info("connect",
-		zap.String("user", c.user),
-		zap.String("socket_id", c.id),
-		zap.String("ip", c.remoteIP),
-		zap.String("user_agent", c.userAgent),
-	)
+	h.run(ctx, nc, q.early)
 }
 
 // rawJSONError is the response writeError gives, as bytes, with the
