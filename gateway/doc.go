@@ -10,7 +10,9 @@
 //     IP, token bucket, failed-auth blocking) are in gateway/admit.
 //   - handshake.go: GET /ws, from the request to the welcome frame: the
 //     handshake type, its steps and its one exit.
-//   - conn.go: the gateway's view of a socket and the core's callbacks.
+//   - conn.go: the gateway's view of a socket, its state (new, registered,
+//     welcomed, ended; counted in presence; holding a drain slot) with the
+//     one transition function, and the core's callbacks.
 //   - registry.go: user → sockets and socket id → socket, in shards.
 //   - api.go: the in-process API (SendToUser, Broadcast, …).
 //   - delivery.go: the broker's handler: checks, frames and queues messages.
