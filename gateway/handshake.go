@@ -79,8 +79,9 @@ type handshakeInput struct {
 }
 
 // handshake is one socket's handshake, from its request to the socket's
-// hand-over to the core or its refusal. It runs on one goroutine; no field
-// is shared.
+// hand-over to the core or its refusal. It runs on one goroutine at a time
+// (the raw path, rawws.go, hands it from the connection's reader to a
+// worker, through admission's lock or a channel); no field is shared.
 //
 // The steps, in order; each returns the Disconnect that refuses the socket,
 // or nil to go on:
@@ -165,7 +166,13 @@ func (h *handshake) verify() *Disconnect {
 // when the client left while it waited.
 func (h *handshake) enter(gone <-chan struct{}) (tk *ticket, d *Disconnect, left bool) {
 	s, claims := h.s, h.claims
-	tk, err := s.admission.wait(h.in.ip, claims.UserID, claims.JTI, s.drainCh, gone)
+	return h.admitted(s.admission.wait(h.in.ip, claims.UserID, claims.JTI, s.drainCh, gone))
+}
+
+// admitted is enter's outcome from admission's: the turn, or why the
+// handshake is refused, or gone when the client left while it waited.
+func (h *handshake) admitted(tk *ticket, err error) (*ticket, *Disconnect, bool) {
+	claims := h.claims
 	switch {
 	case err == nil:
 		return tk, nil, false

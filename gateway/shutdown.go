@@ -24,7 +24,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	start := time.Now()
-	close(s.drainCh) // handshakes waiting for their subscription give up
+	close(s.drainCh)    // handshakes waiting for their subscription give up
+	s.admission.drain() // and those waiting for admission without a goroutine
 	s.log.Info("draining: refusing new sockets", zap.Int("sockets", s.Sockets()))
 	s.drain(ctx)
 	// Every /ws request counted in live either saw draining and answers
@@ -33,6 +34,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.waitSockets(ctx)
 	s.stopAccept()
 	httpErr := s.http.Shutdown(ctx)
+	s.reading.wait() // a first read that ended in an upgrade is counted in live by now
 	s.waitSockets(ctx)
 	left := s.live.Load()
 	if left > 0 {
