@@ -68,10 +68,3 @@ const outputBufferHint = "Redis may have dropped this subscriber at its output-b
 func closedByServer(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
 }
-
-// isRedisReply reports whether err is an error reply Redis sent, read in
-// full, rather than a failed connection.
-func isRedisReply(err error) bool {
-	var re redis.Error
-	return errors.As(err, &re)
-}

@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"errors"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -245,7 +246,7 @@ func (r *session) run() {
 				return
 			}
 		}
-		ps, err := r.dial()
+		ps, nc, err := r.dial()
 		if err != nil {
 			if r.ctx.Err() != nil {
 				return
@@ -256,7 +257,7 @@ func (r *session) run() {
 			continue
 		}
 		attempt = 1
-		err = r.serve(ps)
+		err = r.serve(ps, nc)
 		if r.ctx.Err() != nil {
 			return
 		}
@@ -272,36 +273,43 @@ func (r *session) run() {
 	}
 }
 
-// dial opens a pub/sub connection and sends the static subscriptions.
-func (r *session) dial() (*redis.PubSub, error) {
+// dial opens a pub/sub connection and sends the static subscriptions. It
+// returns the PubSub, which writes the session's commands and closes the
+// connection, and the connection itself, which the session reads
+// (receive.go).
+func (r *session) dial() (*redis.PubSub, net.Conn, error) {
 	ps := r.client.Subscribe(r.ctx) // without channels: no connection yet
+	// The first command opens the connection, so it alone may dial; its
+	// context keeps the connection dialled.
+	open, slot := openContext(r.ctx)
+	var err error
 	if r.statics == 0 {
 		// No static subscription (a shard): a PING opens the connection.
-		if err := ps.Ping(r.ctx, "open"); err != nil {
-			_ = ps.Close()
-			return nil, err
+		err = ps.Ping(open, "open")
+	} else {
+		patterns := []string{r.exceptPattern}
+		if r.socketPattern != "" {
+			patterns = append(patterns, r.socketPattern)
 		}
-		return ps, nil
+		err = ps.PSubscribe(open, patterns...)
+		if err == nil {
+			err = ps.Subscribe(r.guarded, r.broadcast, r.control)
+		}
 	}
-	// The first command opens the connection, so it alone may dial.
-	patterns := []string{r.exceptPattern}
-	if r.socketPattern != "" {
-		patterns = append(patterns, r.socketPattern)
+	if err == nil && slot.c == nil {
+		err = errNotCaptured
 	}
-	if err := ps.PSubscribe(r.ctx, patterns...); err != nil {
+	if err != nil {
 		_ = ps.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	if err := ps.Subscribe(r.guarded, r.broadcast, r.control); err != nil {
-		_ = ps.Close()
-		return nil, err
-	}
-	return ps, nil
+	return ps, slot.c, nil
 }
 
-// serve makes ps the current connection, has the flusher subscribe every
-// wanted user on it, and receives from it until it fails. It returns why.
-func (r *session) serve(ps *redis.PubSub) error {
+// serve makes ps, whose connection is nc, the current connection, has the
+// flusher subscribe every wanted user on it, and receives from nc until it
+// fails. It returns why.
+func (r *session) serve(ps *redis.PubSub, nc net.Conn) error {
 	r.mu.Lock()
 	if r.closing {
 		r.mu.Unlock()
@@ -322,7 +330,7 @@ func (r *session) serve(ps *redis.PubSub) error {
 	var health sync.WaitGroup
 	health.Go(func() { r.health(ps, done) })
 
-	err := r.receive(ps)
+	err := r.receive(nc)
 
 	r.mu.Lock()
 	r.ps = nil
@@ -340,68 +348,20 @@ func (r *session) serve(ps *redis.PubSub) error {
 	return err
 }
 
-// receive hands what ps delivers to the handler until a read fails. It is
-// the only reader of ps, and reads without a deadline: a dead connection
-// is noticed by its error, by the health check, which closes ps, or by Close.
-func (r *session) receive(ps *redis.PubSub) error {
-	for {
-		msg, err := ps.Receive(r.guarded)
-		if err == nil || isRedisReply(err) {
-			r.frames.Add(1) // any frame read is proof of life (health.go)
-		}
-		if slot, addr, ok := movedError(err); ok && r.mode.sharded {
-			// An error reply, read in full: the connection is sound.
-			r.onMoved(slot, addr)
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		switch msg := msg.(type) {
-		case *redis.Message:
-			r.dispatch(msg)
-		case *redis.Subscription:
-			r.onSubscription(msg)
-		case *redis.Pong:
-			r.onPong(msg)
-		}
-	}
-}
-
-// dispatch hands one message to the handler, or counts why not.
-func (r *session) dispatch(msg *redis.Message) {
-	if msg.Channel == r.control {
-		c, reason := fanout.DecodeControl([]byte(msg.Payload))
-		if reason != "" {
-			r.dropped(reason, msg.Channel, zap.String("op", c.Op))
-			return
-		}
-		r.m.ControlApplied()
-		r.h.Control(c)
-		return
-	}
-	to, ok := r.ch.Parse(msg.Channel)
-	if !ok {
-		r.dropped(fanout.DropBadChannel, msg.Channel)
-		return
-	}
-	r.m.Delivered(to)
-	r.h.Deliver(to, []byte(msg.Payload))
-}
-
 func (r *session) dropped(reason, channel string, fields ...zap.Field) {
 	r.m.Drop(reason)
 	r.drops.Warn("dropped a pub/sub message", append(fields, zap.String("reason", reason), zap.String("channel", channel))...)
 }
 
-// onSubscription counts Redis's confirmation of a SUBSCRIBE or PSUBSCRIBE.
-func (r *session) onSubscription(s *redis.Subscription) {
+// onSubscription counts Redis's confirmation of a SUBSCRIBE or PSUBSCRIBE
+// (kind) of channel.
+func (r *session) onSubscription(kind, channel string) {
 	r.mu.Lock()
 	switch {
-	case s.Kind == "psubscribe" && (s.Channel == r.socketPattern || s.Channel == r.exceptPattern),
-		s.Kind == "subscribe" && (s.Channel == r.broadcast || s.Channel == r.control):
+	case kind == "psubscribe" && (channel == r.socketPattern || channel == r.exceptPattern),
+		kind == "subscribe" && (channel == r.broadcast || channel == r.control):
 		r.staticPending--
-	case s.Kind == "sunsubscribe":
+	case kind == "sunsubscribe":
 		// Only a shard SSUBSCRIBEs. Either the reply to our SUNSUBSCRIBE,
 		// or the server dropping a channel whose slot it no longer serves.
 		// A channel still marked sent tells them apart (a SUBSCRIBE,
@@ -410,15 +370,15 @@ func (r *session) onSubscription(s *redis.Subscription) {
 		// longer active here; the cluster broker re-reads the slot map and
 		// either moves it to its new master or has it subscribed again here
 		// (takePushed, resubscribe).
-		if e := r.subs.users[s.Channel]; e != nil && e.sent {
+		if e := r.subs.users[channel]; e != nil && e.sent {
 			e.sent = false
 			r.subs.setActive(e, false)
 			r.m.Subscriptions.Set(float64(r.subs.active))
-			r.addPushedLocked(s.Channel)
-			r.events.pushed(s.Channel) // does not block or lock
+			r.addPushedLocked(channel)
+			r.events.pushed(channel) // does not block or lock
 		}
 	default:
-		if key, ok := r.mode.confirmed(r.ch, s.Kind, s.Channel); ok {
+		if key, ok := r.mode.confirmed(r.ch, kind, channel); ok {
 			r.subs.confirm(key)
 			r.m.Subscriptions.Set(float64(r.subs.active))
 		}
@@ -427,21 +387,6 @@ func (r *session) onSubscription(s *redis.Subscription) {
 	r.mu.Unlock()
 	if ready {
 		r.markReady(users)
-	}
-}
-
-func (r *session) onPong(p *redis.Pong) {
-	if n, err := strconv.ParseUint(p.Payload, 10, 64); err == nil {
-		r.pongs.Store(n)
-		return
-	}
-	if p.Payload == kickPing {
-		r.mu.Lock()
-		ready, users := r.checkReadyLocked()
-		r.mu.Unlock()
-		if ready {
-			r.markReady(users)
-		}
 	}
 }
 
@@ -481,13 +426,9 @@ func (r *session) addPushedLocked(channel string) {
 	r.pushed[channel] = struct{}{}
 }
 
-// movedError returns the slot and address of a MOVED error reply.
-func movedError(err error) (slot int, addr string, ok bool) {
-	var re redis.Error
-	if !errors.As(err, &re) {
-		return 0, "", false
-	}
-	f := strings.Fields(re.Error())
+// movedText returns the slot and address of a MOVED error reply's text.
+func movedText(msg string) (slot int, addr string, ok bool) {
+	f := strings.Fields(msg)
 	if len(f) != 3 || f[0] != "MOVED" {
 		return 0, "", false
 	}
