@@ -5,17 +5,20 @@ import (
 	"errors"
 	"net"
 	"strconv"
+	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/herald-gw/herald/fanout"
 	"github.com/herald-gw/herald/internal/resp"
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 )
 
 // The pub/sub connection is opened by go-redis (dial, TLS, Sentinel's
-// choice of primary, HELLO or AUTH, SELECT), which also writes the
-// session's commands on it (SUBSCRIBE and the like, PING). The session
-// reads it itself, with an internal/resp Reader: go-redis's PubSub reader
+// choice of primary, HELLO or AUTH, SELECT, and the static subscriptions
+// that open it). After that the session writes its own commands on it
+// (SUBSCRIBE and the like, PING: pubsubConn.command), and reads it itself, with an internal/resp Reader: go-redis's PubSub reader
 // allocates about fourteen times a message and copies its payload, the
 // Reader nothing at all, and the payload reaches the Handler as a slice of
 // the read buffer. To get at the connection, the session passes the
@@ -163,3 +166,72 @@ func openContext(ctx context.Context) (context.Context, *netConnSlot) {
 // errNotCaptured: the command that should have opened the pub/sub
 // connection found one open already, so the session cannot read it.
 var errNotCaptured = errors.New("fanout: the pub/sub connection was not dialled by the session")
+
+// pubsubConn is one pub/sub connection: go-redis's PubSub, which opened it
+// and closes it, and the connection itself, which the session reads
+// (receive) and writes its commands on (command). Once it is open, go-redis
+// neither reads nor writes it: the session's subscriptions are not recorded
+// in the PubSub (whose own record costs a map entry and a string per
+// channel), and every command after the opening ones is the session's.
+type pubsubConn struct {
+	ps      *redis.PubSub
+	nc      net.Conn
+	timeout time.Duration // the write deadline of one command; <= 0: none
+
+	mu  sync.Mutex // a leaf: one command at a time on nc
+	buf []byte     // guarded by mu; the command being written
+}
+
+func newPubsubConn(ps *redis.PubSub, nc net.Conn, opt *redis.Options) *pubsubConn {
+	timeout := opt.WriteTimeout
+	if timeout == 0 {
+		timeout = 3 * time.Second // go-redis's default
+	}
+	return &pubsubConn{ps: ps, nc: nc, timeout: timeout}
+}
+
+// command writes the command verb with args, within the connection's
+// write timeout and, if within > 0, within that. The write is whole or the
+// connection is unusable: the caller closes it on an error. An error that
+// matches net.ErrClosed means the connection was closed already.
+func (c *pubsubConn) command(within time.Duration, verb string, args ...string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.buf = appendCommand(c.buf[:0], verb, args)
+	d := c.timeout
+	if within > 0 && (d <= 0 || within < d) {
+		d = within
+	}
+	if d > 0 {
+		if err := c.nc.SetWriteDeadline(time.Now().Add(d)); err != nil {
+			return err
+		}
+	}
+	_, err := c.nc.Write(c.buf)
+	if cap(c.buf) > 64<<10 {
+		c.buf = nil // a large batch's buffer is not kept
+	}
+	return err
+}
+
+func (c *pubsubConn) close() { _ = c.ps.Close() }
+
+// appendCommand appends verb and args as one RESP command to dst.
+func appendCommand(dst []byte, verb string, args []string) []byte {
+	dst = append(dst, '*')
+	dst = strconv.AppendInt(dst, int64(1+len(args)), 10)
+	dst = append(dst, '\r', '\n')
+	dst = appendBulk(dst, verb)
+	for _, a := range args {
+		dst = appendBulk(dst, a)
+	}
+	return dst
+}
+
+func appendBulk(dst []byte, s string) []byte {
+	dst = append(dst, '$')
+	dst = strconv.AppendInt(dst, int64(len(s)), 10)
+	dst = append(dst, '\r', '\n')
+	dst = append(dst, s...)
+	return append(dst, '\r', '\n')
+}

@@ -61,7 +61,7 @@ type session struct {
 	mu      lockorder.Mutex // rank RedisSession (docs/LOCKS.md)
 	started bool            // guarded by mu
 	closing bool            // guarded by mu; set by close
-	ps      *redis.PubSub   // guarded by mu; the current connection, nil while there is none
+	pc      *pubsubConn     // guarded by mu; the current connection, nil while there is none
 	// subs is keyed by what the mode subscribes: user ids (classic), or
 	// channel names (shard), so that one shard serves user and socket
 	// channels alike.
@@ -218,12 +218,12 @@ func (r *session) close() {
 	}
 	r.closing = true
 	r.closed.Store(true)
-	ps := r.ps
+	pc := r.pc
 	r.mu.Unlock()
 
 	r.cancel()
-	if ps != nil {
-		_ = ps.Close() // ends the receive loop's read
+	if pc != nil {
+		pc.close() // ends the receive loop's read
 	}
 	r.loops.Wait()
 	r.ready.Store(false)
@@ -246,7 +246,7 @@ func (r *session) run() {
 				return
 			}
 		}
-		ps, nc, err := r.dial()
+		pc, err := r.dial()
 		if err != nil {
 			if r.ctx.Err() != nil {
 				return
@@ -257,7 +257,7 @@ func (r *session) run() {
 			continue
 		}
 		attempt = 1
-		err = r.serve(ps, nc)
+		err = r.serve(pc)
 		if r.ctx.Err() != nil {
 			return
 		}
@@ -273,11 +273,8 @@ func (r *session) run() {
 	}
 }
 
-// dial opens a pub/sub connection and sends the static subscriptions. It
-// returns the PubSub, which writes the session's commands and closes the
-// connection, and the connection itself, which the session reads
-// (receive.go).
-func (r *session) dial() (*redis.PubSub, net.Conn, error) {
+// dial opens a pub/sub connection and sends the static subscriptions.
+func (r *session) dial() (*pubsubConn, error) {
 	ps := r.client.Subscribe(r.ctx) // without channels: no connection yet
 	// The first command opens the connection, so it alone may dial; its
 	// context keeps the connection dialled.
@@ -301,22 +298,21 @@ func (r *session) dial() (*redis.PubSub, net.Conn, error) {
 	}
 	if err != nil {
 		_ = ps.Close()
-		return nil, nil, err
+		return nil, err
 	}
-	return ps, slot.c, nil
+	return newPubsubConn(ps, slot.c, r.client.Options()), nil
 }
 
-// serve makes ps, whose connection is nc, the current connection, has the
-// flusher subscribe every wanted user on it, and receives from nc until it
-// fails. It returns why.
-func (r *session) serve(ps *redis.PubSub, nc net.Conn) error {
+// serve makes pc the current connection, has the flusher subscribe every
+// wanted user on it, and receives from it until it fails. It returns why.
+func (r *session) serve(pc *pubsubConn) error {
 	r.mu.Lock()
 	if r.closing {
 		r.mu.Unlock()
-		_ = ps.Close()
+		pc.close()
 		return fanout.ErrClosed
 	}
-	r.ps = ps
+	r.pc = pc
 	r.staticPending = r.statics
 	r.sessionReady = false
 	r.subs.connected()
@@ -328,12 +324,12 @@ func (r *session) serve(ps *redis.PubSub, nc net.Conn) error {
 
 	done := make(chan struct{})
 	var health sync.WaitGroup
-	health.Go(func() { r.health(ps, done) })
+	health.Go(func() { r.health(pc, done) })
 
-	err := r.receive(nc)
+	err := r.receive(pc.nc)
 
 	r.mu.Lock()
-	r.ps = nil
+	r.pc = nil
 	r.sessionReady = false
 	r.subs.lost()
 	r.m.Subscriptions.Set(0)
@@ -342,7 +338,7 @@ func (r *session) serve(ps *redis.PubSub, nc net.Conn) error {
 		r.downSince = time.Now()
 		r.m.Up.Set(0)
 	}
-	_ = ps.Close()
+	pc.close()
 	close(done)
 	health.Wait()
 	return err
@@ -504,33 +500,33 @@ func (r *session) flushLoop() {
 func (r *session) flush() time.Time {
 	r.mu.Lock()
 	r.subs.expire(time.Now())
-	ps := r.ps
-	sub, unsub := r.subs.plan(ps != nil)
+	pc := r.pc
+	sub, unsub := r.subs.plan(pc != nil)
 	r.m.Subscriptions.Set(float64(r.subs.active))
 	// Dropping the last unconfirmed user of a resubscription can make the
 	// connection ready without a confirmation left to notice it: a PING
 	// makes the receive loop look.
-	kick := ps != nil && !r.sessionReady && r.staticPending == 0 && r.subs.resyncPending == 0
+	kick := pc != nil && !r.sessionReady && r.staticPending == 0 && r.subs.resyncPending == 0
 	next := r.subs.nextDeadline()
 	r.mu.Unlock()
-	if ps == nil {
+	if pc == nil {
 		return next
 	}
 
-	err := r.send(ps, unsub, false)
+	err := r.send(pc, unsub, false)
 	if err == nil {
-		err = r.send(ps, sub, true)
+		err = r.send(pc, sub, true)
 	}
 	if err == nil && kick {
-		err = ps.Ping(r.guarded, kickPing)
+		err = pc.command(0, "PING", kickPing)
 	}
 	if err != nil {
 		// A command lost on its way invalidates the bookkeeping of this
-		// connection: replace it. (When ps is already closed, so is that.)
-		if !errors.Is(err, redis.ErrClosed) {
+		// connection: replace it. (When pc is already closed, so is that.)
+		if !errors.Is(err, net.ErrClosed) {
 			r.log.Warn("redis pub/sub: sending subscriptions failed", zap.Error(err))
 		}
-		_ = ps.Close()
+		pc.close()
 	} else if len(sub)+len(unsub) > 0 {
 		r.log.Debug("redis pub/sub: subscriptions sent", zap.Int("subscribe", len(sub)), zap.Int("unsubscribe", len(unsub)))
 	}
@@ -540,14 +536,15 @@ func (r *session) flush() time.Time {
 // send SUBSCRIBEs (or UNSUBSCRIBEs) the channels of keys in the mode's
 // batches (mode.batches), the commands written back to back, without
 // waiting for their replies.
-func (r *session) send(ps *redis.PubSub, keys []string, subscribe bool) error {
+func (r *session) send(pc *pubsubConn, keys []string, subscribe bool) error {
 	var names []string
+	verb := r.mode.verb(subscribe)
 	for _, batch := range r.mode.batches(keys, r.cfg.BatchSize) {
 		names = names[:0]
 		for _, k := range batch {
 			names = append(names, r.mode.channel(r.ch, k))
 		}
-		if err := r.mode.send(r.guarded, ps, names, subscribe); err != nil {
+		if err := pc.command(0, verb, names...); err != nil {
 			return err
 		}
 	}
