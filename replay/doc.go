@@ -15,5 +15,7 @@
 // Two implementations exist: Memory, for the embedded single-process mode,
 // and Redis, which runs one Lua script per Consume (GET, TIME, then
 // `SET <prefix>jti:<jti> <nonce> PXAT <expiry>`) so that all replicas share
-// one view and Redis' clock alone decides.
+// one view and Redis' clock alone decides. Redis can also consume a token
+// as the first part of a caller's script (ConsumeIn, ConsumeLua): the
+// handshake's inbox read does, so that a handshake runs one script.
 package replay

@@ -30,73 +30,107 @@ type RedisConfig struct {
 	Timeout time.Duration
 }
 
-// consumeScript sets the jti key unless it exists, and only while the
-// token's life lasts by Redis' own clock (TIME), so that the replicas' clocks
-// play no part: KEYS[1] is the jti key, KEYS[2] the epoch key (in the same
-// hash slot), ARGV[1] the caller's nonce, ARGV[2] the end of the token's
-// life in Unix milliseconds, which is also the key's expiry (PXAT), and
-// ARGV[3] the latest time the token can have been minted, in Unix
-// milliseconds. It answers 1 when the key now holds the caller's nonce (set
-// now, or by an earlier attempt of the same Consume whose answer was lost),
-// 0 when another consumer holds it, -1 when the token's life has ended, -2
-// when the token was minted before the epoch, and -3 when it cannot tell.
+// ConsumeLua defines the Lua functions of the consume script, for scripts
+// that consume a token as the first part of a larger atomic step
+// (ConsumeIn); the consume script itself is ConsumeLua and one call.
 //
-// The epoch is the start of the second in which this Redis server started
-// with its current data, kept in the epoch key with no expiry. The script
-// sets it when the key is absent, from INFO server's uptime: Redis counts
-// its uptime in whole seconds from a start time in whole seconds (uptime =
-// now's second - start's second, on a clock cached up to a tick late), so
-// the start lies within the second that begins at TIME's seconds minus
-// uptime. A Redis that restarted without its data has lost both the
-// records of used tokens and the epoch key: the first script after it reads
-// INFO once and sets the new epoch, and every token minted before that
-// second is refused, its use perhaps forgotten (one minted within it may
-// predate the start: -3). Every other call reads the key, which costs
-// Redis far less than building and parsing INFO. It needs Redis 6.2 or
-// later (PXAT; scripts replicated by their effects, which allows TIME and
-// INFO before a write).
-const consumeScript = `
-local v = redis.call('GET', KEYS[1])
-if v then
-  if v == ARGV[1] then return 1 end
-  return 0
+// herald_consume(key, epochKey, nonce, expires, minted, t) sets the jti key
+// key unless it exists, and only while the token's life lasts by Redis' own
+// clock (t, the reply of TIME, taken once by the caller), so that the
+// replicas' clocks play no part: epochKey is the epoch key (in the same hash
+// slot), nonce the caller's nonce, expires the end of the token's life in
+// Unix milliseconds, which is also the key's expiry (PXAT), and minted the
+// latest time the token can have been minted, in Unix milliseconds. It
+// answers 1 when the key now holds the caller's nonce (set now, or by an
+// earlier attempt of the same Consume whose answer was lost), 0 when another
+// consumer holds it, -1 when the token's life has ended, -2 when the token
+// was minted before the epoch, and -3 when it cannot tell.
+//
+// herald_epoch(epochKey, t) returns the epoch in Unix milliseconds: the
+// start of the second in which this Redis server started with its current
+// data, kept in the epoch key with no expiry. It sets the key when it is
+// absent, from INFO server's uptime: Redis counts its uptime in whole
+// seconds from a start time in whole seconds (uptime = now's second -
+// start's second, on a clock cached up to a tick late), so the start lies
+// within the second that begins at TIME's seconds minus uptime. A Redis
+// that restarted without its data has lost both the records of used tokens
+// and the epoch key: the first script after it reads INFO once and sets the
+// new epoch, and every token minted before that second is refused, its use
+// perhaps forgotten (one minted within it may predate the start: -3). Every
+// other call reads the key, which costs Redis far less than building and
+// parsing INFO. It needs Redis 6.2 or later (PXAT; scripts replicated by
+// their effects, which allows TIME and INFO before a write).
+const ConsumeLua = `
+local function herald_epoch(ekey, t)
+  local epoch = tonumber(redis.call('GET', ekey))
+  if not epoch then
+    local up = string.match(redis.call('INFO', 'server'), 'uptime_in_seconds:(%d+)')
+    if not up then return redis.error_reply('ERR herald: no uptime_in_seconds in INFO server') end
+    epoch = (tonumber(t[1]) - tonumber(up)) * 1000
+    redis.call('SET', ekey, epoch)
+  end
+  return epoch
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if tonumber(ARGV[2]) <= now then return -1 end
-local epoch = tonumber(redis.call('GET', KEYS[2]))
-if not epoch then
-  local up = string.match(redis.call('INFO', 'server'), 'uptime_in_seconds:(%d+)')
-  if not up then return redis.error_reply('ERR herald: no uptime_in_seconds in INFO server') end
-  epoch = (tonumber(t[1]) - tonumber(up)) * 1000
-  redis.call('SET', KEYS[2], epoch)
+local function herald_consume(key, ekey, nonce, expires, minted, t)
+  local v = redis.call('GET', key)
+  if v then
+    if v == nonce then return 1 end
+    return 0
+  end
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if tonumber(expires) <= now then return -1 end
+  local epoch = herald_epoch(ekey, t)
+  if type(epoch) == 'table' then return epoch end
+  minted = tonumber(minted)
+  if minted < epoch then return -2 end
+  if minted < epoch + 1000 then return -3 end
+  redis.call('SET', key, nonce, 'PXAT', expires)
+  return 1
 end
-local minted = tonumber(ARGV[3])
-if minted < epoch then return -2 end
-if minted < epoch + 1000 then return -3 end
-redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
-return 1
 `
 
-// consumeSHA is the SHA-1 of consumeScript, for EVALSHA.
-var consumeSHA = redis.NewScript(consumeScript).Hash()
+// consumeScript is Consume's script: KEYS[1] the jti key, KEYS[2] the
+// epoch key (in the same hash slot), ARGV[1] the nonce, ARGV[2] the end of
+// the token's life and ARGV[3] its latest mint time, in Unix milliseconds
+// (herald_consume in ConsumeLua). It answers herald_consume's number.
+var consumeScript = NewScript(ConsumeLua + `
+return herald_consume(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], redis.call('TIME'))
+`)
+
+// Script is a Lua script with its SHA-1, for EVALSHA.
+type Script struct {
+	src, sha string
+}
+
+// NewScript returns src as a Script.
+func NewScript(src string) *Script {
+	return &Script{src: src, sha: redis.NewScript(src).Hash()}
+}
+
+// SHA returns the script's SHA-1, for EVALSHA.
+func (s *Script) SHA() string { return s.sha }
+
+// Source returns the script's text.
+func (s *Script) Source() string { return s.src }
 
 // Redis is the Store of the multi-replica mode: every replica sees the same
-// records because they live in Redis, one key per consumed jti,
-// "<prefix>jti:<jti>", set by a script that compares the token's expiry with
-// Redis' clock and sets the key with PXAT at that expiry. Beside them lives
-// the epoch key (consumeScript): "<prefix>jti-epoch" on a single Redis; on
-// a Redis Cluster one per hash slot in use, "<prefix>jti-epoch:{<tag>}",
-// with a tag that lands in the jti key's slot.
+// records because they live in Redis, one key per consumed jti, set by a
+// script that compares the token's expiry with Redis' clock and sets the key
+// with PXAT at that expiry. Consume's key is "<prefix>jti:<jti>"; ConsumeIn,
+// which knows the token's user, keys it "<prefix>jti:{<user>}:<jti>" on a
+// Redis Cluster, in the user's hash slot, so that it shares one script with
+// the user's other keys. Beside them lives the epoch key (ConsumeLua):
+// "<prefix>jti-epoch" on a single Redis; on a Redis Cluster one per hash
+// slot in use, "<prefix>jti-epoch:{<tag>}", with a tag that lands in the
+// jti key's slot.
 //
 // The client belongs to the caller, who may share it with other packages and
 // closes it after closing the Redis store; Close does not close it.
 //
 // Retries are decided here, whatever the client's MaxRetries: go-redis never
-// retries the script on its own (a blind retry after a lost answer would
-// find the key and report a fresh token as reused). Consume retries once
-// itself after a connection error, with the same nonce: the script
-// recognises its own earlier write and answers 1.
+// retries the script on its own. Consume retries once itself after a
+// connection error, with the same nonce: the script recognises its own
+// earlier write and answers 1.
 type Redis struct {
 	client  redis.UniversalClient // owned by the caller, never closed here
 	prefix  string                // Prefix + "jti:"
@@ -145,66 +179,143 @@ func NewRedis(client redis.UniversalClient, cfg RedisConfig) (*Redis, error) {
 	}, nil
 }
 
-// Consume runs consumeScript for jti. It returns true when this call set the
-// key, false when it existed, and ErrExpired when expires has passed by
-// Redis' clock or mintedBy is before the server's start (the epoch,
-// consumeScript); when mintedBy lies in the second in which the server
-// started, it returns an error wrapping
-// ErrUnavailable (1013: try again later). Any other outcome (connection refused, timeout, cancelled
-// ctx, an error reply) is an error wrapping both ErrUnavailable and its
-// cause.
+// Consume runs the consume script for jti. It returns true when this call
+// set the key, false when it existed, and ErrExpired when expires has passed
+// by Redis' clock or mintedBy is before the server's start (the epoch,
+// ConsumeLua); when mintedBy lies in the second in which the server
+// started, it returns an error wrapping ErrUnavailable (1013: try again
+// later). Any other outcome (connection refused, timeout, cancelled ctx, an
+// error reply) is an error wrapping both ErrUnavailable and its cause.
 func (r *Redis) Consume(ctx context.Context, jti string, mintedBy, expires time.Time) (bool, error) {
 	if err := checkArgs(jti, mintedBy, expires); err != nil {
 		return false, err
 	}
+	key := r.prefix + jti
+	reply, err := r.run(ctx, consumeScript, key, Use{JTI: jti, MintedBy: mintedBy, Expires: expires}, nil, nil)
+	if err != nil {
+		return false, err
+	}
+	code, ok := reply.(int64)
+	if !ok {
+		return false, fmt.Errorf("%w: redis consume script: unexpected reply %v", ErrUnavailable, reply)
+	}
+	return answer(code)
+}
+
+// Use is one use of a WS token, for ConsumeIn and the stores' combined
+// steps (fanout/inbox).
+type Use struct {
+	JTI      string
+	User     string    // the token's user
+	MintedBy time.Time // the latest time the token can have been minted
+	Expires  time.Time // the end of the token's life
+}
+
+// Consume is Consume for u, in store.
+func (u Use) Consume(ctx context.Context, store Store) (bool, error) {
+	return store.Consume(ctx, u.JTI, u.MintedBy, u.Expires)
+}
+
+// ConsumeIn consumes u in the first part of script, an atomic step that
+// goes on with the caller's own work: script defines ConsumeLua's functions
+// and calls herald_consume(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], t)
+// first, returning {code} unless the answer is 1, and {1, …} after its own
+// work otherwise. ConsumeIn passes the jti key and the epoch key as KEYS[1]
+// and KEYS[2] and the nonce, expiry and mint time as ARGV[1..3], followed
+// by keys and args. The jti key is in the user's hash slot on a Redis
+// Cluster, so keys may be the user's hash-tagged keys.
+//
+// It answers as Consume does: first is true only when the script set the
+// key, and then rest is the rest of the script's reply; a token used before
+// is (false, nil, nil). Retries, the timeout and the errors are Consume's.
+func (r *Redis) ConsumeIn(ctx context.Context, script *Script, u Use, keys []string, args []any) (first bool, rest []any, err error) {
+	if err := checkArgs(u.JTI, u.MintedBy, u.Expires); err != nil {
+		return false, nil, err
+	}
+	key := r.prefix + u.JTI
+	if r.cluster {
+		key = r.prefix + "{" + u.User + "}:" + u.JTI
+	}
+	reply, err := r.run(ctx, script, key, u, keys, args)
+	if err != nil {
+		return false, nil, err
+	}
+	all, ok := reply.([]any)
+	var code int64
+	if ok && len(all) > 0 {
+		code, ok = all[0].(int64)
+	}
+	if !ok {
+		return false, nil, fmt.Errorf("%w: redis consume script: unexpected reply %v", ErrUnavailable, reply)
+	}
+	if first, err = answer(code); !first || err != nil {
+		return first, nil, err
+	}
+	return true, all[1:], nil
+}
+
+// answer turns herald_consume's number into Consume's answer.
+func answer(code int64) (bool, error) {
+	switch code {
+	case 1:
+		return true, nil
+	case 0:
+		return false, nil
+	case -1:
+		return false, ErrExpired
+	case -2:
+		return false, errForgotten
+	case -3:
+		return false, errJustStarted
+	default:
+		return false, fmt.Errorf("%w: redis consume script: unexpected reply %d", ErrUnavailable, code)
+	}
+}
+
+// run runs script for the jti key key with the epoch key, a fresh nonce and
+// u's times, then keys and args, within the store's timeout, once more
+// after a connection error.
+func (r *Redis) run(ctx context.Context, script *Script, key string, u Use, keys []string, args []any) (any, error) {
 	if r.closed.Load() {
-		return false, errRedisClosed
+		return nil, errRedisClosed
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
-
-	key, nonce := r.prefix+jti, rand.Text()
-	epoch := r.epochKey(key)
-	end := strconv.FormatInt(expires.UnixMilli(), 10)
-	minted := strconv.FormatInt(mintedBy.UnixMilli(), 10)
+	all := make([]any, 0, 6+len(keys)+3+len(args))
+	all = append(all, "evalsha", script.sha, 2+len(keys), key, r.epochKey(key))
+	for _, k := range keys {
+		all = append(all, k)
+	}
+	all = append(all, rand.Text(), strconv.FormatInt(u.Expires.UnixMilli(), 10), strconv.FormatInt(u.MintedBy.UnixMilli(), 10))
+	all = append(all, args...)
 	var (
-		reply int64
+		reply any
 		err   error
 	)
 	for attempt := 0; attempt < 2; attempt++ {
-		reply, err = r.run(ctx, key, epoch, nonce, end, minted)
+		reply, err = r.runOnce(ctx, script, all)
 		if err == nil || !retryable(ctx, err) {
 			break
 		}
 	}
-	switch {
-	case err != nil:
-		return false, fmt.Errorf("%w: redis consume script: %w", ErrUnavailable, err)
-	case reply == 1:
-		return true, nil
-	case reply == 0:
-		return false, nil
-	case reply == -1:
-		return false, ErrExpired
-	case reply == -2:
-		return false, errForgotten
-	case reply == -3:
-		return false, errJustStarted
-	default:
-		return false, fmt.Errorf("%w: redis consume script: unexpected reply %d", ErrUnavailable, reply)
+	if err != nil {
+		return nil, fmt.Errorf("%w: redis consume script: %w", ErrUnavailable, err)
 	}
+	return reply, nil
 }
 
-// run sends the script once, by hash and then, if Redis does not know it
-// yet, in full. Neither command is retried by go-redis.
-func (r *Redis) run(ctx context.Context, key, epoch, nonce, end, minted string) (int64, error) {
-	cmd := noRetryCmd{redis.NewCmd(ctx, "evalsha", consumeSHA, 2, key, epoch, nonce, end, minted)}
+// runOnce sends the script once, by hash and then, if Redis does not know
+// it yet, in full (args is the EVALSHA command). Neither command is retried
+// by go-redis.
+func (r *Redis) runOnce(ctx context.Context, script *Script, args []any) (any, error) {
+	cmd := noRetryCmd{redis.NewCmd(ctx, args...)}
 	_ = r.client.Process(ctx, cmd)
 	if err := cmd.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
-		cmd = noRetryCmd{redis.NewCmd(ctx, "eval", consumeScript, 2, key, epoch, nonce, end, minted)}
+		eval := append([]any{"eval", script.src}, args[2:]...)
+		cmd = noRetryCmd{redis.NewCmd(ctx, eval...)}
 		_ = r.client.Process(ctx, cmd)
 	}
-	return cmd.Int64()
+	return cmd.Result()
 }
 
 // epochKey is the epoch key for the jti key key: on a Redis Cluster, the
@@ -214,6 +325,15 @@ func (r *Redis) epochKey(key string) string {
 		return r.epoch
 	}
 	return r.epoch + ":{" + keyslot.Tag(keyslot.Of(key)) + "}"
+}
+
+// EpochKey returns the epoch key (ConsumeLua) of the stores under prefix
+// on client that a script touching key uses: "<prefix>jti-epoch", or on a
+// Redis Cluster the one of key's hash slot. A script that needs Redis'
+// epoch without consuming a token (the inbox's read) uses it.
+func EpochKey(client redis.UniversalClient, prefix, key string) string {
+	r := Redis{epoch: prefix + "jti-epoch", cluster: isCluster(client)}
+	return r.epochKey(key)
 }
 
 // isCluster reports whether client spreads keys over a Redis Cluster.

@@ -15,6 +15,11 @@ var ErrUnavailable = errors.New("replay: store unavailable")
 // have been lost with the store's memory. It does not wrap ErrUnavailable.
 var ErrExpired = errors.New("replay: token expired by the store's clock")
 
+// ErrReused is what a step that consumes a token as part of more work (a
+// Use given to fanout/inbox's combined read) returns for a token that was
+// consumed before; Consume itself answers false instead.
+var ErrReused = errors.New("replay: token already used")
+
 // Store is a one-time-use register of token ids.
 type Store interface {
 	// Consume marks jti as used until expires, the end of the token's life

@@ -4,6 +4,8 @@ import (
 	"context"
 	"strconv"
 	"strings"
+
+	"github.com/herald-gw/herald/replay"
 )
 
 // The inbox keeps each user's recent events, so that a socket that comes back
@@ -27,12 +29,13 @@ type Inbox interface {
 	// user's sockets, in one atomic step. It returns the event's id.
 	Append(ctx context.Context, userID string, payload []byte) (id string, err error)
 	// Read returns the inbox's newest id (Head) and, when since is not
-	// empty, the events after since, oldest first. An inbox that does not
-	// exist is created (with a marker entry, never delivered) so that Head
-	// is always an id the next Read can start from. Gap is set, and Events
-	// left empty, when the events after since cannot all be given: since is
-	// malformed, newer than Head, older than the oldest entry kept (trimmed,
-	// expired, or lost with Redis), or more than MaxLen events follow it.
+	// empty, the events after since, oldest first. It writes nothing: for
+	// a user who has no inbox, Head is a position (Position), which the
+	// next Read can start from. Gap is
+	// set, and Events left empty, when the events after since cannot all be
+	// given: since is malformed, newer than Head, at or before an event the
+	// inbox dropped (trimmed, expired, or lost with Redis), a position read
+	// longer ago than the retention, or more than MaxLen events follow it.
 	Read(ctx context.Context, userID, since string) (Result, error)
 	// Close releases the inbox's resources (not the Redis client).
 	Close() error
@@ -50,6 +53,38 @@ type SyncReader interface {
 	ReadSync(ctx context.Context, userID, since string, sync []byte) (Result, error)
 }
 
+// TokenReader is an Inbox whose handshake read also consumes the socket's
+// WS token: the gateway's whole use of Redis in a handshake, beside the
+// user's subscription, is one step.
+type TokenReader interface {
+	// ConsumeReadSync consumes u in store, by the rules and with the errors
+	// of replay.Store's Consume, except that a token used before gets
+	// replay.ErrReused; for the token's first use only, it then reads
+	// u.User's inbox after since (Read) and, when sync is not nil,
+	// publishes sync on the user's channel once the head is read
+	// (SyncReader). The Redis inbox does it all in one script when store
+	// is a *replay.Redis.
+	ConsumeReadSync(ctx context.Context, store replay.Store, u replay.Use, since string, sync []byte) (Result, error)
+}
+
+// consumeThenRead is ConsumeReadSync in steps: store's Consume, then in's
+// ReadSync (Read when sync is nil).
+func consumeThenRead(ctx context.Context, in interface {
+	Inbox
+	SyncReader
+}, store replay.Store, u replay.Use, since string, sync []byte) (Result, error) {
+	first, err := store.Consume(ctx, u.JTI, u.MintedBy, u.Expires)
+	switch {
+	case err != nil:
+		return Result{}, err
+	case !first:
+		return Result{}, replay.ErrReused
+	case sync == nil:
+		return in.Read(ctx, u.User, since)
+	}
+	return in.ReadSync(ctx, u.User, since, sync)
+}
+
 // Result is the result of Inbox.Read.
 type Result struct {
 	Head   string  // the newest id at the time of the read
@@ -62,6 +97,18 @@ type Event struct {
 	ID      string
 	Payload []byte
 }
+
+// PositionSeq is the sequence part of a position that is not an event's id:
+// the head Read gives a user who has no inbox, "<ms>-9007199254740992",
+// where ms is the millisecond before the read. It comes after every id
+// generated before the read and before every id generated after it (while
+// the clock does not step back), so positions keep growing; Read makes a
+// since at it a gap once events after it may have been lost.
+const PositionSeq = maxLuaInt
+
+// Position returns the position of a read at nowMS of a user who has no
+// inbox.
+func Position(nowMS int64) StreamID { return StreamID{MS: uint64(max(nowMS-1, 0)), Seq: PositionSeq} }
 
 // StreamID is a parsed inbox id: a Redis Stream id "<ms>-<seq>".
 type StreamID struct {

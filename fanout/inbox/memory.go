@@ -3,12 +3,14 @@ package inbox
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/maphash"
 	"sync"
 	"time"
 
 	"github.com/herald-gw/herald/fanout"
 	"github.com/herald-gw/herald/fanout/publish"
+	"github.com/herald-gw/herald/replay"
 )
 
 // MemoryConfig configures NewMemory. Every zero value means the
@@ -34,6 +36,7 @@ type Memory struct {
 	broker fanout.Broker
 	cfg    publish.InboxConfig
 	now    func() time.Time
+	start  int64 // unix ms of NewMemory: a position read before it is a gap
 	seed   maphash.Seed
 	shards [inboxShards]inboxShard
 
@@ -53,17 +56,21 @@ type inboxShard struct {
 type memStream struct {
 	events    []memEvent // oldest first; never empty
 	last      StreamID   // the newest id generated
+	deleted   StreamID   // the newest id trimmed (max-deleted-entry-id); 0-0 for none
 	expiresMS int64      // unix ms after which the stream is gone
 }
 
-// memEvent is an entry; a nil payload is the marker Read adds to a missing
-// inbox, never delivered.
+// memEvent is an entry.
 type memEvent struct {
 	id      StreamID
 	payload []byte
 }
 
-var _ Inbox = (*Memory)(nil)
+var (
+	_ Inbox       = (*Memory)(nil)
+	_ SyncReader  = (*Memory)(nil)
+	_ TokenReader = (*Memory)(nil)
+)
 
 // errClosed is returned after Close.
 var errClosed = errors.New("fanout: inbox closed")
@@ -85,7 +92,7 @@ func NewMemory(broker fanout.Broker, cfg MemoryConfig) (*Memory, error) {
 		cfg.Now = time.Now
 	}
 	m := &Memory{
-		broker: broker, cfg: cfg.InboxConfig, now: cfg.Now, seed: maphash.MakeSeed(),
+		broker: broker, cfg: cfg.InboxConfig, now: cfg.Now, start: cfg.Now().UnixMilli(), seed: maphash.MakeSeed(),
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	for i := range m.shards {
@@ -125,11 +132,9 @@ func (m *Memory) addLocked(sh *inboxShard, user string, payload []byte, nowMS in
 	s.events = append(s.events, memEvent{id: id, payload: payload})
 	// One entry more than MaxLen is kept, as the append script does: the
 	// one before the newest MaxLen, so that a since at it (an event the
-	// client saw, or the marker a Read left) gets those MaxLen events
-	// instead of a gap.
+	// client saw) gets those MaxLen events instead of a gap.
 	if extra := len(s.events) - (m.cfg.MaxLen + 1); extra > 0 {
-		clear(s.events[:extra])
-		s.events = s.events[extra:]
+		s.trimLocked(extra)
 	}
 	s.expiresMS = nowMS + m.cfg.Retention.Milliseconds()
 	return id
@@ -159,14 +164,23 @@ func (m *Memory) Append(ctx context.Context, userID string, payload []byte) (str
 		for n < len(s.events) && s.events[n].id.MS < uint64(minMS) {
 			n++
 		}
-		clear(s.events[:n])
-		s.events = s.events[n:]
+		s.trimLocked(n)
 	}
 	sid := id.String()
 	if err := m.broker.Publish(ctx, publish.User(userID), publish.InboxFrame(sid, payload)); err != nil {
 		return sid, err
 	}
 	return sid, nil
+}
+
+// trimLocked drops the n oldest events, remembering the newest of them.
+func (s *memStream) trimLocked(n int) {
+	if n <= 0 {
+		return
+	}
+	s.deleted = s.events[n-1].id
+	clear(s.events[:n])
+	s.events = s.events[n:]
 }
 
 // Read follows the rules of Inbox.Read, like the Redis read script.
@@ -189,17 +203,30 @@ func (m *Memory) Read(_ context.Context, userID, since string) (Result, error) {
 		return Result{}, errClosed
 	}
 	nowMS := m.now().UnixMilli()
+	none := Position(nowMS) // the head of a user without an inbox
+	// A position read without an inbox may miss what a stream created
+	// after it held and lost: by expiry, when it is a retention old, or
+	// with the process, when it is from before the start.
+	position := hasArg && !gap && from.Seq == PositionSeq
+	if position {
+		read := int64(from.MS) + 1
+		gap = read <= nowMS-m.cfg.Retention.Milliseconds() || read < m.start
+	}
 	s := m.streamLocked(sh, userID, nowMS)
 	if s == nil {
-		id := m.addLocked(sh, userID, nil, nowMS)
-		return Result{Head: id.String(), Gap: hasArg}, nil
+		switch {
+		case !hasArg:
+			return Result{Head: none.String()}, nil
+		case position && !gap:
+			return Result{Head: since}, nil
+		}
+		return Result{Head: none.String(), Gap: true}, nil
 	}
-	head := s.events[len(s.events)-1].id
-	out := Result{Head: head.String(), Gap: gap}
+	out := Result{Head: s.last.String(), Gap: gap}
 	if !hasArg || gap {
 		return out, nil
 	}
-	if head.Compare(from) < 0 || from.Compare(s.events[0].id) < 0 {
+	if s.last.Compare(from) < 0 || from.Compare(s.deleted) <= 0 || (!position && from.Compare(s.events[0].id) < 0) {
 		out.Gap = true
 		return out, nil
 	}
@@ -212,11 +239,28 @@ func (m *Memory) Read(_ context.Context, userID, since string) (Result, error) {
 		return out, nil
 	}
 	for _, e := range s.events[i:] {
-		if e.payload != nil {
-			out.Events = append(out.Events, Event{ID: e.id.String(), Payload: e.payload})
-		}
+		out.Events = append(out.Events, Event{ID: e.id.String(), Payload: e.payload})
 	}
 	return out, nil
+}
+
+// ReadSync is Read, then a publish of sync on the user's channel through
+// the broker, after every event appended before the read (Append
+// publishes under the user's lock).
+func (m *Memory) ReadSync(ctx context.Context, userID, since string, sync []byte) (Result, error) {
+	rd, err := m.Read(ctx, userID, since)
+	if err != nil {
+		return rd, err
+	}
+	if err := m.broker.Publish(ctx, publish.User(userID), sync); err != nil {
+		return Result{}, fmt.Errorf("fanout: inbox sync for %s: %w", userID, err)
+	}
+	return rd, nil
+}
+
+// ConsumeReadSync is store's Consume, then ReadSync (TokenReader).
+func (m *Memory) ConsumeReadSync(ctx context.Context, store replay.Store, u replay.Use, since string, sync []byte) (Result, error) {
+	return consumeThenRead(ctx, m, store, u, since, sync)
 }
 
 func (m *Memory) sweepLoop(every time.Duration) {
