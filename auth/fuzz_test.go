@@ -27,7 +27,7 @@ func FuzzVerifyWSToken(f *testing.F) {
 	mintedPayload, _ := b64.DecodeString(strings.Split(minted, ".")[1])
 	jti := uuid.NewString()
 	f.Add(minted, mintedPayload)
-	f.Add(flipLast(minted), []byte(`{"aud":"herald-ws","sub":"7","jti":"`+jti+`","exp":1764150010}`))
+	f.Add(flipSig(minted), []byte(`{"aud":"herald-ws","sub":"7","jti":"`+jti+`","exp":1764150010}`))
 	f.Add("", []byte(``))
 	f.Add("a.b.c", []byte(`{}`))
 	f.Add(sign(f, jwa.HS256, secretOf(1, 64), nil, validClaims()), []byte(`{"aud":["herald-ws"],"sub":"7","jti":"`+jti+`","exp":1764150010}`))
@@ -99,7 +99,7 @@ func FuzzVerifySession(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(valid, []byte(`{"sub":42,"exp":1764153600}`))
-	f.Add(flipLast(valid), []byte(`{"sub":"x","exp":1764153600,"nbf":1,"iat":1,"aud":["a"],"iss":"i"}`))
+	f.Add(flipSig(valid), []byte(`{"sub":"x","exp":1764153600,"nbf":1,"iat":1,"aud":["a"],"iss":"i"}`))
 	f.Add(minted, []byte(`{"sub":4.2e1,"exp":1764153600.5}`))
 	f.Add("", []byte(`{"sub":-0,"exp":1764153600}`))
 	f.Add("x.y.z", []byte(`{"sub":1e300,"exp":1764153600}`))

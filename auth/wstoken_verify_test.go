@@ -38,7 +38,7 @@ func FuzzVerifyWSTokenPaths(f *testing.F) {
 		f.Add(wsRaw(secret, p))
 	}
 	f.Add(minted)
-	f.Add(flipLast(minted))
+	f.Add(flipSig(minted))
 	f.Add(hsRaw(secret, `{"typ":"herald-ws+jwt","alg":"HS256"}`, `{"aud":"herald-ws","exp":1764150030,"jti":"`+jti+`","sub":"7"}`))
 	f.Add(hsRaw(secretOf(3, 32), wsHeaderJSON, `{"aud":"herald-ws","exp":1764150030,"jti":"`+jti+`","sub":"7"}`))
 	f.Add(strings.Split(minted, ".")[0] + ".." + strings.Split(minted, ".")[2])
@@ -72,7 +72,7 @@ func TestVerifyWSTokenMintedPath(t *testing.T) {
 		wantExpired bool
 	}{
 		{"minted", tok, true, false, false},
-		{"bad signature", flipLast(tok), true, true, false},
+		{"bad signature", flipSig(tok), true, true, false},
 		{"other header", hsRaw(secretOf(2, 32), `{"typ":"herald-ws+jwt","alg":"HS256"}`, `{}`), false, false, false},
 		{"other layout", wsRaw(secretOf(2, 32), `{"sub":"x","aud":"herald-ws","exp":1764150030,"jti":"`+uuid.NewString()+`"}`), true, false, false},
 	}

@@ -41,5 +41,8 @@ func TestBroadcastToManySockets(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	expectNothing(t, clients[0], "the excepted user")
+	if err := h.srv.Broadcast(ctx, []byte("marker")); err != nil {
+		t.Fatal(err)
+	}
+	expectNothingBefore(t, clients[0], "marker", "the excepted user")
 }

@@ -114,24 +114,37 @@ func TestClusterFanout(t *testing.T) {
 	pub := must(publish.NewPublisher(r.Client(), publish.PublisherConfig{NoInbox: true}))
 	ctx := context.Background()
 
-	ua, _ := a.connect("u")
+	ua, wua := a.connect("u")
 	ub, wub := b.connect("u")
 	va, _ := a.connect("v")
 	wb, _ := b.connect("w")
+	// marker publishes msg to one user through the same path as the message
+	// before it, after which that user must get nothing else.
+	markUser := func(user, msg string) {
+		t.Helper()
+		if _, err := pub.SendToUser(ctx, user, []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	if n, err := pub.SendToUser(ctx, "u", []byte(`{"type":"friend_request"}`)); err != nil || n != 2 {
 		t.Fatalf("PUBLISH user:u reached %d replicas (%v), want 2", n, err)
 	}
 	expectText(t, ua, `{"type":"friend_request"}`, "u on a")
 	expectText(t, ub, `{"type":"friend_request"}`, "u on b")
-	expectNothing(t, va, "v on a")
-	expectNothing(t, wb, "w on b")
+	markUser("v", "marker 1")
+	markUser("w", "marker 1")
+	expectNothingBefore(t, va, "marker 1", "v on a")
+	expectNothingBefore(t, wb, "marker 1", "w on b")
 
 	if _, err := pub.SendToSocket(ctx, wub.SocketID, []byte("one socket")); err != nil {
 		t.Fatal(err)
 	}
 	expectText(t, ub, "one socket", "u on b")
-	expectNothing(t, ua, "u on a")
+	if _, err := pub.SendToSocket(ctx, wua.SocketID, []byte("marker 2")); err != nil {
+		t.Fatal(err)
+	}
+	expectNothingBefore(t, ua, "marker 2", "u on a")
 
 	if _, err := pub.Broadcast(ctx, []byte("all")); err != nil {
 		t.Fatal(err)
@@ -146,8 +159,11 @@ func TestClusterFanout(t *testing.T) {
 	}
 	expectText(t, va, "not u", "v on a")
 	expectText(t, wb, "not u", "w on b")
-	expectNothing(t, ua, "u on a")
-	expectNothing(t, ub, "u on b")
+	if err := a.srv.BroadcastExcept(ctx, "v", []byte("marker 3")); err != nil {
+		t.Fatal(err)
+	}
+	expectNothingBefore(t, ua, "marker 3", "u on a")
+	expectNothingBefore(t, ub, "marker 3", "u on b")
 	if err := b.srv.SendToUser(ctx, "v", []byte("from b")); err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +174,8 @@ func TestClusterFanout(t *testing.T) {
 	}
 	expectClose(t, ua, 4000, "disconnected")
 	expectClose(t, ub, 4000, "disconnected")
-	expectNothing(t, va, "v on a")
+	markUser("v", "marker 4")
+	expectNothingBefore(t, va, "marker 4", "v on a")
 }
 
 // numsub returns how many subscribers each channel has.

@@ -18,6 +18,13 @@ type Conn struct {
 	srv *Server
 	ws  *wscore.Conn // set by newConn, never changes
 
+	// gate holds what fan-out gives the socket during its inbox catch-up
+	// (inbox.go). Set by the handshake before it registers the socket and
+	// cleared once the catch-up is queued; nil otherwise. Fan-out loads it
+	// once per message and socket: it sits next to ws, on the cache line
+	// fan-out reads anyway.
+	gate atomic.Pointer[inboxGate]
+
 	id          string // set by the handshake before the socket is registered
 	user        string // idem
 	remoteIP    string

@@ -107,12 +107,12 @@ func (d *delivery) message(payload []byte, at int64) *wscore.Message {
 
 // send queues msg (whose payload is payload; sync: it is an inbox sync
 // message) to c. A socket catching up on its inbox may hold it (inbox.go): only
-// then, while any socket catches up, is the message copied into a Frame of
+// then, while that socket catches up, is the message copied into a Frame of
 // its own; otherwise SendMessage writes it at once from msg's buffer when
 // c can take it.
 func (d *delivery) send(c *Conn, payload []byte, msg *wscore.Message, sync bool) {
-	if d.s.inbox.active.Load() != 0 {
-		if d.s.inbox.hold(c, payload, msg.Frame()) {
+	if g := c.gate.Load(); g != nil {
+		if g.hold(c.id, payload, msg.Frame()) {
 			return
 		}
 	} else if sync {
@@ -131,7 +131,7 @@ func (d *delivery) all(msg *wscore.Message, except string) {
 		if except != "" && c.user == except {
 			return
 		}
-		if d.s.inbox.active.Load() == 0 || !d.s.inbox.hold(c, nil, msg.Frame()) { // a socket replaying its inbox (inbox.go)
+		if g := c.gate.Load(); g == nil || !g.hold(c.id, nil, msg.Frame()) { // a socket catching up on its inbox (inbox.go)
 			_ = c.ws.Queue(msg.Frame())
 		}
 		n++
@@ -182,7 +182,7 @@ func (d *delivery) ResyncTarget(to publish.Target) {
 		bp := d.scratch()
 		targets := d.s.reg.appendUser((*bp)[:0], to.ID)
 		for _, c := range targets {
-			if !d.s.inbox.hold(c, nil, frameResync) { // a socket catching up on its inbox (inbox.go)
+			if !c.hold(nil, frameResync) { // a socket catching up on its inbox (inbox.go)
 				c.enqueue(frameResync)
 			}
 		}

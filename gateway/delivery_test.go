@@ -13,10 +13,19 @@ import (
 )
 
 // expectNothing checks that c receives no message for a short while.
-func expectNothing(t *testing.T, c *testenv.WSClient, name string) {
+// expectNothingBefore reads c's next message, which must be marker: the
+// test sent marker after what c must not get, on the same ordered path
+// (the same broker connection, the same kind of target), so anything
+// wrongly delivered arrives first. Waiting a while for nothing would pass
+// on a machine too busy to deliver it in time.
+func expectNothingBefore(t *testing.T, c *testenv.WSClient, marker, name string) {
 	t.Helper()
-	if msg, err := c.ReadText(150 * time.Millisecond); err == nil {
-		t.Errorf("%s received %q, want nothing", name, msg)
+	msg, err := c.ReadText(5 * time.Second)
+	if err != nil {
+		t.Fatalf("%s: %v, want the marker %q", name, err, marker)
+	}
+	if msg != marker {
+		t.Errorf("%s received %q before the marker %q, want nothing", name, msg, marker)
 	}
 }
 
@@ -32,7 +41,7 @@ func TestInProcessAPI(t *testing.T) {
 	testenv.NoLeaks(t)
 	h := start(t, harnessOpts{})
 	ctx := context.Background()
-	a1, _ := h.connect("alice")
+	a1, wa1 := h.connect("alice")
 	a2, _ := h.connect("alice")
 	a3, _ := h.connect("alice")
 	b1, wb := h.connect("bob")
@@ -48,13 +57,19 @@ func TestInProcessAPI(t *testing.T) {
 	for i, c := range []*testenv.WSClient{a1, a2, a3} {
 		expectText(t, c, `{"type":"friend_request"}`, fmt.Sprintf("alice's socket %d", i+1))
 	}
-	expectNothing(t, b1, "bob")
+	if err := h.srv.SendToUser(ctx, "bob", []byte("marker 1")); err != nil {
+		t.Fatal(err)
+	}
+	expectNothingBefore(t, b1, "marker 1", "bob")
 
 	if err := h.srv.SendToSocket(ctx, wb.SocketID, []byte("just bob's socket")); err != nil {
 		t.Fatal(err)
 	}
 	expectText(t, b1, "just bob's socket", "bob")
-	expectNothing(t, a1, "alice")
+	if err := h.srv.SendToSocket(ctx, wa1.SocketID, []byte("marker 2")); err != nil {
+		t.Fatal(err)
+	}
+	expectNothingBefore(t, a1, "marker 2", "alice")
 
 	if err := h.srv.Broadcast(ctx, []byte("everyone")); err != nil {
 		t.Fatal(err)
@@ -67,7 +82,10 @@ func TestInProcessAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	expectText(t, b1, "not alice", "bob")
-	expectNothing(t, a2, "alice")
+	if err := h.srv.BroadcastExcept(ctx, "bob", []byte("marker 3")); err != nil {
+		t.Fatal(err)
+	}
+	expectNothingBefore(t, a2, "marker 3", "alice")
 
 	if err := h.srv.DisconnectUser(ctx, "alice", "logout"); err != nil {
 		t.Fatal(err)

@@ -8,7 +8,8 @@
 //   - server.go: Server, New, Serve; config.go: Config and its defaults.
 //   - http.go: the HTTP endpoints; their admission checks (origins, client
 //     IP, token bucket, failed-auth blocking) are in gateway/admit.
-//   - handshake.go: GET /ws, from the upgrade to the welcome frame.
+//   - handshake.go: GET /ws, from the request to the welcome frame: the
+//     handshake type, its steps and its one exit.
 //   - conn.go: the gateway's view of a socket and the core's callbacks.
 //   - registry.go: user → sockets and socket id → socket, in shards.
 //   - api.go: the in-process API (SendToUser, Broadcast, …).
@@ -30,9 +31,9 @@
 // With Config.Inbox, the handshake reads the user's inbox after the broker
 // confirmed the subscription and queues the welcome, the catch-up (for a
 // socket opened with since) and its marker before the socket goes live.
-// Meanwhile a per-socket gate (inbox.go) holds what fan-out gives the
-// socket; fan-out asks it through inboxState.hold, one call per target
-// socket. A gate's mu is held while frames are queued to the socket; the
+// Meanwhile the socket's gate (Conn.gate, inbox.go) holds what fan-out
+// gives the socket; fan-out loads that pointer once per target socket and
+// asks the gate only when it is set. A gate's mu is held while frames are queued to the socket; the
 // lock order is in docs/LOCKS.md.
 //
 // # Membership, rebalancing and presence

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/herald-gw/herald/auth"
+	"github.com/herald-gw/herald/fanout/inbox"
 	"github.com/herald-gw/herald/gateway/admit"
 	"github.com/herald-gw/herald/gateway/wscore"
 	"github.com/herald-gw/herald/replay"
@@ -23,16 +24,19 @@ import (
 // many sockets) are reported after the upgrade as close codes. The handler's
 // goroutine ends with the handshake: the socket then belongs to the core.
 func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	// Counted before the draining check: Shutdown sets draining first and
-	// then waits for live to reach 0, so no request slips between them.
-	s.live.Add(1)
-	owned := false // the socket core reports this request's end
-	defer func() {
-		if !owned {
-			s.live.Add(-1)
-		}
-	}()
+	q := r.URL.Query()
+	// Counted in live before the draining check: Shutdown sets draining
+	// first and then waits for live to reach 0, so no request slips
+	// between them.
+	h := s.newHandshake(handshakeInput{
+		token:     q.Get("token"),
+		since:     q.Get("since"),
+		hasSince:  q.Has("since"),
+		ip:        admit.ClientIP(r, s.cfg.TrustedProxies),
+		userAgent: r.UserAgent(),
+		path:      r.URL.Path,
+	})
+	defer h.exit()
 	if s.draining.Load() {
 		writeError(w, http.StatusServiceUnavailable, "draining")
 		return
@@ -40,17 +44,9 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	if !s.allowOrigin(w, r) {
 		return
 	}
-	ip := admit.ClientIP(r, s.cfg.TrustedProxies)
-	claims, d := s.checkToken(r, ip, r.URL.Query().Get("token"))
-	var tk *ticket
-	if d == nil {
-		var gone bool
-		if tk, d, gone = s.enter(r, ip, claims); gone {
-			return
-		}
+	if !h.admit(r.Context().Done()) {
+		return // the client left while it waited for its turn
 	}
-	worked := false
-	defer func() { tk.release(worked) }()
 	up := ws.HTTPUpgrader{Timeout: s.cfg.HandshakeTimeout}
 	nc, rw, _, err := up.Upgrade(r, w)
 	if err != nil {
@@ -59,161 +55,313 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	c, err := s.newConn(nc, r)
-	if err != nil {
-		s.log.Warn("cannot take over an upgraded socket", zap.Error(err))
-		nc.Close()
-		return
+	var early []byte
+	if n := rw.Reader.Buffered(); n > 0 {
+		// A client that wrote frames before reading the 101: they are
+		// parsed before the poller takes over.
+		early, _ = rw.Reader.Peek(n)
 	}
-	owned = true
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.HandshakeTimeout)
 	defer cancel()
-	var early []byte
-	if d == nil {
-		d = s.admitSocket(ctx, c, r, claims)
-		worked = true
-	}
-	if d != nil {
-		c.ws.Shed(d, s.cfg.CloseTimeout)
-	} else {
-		if n := rw.Reader.Buffered(); n > 0 {
-			// A client that wrote frames before reading the 101: they
-			// are parsed before the poller takes over.
-			early, _ = rw.Reader.Peek(n)
-		}
-		c.welcomed.Store(true) // before Start: its disconnect may be logged at once
-	}
-	if state, _ := c.ws.Start(early); state != wscore.Active {
-		// Refused, or closed while its handshake ran (a disconnect
-		// command, a drain): the client gets the close frame and never
-		// the welcome.
-		c.welcomed.Store(false)
-		return
-	}
-	s.metrics.connects.Inc()
-	s.handshakes.Add(1)
-	s.metrics.handshake.Observe(time.Since(start).Seconds())
-	s.log.Info("connect",
-		zap.String("user", c.user),
-		zap.String("socket_id", c.id),
-		zap.String("ip", c.remoteIP),
-		zap.String("user_agent", c.userAgent),
-	)
+	h.run(ctx, nc, early)
 }
 
-// admitSocket checks the token, consumes it, registers the socket and waits
-// for its user's subscription (and its socket's, with a broker that
-// subscribes sockets one by one). It returns why the socket is refused, or
-// nil with the welcome frame queued.
-func (s *Server) admitSocket(ctx context.Context, c *Conn, r *http.Request, claims auth.WSClaims) *Disconnect {
-	// The store's clock, not this replica's, decides whether the token is
-	// still alive: a replica whose clock lags cannot revive a token whose
-	// record has expired. A store that started after the token was minted
-	// (Redis restarted without its data) refuses it too.
-	first, err := s.cfg.Replay.Consume(ctx, claims.JTI, claims.MintedBy, claims.ExpiresAt.Add(s.cfg.Auth.ClockSkew()))
-	if errors.Is(err, replay.ErrExpired) {
-		s.authFailed(r, DisconnectTokenExpired.Reason, zap.String("user", claims.UserID), zap.Error(err))
-		return DisconnectTokenExpired
-	}
-	if err != nil {
-		s.authFailed(r, "replay_unavailable", zap.String("user", claims.UserID), zap.Error(err))
-		return DisconnectTryAgainLater
-	}
-	if !first {
-		s.authFailed(r, "token_reused", zap.String("user", claims.UserID))
-		return DisconnectTokenReused
-	}
-
-	c.user = claims.UserID
-	c.id = s.newSocketID()
-	// The welcome is queued first (the core holds it until Start), so that
-	// messages delivered once the socket is registered come after it. With
-	// an inbox it waits for the inbox read, and a gate holds those messages
-	// meanwhile (inbox.go). A cluster-wide cap refuses before any of it.
-	if d := s.presenceAdmit(ctx, c); d != nil {
-		return d
-	}
-	gate := s.beginInbox(c)
-	if gate == nil {
-		c.enqueue(s.welcomeFrame(c, ""))
-	}
-	userReady, socketReady, err := s.reg.add(c)
-	if err != nil {
-		s.presenceLeft(c)
-		s.endInbox(c, gate, false, nil)
-		s.log.Info("socket refused: per-user cap", zap.String("user", c.user), zap.Int("cap", s.cfg.MaxSocketsPerUser))
-		return DisconnectTooMany
-	}
-	c.registered.Store(true)
-	if c.ws.State() == wscore.Closed { // dropped meanwhile: its OnClose may have missed the registration
-		s.reg.remove(c)
-		s.presenceLeft(c) // at most once per socket, as in connEnded
-	}
-	if s.draining.Load() { // registered after the drain listed the sockets
-		s.endInbox(c, gate, false, nil)
-		return DisconnectServiceRestart
-	}
-	for _, ready := range [...]<-chan struct{}{userReady, socketReady} {
-		if ready == nil { // no per-socket subscription
-			continue
-		}
-		select {
-		case <-ready:
-		case <-s.drainCh:
-			s.endInbox(c, gate, false, nil)
-			return DisconnectServiceRestart
-		case <-ctx.Done():
-			s.endInbox(c, gate, false, nil)
-			s.log.Warn("socket refused: broker subscription not confirmed in time",
-				zap.String("user", c.user), zap.String("socket_id", c.id), zap.Duration("timeout", s.cfg.HandshakeTimeout))
-			return DisconnectTryAgainLater
-		}
-	}
-	return s.openInbox(ctx, c, gate, r.URL.Query())
+// handshakeInput is what a handshake takes from its upgrade request, as
+// plain values: any upgrade path can build it. The origin is checked
+// before.
+type handshakeInput struct {
+	token     string // the WS token (query parameter token)
+	since     string // the inbox position the client has (query parameter since)
+	hasSince  bool   // since was given, even empty
+	ip        string // the client's address, behind trusted proxies
+	userAgent string // as sent; truncated when stored
+	path      string // the request's path, for the auth-failure log
 }
 
-// checkToken refuses a handshake from a blocked address or with a token
-// that does not verify. It costs an HMAC and nothing in Redis: the token
-// is consumed only once the handshake is admitted.
-func (s *Server) checkToken(r *http.Request, ip, token string) (auth.WSClaims, *Disconnect) {
-	if blocked, _ := s.blocker.Blocked(ip, time.Now()); blocked {
+// handshake is one socket's handshake, from its request to the socket's
+// hand-over to the core or its refusal. It runs on one goroutine; no field
+// is shared.
+//
+// The steps, in order; each returns the Disconnect that refuses the socket,
+// or nil to go on:
+//
+//	admit      before the upgrade: the address is not blocked, the token
+//	           verifies (an HMAC, nothing in Redis), admission gives a turn.
+//	           A refusal is kept, and told after the upgrade as a close code.
+//	run        after the upgrade: takes the socket over (newConn), then
+//	  consume    the token's jti, once in the cluster (replay store)
+//	  count      presence's per-user count and the cluster-wide cap
+//	  register   into the registry, behind the socket's inbox gate if any
+//	  subscribe  waits for the broker's confirmation of the subscriptions
+//	  readInbox  with an inbox: the read, and the sync message back (inbox.go)
+//	  welcome    queues the welcome and, with an inbox, the catch-up
+//	  (without an inbox the welcome comes before register, and a since is
+//	  answered with resync once subscribed)
+//
+// exit is the one way out, deferred by the caller: it ends the inbox gate,
+// releases the admission turn, then either refuses the socket (registry
+// and presence undone, Shed with the close code) or counts and logs it,
+// and hands the socket to the core (Start). With no socket (refused before
+// the upgrade, or the upgrade failed) it ends the request's count in live.
+type handshake struct {
+	s     *Server
+	in    handshakeInput
+	start time.Time
+
+	claims auth.WSClaims
+	ticket *ticket     // the admission turn; nil when refused before it
+	worked bool        // the turn did the handshake's work: its release samples it
+	d      *Disconnect // why the socket is refused; nil while it is not
+
+	c     *Conn              // nil until the upgraded socket is taken over
+	early []byte             // frames the client sent before it read the 101
+	ready [2]<-chan struct{} // the user's and the socket's subscriptions (register)
+	gate  *inboxGate         // the socket's catch-up gate; nil without an inbox
+	read  inbox.Result       // the inbox read (readInbox)
+	head  inbox.StreamID     // read.Head, parsed
+}
+
+// newHandshake starts a handshake and counts its request in live.
+func (s *Server) newHandshake(in handshakeInput) *handshake {
+	s.live.Add(1)
+	return &handshake{s: s, in: in, start: time.Now()}
+}
+
+// admit verifies the token and waits for admission. It returns false
+// when the client left while it waited: no upgrade follows.
+func (h *handshake) admit(gone <-chan struct{}) bool {
+	if h.d = h.verify(); h.d != nil {
+		return true
+	}
+	left := false
+	h.ticket, h.d, left = h.enter(gone)
+	return !left
+}
+
+// verify refuses a handshake from a blocked address or with a token that
+// does not verify. It costs an HMAC and nothing in Redis: the token is
+// consumed only once the handshake is admitted.
+func (h *handshake) verify() *Disconnect {
+	s := h.s
+	if blocked, _ := s.blocker.Blocked(h.in.ip, time.Now()); blocked {
 		s.metrics.authFailures.WithLabelValues("ip_blocked").Inc()
-		return auth.WSClaims{}, DisconnectRateLimited
+		return DisconnectRateLimited
 	}
-	claims, err := s.cfg.Auth.VerifyWSToken(token)
+	claims, err := s.cfg.Auth.VerifyWSToken(h.in.token)
 	if err != nil {
 		d := DisconnectTokenInvalid
 		if errors.Is(err, auth.ErrTokenExpired) {
 			d = DisconnectTokenExpired
 		}
-		s.authFailed(r, d.Reason, zap.Error(err))
-		return auth.WSClaims{}, d
+		h.authFailed(d.Reason, zap.Error(err))
+		return d
 	}
-	return claims, nil
+	h.claims = claims
+	return nil
 }
 
 // enter waits for the handshake's admission (admission.go), before its
-// upgrade. It returns the slot, or why the handshake is refused, or gone
+// upgrade. It returns the turn, or why the handshake is refused, or gone
 // when the client left while it waited.
-func (s *Server) enter(r *http.Request, ip string, claims auth.WSClaims) (tk *ticket, d *Disconnect, gone bool) {
-	tk, err := s.admission.wait(ip, claims.UserID, claims.JTI, s.drainCh, r.Context().Done())
+func (h *handshake) enter(gone <-chan struct{}) (tk *ticket, d *Disconnect, left bool) {
+	s, claims := h.s, h.claims
+	tk, err := s.admission.wait(h.in.ip, claims.UserID, claims.JTI, s.drainCh, gone)
 	switch {
 	case err == nil:
 		return tk, nil, false
 	case errors.Is(err, errTokenInFlight):
-		s.authFailed(r, "token_reused", zap.String("user", claims.UserID), zap.Error(err))
+		h.authFailed("token_reused", zap.String("user", claims.UserID), zap.Error(err))
 		return nil, DisconnectTokenReused, false
 	case errors.Is(err, errAdmissionDrain):
 		return nil, DisconnectServiceRestart, false
 	case errors.Is(err, errAdmissionGone):
 		return nil, nil, true
 	case errors.Is(err, errAdmissionWait): // the replica is slow: not the address's fault
-		s.authFailed(r, "queue_timeout", zap.String("user", claims.UserID), zap.Error(err))
+		h.authFailed("queue_timeout", zap.String("user", claims.UserID), zap.Error(err))
 		return nil, DisconnectRateLimited, false
 	default: // the queue is full, and this address holds the most of it
-		s.authFailed(r, "rate_limited", zap.String("user", claims.UserID), zap.Error(err))
+		h.authFailed("rate_limited", zap.String("user", claims.UserID), zap.Error(err))
 		return nil, DisconnectRateLimited, false
 	}
+}
+
+// run takes the upgraded connection over and, unless admit refused the
+// handshake, runs its steps until one refuses the socket. early is what the
+// client sent before it read the 101.
+func (h *handshake) run(ctx context.Context, nc net.Conn, early []byte) {
+	c, err := h.s.newConn(nc, h.in)
+	if err != nil {
+		h.s.log.Warn("cannot take over an upgraded socket", zap.Error(err))
+		nc.Close()
+		return
+	}
+	h.c, h.early = c, early
+	if h.d != nil {
+		return
+	}
+	h.worked = true
+	for _, step := range h.steps() {
+		if h.d = step(ctx); h.d != nil {
+			return
+		}
+	}
+}
+
+// steps lists the handshake's steps after the upgrade. Without an inbox
+// the welcome is queued first (the core holds it until Start), so that the
+// messages delivered once the socket is registered come after it. With an
+// inbox it waits for the read, and the socket's gate holds those messages
+// meanwhile (inbox.go). A cluster-wide cap refuses before any of it.
+func (h *handshake) steps() []func(context.Context) *Disconnect {
+	if h.s.cfg.Inbox == nil {
+		return []func(context.Context) *Disconnect{h.consume, h.count, h.welcome, h.register, h.subscribe, h.resyncSince}
+	}
+	return []func(context.Context) *Disconnect{h.consume, h.count, h.register, h.subscribe, h.readInbox, h.welcome}
+}
+
+// consume spends the token's jti. The store's clock, not this replica's,
+// decides whether the token is still alive: a replica whose clock lags
+// cannot revive a token whose record has expired. A store that started
+// after the token was minted (Redis restarted without its data) refuses it
+// too.
+func (h *handshake) consume(ctx context.Context) *Disconnect {
+	s, claims := h.s, h.claims
+	first, err := s.cfg.Replay.Consume(ctx, claims.JTI, claims.MintedBy, claims.ExpiresAt.Add(s.cfg.Auth.ClockSkew()))
+	switch {
+	case errors.Is(err, replay.ErrExpired):
+		h.authFailed(DisconnectTokenExpired.Reason, zap.String("user", claims.UserID), zap.Error(err))
+		return DisconnectTokenExpired
+	case err != nil:
+		h.authFailed("replay_unavailable", zap.String("user", claims.UserID), zap.Error(err))
+		return DisconnectTryAgainLater
+	case !first:
+		h.authFailed("token_reused", zap.String("user", claims.UserID))
+		return DisconnectTokenReused
+	}
+	h.c.user = claims.UserID
+	h.c.id = s.newSocketID()
+	return nil
+}
+
+// count records the socket in presence (presence.go), refusing it at a
+// cluster-wide cap.
+func (h *handshake) count(ctx context.Context) *Disconnect { return h.s.presenceAdmit(ctx, h.c) }
+
+// register adds the socket to the registry, behind its inbox gate when
+// there is an inbox: from here fan-out finds it.
+func (h *handshake) register(context.Context) *Disconnect {
+	s, c := h.s, h.c
+	if s.cfg.Inbox != nil {
+		h.gate = newInboxGate(s.cfg.MaxQueueBytes)
+		c.gate.Store(h.gate)
+	}
+	userReady, socketReady, err := s.reg.add(c)
+	if err != nil {
+		s.log.Info("socket refused: per-user cap", zap.String("user", c.user), zap.Int("cap", s.cfg.MaxSocketsPerUser))
+		return DisconnectTooMany
+	}
+	h.ready = [2]<-chan struct{}{userReady, socketReady}
+	c.registered.Store(true)
+	if c.ws.State() == wscore.Closed { // dropped meanwhile: its OnClose may have missed the registration
+		s.reg.remove(c)
+		s.presenceLeft(c) // at most once per socket, as in connEnded
+	}
+	if s.draining.Load() { // registered after the drain listed the sockets
+		return DisconnectServiceRestart
+	}
+	return nil
+}
+
+// subscribe waits for the broker's confirmation of the user's
+// subscription, and of the socket's with a broker that subscribes sockets
+// one by one.
+func (h *handshake) subscribe(ctx context.Context) *Disconnect {
+	s := h.s
+	for _, ready := range h.ready {
+		if ready == nil { // no per-socket subscription
+			continue
+		}
+		select {
+		case <-ready:
+		case <-s.drainCh:
+			return DisconnectServiceRestart
+		case <-ctx.Done():
+			s.log.Warn("socket refused: broker subscription not confirmed in time",
+				zap.String("user", h.c.user), zap.String("socket_id", h.c.id), zap.Duration("timeout", s.cfg.HandshakeTimeout))
+			return DisconnectTryAgainLater
+		}
+	}
+	return nil
+}
+
+// welcome queues the welcome frame, the one place it is queued. With an
+// inbox it follows the read: without since it carries the inbox head; with
+// since the catch-up follows it (inbox.go).
+func (h *handshake) welcome(context.Context) *Disconnect {
+	s, c := h.s, h.c
+	switch {
+	case h.gate == nil:
+		c.enqueue(s.welcomeFrame(c, ""))
+	case !h.in.hasSince:
+		c.enqueue(s.welcomeFrame(c, h.read.Head))
+		s.inbox.catchUps.WithLabelValues(catchUpHead).Inc()
+	default:
+		c.enqueue(s.welcomeFrame(c, ""))
+		s.queueCatchUp(c, h.read)
+	}
+	return nil
+}
+
+// resyncSince answers a since without an inbox: nothing can be caught up,
+// the client refetches.
+func (h *handshake) resyncSince(context.Context) *Disconnect {
+	if h.in.hasSince {
+		h.c.enqueue(frameResync)
+	}
+	return nil
+}
+
+// exit is the handshake's one way out (see handshake); it runs once.
+func (h *handshake) exit() {
+	s, c := h.s, h.c
+	if h.gate != nil && h.gate.end(c, h.d == nil, h.head) && h.d == nil {
+		h.d = DisconnectSlowConsumer // the frames held during the catch-up passed the cap
+	}
+	h.ticket.release(h.worked)
+	if c == nil { // no socket: the request ends here, not in connEnded
+		s.live.Add(-1)
+		return
+	}
+	if h.d != nil {
+		s.reg.remove(c)
+		s.presenceLeft(c)
+		c.ws.Shed(h.d, s.cfg.CloseTimeout)
+		c.ws.Start(nil)
+		return
+	}
+	// A socket closed while its handshake ran (a disconnect command, a
+	// drain) gets its close frame and never the welcome. One still open is
+	// welcomed: counted and logged before Start, so that its client, once
+	// it reads the welcome, finds it counted and logged, and so that its
+	// disconnect, which Start may report at once, is logged after.
+	if c.ws.State() == wscore.Handshake {
+		c.welcomed.Store(true)
+		s.metrics.connects.Inc()
+		s.handshakes.Add(1)
+		s.metrics.handshake.Observe(time.Since(h.start).Seconds())
+		s.log.Info("connect",
+			zap.String("user", c.user),
+			zap.String("socket_id", c.id),
+			zap.String("ip", c.remoteIP),
+			zap.String("user_agent", c.userAgent),
+		)
+	}
+	c.ws.Start(h.early)
+}
+
+// authFailed logs and counts a refused handshake (Server.authFailed).
+func (h *handshake) authFailed(reason string, fields ...zap.Field) {
+	h.s.authFailedAt(h.in.ip, h.in.path, reason, fields...)
 }
 
 // welcomeFrame is the first frame; inboxID, when set, is the inbox head.
@@ -230,11 +378,11 @@ func (s *Server) welcomeFrame(c *Conn, inboxID string) wscore.Frame {
 
 // newConn wraps an upgraded connection. The socket is in its handshake:
 // the core neither reads nor writes it until Start.
-func (s *Server) newConn(nc net.Conn, r *http.Request) (*Conn, error) {
+func (s *Server) newConn(nc net.Conn, in handshakeInput) (*Conn, error) {
 	c := &Conn{
 		srv:         s,
-		remoteIP:    admit.ClientIP(r, s.cfg.TrustedProxies),
-		userAgent:   truncate(r.UserAgent(), 256),
+		remoteIP:    in.ip,
+		userAgent:   truncate(in.userAgent, 256),
 		connectedAt: time.Now(),
 	}
 	wc, err := s.core.NewConn(nc, (*connEvents)(c))

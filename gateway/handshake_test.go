@@ -143,3 +143,26 @@ func TestHandshakeClosedWhileSubscribing(t *testing.T) {
 		closeFD(spare)
 	}
 }
+
+// TestConnectLoggedBeforeWelcome: once a client has read its welcome, its
+// socket is logged as connected and counted; the handshake does both
+// before it hands the socket to the core.
+func TestConnectLoggedBeforeWelcome(t *testing.T) {
+	testenv.NoLeaks(t)
+	h := start(t, harnessOpts{gw: func(c *gateway.Config) { c.TokenBurst = 100; c.TokenRate = 100 }})
+	const sockets = 40
+	for i := range sockets {
+		c, w := h.connect("42")
+		found := false
+		for _, l := range h.logs.lines("connect") {
+			found = found || l["socket_id"] == w.SocketID
+		}
+		if !found {
+			t.Fatalf("socket %d (%s) read its welcome before it was logged as connected", i, w.SocketID)
+		}
+		c.Close()
+	}
+	if got := h.metric("herald_connects_total"); got != sockets {
+		t.Errorf("herald_connects_total = %v, want %d", got, sockets)
+	}
+}

@@ -147,15 +147,19 @@ func sessionToken(r *http.Request, cookie string) string {
 //
 // Failures that admit.Counted names count towards blocking the IP.
 func (s *Server) authFailed(r *http.Request, reason string, fields ...zap.Field) {
+	s.authFailedAt(admit.ClientIP(r, s.cfg.TrustedProxies), r.URL.Path, reason, fields...)
+}
+
+// authFailedAt is authFailed for a request of path from the client ip.
+func (s *Server) authFailedAt(ip, path, reason string, fields ...zap.Field) {
 	s.metrics.authFailures.WithLabelValues(reason).Inc()
-	ip := admit.ClientIP(r, s.cfg.TrustedProxies)
 	if admit.Counted(reason) {
 		s.blocker.Failed(ip, time.Now())
 	}
 	s.log.Info("auth failure", append([]zap.Field{
 		zap.String("reason", reason),
 		zap.String("ip", ip),
-		zap.String("path", r.URL.Path),
+		zap.String("path", path),
 	}, fields...)...)
 }
 

@@ -5,9 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"sync"
-	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,16 +44,16 @@ import (
 // An inbox that implements inbox.SyncReader (RedisInbox) publishes
 // it in the read's own atomic step, which saves the handshake a round trip.
 
-// inboxState is the Server's catch-up machinery.
+// inboxState is the Server's catch-up metrics. The gates themselves are
+// the sockets' own (Conn.gate).
 type inboxState struct {
-	active atomic.Int64 // gates installed; fan-out skips the map lookup at 0
-	gates  sync.Map     // *Conn → *inboxGate; an entry lives from the registration to the end of the catch-up
-
 	catchUps *prometheus.CounterVec // by result; herald_inbox_replays_total
 	caughtUp prometheus.Counter     // herald_inbox_replayed_events_total
 }
 
-// inboxGate holds one socket's frames during its catch-up.
+// inboxGate holds one socket's frames during its catch-up. The handshake
+// makes it and sets it in Conn.gate before it registers the socket, and
+// takes it out once the catch-up is queued (end).
 type inboxGate struct {
 	limit  int           // bytes held before the socket is shed; read-only
 	synced chan struct{} // closed when the socket's sync message arrives; never nil
@@ -103,24 +101,30 @@ func newInboxState(reg prometheus.Registerer) (*inboxState, error) {
 	return in, nil
 }
 
+func newInboxGate(limit int) *inboxGate {
+	return &inboxGate{limit: limit, synced: make(chan struct{})}
+}
+
 // hold is fan-out's hook: it reports whether it took frame (whose message
 // is payload; nil for a broadcast) for c's catch-up; if not, the caller
-// queues it as usual.
-func (in *inboxState) hold(c *Conn, payload []byte, frame wscore.Frame) bool {
+// queues it as usual. A sync message is always taken: it is never written.
+// Fan-out's own fast path loads c.gate itself and calls the gate's hold.
+func (c *Conn) hold(payload []byte, frame wscore.Frame) bool {
+	if g := c.gate.Load(); g != nil {
+		return g.hold(c.id, payload, frame)
+	}
+	return bytes.HasPrefix(payload, syncPrefix)
+}
+
+// hold takes frame for the catch-up of the socket socketID, whose gate g
+// is (see Conn.hold).
+func (g *inboxGate) hold(socketID string, payload []byte, frame wscore.Frame) bool {
 	sync := bytes.HasPrefix(payload, syncPrefix)
-	if in.active.Load() == 0 {
-		return sync // a sync message is never written
-	}
-	v, ok := in.gates.Load(c)
-	if !ok {
-		return sync
-	}
-	g := v.(*inboxGate)
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	switch {
 	case sync:
-		if bytes.Equal(payload, syncMessage(c.id)) && !g.done {
+		if !g.done && bytes.Equal(payload, syncMessage(socketID)) {
 			select {
 			case <-g.synced:
 			default:
@@ -148,30 +152,16 @@ func (in *inboxState) hold(c *Conn, payload []byte, frame wscore.Frame) bool {
 	return true
 }
 
-// beginInbox installs c's gate before c is registered; nil without an inbox.
-func (s *Server) beginInbox(c *Conn) *inboxGate {
-	if s.cfg.Inbox == nil {
-		return nil
-	}
-	g := &inboxGate{limit: s.cfg.MaxQueueBytes, synced: make(chan struct{})}
-	s.inbox.gates.Store(c, g)
-	s.inbox.active.Add(1)
-	return g
-}
-
-// endInbox removes c's gate. With flush, it first queues the held frames
-// that come after head (all of them when head is nil); without, it drops
-// them (the handshake failed). It reports whether the gate overflowed.
-func (s *Server) endInbox(c *Conn, g *inboxGate, flush bool, head *inbox.StreamID) (overflow bool) {
-	if g == nil {
-		return false
-	}
+// end takes the gate out of c. With flush, it first queues the held frames
+// that come after head; without, it drops them (the handshake failed). It
+// reports whether the gate overflowed.
+func (g *inboxGate) end(c *Conn, flush bool, head inbox.StreamID) (overflow bool) {
 	g.mu.Lock()
 	g.done = true
 	overflow = g.overflow
 	if flush && !overflow {
 		for _, h := range g.held {
-			if head != nil && h.hasID && h.id.Compare(*head) <= 0 {
+			if h.hasID && h.id.Compare(head) <= 0 {
 				continue
 			}
 			c.enqueue(h.frame)
@@ -180,72 +170,51 @@ func (s *Server) endInbox(c *Conn, g *inboxGate, flush bool, head *inbox.StreamI
 	clear(g.held)
 	g.held = nil
 	g.mu.Unlock()
-	s.inbox.gates.Delete(c)
-	s.inbox.active.Add(-1)
+	c.gate.Store(nil)
 	return overflow
 }
 
-// openInbox runs once the user's subscription is confirmed: it queues the
-// welcome and, with an inbox, the catch-up (see the top of this file). It
-// returns why the socket is refused, or nil.
-func (s *Server) openInbox(ctx context.Context, c *Conn, g *inboxGate, q url.Values) *Disconnect {
-	since, asked := q.Get("since"), q.Has("since")
-	if g == nil { // no inbox: the welcome is queued already
-		if asked {
-			c.enqueue(frameResync)
-		}
-		return nil
-	}
-	if asked && since == "" {
+// readInbox is the handshake's catch-up step, once the user's subscription
+// is confirmed: it reads the inbox and waits for the socket's sync message
+// (see the top of this file). It returns why the socket is refused, or nil.
+func (h *handshake) readInbox(ctx context.Context) *Disconnect {
+	s, c := h.s, h.c
+	since := h.in.since
+	if h.in.hasSince && since == "" {
 		since = "-" // malformed: a gap
 	}
-	var rd inbox.Result
 	var err error
 	rs, syncInRead := s.cfg.Inbox.(inbox.SyncReader)
 	if syncInRead { // the read publishes the sync message itself
-		rd, err = rs.ReadSync(ctx, c.user, since, syncMessage(c.id))
+		h.read, err = rs.ReadSync(ctx, c.user, since, syncMessage(c.id))
 	} else {
-		rd, err = s.cfg.Inbox.Read(ctx, c.user, since)
+		h.read, err = s.cfg.Inbox.Read(ctx, c.user, since)
 	}
 	if err != nil {
-		s.endInbox(c, g, false, nil)
 		s.log.Warn("socket refused: inbox unreadable", zap.String("user", c.user), zap.Error(err))
 		return DisconnectTryAgainLater
 	}
-	head, ok := inbox.ParseStreamID(rd.Head)
+	head, ok := inbox.ParseStreamID(h.read.Head)
 	if !ok {
-		s.endInbox(c, g, false, nil)
-		s.log.Error("socket refused: inbox head is not a stream id", zap.String("user", c.user), zap.String("head", rd.Head))
+		s.log.Error("socket refused: inbox head is not a stream id", zap.String("user", c.user), zap.String("head", h.read.Head))
 		return DisconnectTryAgainLater
 	}
+	h.head = head
 	if !syncInRead {
 		if err := s.broker.Publish(ctx, publish.User(c.user), syncMessage(c.id)); err != nil {
-			s.endInbox(c, g, false, nil)
 			s.log.Warn("socket refused: cannot publish the inbox sync", zap.String("user", c.user), zap.Error(err))
 			return DisconnectTryAgainLater
 		}
 	}
 	select {
-	case <-g.synced:
+	case <-h.gate.synced:
+		return nil
 	case <-s.drainCh:
-		s.endInbox(c, g, false, nil)
 		return DisconnectServiceRestart
 	case <-ctx.Done():
-		s.endInbox(c, g, false, nil)
 		s.log.Warn("socket refused: inbox sync not received in time", zap.String("user", c.user))
 		return DisconnectTryAgainLater
 	}
-	if !asked {
-		c.enqueue(s.welcomeFrame(c, rd.Head))
-		s.inbox.catchUps.WithLabelValues(catchUpHead).Inc()
-	} else {
-		c.enqueue(s.welcomeFrame(c, ""))
-		s.queueCatchUp(c, rd)
-	}
-	if s.endInbox(c, g, true, &head) {
-		return DisconnectSlowConsumer
-	}
-	return nil
 }
 
 // queueCatchUp queues the missed events and their marker, or a resync when

@@ -3,6 +3,7 @@ package gateway
 import (
 	"testing"
 
+	"github.com/herald-gw/herald/fanout/inbox"
 	"github.com/herald-gw/herald/gateway/wscore"
 )
 
@@ -14,23 +15,22 @@ func BenchmarkInboxHold(b *testing.B) {
 	frame := wscore.TextFrame(payload)
 	c := &Conn{id: "n.1"}
 	b.Run("idle", func(b *testing.B) {
-		in, _ := newInboxState(nil)
 		b.ReportAllocs()
 		for b.Loop() {
-			if in.hold(c, payload, frame) {
+			if c.hold(payload, frame) {
 				b.Fatal("held")
 			}
 		}
 	})
 	b.Run("others_replaying", func(b *testing.B) {
-		in, _ := newInboxState(nil)
-		for range 1000 {
-			in.gates.Store(&Conn{id: "n.other"}, &inboxGate{limit: 1 << 20, synced: make(chan struct{})})
+		others := make([]*Conn, 1000)
+		for i := range others {
+			others[i] = &Conn{id: "n.other"}
+			others[i].gate.Store(newInboxGate(1 << 20))
 		}
-		in.active.Store(1000)
 		b.ReportAllocs()
 		for b.Loop() {
-			if in.hold(c, payload, frame) {
+			if c.hold(payload, frame) {
 				b.Fatal("held")
 			}
 		}
@@ -40,16 +40,14 @@ func BenchmarkInboxHold(b *testing.B) {
 // TestInboxHoldKeepsSyncMessages: a sync message never reaches a socket,
 // gated or not, and it releases only its own socket's gate.
 func TestInboxHoldKeepsSyncMessages(t *testing.T) {
-	in, _ := newInboxState(nil)
 	plain := &Conn{id: "n.plain"}
-	if !in.hold(plain, syncMessage("n.x"), wscore.Frame{}) {
+	if !plain.hold(syncMessage("n.x"), wscore.Frame{}) {
 		t.Fatal("a sync message went to a socket without a gate")
 	}
 	gated, other := &Conn{id: "n.gated"}, &Conn{id: "n.other"}
-	g := &inboxGate{limit: 1 << 20, synced: make(chan struct{})}
-	in.gates.Store(gated, g)
-	in.active.Add(1)
-	if !in.hold(gated, syncMessage(other.id), wscore.Frame{}) {
+	g := newInboxGate(1 << 20)
+	gated.gate.Store(g)
+	if !gated.hold(syncMessage(other.id), wscore.Frame{}) {
 		t.Fatal("another socket's sync message went through")
 	}
 	select {
@@ -57,7 +55,7 @@ func TestInboxHoldKeepsSyncMessages(t *testing.T) {
 		t.Fatal("another socket's sync message released the gate")
 	default:
 	}
-	if !in.hold(gated, syncMessage(gated.id), wscore.Frame{}) {
+	if !gated.hold(syncMessage(gated.id), wscore.Frame{}) {
 		t.Fatal("the socket's sync message went through")
 	}
 	select {
@@ -65,8 +63,14 @@ func TestInboxHoldKeepsSyncMessages(t *testing.T) {
 	default:
 		t.Fatal("the socket's sync message did not release the gate")
 	}
-	in.hold(gated, syncMessage(gated.id), wscore.Frame{}) // a second one does not panic
-	if !in.hold(gated, []byte(`{"inbox_id":"1-0"}`), wscore.TextFrame([]byte("f"))) || len(g.held) != 1 {
+	gated.hold(syncMessage(gated.id), wscore.Frame{}) // a second one does not panic
+	if !gated.hold([]byte(`{"inbox_id":"1-0"}`), wscore.TextFrame([]byte("f"))) || len(g.held) != 1 {
 		t.Fatal("a user frame was not held")
+	}
+	if g.end(gated, false, inbox.StreamID{}) || gated.gate.Load() != nil {
+		t.Fatal("end: overflow reported, or the gate is still set")
+	}
+	if gated.hold([]byte(`{"inbox_id":"2-0"}`), wscore.TextFrame([]byte("f"))) {
+		t.Fatal("a frame was held after the gate ended")
 	}
 }

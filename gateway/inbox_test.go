@@ -44,6 +44,17 @@ func readInboxFrame(t *testing.T, c *testenv.WSClient, name string) inboxFrame {
 	return f
 }
 
+// expectNothingBeforeEvent appends a marker event for user and reads c's
+// next frame, which must be that event: a catch-up or live event sent
+// twice, or too late, would come before it.
+func expectNothingBeforeEvent(t *testing.T, c *testenv.WSClient, publish func(t *testing.T, user, payload string) string, user, name string) {
+	t.Helper()
+	id := publish(t, user, `{"type":"marker"}`)
+	if f := readInboxFrame(t, c, name+": the marker"); f.Type != "marker" || f.InboxID != id {
+		t.Errorf("%s received %s before the marker %s, want nothing", name, f.raw, id)
+	}
+}
+
 // inboxEnv is one gateway with an inbox, and how to publish to it.
 type inboxEnv struct {
 	h       *harness
@@ -202,7 +213,7 @@ func TestInboxCatchUpAfterOffline(t *testing.T) {
 			if f := readInboxFrame(t, c, "live after replay"); f.InboxID != live || f.N != 20 {
 				t.Fatalf("after the replay got %s, want the live event %s", f.raw, live)
 			}
-			expectNothing(t, c, "after the live event")
+			expectNothingBeforeEvent(t, c, env.publish, "u", "after the live event")
 			if got := h.metric(`herald_inbox_replayed_events_total`); got != 20 {
 				t.Fatalf("herald_inbox_replayed_events_total = %v, want 20", got)
 			}
@@ -361,7 +372,7 @@ func TestInboxPublishDuringCatchUp(t *testing.T) {
 			if strings.Join(got, "\n") != strings.Join(want, "\n") {
 				t.Fatalf("received\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 			}
-			expectNothing(t, c, "after the last event")
+			expectNothingBeforeEvent(t, c, env.publish, "u", "after the last event")
 		})
 	}
 }
@@ -412,7 +423,7 @@ func TestInboxGapIsAnnounced(t *testing.T) {
 				if f.Type != "resync" || !ok || got.Compare(mustID(t, head)) < 0 || f.raw != `{"type":"resync","inbox_id":"`+f.InboxID+`"}` {
 					t.Fatalf("%s: got %s, want a resync at %s or later, and no replay", tt.name, f.raw, head)
 				}
-				expectNothing(t, c, tt.name)
+				expectNothingBeforeEvent(t, c, env.publish, "u", tt.name)
 				c.Close()
 			}
 			if got := h.metric(`herald_inbox_replays_total{result="resync"}`); got != float64(len(tests)) {
@@ -453,7 +464,13 @@ func TestInboxCatchUpTooBigForTheQueue(t *testing.T) {
 	if f := readInboxFrame(t, c, "after welcome"); f.Type != "resync" {
 		t.Fatalf("got %s, want a resync", f.raw)
 	}
-	expectNothing(t, c, "after the resync")
+	expectNothingBeforeEvent(t, c, func(t *testing.T, user, payload string) string {
+		id, err := in.Append(context.Background(), user, []byte(payload))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}, "u", "after the resync")
 }
 
 // TestInboxAfterRedisRestart: Redis without persistence restarts; the
@@ -485,7 +502,7 @@ func TestInboxAfterRedisRestart(t *testing.T) {
 	if f := readInboxFrame(t, c, "reconnect"); f.raw != `{"type":"resync","inbox_id":"`+after+`"}` {
 		t.Fatalf("reconnect after the restart got %s, want a resync at %s", f.raw, after)
 	}
-	expectNothing(t, c, "after the resync")
+	expectNothingBeforeEvent(t, c, env.publish, "u", "after the resync")
 }
 
 // TestInboxPlainPublishUnchanged: a plain PUBLISH user:<id> reaches an

@@ -28,7 +28,7 @@ type Server struct {
 	broker    fanout.Broker
 	origins   *admit.Origins
 	metrics   *metrics
-	inbox     *inboxState // the inbox catch-up's gates (inbox.go)
+	inbox     *inboxState // the inbox catch-up's metrics (inbox.go)
 	reg       *registry
 	core      *wscore.Core
 	tokens    *admit.UserLimiter

@@ -29,8 +29,10 @@ func TestStressSmallReceiveBuffers(t *testing.T) {
 	h := start(t, harnessOpts{sendBuffer: 8 << 10, gw: func(c *gateway.Config) {
 		c.WriteTimeout = 3 * time.Second                     // a lost wake-up shows as a write timeout
 		c.MaxQueueBytes = 4 * sc.burst * (sc.size + 16 + 64) // + the core's 64-byte charge per queued frame
-		c.PingInterval = time.Minute
-		c.IdleTimeout = 2 * time.Minute
+		// Pings go out all the time and must be answered: a client
+		// that stopped answering is closed after 10 s, at every size.
+		c.PingInterval = time.Second
+		c.IdleTimeout = 10 * time.Second
 	}})
 	dialer := testenv.WSDialer{RecvBuffer: 4 << 10}
 	type client struct {
@@ -67,6 +69,16 @@ func TestStressSmallReceiveBuffers(t *testing.T) {
 					return
 				}
 				if f.Op != ws.OpText {
+					// A client that never answers a ping is dead to the
+					// server: past the idle timeout (2 min, which the soak
+					// size outlasts) it is closed with 1001 idle_timeout.
+					if f.Op == ws.OpPing {
+						if err := cl.c.WriteFrame(ws.OpPong, f.Payload); err != nil {
+							cl.err = fmt.Errorf("pong after %d messages: %w", cl.got, err)
+							return
+						}
+						continue
+					}
 					if f.Op == ws.OpClose {
 						code, reason := ws.ParseCloseFrameData(f.Payload)
 						cl.err = fmt.Errorf("closed by the server with %d %s after %d messages", code, reason, cl.got)

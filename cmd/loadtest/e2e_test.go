@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -313,10 +314,13 @@ func TestLoadTestRefusedSockets(t *testing.T) {
 	}
 }
 
-// TestLoadTestFollowsRestart: a replica restarted in the middle of a
+// TestLoadTestFollowsRestart: a replica drained in the middle of a
 // fan-out sends every socket a reconnect hint and 1012; the load tester
 // waits the hinted delay, reconnects with a fresh token to the replica's
-// successor, and loses nothing while connected.
+// successor, and loses nothing while connected. The successor starts only
+// once the publishing is over, when the scenario says it waits for the
+// sockets to reconnect: sockets_up_at_end counts them, however long the
+// successor took to start (up to the drain timeout).
 func TestLoadTestFollowsRestart(t *testing.T) {
 	r := testenv.StartRedis(t)
 	addr := testenv.FreeAddr(t)
@@ -325,8 +329,8 @@ func TestLoadTestFollowsRestart(t *testing.T) {
 
 	jsonPath := filepath.Join(t.TempDir(), "report.json")
 	cmd := exec.Command(loadtestBin, "--target", "http://"+addr, "--sockets", "200", "--redis", r.URL(),
-		"--scenario", "connect,fanout", "--rate", "400", "--duration", "8s",
-		"--session-secret", testSessionSecret, "--json", jsonPath, "--deadline", "60s")
+		"--scenario", "connect,fanout", "--rate", "400", "--duration", "8s", "--drain-timeout", "30s",
+		"--session-secret", testSessionSecret, "--json", jsonPath, "--deadline", "90s")
 	var stdout bytes.Buffer
 	stderr := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = &stdout, stderr
@@ -334,9 +338,12 @@ func TestLoadTestFollowsRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	// The drain begins once the fan-out delivers (a progress line a
+	// second), well before its 8 s of publishing end.
+	delivering := regexp.MustCompile(`fanout +up .* deliveries [1-9][0-9]*/s`)
 	testenv.Eventually(t, 30*time.Second, func() error {
-		if !strings.Contains(stderr.String(), "fanout") {
-			return fmt.Errorf("fan-out not started:\n%s", stderr.String())
+		if !delivering.MatchString(stderr.String()) {
+			return fmt.Errorf("fan-out not delivering:\n%s", stderr.String())
 		}
 		return nil
 	})
@@ -344,6 +351,12 @@ func TestLoadTestFollowsRestart(t *testing.T) {
 	if err := h.Wait(15 * time.Second); err != nil {
 		t.Fatalf("herald did not drain: %v", err)
 	}
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if !strings.Contains(stderr.String(), "waiting for sockets to reconnect") {
+			return fmt.Errorf("the fan-out does not wait for the sockets to reconnect:\n%s", stderr.String())
+		}
+		return nil
+	})
 	testenv.StartHerald(t, heraldBin, addr, env)
 	err := cmd.Wait()
 	if err != nil {

@@ -1,7 +1,9 @@
 package redis
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -10,15 +12,37 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herald-gw/herald/fanout/fanouttest"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/herald-gw/herald/fanout/fanouttest"
+	"github.com/herald-gw/herald/internal/testenv"
 )
 
 // testLogger logs to the test at Info and above.
 func testLogger(t testing.TB) *zap.Logger {
 	return zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel))
+}
+
+// observedLogger logs to the test, as testLogger does, and to the returned
+// observer, which a test reads to wait for what the broker logged.
+func observedLogger(t testing.TB) (*zap.Logger, *observer.ObservedLogs) {
+	core, logs := observer.New(zap.InfoLevel)
+	return zap.New(zapcore.NewTee(testLogger(t).Core(), core)), logs
+}
+
+// waitLogged waits until msg was logged at least n times.
+func waitLogged(t testing.TB, logs *observer.ObservedLogs, msg string, n int) {
+	t.Helper()
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if got := logs.FilterMessage(msg).Len(); got < n {
+			return fmt.Errorf("%q logged %d times, want %d", msg, got, n)
+		}
+		return nil
+	})
 }
 
 // startBroker starts a Redis broker on client with test-friendly defaults
@@ -102,8 +126,11 @@ type proxy struct {
 }
 
 type pipePair struct {
-	a, b   net.Conn
+	a, b   net.Conn // a: the client's side
 	frozen atomic.Bool
+	// pings counts the PING commands the client sent while frozen (which
+	// Redis never saw).
+	pings atomic.Int64
 }
 
 func startProxy(t testing.TB, target string) *proxy {
@@ -154,6 +181,8 @@ func (p *proxy) pipe(pp *pipePair, src, dst net.Conn) {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
 			}
+		} else if n > 0 && src == pp.a {
+			pp.pings.Add(int64(bytes.Count(bytes.ToLower(buf[:n]), []byte("\r\nping\r\n"))))
 		}
 		if err != nil { // io.EOF included
 			return
@@ -167,6 +196,17 @@ func (p *proxy) freeze() {
 	for _, pp := range p.pairs {
 		pp.frozen.Store(true)
 	}
+}
+
+// frozenPings returns the PINGs swallowed on the frozen connections.
+func (p *proxy) frozenPings() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var n int64
+	for _, pp := range p.pairs {
+		n += pp.pings.Load()
+	}
+	return n
 }
 
 func (p *proxy) close() {

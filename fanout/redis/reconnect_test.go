@@ -21,10 +21,12 @@ func TestRedisRestart(t *testing.T) {
 	testenv.NoLeaks(t)
 	srv := testenv.StartRedis(t)
 	reg := prometheus.NewRegistry()
+	log, logs := observedLogger(t)
 	b, rec := startBroker(t, srv.Client(), Config{
 		HealthInterval:   200 * time.Millisecond,
 		UnsubscribeGrace: 50 * time.Millisecond,
 		Registerer:       reg,
+		Logger:           log,
 	})
 	fanouttest.WaitReady(t, b)
 	admin := srv.Client()
@@ -57,7 +59,9 @@ func TestRedisRestart(t *testing.T) {
 	if err := b.Publish(ctx, publish.User("r1"), []byte("x")); err == nil {
 		t.Fatal("Publish succeeded with Redis down")
 	}
-	time.Sleep(300 * time.Millisecond) // a few reconnection attempts
+	// A few reconnection attempts, each a chance to confirm it wrongly.
+	failed := logs.FilterMessage("redis pub/sub connection failed").Len()
+	waitLogged(t, logs, "redis pub/sub connection failed", failed+3)
 	if fanouttest.IsClosed(down) {
 		t.Fatal("a subscription made while Redis was down was confirmed")
 	}
@@ -114,9 +118,10 @@ func TestRedisStartWhileDown(t *testing.T) {
 	testenv.NoLeaks(t)
 	srv := testenv.StartRedis(t)
 	srv.Kill()
-	b, rec := startBroker(t, srv.Client(), Config{})
+	log, logs := observedLogger(t)
+	b, rec := startBroker(t, srv.Client(), Config{Logger: log})
 	ch := b.Subscribe("42")
-	time.Sleep(200 * time.Millisecond)
+	waitLogged(t, logs, "redis pub/sub connection failed", 3)
 	if b.Ready() || fanouttest.IsClosed(ch) {
 		t.Fatalf("with Redis down: ready %v, subscription confirmed %v", b.Ready(), fanouttest.IsClosed(ch))
 	}
@@ -157,7 +162,11 @@ func TestRedisReadyWhenResyncEmpties(t *testing.T) {
 	}
 }
 
-// A connection that goes silent is detected by the health check.
+// A connection that goes silent is detected by the health check, within
+// two intervals: at the first tick that finds its PING unanswered and
+// nothing read since the tick before. The bound is counted in PINGs, not
+// read off the wall clock, which a loaded machine stretches: at most one
+// PING goes unanswered before the connection is replaced.
 func TestRedisHealthCheck(t *testing.T) {
 	testenv.NoLeaks(t)
 	srv := testenv.StartRedis(t)
@@ -170,14 +179,15 @@ func TestRedisHealthCheck(t *testing.T) {
 	px.freeze()
 	start := time.Now()
 	// Resync is the trace of a recovery: not ready, then ready again.
-	testenv.Eventually(t, 5*time.Second, func() error {
+	testenv.Eventually(t, 30*time.Second, func() error {
 		if rec.Resyncs() == 0 {
 			return errors.New("no recovery")
 		}
 		return nil
 	})
-	if d := time.Since(start); d > 4*interval {
-		t.Errorf("silent connection replaced after %s, want within about 2 intervals of %s", d, interval)
+	t.Logf("silent connection replaced after %s (health interval %s)", time.Since(start), interval)
+	if n := px.frozenPings(); n > 1 {
+		t.Errorf("%d PINGs unanswered before the silent connection was replaced, want at most 1", n)
 	}
 	if !b.Ready() {
 		t.Fatal("not ready after Resync")
@@ -240,13 +250,21 @@ func TestRedisCloseWhileDown(t *testing.T) {
 	testenv.NoLeaks(t)
 	srv := testenv.StartRedis(t)
 	srv.Kill()
-	b, _ := startBroker(t, srv.Client(), Config{ReconnectMin: time.Second, ReconnectMax: time.Second})
+	log, logs := observedLogger(t)
+	b, _ := startBroker(t, srv.Client(), Config{ReconnectMin: time.Minute, ReconnectMax: time.Minute, Logger: log})
 	b.Subscribe("42")
-	time.Sleep(50 * time.Millisecond)
+	waitLogged(t, logs, "redis pub/sub reconnecting", 1) // in a backoff of a minute
 	start := time.Now()
-	b.Close()
-	if d := time.Since(start); d > 500*time.Millisecond {
-		t.Fatalf("Close took %s while backing off", d)
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		b.Close()
+	}()
+	select {
+	case <-closed:
+		t.Logf("Close returned after %s while backing off for a minute", time.Since(start))
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close waited for the backoff")
 	}
 }
 

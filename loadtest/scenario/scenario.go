@@ -20,7 +20,13 @@ func (w *worker) fanout(c client.Command) *client.Result {
 	pb := &publisher{f: w.f, size: w.f.Plan().PayloadBytes}
 	pb.run(ctx, c.Rate, readers)
 	cancel()
+	// Sockets a restarted or draining replica closed are still on their
+	// way back: sockets_up_at_end counts them once they are.
+	w.f.SetWaiting("sockets to reconnect")
+	w.f.WaitUp(w.f.Plan().DrainTimeout)
+	w.f.SetWaiting("messages still in flight")
 	w.f.Drain()
+	w.f.SetWaiting("")
 	r := w.f.Collect("fanout", start)
 	r.Published, r.PublishErrors = pb.sent, pb.errs
 	return r
