@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"net"
 	"net/http"
@@ -218,7 +219,7 @@ func (h *handshake) steps() []func(context.Context) *Disconnect {
 		return []func(context.Context) *Disconnect{h.consume, h.count, h.welcome, h.register, h.subscribe, h.resyncSince}
 	}
 	if _, ok := h.s.cfg.Inbox.(inbox.TokenReader); ok { // readInbox consumes the token
-		return []func(context.Context) *Disconnect{h.identify, h.count, h.register, h.subscribe, h.readInbox, h.welcome}
+		return []func(context.Context) *Disconnect{h.brokerReady, h.identify, h.count, h.register, h.subscribe, h.readInbox, h.welcome}
 	}
 	return []func(context.Context) *Disconnect{h.consume, h.count, h.register, h.subscribe, h.readInbox, h.welcome}
 }
@@ -264,6 +265,19 @@ func (h *handshake) refuseToken(err error) *Disconnect {
 	h.authFailed("replay_unavailable", user, zap.Error(err))
 	return DisconnectTryAgainLater
 }
+
+// brokerReady refuses the socket at once while the broker has lost Redis,
+// where the token is consumed later in this handshake: the store cannot
+// answer, and it fails closed (1013) without waiting for a subscription.
+func (h *handshake) brokerReady(context.Context) *Disconnect {
+	if h.s.broker.Ready() {
+		return nil
+	}
+	return h.refuseToken(errBrokerDown)
+}
+
+// errBrokerDown is brokerReady's refusal.
+var errBrokerDown = fmt.Errorf("%w: the broker has lost Redis", replay.ErrUnavailable)
 
 // identify names the socket: its user and its id.
 func (h *handshake) identify(context.Context) *Disconnect {
