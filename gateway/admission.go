@@ -58,9 +58,9 @@ type admission struct {
 	queued   int                   // guarded by mu: waiters in addrs
 	jtis     map[string]struct{}   // guarded by mu: tokens waiting or at work
 	addrs    map[string]*addrQueue // guarded by mu
-	ring     []*addrQueue          // guarded by mu: addresses with waiters, in turn order
-	next     int                   // guarded by mu: index in ring of the next turn
+	ring     turns[*addrQueue]     // guarded by mu: addresses with waiters, in turn order
 	timer    *time.Timer           // guarded by mu: wakes dispatch when the rate allows; nil when none is armed
+	draining bool                  // guarded by mu: set by drain, new waiters of queue are refused
 	capacity int                   // read-only: the queue's bound
 
 	waited                     prometheus.Counter
@@ -69,23 +69,31 @@ type admission struct {
 
 // addrQueue is one client address's waiters, by user.
 type addrQueue struct {
-	ip    string
-	users []*userQueue // users with waiters, in turn order
-	next  int          // index in users of the next turn
-	n     int          // waiters
+	ip     string
+	turn   *turn[*addrQueue]     // its place in admission.ring
+	users  turns[*userQueue]     // users with waiters, in turn order
+	byUser map[string]*userQueue // the same users
+	n      int                   // waiters
 }
 
 type userQueue struct {
 	user    string
-	waiters []*waiter // FIFO
+	turn    *turn[*userQueue] // its place in addrQueue.users
+	waiters []*waiter         // FIFO
 }
 
-// waiter is a handshake in the queue. done is closed when it is admitted or
-// refused (err set), under admission.mu.
+// waiter is a handshake in the queue. A waiter of wait has done, closed
+// when it is admitted or refused (err set), under admission.mu. A waiter of
+// queue has then instead, called once under admission.mu, and a timer for
+// its longest wait: it holds no goroutine while it waits.
 type waiter struct {
 	ip, user, jti string
 	done          chan struct{}
 	err           error // guarded by admission.mu until done is closed
+
+	then     func(*ticket, error)
+	timer    *time.Timer // with then: refuses it after the longest wait
+	resolved bool        // with then, guarded by admission.mu: then has been called
 }
 
 // ticket is an admitted handshake's slot; release gives it back.
@@ -189,6 +197,74 @@ func (a *admission) wait(ip, user, jti string, drain, gone <-chan struct{}) (*ti
 	return nil, why
 }
 
+// queue is wait for a handshake that keeps no goroutine while it waits.
+// When the handshake may start at once, or is refused at once, queue
+// returns the ticket or the error and queued false. Otherwise it queues the
+// handshake and returns queued true: then is called later, once, with the
+// ticket, or with errAdmissionFull (evicted), errAdmissionWait (after the
+// longest wait) or errAdmissionDrain (drain). then is called under
+// admission.mu: it must hand the work to another goroutine, and neither
+// block nor take a lock.
+func (a *admission) queue(ip, user, jti string, then func(*ticket, error)) (tk *ticket, err error, queued bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	switch _, dup := a.jtis[jti]; {
+	case dup:
+		return nil, errTokenInFlight, false
+	case a.draining:
+		return nil, errAdmissionDrain, false
+	case a.queued == 0 && a.inflight < a.limit.current() && a.allowRateLocked():
+		a.jtis[jti] = struct{}{}
+		a.inflight++
+		return &ticket{a: a, jti: jti, start: time.Now()}, nil, false
+	case a.queued >= a.capacity && !a.evictLocked(ip):
+		return nil, errAdmissionFull, false
+	}
+	w := &waiter{ip: ip, user: user, jti: jti, then: then}
+	w.timer = time.AfterFunc(a.cfg.wait, func() { a.expire(w) })
+	a.jtis[jti] = struct{}{}
+	a.pushLocked(w)
+	a.waited.Inc()
+	a.dispatchLocked()
+	return nil, nil, true
+}
+
+// expire refuses a waiter of queue that is still waiting after the
+// longest wait.
+func (a *admission) expire(w *waiter) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if w.resolved {
+		return
+	}
+	a.removeLocked(w)
+	delete(a.jtis, w.jti)
+	a.resolveLocked(w, errAdmissionWait)
+}
+
+// drain refuses every waiter of queue with errAdmissionDrain, and those
+// that come later; waiters of wait see the drain channel themselves.
+func (a *admission) drain() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.draining = true
+	var gone []*waiter
+	a.ring.each(func(aq *addrQueue) {
+		aq.users.each(func(uq *userQueue) {
+			for _, w := range uq.waiters {
+				if w.then != nil {
+					gone = append(gone, w)
+				}
+			}
+		})
+	})
+	for _, w := range gone {
+		a.removeLocked(w)
+		delete(a.jtis, w.jti)
+		a.resolveLocked(w, errAdmissionDrain)
+	}
+}
+
 // release gives the slot back. The time since admission is a sample for
 // the limit, when sample is set (a handshake that did its work).
 func (t *ticket) release(sample bool) {
@@ -241,24 +317,42 @@ func (a *admission) dispatchLocked() {
 		}
 		w := a.popLocked()
 		a.inflight++
-		close(w.done)
+		a.resolveLocked(w, nil)
 	}
+}
+
+// resolveLocked ends w's wait: admitted (err nil, already counted in
+// flight) or refused with err. It is out of the queue.
+func (a *admission) resolveLocked(w *waiter, err error) {
+	w.err = err
+	if w.then == nil {
+		close(w.done)
+		return
+	}
+	w.resolved = true
+	w.timer.Stop()
+	var tk *ticket
+	if err == nil {
+		tk = &ticket{a: a, jti: w.jti, start: time.Now()}
+	}
+	w.then(tk, err)
 }
 
 // pushLocked queues w behind its address's and user's earlier waiters.
 func (a *admission) pushLocked(w *waiter) {
 	aq := a.addrs[w.ip]
 	if aq == nil {
-		aq = &addrQueue{ip: w.ip}
+		aq = &addrQueue{ip: w.ip, byUser: make(map[string]*userQueue)}
+		aq.turn = a.ring.add(aq)
 		a.addrs[w.ip] = aq
-		a.ring = append(a.ring, aq)
 	}
-	i := slices.IndexFunc(aq.users, func(u *userQueue) bool { return u.user == w.user })
-	if i < 0 {
-		aq.users = append(aq.users, &userQueue{user: w.user})
-		i = len(aq.users) - 1
+	uq := aq.byUser[w.user]
+	if uq == nil {
+		uq = &userQueue{user: w.user}
+		uq.turn = aq.users.add(uq)
+		aq.byUser[w.user] = uq
 	}
-	aq.users[i].waiters = append(aq.users[i].waiters, w)
+	uq.waiters = append(uq.waiters, w)
 	aq.n++
 	a.queued++
 }
@@ -266,57 +360,99 @@ func (a *admission) pushLocked(w *waiter) {
 // popLocked takes the next turn's waiter: the next address in the ring,
 // and its next user's oldest waiter.
 func (a *admission) popLocked() *waiter {
-	ai := a.next % len(a.ring)
-	aq := a.ring[ai]
-	ui := aq.next % len(aq.users)
-	uq := aq.users[ui]
+	aq := a.ring.cur.v
+	uq := aq.users.cur.v
 	w := uq.waiters[0]
 	uq.waiters[0] = nil
 	uq.waiters = uq.waiters[1:]
-	a.dropLocked(aq, ai, uq, ui, true)
+	a.dropLocked(aq, uq, true)
 	return w
 }
 
 // removeLocked takes w out of the queue (it gave up).
 func (a *admission) removeLocked(w *waiter) {
-	ai := slices.IndexFunc(a.ring, func(q *addrQueue) bool { return q.ip == w.ip })
-	aq := a.ring[ai]
-	ui := slices.IndexFunc(aq.users, func(u *userQueue) bool { return u.user == w.user })
-	uq := aq.users[ui]
+	aq := a.addrs[w.ip]
+	uq := aq.byUser[w.user]
 	uq.waiters = slices.DeleteFunc(uq.waiters, func(x *waiter) bool { return x == w })
-	a.dropLocked(aq, ai, uq, ui, false)
+	a.dropLocked(aq, uq, false)
 }
 
-// dropLocked accounts for one waiter taken from uq (at index ui of aq,
-// itself at index ai of the ring): empty queues leave their ring, and
-// after a turn (served) the next turn moves on.
-func (a *admission) dropLocked(aq *addrQueue, ai int, uq *userQueue, ui int, served bool) {
+// dropLocked accounts for one waiter taken from uq, of aq: empty queues
+// leave their ring, and after a turn (served) the next turn moves on.
+func (a *admission) dropLocked(aq *addrQueue, uq *userQueue, served bool) {
 	aq.n--
 	a.queued--
 	if len(uq.waiters) == 0 {
-		aq.users = slices.Delete(aq.users, ui, ui+1)
-		if ui < aq.next {
-			aq.next--
-		}
+		aq.users.remove(uq.turn)
+		delete(aq.byUser, uq.user)
 	} else if served {
-		aq.next = ui + 1
-	}
-	if len(aq.users) > 0 {
-		aq.next %= len(aq.users)
+		aq.users.advance()
 	}
 	if aq.n == 0 {
+		a.ring.remove(aq.turn)
 		delete(a.addrs, aq.ip)
-		a.ring = slices.Delete(a.ring, ai, ai+1)
-		if ai < a.next {
-			a.next--
-		}
 	} else if served {
-		a.next = ai + 1
+		a.ring.advance()
 	}
-	if len(a.ring) > 0 {
-		a.next %= len(a.ring)
+}
+
+// turns is a round-robin order: new members join at the end of the
+// current round, a member leaves in constant time, and cur is the next
+// turn's (nil when empty).
+type turns[T any] struct {
+	head, cur *turn[T] // head: the first of a round
+}
+
+type turn[T any] struct {
+	v          T
+	prev, next *turn[T]
+}
+
+// add appends v to the round, after every member (before head).
+func (r *turns[T]) add(v T) *turn[T] {
+	t := &turn[T]{v: v}
+	if r.head == nil {
+		t.prev, t.next = t, t
+		r.head, r.cur = t, t
+		return t
+	}
+	t.prev, t.next = r.head.prev, r.head
+	r.head.prev.next = t
+	r.head.prev = t
+	return t
+}
+
+// remove takes t out; when it had the turn, the member after it has it.
+func (r *turns[T]) remove(t *turn[T]) {
+	if t.next == t {
+		r.head, r.cur = nil, nil
 	} else {
-		a.next = 0
+		t.prev.next, t.next.prev = t.next, t.prev
+		if r.head == t {
+			r.head = t.next
+		}
+		if r.cur == t {
+			r.cur = t.next
+		}
+	}
+	t.prev, t.next = nil, nil
+}
+
+// advance gives the turn to the next member.
+func (r *turns[T]) advance() { r.cur = r.cur.next }
+
+// each calls f with every member, from head.
+func (r *turns[T]) each(f func(T)) {
+	if r.head == nil {
+		return
+	}
+	for t := r.head; ; {
+		next := t.next
+		f(t.v)
+		if next == r.head {
+			return
+		}
+		t = next
 	}
 }
 
@@ -325,11 +461,11 @@ func (a *admission) dropLocked(aq *addrQueue, ai int, uq *userQueue, ui int, ser
 // refused, unless ip holds as many. It reports whether room was made.
 func (a *admission) evictLocked(ip string) bool {
 	var big *addrQueue
-	for _, q := range a.ring {
+	a.ring.each(func(q *addrQueue) {
 		if big == nil || q.n > big.n {
 			big = q
 		}
-	}
+	})
 	mine := 0
 	if q := a.addrs[ip]; q != nil {
 		mine = q.n
@@ -338,16 +474,15 @@ func (a *admission) evictLocked(ip string) bool {
 		return false
 	}
 	var uq *userQueue
-	for _, u := range big.users {
+	big.users.each(func(u *userQueue) {
 		if uq == nil || len(u.waiters) > len(uq.waiters) {
 			uq = u
 		}
-	}
+	})
 	w := uq.waiters[len(uq.waiters)-1]
 	a.removeLocked(w)
 	delete(a.jtis, w.jti)
-	w.err = errAdmissionFull
-	close(w.done)
+	a.resolveLocked(w, errAdmissionFull)
 	return true
 }
 

@@ -177,3 +177,71 @@ func waitQueued(t *testing.T, a *admission, n int) {
 		return nil
 	})
 }
+
+// TestAdmissionQueue: handshakes that wait without a goroutine (queue)
+// take the same turns as those of wait, and are refused by a drain or
+// after the longest wait.
+func TestAdmissionQueue(t *testing.T) {
+	type result struct {
+		who string
+		tk  *ticket
+		err error
+	}
+	enqueue := func(t *testing.T, a *admission, out chan result, ip, user, jti string) {
+		t.Helper()
+		tk, err, queued := a.queue(ip, user, jti, func(tk *ticket, err error) { out <- result{ip + "/" + user, tk, err} })
+		if !queued {
+			t.Fatalf("%s/%s not queued: %v, %v", ip, user, tk, err)
+		}
+	}
+	t.Run("turns", func(t *testing.T) {
+		a := testAdmission(t, 1, 100)
+		first := mustWait(t, a, "z", "z", "first")
+		out := make(chan result, 10)
+		enqueue(t, a, out, "a", "1", "j1")
+		enqueue(t, a, out, "a", "1", "j2")
+		enqueue(t, a, out, "a", "2", "j3")
+		enqueue(t, a, out, "b", "3", "j4")
+		first.release(false)
+		for i, want := range []string{"a/1", "b/3", "a/2", "a/1"} {
+			r := <-out
+			if r.who != want || r.err != nil {
+				t.Fatalf("turn %d: %s %v, want %s admitted", i, r.who, r.err, want)
+			}
+			r.tk.release(false)
+		}
+	})
+	t.Run("drain", func(t *testing.T) {
+		a := testAdmission(t, 1, 100)
+		first := mustWait(t, a, "z", "z", "first")
+		out := make(chan result, 10)
+		enqueue(t, a, out, "a", "1", "j1")
+		enqueue(t, a, out, "b", "2", "j2")
+		a.drain()
+		for range 2 {
+			if r := <-out; !errors.Is(r.err, errAdmissionDrain) || r.tk != nil {
+				t.Fatalf("%s: %v, want errAdmissionDrain", r.who, r.err)
+			}
+		}
+		if _, err, queued := a.queue("c", "3", "j3", nil); queued || !errors.Is(err, errAdmissionDrain) {
+			t.Fatalf("after the drain: queued %v, %v; want errAdmissionDrain at once", queued, err)
+		}
+		if a.queued != 0 || len(a.jtis) != 1 {
+			t.Fatalf("after the drain: %d queued, %d tokens held, want 0 and 1", a.queued, len(a.jtis))
+		}
+		first.release(false)
+	})
+	t.Run("longest wait", func(t *testing.T) {
+		a := testAdmission(t, 1, 100)
+		a.cfg.wait = time.Millisecond
+		first := mustWait(t, a, "z", "z", "first")
+		out := make(chan result, 10)
+		enqueue(t, a, out, "a", "1", "j1")
+		if r := <-out; !errors.Is(r.err, errAdmissionWait) {
+			t.Fatalf("%s: %v, want errAdmissionWait", r.who, r.err)
+		}
+		first.release(false)
+		tk := mustWait(t, a, "a", "1", "j1") // its token is free again
+		tk.release(false)
+	})
+}

@@ -6,11 +6,20 @@
 // # Files
 //
 //   - server.go: Server, New, Serve; config.go: Config and its defaults.
+//   - listen.go: Serve's demux: it accepts the connections and reads each
+//     one's request line; an upgrade of /ws goes to rawws.go, everything
+//     else to net/http on the same listener, the bytes read replayed.
+//   - rawws.go: GET /ws without net/http: gobwas' Upgrader parses the
+//     request, which waits for admission (admission.go, limit.go) holding
+//     no goroutine; workers.go runs the admitted ones.
 //   - http.go: the HTTP endpoints; their admission checks (origins, client
 //     IP, token bucket, failed-auth blocking) are in gateway/admit.
 //   - handshake.go: GET /ws, from the request to the welcome frame: the
-//     handshake type, its steps and its one exit.
-//   - conn.go: the gateway's view of a socket and the core's callbacks.
+//     handshake type, its steps and its one exit; handleWS, its net/http
+//     path, serves it when Serve is given a handler wrapping Handler().
+//   - conn.go: the gateway's view of a socket, its state (new, registered,
+//     welcomed, ended; counted in presence; holding a drain slot) with the
+//     one transition function, and the core's callbacks.
 //   - registry.go: user → sockets and socket id → socket, in shards.
 //   - api.go: the in-process API (SendToUser, Broadcast, …).
 //   - delivery.go: the broker's handler: checks, frames and queues messages.
@@ -49,8 +58,12 @@
 //
 // # Concurrency
 //
-// Server's exported methods are safe for concurrent use. A socket's
-// handshake runs in its net/http goroutine until wscore's Conn.Start; from
+// Server's exported methods are safe for concurrent use. A connection is
+// read by a goroutine of its own (listen.go) until its request is whole;
+// an upgrade then waits for admission in admission's queue, owned by
+// admission.mu, with no goroutine, and runs on a worker once admitted (or
+// in its net/http goroutine on the net/http path) until wscore's
+// Conn.Start; from
 // then on the core owns the socket and reports its end through OnClose,
 // which unregisters it. Subscribe and Unsubscribe are called under a
 // registry user shard's lock; no registry lock is held while calling into

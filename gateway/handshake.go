@@ -80,8 +80,9 @@ type handshakeInput struct {
 }
 
 // handshake is one socket's handshake, from its request to the socket's
-// hand-over to the core or its refusal. It runs on one goroutine; no field
-// is shared.
+// hand-over to the core or its refusal. It runs on one goroutine at a time
+// (the raw path, rawws.go, hands it from the connection's reader to a
+// worker, through admission's lock or a channel); no field is shared.
 //
 // The steps, in order; each returns the Disconnect that refuses the socket,
 // or nil to go on:
@@ -167,7 +168,13 @@ func (h *handshake) verify() *Disconnect {
 // when the client left while it waited.
 func (h *handshake) enter(gone <-chan struct{}) (tk *ticket, d *Disconnect, left bool) {
 	s, claims := h.s, h.claims
-	tk, err := s.admission.wait(h.in.ip, claims.UserID, claims.JTI, s.drainCh, gone)
+	return h.admitted(s.admission.wait(h.in.ip, claims.UserID, claims.JTI, s.drainCh, gone))
+}
+
+// admitted is enter's outcome from admission's: the turn, or why the
+// handshake is refused, or gone when the client left while it waited.
+func (h *handshake) admitted(tk *ticket, err error) (*ticket, *Disconnect, bool) {
+	claims := h.claims
 	switch {
 	case err == nil:
 		return tk, nil, false
@@ -304,10 +311,8 @@ func (h *handshake) register(context.Context) *Disconnect {
 		return DisconnectTooMany
 	}
 	h.ready = [2]<-chan struct{}{userReady, socketReady}
-	c.registered.Store(true)
-	if c.ws.State() == wscore.Closed { // dropped meanwhile: its OnClose may have missed the registration
+	if _, ok := c.to(evRegister); !ok { // ended meanwhile: its end did not see the registration
 		s.reg.remove(c)
-		s.presenceLeft(c) // at most once per socket, as in connEnded
 	}
 	if s.draining.Load() { // registered after the drain listed the sockets
 		return DisconnectServiceRestart
@@ -388,16 +393,17 @@ func (h *handshake) exit() {
 	// it reads the welcome, finds it counted and logged, and so that its
 	// disconnect, which Start may report at once, is logged after.
 	if c.ws.State() == wscore.Handshake {
-		c.welcomed.Store(true)
-		s.metrics.connects.Inc()
-		s.handshakes.Add(1)
-		s.metrics.handshake.Observe(time.Since(h.start).Seconds())
-		s.log.Info("connect",
-			zap.String("user", c.user),
-			zap.String("socket_id", c.id),
-			zap.String("ip", c.remoteIP),
-			zap.String("user_agent", c.userAgent),
-		)
+		if _, ok := c.to(evWelcome); ok {
+			s.metrics.connects.Inc()
+			s.handshakes.Add(1)
+			s.metrics.handshake.Observe(time.Since(h.start).Seconds())
+			s.log.Info("connect",
+				zap.String("user", c.user),
+				zap.String("socket_id", c.id),
+				zap.String("ip", c.remoteIP),
+				zap.String("user_agent", c.userAgent),
+			)
+		}
 	}
 	c.ws.Start(h.early)
 }

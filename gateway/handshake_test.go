@@ -55,13 +55,32 @@ func TestHandshakeClosedWhileSubscribing(t *testing.T) {
 		}
 		return nil
 	})
+	// A probe, disconnected just after the held socket, that never answers
+	// its close frame: the heartbeat tears it down at its close deadline,
+	// which comes after any the held socket could have.
+	probe, _ := h.connect("probe")
 	if err := h.srv.DisconnectUser(context.Background(), "held", "logout"); err != nil {
 		t.Fatal(err)
 	}
-	// Let the close timeout pass a few times over while the subscription
-	// is still held: nothing the heartbeat does may free the descriptor of
-	// a socket whose handshake is still running.
-	time.Sleep(4 * closeTimeout)
+	if err := h.srv.DisconnectUser(context.Background(), "probe", "logout"); err != nil {
+		t.Fatal(err)
+	}
+	// Let the close timeout pass while the subscription is still held:
+	// nothing the heartbeat does may free the descriptor of a socket whose
+	// handshake is still running. The probe's connection ending shows that
+	// the heartbeat got that far.
+	for {
+		f, err := probe.ReadFrame(10 * time.Second)
+		if err != nil {
+			if isTimeoutErr(err) {
+				t.Fatal("the probe was not torn down at its close deadline")
+			}
+			break // EOF or reset: torn down
+		}
+		if f.Op != ws.OpClose && f.Op != ws.OpPing {
+			t.Fatalf("probe got %v %q, want its close frame", f.Op, f.Payload)
+		}
+	}
 
 	// A new socket, on the held socket's descriptor number if it was freed.
 	dialFresh := func(tok string) (*testenv.WSClient, bool) {
@@ -165,4 +184,9 @@ func TestConnectLoggedBeforeWelcome(t *testing.T) {
 	if got := h.metric("herald_connects_total"); got != sockets {
 		t.Errorf("herald_connects_total = %v, want %d", got, sockets)
 	}
+}
+
+func isTimeoutErr(err error) bool {
+	var ne interface{ Timeout() bool }
+	return errors.As(err, &ne) && ne.Timeout()
 }

@@ -52,6 +52,8 @@ type Server struct {
 	stop       chan struct{} // closed when the core stops
 	quit       chan struct{} // closed when the listener stops: the accept loop returns
 	quitOnce   sync.Once
+	reading    readers        // connections in their first read (listen.go)
+	workers    *workers       // the admitted raw handshakes' goroutines (workers.go)
 	loops      sync.WaitGroup // the sweep loop
 	closeOnce  sync.Once
 }
@@ -103,6 +105,7 @@ func New(cfg Config) (*Server, error) {
 	if s.members, err = s.newMembership(); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
+	s.workers = newWorkers(s.stop)
 	s.core, err = wscore.New(cfg.coreConfig())
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
@@ -143,11 +146,20 @@ func (s *Server) NodeID() string { return s.cfg.NodeID }
 
 // Serve accepts connections on ln until Shutdown. h, when not nil, replaces
 // Handler() (it should wrap it). It returns nil after a Shutdown.
+//
+// With Handler() (h nil or Handler() itself), WebSocket upgrades of /ws are
+// served without net/http (listen.go, rawws.go) and the other requests by
+// net/http on the same listener. A wrapping h sees every request, /ws
+// included, through net/http.
 func (s *Server) Serve(ln net.Listener, h http.Handler) error {
+	own := h == nil || h == http.Handler(s.mux)
 	if h != nil {
 		s.http.Handler = h
 	}
 	bl := &backoffListener{Listener: ln, log: s.log, metrics: s.metrics, stop: s.quit}
+	if own {
+		return s.serveDemux(bl)
+	}
 	err := s.http.Serve(bl)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
@@ -155,7 +167,14 @@ func (s *Server) Serve(ln net.Listener, h http.Handler) error {
 	return err
 }
 
-func (s *Server) stopAccept() { s.quitOnce.Do(func() { close(s.quit) }) }
+// stopAccept stops accepting connections and ends the first reads in
+// progress.
+func (s *Server) stopAccept() {
+	s.quitOnce.Do(func() {
+		close(s.quit)
+		s.reading.close()
+	})
+}
 
 // closeCore stops the socket core, the sweep loop and the release loop. Sockets must be
 // gone already.
@@ -194,17 +213,21 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// connEnded is called once per socket, by the core, when it is closed.
+// connEnded is called once per socket, by the core, when it is closed: it
+// undoes what the socket's state says (registry, presence, drain slot).
 func (s *Server) connEnded(c *Conn, end *Disconnect) {
-	if c.registered.Load() {
+	was, _ := c.to(evEnd)
+	if was.registered() {
 		s.reg.remove(c)
-		s.presenceLeft(c)
 	}
-	if c.drainSlot.CompareAndSwap(true, false) {
+	if was.counted() {
+		s.queueLeft(c)
+	}
+	if was.drainSlot() {
 		<-s.drainSlots
 	}
 	s.metrics.disconnects.WithLabelValues(codeLabel(end)).Inc()
-	if c.welcomed.Load() {
+	if was.phase() == connWelcomed {
 		s.log.Info("disconnect",
 			zap.String("user", c.user),
 			zap.String("socket_id", c.id),

@@ -24,7 +24,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	start := time.Now()
-	close(s.drainCh) // handshakes waiting for their subscription give up
+	close(s.drainCh)    // handshakes waiting for their subscription give up
+	s.admission.drain() // and those waiting for admission without a goroutine
 	s.log.Info("draining: refusing new sockets", zap.Int("sockets", s.Sockets()))
 	s.drain(ctx)
 	// Every /ws request counted in live either saw draining and answers
@@ -33,6 +34,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.waitSockets(ctx)
 	s.stopAccept()
 	httpErr := s.http.Shutdown(ctx)
+	s.reading.wait() // a first read that ended in an upgrade is counted in live by now
 	s.waitSockets(ctx)
 	left := s.live.Load()
 	if left > 0 {
@@ -58,9 +60,16 @@ func (s *Server) drain(ctx context.Context) {
 		}
 		after := rand.Int64N(max(window, 1))
 		frame := wscore.TextFrame([]byte(`{"type":"reconnect","after_ms":` + strconv.FormatInt(after, 10) + `}`))
-		c.drainSlot.Store(true) // released by connEnded
-		if !c.ws.CloseAfter(frame, DisconnectServiceRestart) && c.drainSlot.CompareAndSwap(true, false) {
-			<-s.drainSlots // already closing: it holds no slot
+		if _, ok := c.to(evDrain); !ok { // ended meanwhile
+			<-s.drainSlots
+			continue
+		}
+		// The slot is released by connEnded, or here when the socket was
+		// closing already.
+		if !c.ws.CloseAfter(frame, DisconnectServiceRestart) {
+			if _, ok := c.to(evUndrain); ok {
+				<-s.drainSlots
+			}
 		}
 	}
 }
