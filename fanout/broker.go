@@ -12,7 +12,9 @@ var ErrClosed = errors.New("fanout: broker closed")
 
 // Handler receives what a broker delivers to this replica. Implementations
 // must be safe for concurrent use, return quickly and never block on a
-// socket. payload is owned by the callee after the call.
+// socket. Deliver's payload and target id are valid only for the call (the
+// Redis brokers hand over slices of their read buffer): a Handler copies
+// what it keeps.
 type Handler interface {
 	// Deliver hands over a message for local sockets.
 	Deliver(to publish.Target, payload []byte)

@@ -31,11 +31,130 @@ type Conn struct {
 	userAgent   string
 	connectedAt time.Time
 
-	registered atomic.Bool // added to the registry by the handshake
-	welcomed   atomic.Bool // the handshake succeeded
-	drainSlot  atomic.Bool // holds one of Server.drainSlots, released when the socket ends
-	counted    atomic.Bool // counted in Presence's per-user counts (presence.go)
+	// state is where the socket is in its life (connState); it changes
+	// only through to, from any goroutine.
+	state atomic.Uint32
 }
+
+// connState is where a socket is in the gateway's life of it: a phase and
+// two marks. Every change goes through transition; Conn.to applies it.
+//
+//	New ──register──▶ Registered ──welcome──▶ Welcomed
+//	 │                    │                      │
+//	 └───────────────────end─────────────────────┴──▶ Ended
+//
+// New: in its handshake, not in the registry. Registered: in the
+// registry, its handshake running. Welcomed: the handshake succeeded and
+// the socket went to the core. Ended: the core reported its end (OnClose).
+// The marks: counted, the socket is counted in presence's per-user counts
+// (set in New by count, cleared by uncount); drainSlot, it holds one of
+// Server.drainSlots (set by drain on a registered socket, cleared by
+// undrain). end clears both: whoever moves a socket to Ended undoes what
+// the state it left says (registry, presence, drain slot).
+type connState uint32
+
+const (
+	connNew connState = iota
+	connRegistered
+	connWelcomed
+	connEnded
+
+	phaseMask     connState = 3
+	markCounted   connState = 1 << 2
+	markDrainSlot connState = 1 << 3
+)
+
+func (s connState) phase() connState { return s & phaseMask }
+func (s connState) counted() bool    { return s&markCounted != 0 }
+func (s connState) drainSlot() bool  { return s&markDrainSlot != 0 }
+
+// registered reports whether the socket is in the registry in s.
+func (s connState) registered() bool { return s.phase() == connRegistered || s.phase() == connWelcomed }
+
+func (s connState) String() string {
+	name := [...]string{"new", "registered", "welcomed", "ended"}[s.phase()]
+	if s.counted() {
+		name += "+counted"
+	}
+	if s.drainSlot() {
+		name += "+drainSlot"
+	}
+	return name
+}
+
+// connEvent is something that happens to a socket.
+type connEvent uint8
+
+const (
+	evCount    connEvent = iota // counted in presence (the handshake)
+	evUncount                   // no longer counted (a refusal)
+	evRegister                  // added to the registry (the handshake)
+	evWelcome                   // handed to the core, welcomed (the handshake's exit)
+	evDrain                     // given a drain slot (Shutdown)
+	evUndrain                   // the drain slot given back: the socket was closing already
+	evEnd                       // the core reported the socket's end
+	numConnEvents
+)
+
+func (e connEvent) String() string {
+	return [...]string{"count", "uncount", "register", "welcome", "drain", "undrain", "end"}[e]
+}
+
+// transition is the socket's state machine: the state after ev in from, or
+// ok == false when ev is not allowed in from (and the caller must do
+// nothing).
+func transition(from connState, ev connEvent) (to connState, ok bool) {
+	phase := from.phase()
+	switch ev {
+	case evCount:
+		if phase == connNew && !from.counted() {
+			return from | markCounted, true
+		}
+	case evUncount:
+		if phase != connEnded && from.counted() {
+			return from &^ markCounted, true
+		}
+	case evRegister:
+		if phase == connNew {
+			return from&^phaseMask | connRegistered, true
+		}
+	case evWelcome:
+		if phase == connRegistered {
+			return from&^phaseMask | connWelcomed, true
+		}
+	case evDrain:
+		if from.registered() && !from.drainSlot() {
+			return from | markDrainSlot, true
+		}
+	case evUndrain:
+		if phase != connEnded && from.drainSlot() {
+			return from &^ markDrainSlot, true
+		}
+	case evEnd:
+		if phase != connEnded {
+			return connEnded, true
+		}
+	}
+	return from, false
+}
+
+// to applies ev to the socket's state. It returns the state ev was applied
+// in, and whether it was allowed there.
+func (c *Conn) to(ev connEvent) (from connState, ok bool) {
+	for {
+		from = connState(c.state.Load())
+		next, ok := transition(from, ev)
+		if !ok {
+			return from, false
+		}
+		if c.state.CompareAndSwap(uint32(from), uint32(next)) {
+			return from, true
+		}
+	}
+}
+
+// now is the socket's state.
+func (c *Conn) now() connState { return connState(c.state.Load()) }
 
 // SocketInfo describes a connected socket.
 type SocketInfo struct {

@@ -17,7 +17,9 @@
 //   - handshake.go: GET /ws, from the request to the welcome frame: the
 //     handshake type, its steps and its one exit; handleWS, its net/http
 //     path, serves it when Serve is given a handler wrapping Handler().
-//   - conn.go: the gateway's view of a socket and the core's callbacks.
+//   - conn.go: the gateway's view of a socket, its state (new, registered,
+//     welcomed, ended; counted in presence; holding a drain slot) with the
+//     one transition function, and the core's callbacks.
 //   - registry.go: user → sockets and socket id → socket, in shards.
 //   - api.go: the in-process API (SendToUser, Broadcast, …).
 //   - delivery.go: the broker's handler: checks, frames and queues messages.

@@ -268,10 +268,8 @@ func (h *handshake) register(context.Context) *Disconnect {
 		return DisconnectTooMany
 	}
 	h.ready = [2]<-chan struct{}{userReady, socketReady}
-	c.registered.Store(true)
-	if c.ws.State() == wscore.Closed { // dropped meanwhile: its OnClose may have missed the registration
+	if _, ok := c.to(evRegister); !ok { // ended meanwhile: its end did not see the registration
 		s.reg.remove(c)
-		s.presenceLeft(c) // at most once per socket, as in connEnded
 	}
 	if s.draining.Load() { // registered after the drain listed the sockets
 		return DisconnectServiceRestart
@@ -352,16 +350,17 @@ func (h *handshake) exit() {
 	// it reads the welcome, finds it counted and logged, and so that its
 	// disconnect, which Start may report at once, is logged after.
 	if c.ws.State() == wscore.Handshake {
-		c.welcomed.Store(true)
-		s.metrics.connects.Inc()
-		s.handshakes.Add(1)
-		s.metrics.handshake.Observe(time.Since(h.start).Seconds())
-		s.log.Info("connect",
-			zap.String("user", c.user),
-			zap.String("socket_id", c.id),
-			zap.String("ip", c.remoteIP),
-			zap.String("user_agent", c.userAgent),
-		)
+		if _, ok := c.to(evWelcome); ok {
+			s.metrics.connects.Inc()
+			s.handshakes.Add(1)
+			s.metrics.handshake.Observe(time.Since(h.start).Seconds())
+			s.log.Info("connect",
+				zap.String("user", c.user),
+				zap.String("socket_id", c.id),
+				zap.String("ip", c.remoteIP),
+				zap.String("user_agent", c.userAgent),
+			)
+		}
 	}
 	c.ws.Start(h.early)
 }

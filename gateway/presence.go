@@ -85,7 +85,7 @@ func (m *members) UserCounts(dst []presence.Op) ([]presence.Op, bool) {
 	}
 	counts := map[string]int{}
 	s.reg.each(nil, func(c *Conn) {
-		if !c.counted.Load() {
+		if !c.now().counted() {
 			return
 		}
 		if s.recordSockets() { // each socket with its id, for evict-oldest
@@ -109,8 +109,8 @@ func (s *Server) presenceAdmit(ctx context.Context, c *Conn) *Disconnect {
 		return nil
 	}
 	if s.cfg.ClusterMaxSocketsPerUser <= 0 {
-		c.counted.Store(true)
 		s.members.Queue(presence.Op{User: c.user, Delta: 1})
+		s.counted(c)
 		return nil
 	}
 	op := presence.Op{User: c.user, Delta: 1, Cap: s.cfg.ClusterMaxSocketsPerUser}
@@ -143,8 +143,16 @@ func (s *Server) presenceAdmit(ctx context.Context, c *Conn) *Disconnect {
 			s.log.Warn("presence: evicted socket not told to close", zap.String("user", c.user), zap.String("socket_id", id), zap.Error(err))
 		}
 	}
-	c.counted.Store(true)
+	s.counted(c)
 	return nil
+}
+
+// counted marks c counted in presence, its +1 queued or applied. A socket
+// that ended meanwhile is uncounted at once.
+func (s *Server) counted(c *Conn) {
+	if _, ok := c.to(evCount); !ok {
+		s.queueLeft(c)
+	}
 }
 
 // recordSockets reports whether presence records each socket with its id
@@ -154,15 +162,21 @@ func (s *Server) recordSockets() bool {
 }
 
 // presenceLeft records that a socket counted by presenceAdmit is gone; it
-// does so once per socket, whoever calls it.
+// does so once per socket, whoever calls it (connEnded, through the
+// state's end).
 func (s *Server) presenceLeft(c *Conn) {
-	if c.counted.CompareAndSwap(true, false) {
-		op := presence.Op{User: c.user, Delta: -1}
-		if s.recordSockets() {
-			op.Socket = c.id
-		}
-		s.members.Queue(op)
+	if _, ok := c.to(evUncount); ok {
+		s.queueLeft(c)
 	}
+}
+
+// queueLeft queues the -1 of a socket that was counted.
+func (s *Server) queueLeft(c *Conn) {
+	op := presence.Op{User: c.user, Delta: -1}
+	if s.recordSockets() {
+		op.Socket = c.id
+	}
+	s.members.Queue(op)
 }
 
 // CountConnections returns how many sockets user holds: across the cluster

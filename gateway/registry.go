@@ -186,7 +186,7 @@ func (r *registry) appendWelcomed(dst []*Conn, from, n int) []*Conn {
 			if len(dst) == n {
 				break
 			}
-			if c.welcomed.Load() {
+			if c.now().phase() == connWelcomed {
 				dst = append(dst, c)
 			}
 		}

@@ -213,17 +213,21 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// connEnded is called once per socket, by the core, when it is closed.
+// connEnded is called once per socket, by the core, when it is closed: it
+// undoes what the socket's state says (registry, presence, drain slot).
 func (s *Server) connEnded(c *Conn, end *Disconnect) {
-	if c.registered.Load() {
+	was, _ := c.to(evEnd)
+	if was.registered() {
 		s.reg.remove(c)
-		s.presenceLeft(c)
 	}
-	if c.drainSlot.CompareAndSwap(true, false) {
+	if was.counted() {
+		s.queueLeft(c)
+	}
+	if was.drainSlot() {
 		<-s.drainSlots
 	}
 	s.metrics.disconnects.WithLabelValues(codeLabel(end)).Inc()
-	if c.welcomed.Load() {
+	if was.phase() == connWelcomed {
 		s.log.Info("disconnect",
 			zap.String("user", c.user),
 			zap.String("socket_id", c.id),

@@ -60,9 +60,16 @@ func (s *Server) drain(ctx context.Context) {
 		}
 		after := rand.Int64N(max(window, 1))
 		frame := wscore.TextFrame([]byte(`{"type":"reconnect","after_ms":` + strconv.FormatInt(after, 10) + `}`))
-		c.drainSlot.Store(true) // released by connEnded
-		if !c.ws.CloseAfter(frame, DisconnectServiceRestart) && c.drainSlot.CompareAndSwap(true, false) {
-			<-s.drainSlots // already closing: it holds no slot
+		if _, ok := c.to(evDrain); !ok { // ended meanwhile
+			<-s.drainSlots
+			continue
+		}
+		// The slot is released by connEnded, or here when the socket was
+		// closing already.
+		if !c.ws.CloseAfter(frame, DisconnectServiceRestart) {
+			if _, ok := c.to(evUndrain); ok {
+				<-s.drainSlots
+			}
 		}
 	}
 }

@@ -2,6 +2,7 @@ package fanouttest
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -26,6 +27,7 @@ type Received struct {
 }
 
 func (r *Recorder) Deliver(to publish.Target, payload []byte) {
+	to.ID = strings.Clone(to.ID) // valid for the call only (fanout.Handler)
 	r.mu.Lock()
 	r.msgs = append(r.msgs, Received{to, string(payload)})
 	r.mu.Unlock()

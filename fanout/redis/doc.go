@@ -3,7 +3,11 @@
 // redis.NewFailoverClient) and Cluster for a Redis Cluster. Both implement
 // fanout.Broker; Cluster also implements fanout.SocketSubscriber. Each
 // delivers from one goroutine per pub/sub connection, in the order Redis
-// sent the messages; a Handler must not call Close.
+// sent the messages; a Handler must not call Close. go-redis opens a pub/sub
+// connection (dial, TLS, Sentinel, authentication); the broker then writes
+// its own commands on it and reads it with internal/resp, without
+// allocating, and hands the Handler slices of its read buffer, valid for
+// the call.
 //
 // # Channels
 //

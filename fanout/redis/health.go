@@ -1,26 +1,25 @@
 package redis
 
 import (
-	"context"
 	"errors"
 	"io"
+	"net"
 	"strconv"
 	"syscall"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 )
 
-// health checks ps every HealthInterval until done is closed. Any frame
-// read from ps is proof of life (receive counts them in frames): on a
+// health checks pc every HealthInterval until done is closed. Any frame
+// read from pc is proof of life (receive counts them in frames): on a
 // subscribed connection the PONG queues behind every message already on
 // its way, so a link that delivers is alive however late its PONG. The
-// PING matters only when the link is silent: ps is closed when a PING is
+// PING matters only when the link is silent: pc is closed when a PING is
 // still unanswered and no frame at all was read for a whole interval, or
 // when a PING cannot be sent. A blackholed Redis is so detected within two
 // intervals.
-func (r *session) health(ps *redis.PubSub, done <-chan struct{}) {
+func (r *session) health(pc *pubsubConn, done <-chan struct{}) {
 	t := time.NewTicker(r.cfg.HealthInterval)
 	defer t.Stop()
 	var sent, seen uint64 // PINGs sent; frames read at the previous tick
@@ -39,18 +38,16 @@ func (r *session) health(ps *redis.PubSub, done <-chan struct{}) {
 				continue // alive: the PONG is behind the messages being read
 			}
 			r.log.Warn("redis pub/sub health check: PING unanswered and nothing read", zap.Duration("for", r.cfg.HealthInterval))
-			_ = ps.Close()
+			pc.close()
 			return
 		}
 		sent++
-		ctx, cancel := context.WithTimeout(r.guarded, r.cfg.HealthInterval)
-		err := ps.Ping(ctx, strconv.FormatUint(sent, 10))
-		cancel()
-		if err != nil {
-			// ErrClosed: the receive loop or Close closed ps, and knows.
-			if !errors.Is(err, redis.ErrClosed) {
+		if err := pc.command(r.cfg.HealthInterval, "PING", strconv.FormatUint(sent, 10)); err != nil {
+			// net.ErrClosed: the receive loop or Close closed the
+			// connection, and knows.
+			if !errors.Is(err, net.ErrClosed) {
 				r.log.Warn("redis pub/sub health check: PING failed", zap.Error(err))
-				_ = ps.Close()
+				pc.close()
 			}
 			return
 		}
@@ -67,11 +64,4 @@ const outputBufferHint = "Redis may have dropped this subscriber at its output-b
 // (EOF, or a reset), as Redis does to a client it kills.
 func closedByServer(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
-}
-
-// isRedisReply reports whether err is an error reply Redis sent, read in
-// full, rather than a failed connection.
-func isRedisReply(err error) bool {
-	var re redis.Error
-	return errors.As(err, &re)
 }

@@ -1,11 +1,9 @@
 package redis
 
 import (
-	"context"
 	"sort"
 
 	"github.com/herald-gw/herald/fanout/publish"
-	"github.com/redis/go-redis/v9"
 )
 
 // mode is what a session subscribes, and how: a value fixed when the
@@ -73,19 +71,19 @@ func (m mode) batches(keys []string, size int) [][]string {
 	return out
 }
 
-// send writes the command that subscribes (or unsubscribes) names on ps,
-// without waiting for the replies. names is never empty: an empty
-// UNSUBSCRIBE would mean all.
-func (m mode) send(ctx context.Context, ps *redis.PubSub, names []string, subscribe bool) error {
+// verb returns the command that subscribes (or unsubscribes) the mode's
+// channels. It is never sent without a channel: an empty UNSUBSCRIBE would
+// mean all.
+func (m mode) verb(subscribe bool) string {
 	switch {
 	case subscribe && m.sharded:
-		return ps.SSubscribe(ctx, names...)
+		return "SSUBSCRIBE"
 	case subscribe:
-		return ps.Subscribe(ctx, names...)
+		return "SUBSCRIBE"
 	case m.sharded:
-		return ps.SUnsubscribe(ctx, names...)
+		return "SUNSUBSCRIBE"
 	}
-	return ps.Unsubscribe(ctx, names...)
+	return "UNSUBSCRIBE"
 }
 
 // bySlot sorts channels by their hash slot.

@@ -24,7 +24,8 @@ type noDialKey struct{}
 // errDialRefused is what a PubSub's own reconnect attempt fails with.
 var errDialRefused = errors.New("fanout: the broker reconnects its pub/sub connection itself")
 
-// dialGuard is a redis.Hook that refuses dials in a noDialKey context and
+// dialGuard is a redis.Hook that refuses dials in a noDialKey context,
+// keeps the connection it dials for a captureKey context (receive.go), and
 // leaves everything else alone.
 type dialGuard struct{}
 
@@ -33,7 +34,11 @@ func (dialGuard) DialHook(next redis.DialHook) redis.DialHook {
 		if ctx.Value(noDialKey{}) != nil {
 			return nil, errDialRefused
 		}
-		return next(ctx, network, addr)
+		c, err := next(ctx, network, addr)
+		if slot, ok := ctx.Value(captureKey{}).(*netConnSlot); ok && err == nil {
+			slot.c = c // the session's pub/sub connection (receive.go)
+		}
+		return c, err
 	}
 }
 

@@ -150,7 +150,7 @@ func TestRedisReadyWhenResyncEmpties(t *testing.T) {
 	testenv.Eventually(t, 5*time.Second, func() error {
 		b.s.mu.Lock()
 		defer b.s.mu.Unlock()
-		if b.s.ps == nil || b.s.staticPending > 0 || b.s.subs.resyncPending != 1 {
+		if b.s.pc == nil || b.s.staticPending > 0 || b.s.subs.resyncPending != 1 {
 			return errors.New("not connected with one user to resubscribe")
 		}
 		return nil

@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"errors"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,7 +61,7 @@ type session struct {
 	mu      lockorder.Mutex // rank RedisSession (docs/LOCKS.md)
 	started bool            // guarded by mu
 	closing bool            // guarded by mu; set by close
-	ps      *redis.PubSub   // guarded by mu; the current connection, nil while there is none
+	pc      *pubsubConn     // guarded by mu; the current connection, nil while there is none
 	// subs is keyed by what the mode subscribes: user ids (classic), or
 	// channel names (shard), so that one shard serves user and socket
 	// channels alike.
@@ -217,12 +218,12 @@ func (r *session) close() {
 	}
 	r.closing = true
 	r.closed.Store(true)
-	ps := r.ps
+	pc := r.pc
 	r.mu.Unlock()
 
 	r.cancel()
-	if ps != nil {
-		_ = ps.Close() // ends the receive loop's read
+	if pc != nil {
+		pc.close() // ends the receive loop's read
 	}
 	r.loops.Wait()
 	r.ready.Store(false)
@@ -245,7 +246,7 @@ func (r *session) run() {
 				return
 			}
 		}
-		ps, err := r.dial()
+		pc, err := r.dial()
 		if err != nil {
 			if r.ctx.Err() != nil {
 				return
@@ -256,7 +257,7 @@ func (r *session) run() {
 			continue
 		}
 		attempt = 1
-		err = r.serve(ps)
+		err = r.serve(pc)
 		if r.ctx.Err() != nil {
 			return
 		}
@@ -273,42 +274,45 @@ func (r *session) run() {
 }
 
 // dial opens a pub/sub connection and sends the static subscriptions.
-func (r *session) dial() (*redis.PubSub, error) {
+func (r *session) dial() (*pubsubConn, error) {
 	ps := r.client.Subscribe(r.ctx) // without channels: no connection yet
+	// The first command opens the connection, so it alone may dial; its
+	// context keeps the connection dialled.
+	open, slot := openContext(r.ctx)
+	var err error
 	if r.statics == 0 {
 		// No static subscription (a shard): a PING opens the connection.
-		if err := ps.Ping(r.ctx, "open"); err != nil {
-			_ = ps.Close()
-			return nil, err
+		err = ps.Ping(open, "open")
+	} else {
+		patterns := []string{r.exceptPattern}
+		if r.socketPattern != "" {
+			patterns = append(patterns, r.socketPattern)
 		}
-		return ps, nil
+		err = ps.PSubscribe(open, patterns...)
+		if err == nil {
+			err = ps.Subscribe(r.guarded, r.broadcast, r.control)
+		}
 	}
-	// The first command opens the connection, so it alone may dial.
-	patterns := []string{r.exceptPattern}
-	if r.socketPattern != "" {
-		patterns = append(patterns, r.socketPattern)
+	if err == nil && slot.c == nil {
+		err = errNotCaptured
 	}
-	if err := ps.PSubscribe(r.ctx, patterns...); err != nil {
+	if err != nil {
 		_ = ps.Close()
 		return nil, err
 	}
-	if err := ps.Subscribe(r.guarded, r.broadcast, r.control); err != nil {
-		_ = ps.Close()
-		return nil, err
-	}
-	return ps, nil
+	return newPubsubConn(ps, slot.c, r.client.Options()), nil
 }
 
-// serve makes ps the current connection, has the flusher subscribe every
+// serve makes pc the current connection, has the flusher subscribe every
 // wanted user on it, and receives from it until it fails. It returns why.
-func (r *session) serve(ps *redis.PubSub) error {
+func (r *session) serve(pc *pubsubConn) error {
 	r.mu.Lock()
 	if r.closing {
 		r.mu.Unlock()
-		_ = ps.Close()
+		pc.close()
 		return fanout.ErrClosed
 	}
-	r.ps = ps
+	r.pc = pc
 	r.staticPending = r.statics
 	r.sessionReady = false
 	r.subs.connected()
@@ -320,12 +324,12 @@ func (r *session) serve(ps *redis.PubSub) error {
 
 	done := make(chan struct{})
 	var health sync.WaitGroup
-	health.Go(func() { r.health(ps, done) })
+	health.Go(func() { r.health(pc, done) })
 
-	err := r.receive(ps)
+	err := r.receive(pc.nc)
 
 	r.mu.Lock()
-	r.ps = nil
+	r.pc = nil
 	r.sessionReady = false
 	r.subs.lost()
 	r.m.Subscriptions.Set(0)
@@ -334,59 +338,10 @@ func (r *session) serve(ps *redis.PubSub) error {
 		r.downSince = time.Now()
 		r.m.Up.Set(0)
 	}
-	_ = ps.Close()
+	pc.close()
 	close(done)
 	health.Wait()
 	return err
-}
-
-// receive hands what ps delivers to the handler until a read fails. It is
-// the only reader of ps, and reads without a deadline: a dead connection
-// is noticed by its error, by the health check, which closes ps, or by Close.
-func (r *session) receive(ps *redis.PubSub) error {
-	for {
-		msg, err := ps.Receive(r.guarded)
-		if err == nil || isRedisReply(err) {
-			r.frames.Add(1) // any frame read is proof of life (health.go)
-		}
-		if slot, addr, ok := movedError(err); ok && r.mode.sharded {
-			// An error reply, read in full: the connection is sound.
-			r.onMoved(slot, addr)
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		switch msg := msg.(type) {
-		case *redis.Message:
-			r.dispatch(msg)
-		case *redis.Subscription:
-			r.onSubscription(msg)
-		case *redis.Pong:
-			r.onPong(msg)
-		}
-	}
-}
-
-// dispatch hands one message to the handler, or counts why not.
-func (r *session) dispatch(msg *redis.Message) {
-	if msg.Channel == r.control {
-		c, reason := fanout.DecodeControl([]byte(msg.Payload))
-		if reason != "" {
-			r.dropped(reason, msg.Channel, zap.String("op", c.Op))
-			return
-		}
-		r.m.ControlApplied()
-		r.h.Control(c)
-		return
-	}
-	to, ok := r.ch.Parse(msg.Channel)
-	if !ok {
-		r.dropped(fanout.DropBadChannel, msg.Channel)
-		return
-	}
-	r.m.Delivered(to)
-	r.h.Deliver(to, []byte(msg.Payload))
 }
 
 func (r *session) dropped(reason, channel string, fields ...zap.Field) {
@@ -394,14 +349,15 @@ func (r *session) dropped(reason, channel string, fields ...zap.Field) {
 	r.drops.Warn("dropped a pub/sub message", append(fields, zap.String("reason", reason), zap.String("channel", channel))...)
 }
 
-// onSubscription counts Redis's confirmation of a SUBSCRIBE or PSUBSCRIBE.
-func (r *session) onSubscription(s *redis.Subscription) {
+// onSubscription counts Redis's confirmation of a SUBSCRIBE or PSUBSCRIBE
+// (kind) of channel.
+func (r *session) onSubscription(kind, channel string) {
 	r.mu.Lock()
 	switch {
-	case s.Kind == "psubscribe" && (s.Channel == r.socketPattern || s.Channel == r.exceptPattern),
-		s.Kind == "subscribe" && (s.Channel == r.broadcast || s.Channel == r.control):
+	case kind == "psubscribe" && (channel == r.socketPattern || channel == r.exceptPattern),
+		kind == "subscribe" && (channel == r.broadcast || channel == r.control):
 		r.staticPending--
-	case s.Kind == "sunsubscribe":
+	case kind == "sunsubscribe":
 		// Only a shard SSUBSCRIBEs. Either the reply to our SUNSUBSCRIBE,
 		// or the server dropping a channel whose slot it no longer serves.
 		// A channel still marked sent tells them apart (a SUBSCRIBE,
@@ -410,15 +366,15 @@ func (r *session) onSubscription(s *redis.Subscription) {
 		// longer active here; the cluster broker re-reads the slot map and
 		// either moves it to its new master or has it subscribed again here
 		// (takePushed, resubscribe).
-		if e := r.subs.users[s.Channel]; e != nil && e.sent {
+		if e := r.subs.users[channel]; e != nil && e.sent {
 			e.sent = false
 			r.subs.setActive(e, false)
 			r.m.Subscriptions.Set(float64(r.subs.active))
-			r.addPushedLocked(s.Channel)
-			r.events.pushed(s.Channel) // does not block or lock
+			r.addPushedLocked(channel)
+			r.events.pushed(channel) // does not block or lock
 		}
 	default:
-		if key, ok := r.mode.confirmed(r.ch, s.Kind, s.Channel); ok {
+		if key, ok := r.mode.confirmed(r.ch, kind, channel); ok {
 			r.subs.confirm(key)
 			r.m.Subscriptions.Set(float64(r.subs.active))
 		}
@@ -427,21 +383,6 @@ func (r *session) onSubscription(s *redis.Subscription) {
 	r.mu.Unlock()
 	if ready {
 		r.markReady(users)
-	}
-}
-
-func (r *session) onPong(p *redis.Pong) {
-	if n, err := strconv.ParseUint(p.Payload, 10, 64); err == nil {
-		r.pongs.Store(n)
-		return
-	}
-	if p.Payload == kickPing {
-		r.mu.Lock()
-		ready, users := r.checkReadyLocked()
-		r.mu.Unlock()
-		if ready {
-			r.markReady(users)
-		}
 	}
 }
 
@@ -481,13 +422,9 @@ func (r *session) addPushedLocked(channel string) {
 	r.pushed[channel] = struct{}{}
 }
 
-// movedError returns the slot and address of a MOVED error reply.
-func movedError(err error) (slot int, addr string, ok bool) {
-	var re redis.Error
-	if !errors.As(err, &re) {
-		return 0, "", false
-	}
-	f := strings.Fields(re.Error())
+// movedText returns the slot and address of a MOVED error reply's text.
+func movedText(msg string) (slot int, addr string, ok bool) {
+	f := strings.Fields(msg)
 	if len(f) != 3 || f[0] != "MOVED" {
 		return 0, "", false
 	}
@@ -563,33 +500,33 @@ func (r *session) flushLoop() {
 func (r *session) flush() time.Time {
 	r.mu.Lock()
 	r.subs.expire(time.Now())
-	ps := r.ps
-	sub, unsub := r.subs.plan(ps != nil)
+	pc := r.pc
+	sub, unsub := r.subs.plan(pc != nil)
 	r.m.Subscriptions.Set(float64(r.subs.active))
 	// Dropping the last unconfirmed user of a resubscription can make the
 	// connection ready without a confirmation left to notice it: a PING
 	// makes the receive loop look.
-	kick := ps != nil && !r.sessionReady && r.staticPending == 0 && r.subs.resyncPending == 0
+	kick := pc != nil && !r.sessionReady && r.staticPending == 0 && r.subs.resyncPending == 0
 	next := r.subs.nextDeadline()
 	r.mu.Unlock()
-	if ps == nil {
+	if pc == nil {
 		return next
 	}
 
-	err := r.send(ps, unsub, false)
+	err := r.send(pc, unsub, false)
 	if err == nil {
-		err = r.send(ps, sub, true)
+		err = r.send(pc, sub, true)
 	}
 	if err == nil && kick {
-		err = ps.Ping(r.guarded, kickPing)
+		err = pc.command(0, "PING", kickPing)
 	}
 	if err != nil {
 		// A command lost on its way invalidates the bookkeeping of this
-		// connection: replace it. (When ps is already closed, so is that.)
-		if !errors.Is(err, redis.ErrClosed) {
+		// connection: replace it. (When pc is already closed, so is that.)
+		if !errors.Is(err, net.ErrClosed) {
 			r.log.Warn("redis pub/sub: sending subscriptions failed", zap.Error(err))
 		}
-		_ = ps.Close()
+		pc.close()
 	} else if len(sub)+len(unsub) > 0 {
 		r.log.Debug("redis pub/sub: subscriptions sent", zap.Int("subscribe", len(sub)), zap.Int("unsubscribe", len(unsub)))
 	}
@@ -599,14 +536,15 @@ func (r *session) flush() time.Time {
 // send SUBSCRIBEs (or UNSUBSCRIBEs) the channels of keys in the mode's
 // batches (mode.batches), the commands written back to back, without
 // waiting for their replies.
-func (r *session) send(ps *redis.PubSub, keys []string, subscribe bool) error {
+func (r *session) send(pc *pubsubConn, keys []string, subscribe bool) error {
 	var names []string
+	verb := r.mode.verb(subscribe)
 	for _, batch := range r.mode.batches(keys, r.cfg.BatchSize) {
 		names = names[:0]
 		for _, k := range batch {
 			names = append(names, r.mode.channel(r.ch, k))
 		}
-		if err := r.mode.send(r.guarded, ps, names, subscribe); err != nil {
+		if err := pc.command(0, verb, names...); err != nil {
 			return err
 		}
 	}

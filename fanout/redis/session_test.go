@@ -466,7 +466,7 @@ func TestRedisDroppedMessages(t *testing.T) {
 		return nil
 	})
 	// bad_channel cannot come from a subscription; feed one in directly.
-	b.s.dispatch(&redis.Message{Channel: "user:", Payload: "x"})
+	b.s.dispatch([]byte("user:"), []byte("x"))
 	checks := map[string]float64{fanout.DropBadControl: 2, fanout.DropUnknownOp: 1, fanout.DropBadChannel: 1}
 	for reason, want := range checks {
 		if v, _ := fanouttest.MetricValue(t, reg, "herald_broker_dropped_total", "reason", reason); v != want {

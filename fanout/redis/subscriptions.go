@@ -34,18 +34,18 @@ type subscriptions struct {
 }
 
 type userSub struct {
-	refs       int       // Subscribe calls minus Unsubscribe calls
 	graceUntil time.Time // zero, or when the pending unsubscribe happens (refs is 0)
-	sent       bool      // the last command sent on this connection was SUBSCRIBE
-	pending    int       // SUBSCRIBEs sent on this connection and not yet confirmed
-	active     bool      // sent, and pending is 0
-	// everActive: active was set once since the entry was made, so the
-	// user's sockets may have missed messages when it is moved elsewhere.
-	everActive bool
 	// ready is closed when the subscription becomes active, or when the
 	// entry is dropped (every Subscribe undone: nobody waits any more); nil
 	// when nobody waits for activation or it happened.
-	ready chan struct{}
+	ready   chan struct{}
+	refs    int32 // Subscribe calls minus Unsubscribe calls
+	pending int32 // SUBSCRIBEs sent on this connection and not yet confirmed
+	sent    bool  // the last command sent on this connection was SUBSCRIBE
+	active  bool  // sent, and pending is 0
+	// everActive: active was set once since the entry was made, so the
+	// user's sockets may have missed messages when it is moved elsewhere.
+	everActive bool
 	// resync marks a user that was wanted when the connection was made and is
 	// not yet active: the broker is ready only when no such user is left.
 	resync bool
