@@ -347,14 +347,16 @@ func (h *handshake) subscribe(ctx context.Context) *Disconnect {
 // since the catch-up follows it (inbox.go).
 func (h *handshake) welcome(context.Context) *Disconnect {
 	s, c := h.s, h.c
+	withInbox := h.gate != nil
+	head := ""
+	if withInbox && !h.in.hasSince {
+		head = h.read.Head
+	}
+	c.enqueue(s.welcomeFrame(c, head))
 	switch {
-	case h.gate == nil:
-		c.enqueue(s.welcomeFrame(c, ""))
-	case !h.in.hasSince:
-		c.enqueue(s.welcomeFrame(c, h.read.Head))
+	case withInbox && !h.in.hasSince:
 		s.inbox.catchUps.WithLabelValues(catchUpHead).Inc()
-	default:
-		c.enqueue(s.welcomeFrame(c, ""))
+	case withInbox:
 		s.queueCatchUp(c, h.read)
 	}
 	return nil
