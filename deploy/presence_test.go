@@ -80,30 +80,35 @@ func TestClusterPresence(t *testing.T) {
 	}
 	waitCount("alice", 4)
 
-	// A reload of bob's only tab: close, reopen within the debounce.
+	// A reload of bob's only tab: close, reopen within the debounce. No
+	// event may appear; erin's only tab on the same replica, closed after
+	// bob's, goes offline after its own debounce, which ends after bob's:
+	// a wrong event for bob would come first.
 	bob := c.mustConnect(t, c.addrs["h1"], "bob")
 	waitEvents("alice:true", "bob:true")
+	erin := c.mustConnect(t, c.addrs["h1"], "erin")
+	waitEvents("alice:true", "bob:true", "erin:true")
 	bob.Close()
 	waitCount("bob", 0)
 	bob = c.mustConnect(t, c.addrs["h3"], "bob")
 	waitCount("bob", 1)
-	time.Sleep(2 * debounce) // no event may appear: give a wrong one the time to
-	waitEvents("alice:true", "bob:true")
+	erin.Close()
+	waitEvents("alice:true", "bob:true", "erin:true", "erin:false")
 
 	// alice closes every tab: offline once, after the debounce.
 	for _, s := range alice {
 		s.Close()
 	}
 	waitCount("alice", 0)
-	waitEvents("alice:true", "bob:true", "alice:false")
+	waitEvents("alice:true", "bob:true", "erin:true", "erin:false", "alice:false")
 
 	// The replica holding bob's socket crashes: its entry expires and bob
 	// goes offline; the other replicas keep counting.
 	carol := c.mustConnect(t, c.addrs["h1"], "carol")
-	waitEvents("alice:true", "bob:true", "alice:false", "carol:true")
+	waitEvents("alice:true", "bob:true", "erin:true", "erin:false", "alice:false", "carol:true")
 	c.procs["h3"].Kill()
 	waitCount("bob", 0)
-	waitEvents("alice:true", "bob:true", "alice:false", "carol:true", "bob:false")
+	waitEvents("alice:true", "bob:true", "erin:true", "erin:false", "alice:false", "carol:true", "bob:false")
 	if n := count("carol"); n != 1 {
 		t.Fatalf("Count(carol) = %d after another replica crashed; want 1", n)
 	}

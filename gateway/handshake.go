@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"net"
 	"net/http"
@@ -90,7 +91,8 @@ type handshakeInput struct {
 //	           verifies (an HMAC, nothing in Redis), admission gives a turn.
 //	           A refusal is kept, and told after the upgrade as a close code.
 //	run        after the upgrade: takes the socket over (newConn), then
-//	  consume    the token's jti, once in the cluster (replay store)
+//	  consume    the token's jti, once in the cluster (replay store); with
+//	             an inbox.TokenReader, readInbox does it in the same step
 //	  count      presence's per-user count and the cluster-wide cap
 //	  register   into the registry, behind the socket's inbox gate if any
 //	  subscribe  waits for the broker's confirmation of the subscriptions
@@ -223,6 +225,9 @@ func (h *handshake) steps() []func(context.Context) *Disconnect {
 	if h.s.cfg.Inbox == nil {
 		return []func(context.Context) *Disconnect{h.consume, h.count, h.welcome, h.register, h.subscribe, h.resyncSince}
 	}
+	if _, ok := h.s.cfg.Inbox.(inbox.TokenReader); ok { // readInbox consumes the token
+		return []func(context.Context) *Disconnect{h.brokerReady, h.identify, h.count, h.register, h.subscribe, h.readInbox, h.welcome}
+	}
 	return []func(context.Context) *Disconnect{h.consume, h.count, h.register, h.subscribe, h.readInbox, h.welcome}
 }
 
@@ -230,23 +235,61 @@ func (h *handshake) steps() []func(context.Context) *Disconnect {
 // decides whether the token is still alive: a replica whose clock lags
 // cannot revive a token whose record has expired. A store that started
 // after the token was minted (Redis restarted without its data) refuses it
-// too.
+// too. With an inbox.TokenReader, readInbox spends it instead, in the
+// inbox read's own step: the refusal is then told once subscribed.
 func (h *handshake) consume(ctx context.Context) *Disconnect {
-	s, claims := h.s, h.claims
-	first, err := s.cfg.Replay.Consume(ctx, claims.JTI, claims.MintedBy, claims.ExpiresAt.Add(s.cfg.Auth.ClockSkew()))
+	first, err := h.use().Consume(ctx, h.s.cfg.Replay)
+	if !first && err == nil {
+		err = replay.ErrReused
+	}
+	if d := h.refuseToken(err); d != nil {
+		return d
+	}
+	return h.identify(ctx)
+}
+
+// use is the token's use, for the replay store.
+func (h *handshake) use() replay.Use {
+	claims := h.claims
+	return replay.Use{JTI: claims.JTI, User: claims.UserID, MintedBy: claims.MintedBy,
+		Expires: claims.ExpiresAt.Add(h.s.cfg.Auth.ClockSkew())}
+}
+
+// refuseToken turns the replay store's refusal of the token (err) into the
+// socket's, or nil for no error.
+func (h *handshake) refuseToken(err error) *Disconnect {
+	user := zap.String("user", h.claims.UserID)
 	switch {
+	case err == nil:
+		return nil
 	case errors.Is(err, replay.ErrExpired):
-		h.authFailed(DisconnectTokenExpired.Reason, zap.String("user", claims.UserID), zap.Error(err))
+		h.authFailed(DisconnectTokenExpired.Reason, user, zap.Error(err))
 		return DisconnectTokenExpired
-	case err != nil:
-		h.authFailed("replay_unavailable", zap.String("user", claims.UserID), zap.Error(err))
-		return DisconnectTryAgainLater
-	case !first:
-		h.authFailed("token_reused", zap.String("user", claims.UserID))
+	case errors.Is(err, replay.ErrReused):
+		h.authFailed("token_reused", user)
 		return DisconnectTokenReused
 	}
-	h.c.user = claims.UserID
-	h.c.id = s.newSocketID()
+	h.authFailed("replay_unavailable", user, zap.Error(err))
+	return DisconnectTryAgainLater
+}
+
+// brokerReady refuses the socket at once while the broker has lost Redis,
+// where the token is consumed later in this handshake: the store cannot
+// answer, and it fails closed (1013) without waiting for a subscription.
+func (h *handshake) brokerReady(context.Context) *Disconnect {
+	if h.s.broker.Ready() {
+		return nil
+	}
+	return h.refuseToken(errBrokerDown)
+}
+
+// errBrokerDown is brokerReady's refusal.
+var errBrokerDown = fmt.Errorf("%w: the broker has lost Redis", replay.ErrUnavailable)
+
+// identify names the socket: its user and its id.
+func (h *handshake) identify(context.Context) *Disconnect {
+	h.c.user = h.claims.UserID
+	h.c.id = h.s.newSocketID()
 	return nil
 }
 
@@ -305,14 +348,16 @@ func (h *handshake) subscribe(ctx context.Context) *Disconnect {
 // since the catch-up follows it (inbox.go).
 func (h *handshake) welcome(context.Context) *Disconnect {
 	s, c := h.s, h.c
+	withInbox := h.gate != nil
+	head := ""
+	if withInbox && !h.in.hasSince {
+		head = h.read.Head
+	}
+	c.enqueue(s.welcomeFrame(c, head))
 	switch {
-	case h.gate == nil:
-		c.enqueue(s.welcomeFrame(c, ""))
-	case !h.in.hasSince:
-		c.enqueue(s.welcomeFrame(c, h.read.Head))
+	case withInbox && !h.in.hasSince:
 		s.inbox.catchUps.WithLabelValues(catchUpHead).Inc()
-	default:
-		c.enqueue(s.welcomeFrame(c, ""))
+	case withInbox:
 		s.queueCatchUp(c, h.read)
 	}
 	return nil

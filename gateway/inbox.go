@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"unicode/utf8"
@@ -14,6 +15,7 @@ import (
 	"github.com/herald-gw/herald/fanout/inbox"
 	"github.com/herald-gw/herald/fanout/publish"
 	"github.com/herald-gw/herald/gateway/wscore"
+	"github.com/herald-gw/herald/replay"
 )
 
 // The inbox catch-up in the handshake.
@@ -41,8 +43,12 @@ import (
 // sync message on the user's own channel and keeps the gate until that
 // message comes back: everything published before the read arrives before
 // it, on the same channel. The sync message is never written to a socket.
-// An inbox that implements inbox.SyncReader (RedisInbox) publishes
+// An inbox that implements inbox.SyncReader (both of herald's) publishes
 // it in the read's own atomic step, which saves the handshake a round trip.
+// One that implements inbox.TokenReader (both) also consumes the socket's
+// WS token in that step: with Redis, the handshake's one script. The token
+// is then spent once the subscription is confirmed, and a used or expired
+// token is refused (4003, 4001) only then.
 
 // inboxState is the Server's catch-up metrics. The gates themselves are
 // the sockets' own (Conn.gate).
@@ -185,9 +191,17 @@ func (h *handshake) readInbox(ctx context.Context) *Disconnect {
 	}
 	var err error
 	rs, syncInRead := s.cfg.Inbox.(inbox.SyncReader)
-	if syncInRead { // the read publishes the sync message itself
+	tr, withToken := s.cfg.Inbox.(inbox.TokenReader)
+	switch {
+	case withToken: // the token, the read and the sync message in one step
+		h.read, err = tr.ConsumeReadSync(ctx, s.cfg.Replay, h.use(), since, syncMessage(c.id))
+		if errors.Is(err, replay.ErrUnavailable) || errors.Is(err, replay.ErrExpired) || errors.Is(err, replay.ErrReused) {
+			return h.refuseToken(err)
+		}
+		syncInRead = true
+	case syncInRead: // the read publishes the sync message itself
 		h.read, err = rs.ReadSync(ctx, c.user, since, syncMessage(c.id))
-	} else {
+	default:
 		h.read, err = s.cfg.Inbox.Read(ctx, c.user, since)
 	}
 	if err != nil {

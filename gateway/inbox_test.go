@@ -565,3 +565,42 @@ func TestInboxCatchUpSkipsWhatIsNotRelayed(t *testing.T) {
 		t.Fatalf("herald_messages_dropped_total{reason=\"invalid_utf8\"} = %v, want 2", got)
 	}
 }
+
+// TestInboxTokenRefusedLate: with an inbox the token is consumed in the
+// inbox read's step, once the socket is subscribed; a token used before
+// still gets 4003 and no welcome, and nothing of it stays: the user's
+// other socket keeps its events, and the user has one socket again.
+func TestInboxTokenRefusedLate(t *testing.T) {
+	testenv.NoLeaks(t)
+	for name, variant := range inboxVariants() {
+		t.Run(name, func(t *testing.T) {
+			env := variant(t, publish.InboxConfig{}, nil)
+			h := env.h
+			token := h.token("u")
+			first, err := h.dial(token)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer first.Close()
+			if w := readInboxFrame(t, first, "welcome"); w.Type != "welcome" {
+				t.Fatalf("first use: %s, want the welcome", w.raw)
+			}
+			again, err := h.dial(token)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer again.Close()
+			expectClose(t, again, 4003, "token_reused")
+			testenv.Eventually(t, 5*time.Second, func() error {
+				if n := len(h.srv.UserSockets("u")); n != 1 {
+					return fmt.Errorf("%d sockets of u, want 1", n)
+				}
+				return nil
+			})
+			id := env.publish(t, "u", `{"type":"after"}`)
+			if f := readInboxFrame(t, first, "event"); f.InboxID != id {
+				t.Fatalf("the first socket got %s, want the event %s", f.raw, id)
+			}
+		})
+	}
+}

@@ -141,6 +141,7 @@ func (s *Server) firstRead(nc net.Conn, toHTTP *handoffListener) {
 		}
 	}
 	_ = nc.SetReadDeadline(time.Time{})
+	s.reading.done(nc) // net/http's from here: Shutdown's end of the reads must not touch it
 	toHTTP.hand(&prefixConn{Conn: nc, prefix: bytes.Clone(buf)})
 }
 

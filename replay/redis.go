@@ -28,6 +28,10 @@ type RedisConfig struct {
 	// ReadTimeout and WriteTimeout bound a server that accepted the command
 	// but does not answer.
 	Timeout time.Duration
+	// NoBatch sends each call's script on its own. False (the zero value)
+	// means that the scripts of concurrent calls share one pipeline (one
+	// round trip, batch.go).
+	NoBatch bool
 }
 
 // ConsumeLua defines the Lua functions of the consume script, for scripts
@@ -137,6 +141,7 @@ type Redis struct {
 	epoch   string                // Prefix + "jti-epoch"
 	cluster bool                  // one epoch key per hash slot
 	timeout time.Duration
+	batch   *batcher    // nil with NoBatch
 	closed  atomic.Bool // set by Close
 }
 
@@ -170,13 +175,17 @@ func NewRedis(client redis.UniversalClient, cfg RedisConfig) (*Redis, error) {
 	if cluster {
 		keyslot.Tag(0) // work the slots' tags out now, not in the first handshake
 	}
-	return &Redis{
+	r := &Redis{
 		client:  client,
 		prefix:  cfg.Prefix + "jti:",
 		epoch:   cfg.Prefix + "jti-epoch",
 		cluster: cluster,
 		timeout: cfg.Timeout,
-	}, nil
+	}
+	if !cfg.NoBatch {
+		r.batch = &batcher{client: client, timeout: cfg.Timeout}
+	}
+	return r, nil
 }
 
 // Consume runs the consume script for jti. It returns true when this call
@@ -304,12 +313,18 @@ func (r *Redis) run(ctx context.Context, script *Script, key string, u Use, keys
 	return reply, nil
 }
 
-// runOnce sends the script once, by hash and then, if Redis does not know
-// it yet, in full (args is the EVALSHA command). Neither command is retried
-// by go-redis.
+// runOnce sends the script once, by hash (in a shared pipeline unless
+// NoBatch) and then, if Redis does not know it yet, in full on its own
+// (args is the EVALSHA command). go-redis does not retry a command alone;
+// a pipeline it may send again after a broken connection, which the
+// nonce makes harmless.
 func (r *Redis) runOnce(ctx context.Context, script *Script, args []any) (any, error) {
 	cmd := noRetryCmd{redis.NewCmd(ctx, args...)}
-	_ = r.client.Process(ctx, cmd)
+	if r.batch != nil {
+		r.batch.do(ctx, cmd)
+	} else {
+		_ = r.client.Process(ctx, cmd)
+	}
 	if err := cmd.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
 		eval := append([]any{"eval", script.src}, args[2:]...)
 		cmd = noRetryCmd{redis.NewCmd(ctx, eval...)}

@@ -308,6 +308,30 @@ func TestRedisLostAnswer(t *testing.T) {
 // second, and the jti is tried again until past the next second boundary.
 func TestRedisRestartLosesNoUse(t *testing.T) {
 	testenv.NoLeaks(t)
+	// The same for a token consumed in a caller's script (ConsumeIn), as
+	// the handshake's inbox read does.
+	inScript := NewScript(ConsumeLua + `
+local code = herald_consume(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], redis.call('TIME'))
+if type(code) == 'table' then return code end
+return {code, 'rest'}
+`)
+	for name, consume := range map[string]func(s *Redis, jti string, mintedBy, expires time.Time) (bool, error){
+		"Consume": func(s *Redis, jti string, mintedBy, expires time.Time) (bool, error) {
+			return s.Consume(context.Background(), jti, mintedBy, expires)
+		},
+		"ConsumeIn": func(s *Redis, jti string, mintedBy, expires time.Time) (bool, error) {
+			first, rest, err := s.ConsumeIn(context.Background(), inScript, Use{JTI: jti, User: "42", MintedBy: mintedBy, Expires: expires}, nil, nil)
+			if first && (len(rest) != 1 || rest[0] != "rest") {
+				return false, fmt.Errorf("ConsumeIn's rest = %v, want [rest]", rest)
+			}
+			return first, err
+		},
+	} {
+		t.Run(name, func(t *testing.T) { restartLosesNoUse(t, consume) })
+	}
+}
+
+func restartLosesNoUse(t *testing.T, consume func(s *Redis, jti string, mintedBy, expires time.Time) (bool, error)) {
 	rd := testenv.StartRedis(t)
 	s := mustRedis(NewRedis(rd.Client(), RedisConfig{Timeout: 2 * time.Second}))
 	defer s.Close()
@@ -320,8 +344,11 @@ func TestRedisRestartLosesNoUse(t *testing.T) {
 		time.Sleep(at.Sub(now))
 		jti := newJTI()
 		mintedBy, expires := time.Now(), time.Now().Add(time.Minute)
-		if first, err := s.Consume(context.Background(), jti, mintedBy, expires); err != nil || !first {
+		if first, err := consume(s, jti, mintedBy, expires); err != nil || !first {
 			t.Fatalf("phase %v: first use: got (%v, %v)", phase, first, err)
+		}
+		if again, err := consume(s, jti, mintedBy, expires); err != nil || again {
+			t.Fatalf("phase %v: second use before the restart: got (%v, %v), want (false, nil)", phase, again, err)
 		}
 		rd.Kill()
 		rd.Start()
@@ -332,7 +359,7 @@ func TestRedisRestartLosesNoUse(t *testing.T) {
 		answered := 0
 		testenv.Eventually(t, 30*time.Second, func() error {
 			tried := time.Now()
-			first, err := s.Consume(context.Background(), jti, mintedBy, expires)
+			first, err := consume(s, jti, mintedBy, expires)
 			if first {
 				t.Fatalf("phase %v: the jti was accepted again after Redis lost its data", phase)
 			}

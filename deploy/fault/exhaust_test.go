@@ -149,13 +149,12 @@ func TestEMFILE(t *testing.T) {
 		conns = append(conns, c)
 	}
 	// Wait until the process sits at its limit.
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if v, err := h.Metric("process_open_fds"); err == nil && v >= limit-2 {
-			break
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if v, err := h.Metric("process_open_fds"); err != nil || v < limit-2 {
+			return fmt.Errorf("process_open_fds = %v (%v), want at least %d", v, err, limit-2)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	// Free descriptors: close most client connections.
 	for _, c := range conns[:len(conns)*3/4] {
 		c.Close()
