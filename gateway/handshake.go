@@ -339,6 +339,7 @@ func (h *handshake) subscribe(ctx context.Context) *Disconnect {
 			return DisconnectTryAgainLater
 		}
 	}
+	s.reg.settled(h.c.user) // the registry keeps no closed channel per user
 	return nil
 }
 

@@ -49,7 +49,9 @@ type userShard struct {
 type userSockets struct {
 	conns []*Conn // guarded by the shard's mu
 	// ready is the channel the broker closes once the user's subscription
-	// is active; it never changes.
+	// is active, guarded by the shard's mu; nil once a handshake saw it
+	// closed (settled), so that a user whose subscription is active keeps
+	// no channel (96 bytes).
 	ready <-chan struct{}
 }
 
@@ -91,6 +93,9 @@ func (r *registry) add(c *Conn) (user, socket <-chan struct{}, err error) {
 	}
 	u.conns = append(u.conns, c)
 	ready := u.ready
+	if ready == nil {
+		ready = fanout.Confirmed()
+	}
 	us.mu.Unlock()
 
 	if r.sockSub != nil {
@@ -102,6 +107,21 @@ func (r *registry) add(c *Conn) (user, socket <-chan struct{}, err error) {
 	ss.mu.Unlock()
 	r.total.Add(1)
 	return ready, socket, nil
+}
+
+// settled forgets user's ready channel once it is closed: the user's
+// subscription is active, and stays so while the user has a socket here.
+func (r *registry) settled(user string) {
+	us := &r.users[r.shard(user)]
+	us.mu.Lock()
+	if u := us.m[user]; u != nil && u.ready != nil {
+		select {
+		case <-u.ready:
+			u.ready = nil
+		default:
+		}
+	}
+	us.mu.Unlock()
 }
 
 // remove unregisters c; it is a no-op for a socket that is not registered.
