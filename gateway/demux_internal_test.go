@@ -1,6 +1,13 @@
 package gateway
 
-import "testing"
+import (
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+)
 
 // TestClassify: every prefix of a request routes as the whole request does,
 // or waits for more.
@@ -42,4 +49,43 @@ func TestClassify(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFirstReadAfterStopAccept: a connection accepted just before Shutdown
+// stopped accepting, whose first read starts only after, ends at once: it
+// does not hold Shutdown (which waits for the first reads) for the header
+// timeout.
+func TestFirstReadAfterStopAccept(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	nc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{http: &http.Server{ReadHeaderTimeout: time.Hour}}
+	if !s.reading.add(nc, time.Now().Add(time.Hour)) { // the accept loop's part
+		t.Fatal("add refused before close")
+	}
+	s.reading.close() // Shutdown, before the connection's first read starts
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.firstRead(nc, newHandoffListener(ln))
+	}()
+	// The guard is far below the header timeout and far above any machine's
+	// scheduling delay: the connection must be closed, not left reading.
+	_ = client.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, err := client.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("client read: %v, want EOF (the server closed the connection)", err)
+	}
+	<-done
+	s.reading.wait()
 }

@@ -93,7 +93,7 @@ func (s *Server) acceptLoop(ln net.Listener, toHTTP *handoffListener) error {
 			return err
 		}
 		wait = 0
-		if !s.reading.add(nc) {
+		if !s.reading.add(nc, time.Now().Add(s.http.ReadHeaderTimeout)) {
 			nc.Close() // stopped accepting
 			continue
 		}
@@ -112,7 +112,6 @@ func (s *Server) firstRead(nc net.Conn, toHTTP *handoffListener) {
 			readBufs.Put(bp)
 		}
 	}()
-	_ = nc.SetReadDeadline(time.Now().Add(s.http.ReadHeaderTimeout))
 	for {
 		if len(buf) == cap(buf) {
 			if cap(buf) >= maxUpgradeHeader {
@@ -233,12 +232,15 @@ type readers struct {
 	idle   *sync.Cond            // signalled when conns empties
 }
 
-func (r *readers) add(c net.Conn) bool {
+// add takes c, with the read deadline of its first read: set under mu, so
+// that a close that comes before the first read starts still ends it.
+func (r *readers) add(c net.Conn, deadline time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
 		return false
 	}
+	_ = c.SetReadDeadline(deadline)
 	if r.conns == nil {
 		r.conns = make(map[net.Conn]struct{})
 	}
