@@ -187,7 +187,7 @@ func TestUpgradeLargeHeader(t *testing.T) {
 // the WebSocket library's answer.
 func TestUpgradeRefusedByGobwas(t *testing.T) {
 	testenv.NoLeaks(t)
-	h := start(t, harnessOpts{})
+	h := start(t, harnessOpts{gw: func(c *gateway.Config) { c.AllowedOrigins = []string{"https://app.example.com"} }})
 	tests := []struct {
 		name    string
 		request string
@@ -196,6 +196,7 @@ func TestUpgradeRefusedByGobwas(t *testing.T) {
 		{"no key", "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n", 400},
 		{"old version", "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", 426},
 		{"no upgrade", "GET /ws?token=x HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+		{"no upgrade from a refused origin", "GET /ws?token=x HTTP/1.1\r\nHost: x\r\nOrigin: https://evil.example.net\r\n\r\n", 403},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
