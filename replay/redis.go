@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"net"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -21,8 +20,9 @@ type RedisConfig struct {
 	// Prefix is prepended to every key, which is then "<Prefix>jti:<jti>".
 	// Empty means no prefix.
 	Prefix string
-	// Timeout bounds each Consume, its one retry included, through the
-	// context handed to the client. Zero (or a negative value) means 500ms.
+	// Timeout bounds each attempt of a Consume (it makes at most two: a
+	// timed-out or broken attempt is sent once more), through the context
+	// handed to the client. Zero (or a negative value) means 500ms.
 	// go-redis applies a context deadline to socket reads and writes only
 	// when the client was built with ContextTimeoutEnabled; otherwise its
 	// ReadTimeout and WriteTimeout bound a server that accepted the command
@@ -134,8 +134,9 @@ func (s *Script) Source() string { return s.src }
 //
 // Retries are decided here, whatever the client's MaxRetries: go-redis never
 // retries the script on its own. Consume retries once itself after a
-// connection error, with the same nonce: the script recognises its own
-// earlier write and answers 1.
+// connection error or a timeout, with the same nonce and a new timeout:
+// the script recognises its own earlier write and answers 1. A silent
+// Redis thus fails a Consume after two timeouts.
 type Redis struct {
 	client  redis.UniversalClient // owned by the caller, never closed here
 	prefix  string                // Prefix + "jti:"
@@ -156,7 +157,8 @@ var errRedisClosed = fmt.Errorf("%w: redis store closed", ErrUnavailable)
 
 var _ Store = (*Redis)(nil)
 
-// DefaultRedisTimeout bounds one Consume when RedisConfig.Timeout is zero.
+// DefaultRedisTimeout bounds one attempt of a Consume when
+// RedisConfig.Timeout is zero.
 const DefaultRedisTimeout = 500 * time.Millisecond
 
 // ErrNilClient is returned by NewRedis without a client.
@@ -310,8 +312,6 @@ func (r *Redis) run(ctx context.Context, script *Script, key string, u Use, keys
 	if r.closed.Load() {
 		return nil, errRedisClosed
 	}
-	ctx, cancel := context.WithTimeout(ctx, r.timeout)
-	defer cancel()
 	all := make([]any, 0, 6+len(keys)+3+len(args))
 	all = append(all, "evalsha", script.sha, 2+len(keys), key, r.epochKey(key))
 	for _, k := range keys {
@@ -324,7 +324,7 @@ func (r *Redis) run(ctx context.Context, script *Script, key string, u Use, keys
 		err   error
 	)
 	for attempt := 0; attempt < 2; attempt++ {
-		reply, err = r.runOnce(ctx, script, all)
+		reply, err = r.runBounded(ctx, script, all)
 		if err == nil || !retryable(ctx, err) {
 			break
 		}
@@ -333,6 +333,13 @@ func (r *Redis) run(ctx context.Context, script *Script, key string, u Use, keys
 		return nil, fmt.Errorf("%w: redis consume script: %w", ErrUnavailable, err)
 	}
 	return reply, nil
+}
+
+// runBounded is runOnce under the store's timeout.
+func (r *Redis) runBounded(ctx context.Context, script *Script, args []any) (any, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	return r.runOnce(ctx, script, args)
 }
 
 // runOnce sends the script once, by hash (in a shared pipeline unless
@@ -379,14 +386,12 @@ func isCluster(client redis.UniversalClient) bool {
 	return ok
 }
 
-// retryable reports whether a failed attempt may be sent again: a broken or
-// refused connection, while ctx lasts. Error replies from Redis and
-// timeouts are final.
+// retryable reports whether a failed attempt may be sent again, while the
+// caller's ctx lasts: a broken or refused connection, or an attempt that
+// timed out (a stall of Redis or of this process longer than the store's
+// timeout). Error replies from Redis are final.
 func retryable(ctx context.Context, err error) bool {
-	if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		return false
-	}
-	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+	if ctx.Err() != nil || errors.Is(err, context.Canceled) {
 		return false
 	}
 	_, isReply := errors.AsType[redis.Error](err)

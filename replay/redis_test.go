@@ -373,3 +373,43 @@ func restartLosesNoUse(t *testing.T, consume func(s *Redis, jti string, mintedBy
 		})
 	}
 }
+
+// TestRedisConsumeOutlivesOneStall: a Redis (or a machine) that stalls for
+// longer than the store's timeout, once, does not cost a handshake its
+// token: a timed-out consume is sent again, with the same nonce, under a
+// bound of its own. A Redis that stays silent still fails within two
+// bounds (TestRedisTimeout).
+func TestRedisConsumeOutlivesOneStall(t *testing.T) {
+	testenv.NoLeaks(t)
+	rd := testenv.StartRedis(t)
+	client := redis.NewClient(&redis.Options{Addr: rd.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true})
+	defer client.Close()
+	const bound = 2 * time.Second
+	s := mustRedis(NewRedis(client, RedisConfig{Timeout: bound}))
+	defer s.Close()
+	mustConsume(t, s, newJTI(), time.Minute) // connected, the script loaded
+
+	jti := newJTI()
+	rd.Pause()
+	stalled := time.Now()
+	type result struct {
+		first bool
+		err   error
+	}
+	done := make(chan result, 1)
+	go func() {
+		first, err := s.Consume(context.Background(), jti, time.Now().Add(time.Second), time.Now().Add(time.Minute))
+		done <- result{first, err}
+	}()
+	// The stall outlasts the first attempt's bound, by a fifth of it: the
+	// second attempt then has four fifths of its own left once Redis is back.
+	time.Sleep(bound + bound/5)
+	rd.Resume()
+	r := <-done
+	if r.err != nil || !r.first {
+		t.Fatalf("after a %v stall with a %v bound: got (%v, %v), want (true, nil)", time.Since(stalled).Round(time.Millisecond), bound, r.first, r.err)
+	}
+	if again := mustConsume(t, s, jti, time.Minute); again {
+		t.Fatal("the token was spent twice")
+	}
+}

@@ -105,7 +105,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.Addr, "addr", ":8080", "listen address; 127.0.0.1:8080 with --dev")
 	fs.StringVar(&o.RedisURL, "redis-url", "", "one Redis (redis://[:password@]host:6379/0, rediss:// for TLS) or Sentinel (redis-sentinel://host:26379,host2:26379/<master>)")
 	fs.StringVar(&o.RedisCluster, "redis-cluster", "", "Redis Cluster seed nodes, host:port,host:port (or redis://[:password@]host:port,…); exclusive with --redis-url")
-	fs.DurationVar(&o.RedisTimeout, "redis-timeout", replay.DefaultRedisTimeout, "bound on one jti check in Redis; past it the socket gets 1013")
+	fs.DurationVar(&o.RedisTimeout, "redis-timeout", replay.DefaultRedisTimeout, "bound on one attempt of a jti check in Redis; a timed-out attempt is sent once more, past the second the socket gets 1013")
 	fs.DurationVar(&o.RedisHealth, "redis-health-interval", 2*time.Second, "how often the pub/sub connection is PINGed; a PING unanswered while nothing at all was read marks Redis lost (/readyz 503) within twice this; any message read counts as proof of life")
 	fs.StringVar(&o.Prefix, "channel-prefix", "", "prefix of every Redis channel and key")
 	fs.StringVar(&o.NodeID, "node-id", "", "replica id carried in socket ids (letters, digits, - and _); empty means random")
