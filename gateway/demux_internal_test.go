@@ -31,7 +31,7 @@ func TestClassify(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := []byte(tt.request)
-			r, end := classify(b)
+			r, end := classify(b, 0)
 			if r != tt.want {
 				t.Fatalf("route = %v, want %v", r, tt.want)
 			}
@@ -39,13 +39,24 @@ func TestClassify(t *testing.T) {
 				t.Fatalf("after the request: %q, want %q", b[end:], tt.early)
 			}
 			for n := 0; n < len(b); n++ {
-				switch got, _ := classify(b[:n]); {
+				switch got, _ := classify(b[:n], 0); {
 				case got == routeMore:
 				case got != tt.want:
 					t.Fatalf("%d bytes %q route %v, the whole request %v", n, b[:n], got, tt.want)
 				case got == routeUpgrade && tt.early == "":
 					t.Fatalf("%d bytes %q: an upgrade before its blank line", n, b[:n])
 				}
+			}
+			// Read a byte at a time, each read resuming where the last left.
+			for n := 1; n <= len(b); n++ {
+				got, gotEnd := classify(b[:n], n-1)
+				if got == routeMore {
+					continue
+				}
+				if got != r || got == routeUpgrade && gotEnd != end {
+					t.Fatalf("a byte at a time: route %v end %d at %d bytes, want %v end %d", got, gotEnd, n, r, end)
+				}
+				break
 			}
 		})
 	}
@@ -88,4 +99,41 @@ func TestFirstReadAfterStopAccept(t *testing.T) {
 	}
 	<-done
 	s.reading.wait()
+}
+
+// trickleConn is a client that sends its request one byte per read, as a
+// slow client's segments arrive.
+type trickleConn struct {
+	net.Conn
+	data []byte
+}
+
+func (c *trickleConn) Read(p []byte) (int, error) {
+	if len(c.data) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p[:1], c.data)
+	c.data = c.data[n:]
+	return n, nil
+}
+func (c *trickleConn) SetReadDeadline(time.Time) error { return nil }
+func (c *trickleConn) Close() error                    { return nil }
+
+// BenchmarkFirstReadTrickle is the demux's cost of a GET /ws whose header
+// (16 KiB of short lines, never ended) arrives one byte per read: what a
+// slow client costs the replica's CPU.
+func BenchmarkFirstReadTrickle(b *testing.B) {
+	req := []byte("GET /ws HTTP/1.1\r\n")
+	for len(req) < maxUpgradeHeader {
+		req = append(req, "a:\n"...)
+	}
+	s := &Server{http: &http.Server{ReadHeaderTimeout: time.Hour}}
+	toHTTP := newHandoffListener(nil)
+	toHTTP.fail(net.ErrClosed) // the connection is closed once the demux hands it on
+	b.ReportAllocs()
+	for b.Loop() {
+		c := &trickleConn{data: req}
+		s.reading.add(c, time.Time{})
+		s.firstRead(c, toHTTP)
+	}
 }

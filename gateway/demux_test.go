@@ -263,3 +263,59 @@ func TestUpgradeClientLeftWhileQueued(t *testing.T) {
 		t.Fatalf("connects = %v, want 2", n)
 	}
 }
+
+// TestShutdownWithRawUpgradeQueued: an upgrade waiting for admission,
+// holding no goroutine, when Shutdown begins is upgraded and closed with
+// 1012; Shutdown returns once it is gone.
+func TestShutdownWithRawUpgradeQueued(t *testing.T) {
+	testenv.NoLeaks(t)
+	testenv.NoFDLeaks(t)
+	hold := newHoldBroker("held")
+	h := start(t, harnessOpts{broker: hold, gw: func(c *gateway.Config) {
+		c.HandshakeConcurrency = 1
+		c.DrainWindow = 10 * time.Millisecond
+	}})
+	defer hold.Release()
+
+	first, err := h.dial(h.token("held")) // takes the one slot until the drain
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if n := h.metric("herald_handshakes_in_flight"); n != 1 {
+			return errors.New("the held handshake is not at work yet")
+		}
+		return nil
+	})
+	r := h.rawDial(t)
+	r.write(upgradeRequest(h.token("queued")))
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if n := h.metric("herald_handshakes_queued"); n != 1 {
+			return errors.New("the second handshake is not queued yet")
+		}
+		return nil
+	})
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.shutdown(20 * time.Second)
+	}()
+	go func() { _, _ = first.ExpectClose(10 * time.Second) }()
+	if resp, body := r.response(); resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("queued upgrade: %d %s, want 101 then 1012", resp.StatusCode, body)
+	}
+	op, payload := r.frame()
+	if op != ws.OpClose {
+		t.Fatalf("queued upgrade: frame %v %q, want a close frame", op, payload)
+	}
+	if code, _ := ws.ParseCloseFrameData([]byte(payload)); code != 1012 {
+		t.Fatalf("queued upgrade closed with %d, want 1012", code)
+	}
+	r.write(ws.MustCompileFrame(ws.MaskFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(1012, "")))))
+	<-done
+	if n := h.srv.Sockets(); n != 0 {
+		t.Fatalf("sockets after Shutdown = %d, want 0", n)
+	}
+}
