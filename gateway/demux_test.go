@@ -187,7 +187,7 @@ func TestUpgradeLargeHeader(t *testing.T) {
 // the WebSocket library's answer.
 func TestUpgradeRefusedByGobwas(t *testing.T) {
 	testenv.NoLeaks(t)
-	h := start(t, harnessOpts{})
+	h := start(t, harnessOpts{gw: func(c *gateway.Config) { c.AllowedOrigins = []string{"https://app.example.com"} }})
 	tests := []struct {
 		name    string
 		request string
@@ -196,6 +196,7 @@ func TestUpgradeRefusedByGobwas(t *testing.T) {
 		{"no key", "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n", 400},
 		{"old version", "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", 426},
 		{"no upgrade", "GET /ws?token=x HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+		{"no upgrade from a refused origin", "GET /ws?token=x HTTP/1.1\r\nHost: x\r\nOrigin: https://evil.example.net\r\n\r\n", 403},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -260,5 +261,61 @@ func TestUpgradeClientLeftWhileQueued(t *testing.T) {
 	}
 	if n := h.metric("herald_connects_total"); n != 2 {
 		t.Fatalf("connects = %v, want 2", n)
+	}
+}
+
+// TestShutdownWithRawUpgradeQueued: an upgrade waiting for admission,
+// holding no goroutine, when Shutdown begins is upgraded and closed with
+// 1012; Shutdown returns once it is gone.
+func TestShutdownWithRawUpgradeQueued(t *testing.T) {
+	testenv.NoLeaks(t)
+	testenv.NoFDLeaks(t)
+	hold := newHoldBroker("held")
+	h := start(t, harnessOpts{broker: hold, gw: func(c *gateway.Config) {
+		c.HandshakeConcurrency = 1
+		c.DrainWindow = 10 * time.Millisecond
+	}})
+	defer hold.Release()
+
+	first, err := h.dial(h.token("held")) // takes the one slot until the drain
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if n := h.metric("herald_handshakes_in_flight"); n != 1 {
+			return errors.New("the held handshake is not at work yet")
+		}
+		return nil
+	})
+	r := h.rawDial(t)
+	r.write(upgradeRequest(h.token("queued")))
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if n := h.metric("herald_handshakes_queued"); n != 1 {
+			return errors.New("the second handshake is not queued yet")
+		}
+		return nil
+	})
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.shutdown(20 * time.Second)
+	}()
+	go func() { _, _ = first.ExpectClose(10 * time.Second) }()
+	if resp, body := r.response(); resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("queued upgrade: %d %s, want 101 then 1012", resp.StatusCode, body)
+	}
+	op, payload := r.frame()
+	if op != ws.OpClose {
+		t.Fatalf("queued upgrade: frame %v %q, want a close frame", op, payload)
+	}
+	if code, _ := ws.ParseCloseFrameData([]byte(payload)); code != 1012 {
+		t.Fatalf("queued upgrade closed with %d, want 1012", code)
+	}
+	r.write(ws.MustCompileFrame(ws.MaskFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(1012, "")))))
+	<-done
+	if n := h.srv.Sockets(); n != 0 {
+		t.Fatalf("sockets after Shutdown = %d, want 0", n)
 	}
 }

@@ -38,8 +38,10 @@ var getWS = []byte("GET /ws")
 
 // classify routes a connection by its first bytes b. With routeUpgrade,
 // end is the length of the request (its header and the blank line); the
-// bytes after it were sent before the response.
-func classify(b []byte) (r route, end int) {
+// bytes after it were sent before the response. b[:from] was classified
+// before, as routeMore: its lines are not searched again, so that a client
+// sending its header a byte at a time costs linear time, not quadratic.
+func classify(b []byte, from int) (r route, end int) {
 	n := min(len(b), len(getWS))
 	if !bytes.Equal(b[:n], getWS[:n]) {
 		return routeHTTP, 0
@@ -50,7 +52,7 @@ func classify(b []byte) (r route, end int) {
 	if c := b[n]; c != ' ' && c != '?' { // GET /wsx, GET /ws/
 		return routeHTTP, 0
 	}
-	if end = headerEnd(b); end < 0 {
+	if end = headerEnd(b, from); end < 0 {
 		return routeMore, 0
 	}
 	return routeUpgrade, end
@@ -58,8 +60,10 @@ func classify(b []byte) (r route, end int) {
 
 // headerEnd returns the length of the request header in b up to and with
 // its blank line ("\n\r\n" or "\n\n" after the last header line), or -1.
-func headerEnd(b []byte) int {
-	for i := 0; ; {
+// b[:from] holds no blank line: the search starts at its last two bytes,
+// which may begin one.
+func headerEnd(b []byte, from int) int {
+	for i := max(0, from-2); ; {
 		j := bytes.IndexByte(b[i:], '\n')
 		if j < 0 {
 			return -1
@@ -93,7 +97,7 @@ func (s *Server) acceptLoop(ln net.Listener, toHTTP *handoffListener) error {
 			return err
 		}
 		wait = 0
-		if !s.reading.add(nc) {
+		if !s.reading.add(nc, time.Now().Add(s.http.ReadHeaderTimeout)) {
 			nc.Close() // stopped accepting
 			continue
 		}
@@ -112,7 +116,6 @@ func (s *Server) firstRead(nc net.Conn, toHTTP *handoffListener) {
 			readBufs.Put(bp)
 		}
 	}()
-	_ = nc.SetReadDeadline(time.Now().Add(s.http.ReadHeaderTimeout))
 	for {
 		if len(buf) == cap(buf) {
 			if cap(buf) >= maxUpgradeHeader {
@@ -120,9 +123,10 @@ func (s *Server) firstRead(nc net.Conn, toHTTP *handoffListener) {
 			}
 			buf = append(make([]byte, 0, min(2*cap(buf), maxUpgradeHeader)), buf...)
 		}
+		from := len(buf)
 		n, err := nc.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
-		r, end := classify(buf)
+		r, end := classify(buf, from)
 		if r == routeUpgrade {
 			_ = nc.SetReadDeadline(time.Time{})
 			// Counted before its first read ends, so that Shutdown,
@@ -233,12 +237,15 @@ type readers struct {
 	idle   *sync.Cond            // signalled when conns empties
 }
 
-func (r *readers) add(c net.Conn) bool {
+// add takes c, with the read deadline of its first read: set under mu, so
+// that a close that comes before the first read starts still ends it.
+func (r *readers) add(c net.Conn, deadline time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
 		return false
 	}
+	_ = c.SetReadDeadline(deadline)
 	if r.conns == nil {
 		r.conns = make(map[net.Conn]struct{})
 	}

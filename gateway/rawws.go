@@ -61,7 +61,8 @@ func (q *upgradeRequest) request() *http.Request {
 }
 
 // parseUpgrade runs gobwas' Upgrader on the request head. It returns the
-// request, or gobwas' error response to write before closing.
+// request, or, with an error, gobwas' response to write before closing and
+// what it read of the request before it stopped.
 func parseUpgrade(nc net.Conn, head []byte) (*upgradeRequest, []byte, error) {
 	q := &upgradeRequest{nc: nc, start: time.Now(), remote: nc.RemoteAddr().String()}
 	up := ws.Upgrader{
@@ -98,10 +99,20 @@ func parseUpgrade(nc net.Conn, head []byte) (*upgradeRequest, []byte, error) {
 		io.Writer
 	}{bytes.NewReader(head), &out})
 	if err != nil {
-		return nil, out.Bytes(), err
+		return q, out.Bytes(), err
 	}
 	q.response = out.Bytes()
 	return q, nil, nil
+}
+
+// originAllowed checks q's origin, counting and logging a refusal.
+func (s *Server) originAllowed(q *upgradeRequest) bool {
+	r := q.request()
+	if ok, _ := s.origins.Check(r); ok {
+		return true
+	}
+	s.authFailedAt(admit.ClientIP(r, s.cfg.TrustedProxies), "/ws", "origin_not_allowed")
+	return false
 }
 
 // serveUpgrade serves a GET /ws read by the demux: head is the request,
@@ -110,6 +121,14 @@ func parseUpgrade(nc net.Conn, head []byte) (*upgradeRequest, []byte, error) {
 func (s *Server) serveUpgrade(nc net.Conn, head, early []byte) {
 	q, refusal, err := parseUpgrade(nc, head)
 	if err != nil {
+		// As on the net/http path, draining and a refused origin answer
+		// first (with what gobwas read of the headers before it stopped).
+		switch {
+		case s.draining.Load():
+			refusal = rawJSONError(http.StatusServiceUnavailable, "draining", false)
+		case q != nil && !s.originAllowed(q):
+			refusal = rawJSONError(http.StatusForbidden, "origin_not_allowed", true)
+		}
 		writeAndClose(nc, refusal, s.cfg.HandshakeTimeout)
 		s.live.Add(-1)
 		return
@@ -129,8 +148,7 @@ func (s *Server) serveUpgrade(nc net.Conn, head, early []byte) {
 		h.exit()
 		return
 	}
-	if ok, _ := s.origins.Check(r); !ok {
-		h.authFailed("origin_not_allowed")
+	if !s.originAllowed(q) {
 		writeAndClose(nc, rawJSONError(http.StatusForbidden, "origin_not_allowed", true), s.cfg.HandshakeTimeout)
 		h.exit()
 		return

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -121,6 +122,18 @@ func TestDrainingRefusesNewSockets(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 503 {
 		t.Errorf("/ws while draining = %d, want 503", resp.StatusCode)
+	}
+	// On a connection of its own (the listener's upgrade path), with and
+	// without the upgrade's headers.
+	for _, req := range []string{
+		string(upgradeRequest(h.token("3"))),
+		"GET /ws?token=x HTTP/1.1\r\nHost: x\r\n\r\n",
+	} {
+		r := h.rawDial(t)
+		r.write([]byte(req))
+		if resp, body := r.response(); resp.StatusCode != 503 || !strings.Contains(body, `"draining"`) {
+			t.Errorf("/ws while draining, fresh connection = %d %s, want 503 draining", resp.StatusCode, body)
+		}
 	}
 	<-done
 	if got := ready(); got != -1 {

@@ -120,10 +120,11 @@ func (s *Script) Source() string { return s.src }
 // Redis is the Store of the multi-replica mode: every replica sees the same
 // records because they live in Redis, one key per consumed jti, set by a
 // script that compares the token's expiry with Redis' clock and sets the key
-// with PXAT at that expiry. Consume's key is "<prefix>jti:<jti>"; ConsumeIn,
-// which knows the token's user, keys it "<prefix>jti:{<user>}:<jti>" on a
-// Redis Cluster, in the user's hash slot, so that it shares one script with
-// the user's other keys. Beside them lives the epoch key (ConsumeLua):
+// with PXAT at that expiry. Consume's key is "<prefix>jti:<jti>"; ConsumeIn
+// and Use.Consume, which know the token's user, key it
+// "<prefix>jti:{<user>}:<jti>" on a Redis Cluster, in the user's hash slot,
+// so that it shares one script with the user's other keys and a token has
+// one key whether or not the inbox is on. Beside them lives the epoch key (ConsumeLua):
 // "<prefix>jti-epoch" on a single Redis; on a Redis Cluster one per hash
 // slot in use, "<prefix>jti-epoch:{<tag>}", with a tag that lands in the
 // jti key's slot.
@@ -199,8 +200,19 @@ func (r *Redis) Consume(ctx context.Context, jti string, mintedBy, expires time.
 	if err := checkArgs(jti, mintedBy, expires); err != nil {
 		return false, err
 	}
-	key := r.prefix + jti
-	reply, err := r.run(ctx, consumeScript, key, Use{JTI: jti, MintedBy: mintedBy, Expires: expires}, nil, nil)
+	return r.consume(ctx, r.prefix+jti, Use{JTI: jti, MintedBy: mintedBy, Expires: expires})
+}
+
+// consumeUse is Consume for u, under the key ConsumeIn gives it (Use.Consume).
+func (r *Redis) consumeUse(ctx context.Context, u Use) (bool, error) {
+	if err := checkArgs(u.JTI, u.MintedBy, u.Expires); err != nil {
+		return false, err
+	}
+	return r.consume(ctx, r.key(u), u)
+}
+
+func (r *Redis) consume(ctx context.Context, key string, u Use) (bool, error) {
+	reply, err := r.run(ctx, consumeScript, key, u, nil, nil)
 	if err != nil {
 		return false, err
 	}
@@ -220,9 +232,23 @@ type Use struct {
 	Expires  time.Time // the end of the token's life
 }
 
-// Consume is Consume for u, in store.
+// Consume is Consume for u, in store. On a Redis Cluster it keys the jti
+// as ConsumeIn does, in the user's hash slot, so that a token is spent under
+// one key whether or not a replica reads an inbox in the same step.
 func (u Use) Consume(ctx context.Context, store Store) (bool, error) {
+	if r, ok := store.(*Redis); ok {
+		return r.consumeUse(ctx, u)
+	}
 	return store.Consume(ctx, u.JTI, u.MintedBy, u.Expires)
+}
+
+// key is u's jti key: "<prefix>jti:<jti>", or on a Redis Cluster
+// "<prefix>jti:{<user>}:<jti>", in the user's hash slot.
+func (r *Redis) key(u Use) string {
+	if r.cluster && u.User != "" {
+		return r.prefix + "{" + u.User + "}:" + u.JTI
+	}
+	return r.prefix + u.JTI
 }
 
 // ConsumeIn consumes u in the first part of script, an atomic step that
@@ -241,11 +267,7 @@ func (r *Redis) ConsumeIn(ctx context.Context, script *Script, u Use, keys []str
 	if err := checkArgs(u.JTI, u.MintedBy, u.Expires); err != nil {
 		return false, nil, err
 	}
-	key := r.prefix + u.JTI
-	if r.cluster {
-		key = r.prefix + "{" + u.User + "}:" + u.JTI
-	}
-	reply, err := r.run(ctx, script, key, u, keys, args)
+	reply, err := r.run(ctx, script, r.key(u), u, keys, args)
 	if err != nil {
 		return false, nil, err
 	}

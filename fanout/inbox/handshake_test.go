@@ -340,3 +340,35 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
+
+// TestConsumeSameKeyEitherWay: on a Redis Cluster, a token is spent under
+// one key whether a replica consumes it in the inbox read's step or alone
+// (a replica with --inbox=false, or one from before a rolling upgrade's
+// new version), so that it can be used only once across both.
+func TestConsumeSameKeyEitherWay(t *testing.T) {
+	testenv.NoLeaks(t)
+	ctx := context.Background()
+	_, cc := testenv.StartOneNodeCluster(t)
+	in := must(NewRedis(cc, RedisConfig{}))
+	store := must(replay.NewRedis(cc, replay.RedisConfig{}))
+	use := func(n int) replay.Use {
+		return replay.Use{JTI: fmt.Sprintf("jti-%d-%d", n, time.Now().UnixNano()), User: "42",
+			MintedBy: time.Now().Add(time.Second), Expires: time.Now().Add(time.Minute)}
+	}
+
+	u := use(1) // the inbox step first, then alone
+	if _, err := in.ConsumeReadSync(ctx, store, u, "", []byte(`{"type":"sync"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if first, err := u.Consume(ctx, store); err != nil || first {
+		t.Fatalf("alone after the inbox step: first=%v err=%v, want a reused token", first, err)
+	}
+
+	u = use(2) // alone first, then the inbox step
+	if first, err := u.Consume(ctx, store); err != nil || !first {
+		t.Fatalf("alone: first=%v err=%v, want the first use", first, err)
+	}
+	if _, err := in.ConsumeReadSync(ctx, store, u, "", []byte(`{"type":"sync"}`)); !errors.Is(err, replay.ErrReused) {
+		t.Fatalf("the inbox step after alone = %v, want ErrReused", err)
+	}
+}
