@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"math"
 	"net"
 	"net/http"
@@ -120,6 +119,7 @@ type handshake struct {
 	early []byte             // frames the client sent before it read the 101
 	ready [2]<-chan struct{} // the user's and the socket's subscriptions (register)
 	gate  *inboxGate         // the socket's catch-up gate; nil without an inbox
+	spent bool               // the token was consumed on its own (consume), not in the inbox read
 	read  inbox.Result       // the inbox read (readInbox)
 	head  inbox.StreamID     // read.Head, parsed
 }
@@ -225,8 +225,13 @@ func (h *handshake) steps() []func(context.Context) *Disconnect {
 	if h.s.cfg.Inbox == nil {
 		return []func(context.Context) *Disconnect{h.consume, h.count, h.welcome, h.register, h.subscribe, h.resyncSince}
 	}
-	if _, ok := h.s.cfg.Inbox.(inbox.TokenReader); ok { // readInbox consumes the token
-		return []func(context.Context) *Disconnect{h.brokerReady, h.identify, h.count, h.register, h.subscribe, h.readInbox, h.welcome}
+	// With an inbox.TokenReader, readInbox consumes the token, after the
+	// subscription. While the broker is not ready (connecting, resubscribing
+	// or without Redis) the token is consumed first, on its own: a Redis
+	// that is away refuses it at once (1013), without a wait for a
+	// subscription, and one that answers lets it wait for the broker.
+	if _, ok := h.s.cfg.Inbox.(inbox.TokenReader); ok && h.s.broker.Ready() {
+		return []func(context.Context) *Disconnect{h.identify, h.count, h.register, h.subscribe, h.readInbox, h.welcome}
 	}
 	return []func(context.Context) *Disconnect{h.consume, h.count, h.register, h.subscribe, h.readInbox, h.welcome}
 }
@@ -245,6 +250,7 @@ func (h *handshake) consume(ctx context.Context) *Disconnect {
 	if d := h.refuseToken(err); d != nil {
 		return d
 	}
+	h.spent = true
 	return h.identify(ctx)
 }
 
@@ -272,19 +278,6 @@ func (h *handshake) refuseToken(err error) *Disconnect {
 	h.authFailed("replay_unavailable", user, zap.Error(err))
 	return DisconnectTryAgainLater
 }
-
-// brokerReady refuses the socket at once while the broker has lost Redis,
-// where the token is consumed later in this handshake: the store cannot
-// answer, and it fails closed (1013) without waiting for a subscription.
-func (h *handshake) brokerReady(context.Context) *Disconnect {
-	if h.s.broker.Ready() {
-		return nil
-	}
-	return h.refuseToken(errBrokerDown)
-}
-
-// errBrokerDown is brokerReady's refusal.
-var errBrokerDown = fmt.Errorf("%w: the broker has lost Redis", replay.ErrUnavailable)
 
 // identify names the socket: its user and its id.
 func (h *handshake) identify(context.Context) *Disconnect {

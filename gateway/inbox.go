@@ -192,6 +192,7 @@ func (h *handshake) readInbox(ctx context.Context) *Disconnect {
 	var err error
 	rs, syncInRead := s.cfg.Inbox.(inbox.SyncReader)
 	tr, withToken := s.cfg.Inbox.(inbox.TokenReader)
+	withToken = withToken && !h.spent
 	switch {
 	case withToken: // the token, the read and the sync message in one step
 		h.read, err = tr.ConsumeReadSync(ctx, s.cfg.Replay, h.use(), since, syncMessage(c.id))
