@@ -271,7 +271,8 @@ func (b *syncBuffer) lines(msg string) []map[string]any {
 }
 
 // holdBroker is a memory broker that holds back the subscription
-// confirmation of one user until release is closed, as a slow Redis would.
+// confirmation of one user (every user when user is "") until release is
+// closed, as a slow Redis would.
 type holdBroker struct {
 	fanout.Broker
 	user    string
@@ -285,7 +286,7 @@ func newHoldBroker(user string) *holdBroker {
 
 func (b *holdBroker) Subscribe(user string) <-chan struct{} {
 	ready := b.Broker.Subscribe(user)
-	if user != b.user {
+	if b.user != "" && user != b.user {
 		return ready
 	}
 	held := make(chan struct{})

@@ -7,47 +7,35 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herald-gw/herald/fanout"
 	"github.com/herald-gw/herald/fanout/inbox"
 	"github.com/herald-gw/herald/gateway"
 )
 
-// startingBroker is a memory broker that is not Ready, and confirms no
+// startingBroker is a broker that is not Ready, and confirms no
 // subscription, until Release: a replica whose Redis connection is still
 // being made (just started, or resubscribing after a reconnect) while the
 // jti store answers.
 type startingBroker struct {
-	fanout.Broker
+	*holdBroker
 	ready      atomic.Bool
-	release    chan struct{}
-	once       sync.Once
 	subscribed chan struct{} // closed at the first Subscribe
 	subOnce    sync.Once
 }
 
 func newStartingBroker() *startingBroker {
-	return &startingBroker{Broker: fanout.NewMemory(fanout.MemoryConfig{}), release: make(chan struct{}), subscribed: make(chan struct{})}
+	return &startingBroker{holdBroker: newHoldBroker(""), subscribed: make(chan struct{})}
 }
 
 func (b *startingBroker) Ready() bool { return b.ready.Load() }
 
 func (b *startingBroker) Subscribe(user string) <-chan struct{} {
-	ready := b.Broker.Subscribe(user)
-	b.subOnce.Do(func() { close(b.subscribed) })
-	held := make(chan struct{})
-	go func() {
-		<-ready
-		<-b.release
-		close(held)
-	}()
-	return held
+	defer b.subOnce.Do(func() { close(b.subscribed) })
+	return b.holdBroker.Subscribe(user)
 }
 
 func (b *startingBroker) Release() {
-	b.once.Do(func() {
-		b.ready.Store(true)
-		close(b.release)
-	})
+	b.ready.Store(true)
+	b.holdBroker.Release()
 }
 
 // TestHandshakeWaitsForStartingBroker: with an inbox, a handshake that

@@ -14,6 +14,7 @@ import (
 
 	"github.com/herald-gw/herald/fanout"
 	"github.com/herald-gw/herald/fanout/publish"
+	"github.com/herald-gw/herald/internal/keyslot"
 	"github.com/herald-gw/herald/internal/lockorder"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
@@ -72,13 +73,6 @@ type Cluster struct {
 var _ fanout.SocketSubscriber = (*Cluster)(nil)
 
 var _ fanout.Broker = (*Cluster)(nil)
-
-// slotRange is one line of CLUSTER SLOTS: slots start..end are served by
-// the master at addr.
-type slotRange struct {
-	start, end int
-	addr       string
-}
 
 // shard is the pub/sub session to one master (shardMode, keyed by channel
 // name). It hears its session's events for the Cluster.
@@ -259,7 +253,7 @@ func (r *Cluster) subscribe(channel string) <-chan struct{} {
 	if r.closing {
 		return fanout.Confirmed()
 	}
-	slot := keySlot(channel)
+	slot := keyslot.Of(channel)
 	c := r.chans[slot][channel]
 	if c == nil {
 		c = &clusterChan{}
@@ -290,7 +284,7 @@ func (r *Cluster) unsubscribe(channel string, grace bool) {
 	if r.closing {
 		return
 	}
-	slot := keySlot(channel)
+	slot := keyslot.Of(channel)
 	c := r.chans[slot][channel]
 	if c == nil {
 		r.log.Warn("Unsubscribe without a Subscribe", zap.String("channel", channel))
@@ -543,34 +537,6 @@ func (r *Cluster) applyMoved(slot int, addr string) {
 	r.kickRefresh()
 }
 
-// withOwner returns a copy of slots in which the master at addr serves slot.
-func withOwner(slots []slotRange, slot int, addr string) []slotRange {
-	out := make([]slotRange, 0, len(slots)+2)
-	placed := false
-	for _, s := range slots {
-		switch {
-		case s.start <= slot && slot <= s.end:
-			if s.start < slot {
-				out = append(out, slotRange{s.start, slot - 1, s.addr})
-			}
-			out = append(out, slotRange{slot, slot, addr})
-			if slot < s.end {
-				out = append(out, slotRange{slot + 1, s.end, s.addr})
-			}
-			placed = true
-			continue
-		case !placed && s.start > slot:
-			out = append(out, slotRange{slot, slot, addr})
-			placed = true
-		}
-		out = append(out, s)
-	}
-	if !placed {
-		out = append(out, slotRange{slot, slot, addr})
-	}
-	return out
-}
-
 // Scopes of rehomeLocked besides a slot.
 const (
 	allSlots = -1
@@ -601,7 +567,7 @@ func (r *Cluster) rehomeLocked(scope int) int {
 	// them again.
 	for _, sh := range r.shards {
 		for _, name := range sh.sess.takePushed() {
-			if c := r.chans[keySlot(name)][name]; c != nil && c.shard == sh {
+			if c := r.chans[keyslot.Of(name)][name]; c != nil && c.shard == sh {
 				ready, wasActive := sh.sess.resubscribe(name)
 				todo = append(todo, movedChan{channel: name, c: c, ready: ready, resync: wasActive})
 			}
@@ -723,7 +689,7 @@ func (r *Cluster) moveDone(mv movedChan) {
 		return
 	}
 	r.mu.Lock()
-	live := r.chans[keySlot(mv.channel)][mv.channel] == mv.c
+	live := r.chans[keyslot.Of(mv.channel)][mv.channel] == mv.c
 	r.mu.Unlock()
 	if live {
 		r.resync(mv.channel)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/herald-gw/herald/fanout/fanouttest"
 	"github.com/herald-gw/herald/fanout/publish"
+	"github.com/herald-gw/herald/internal/keyslot"
 	"github.com/herald-gw/herald/internal/testenv"
 )
 
@@ -64,7 +65,7 @@ func TestRedisClusterFollowsMoved(t *testing.T) {
 	from := ""
 	for i := 0; moved == ""; i++ {
 		u := "m" + strconv.Itoa(i)
-		m := rc.MasterOf(keySlot("user:{" + u + "}"))
+		m := rc.MasterOf(keyslot.Of("user:{" + u + "}"))
 		switch {
 		case from == "":
 			from, stay = m, u
@@ -73,7 +74,7 @@ func TestRedisClusterFollowsMoved(t *testing.T) {
 		}
 	}
 	fanouttest.WaitClosed(t, b.Subscribe(stay), 10*time.Second, stay)
-	slot := keySlot("user:{" + moved + "}")
+	slot := keyslot.Of("user:{" + moved + "}")
 	to := otherMaster(t, rc, from)
 	rc.MigrateSlot(slot, to)
 
@@ -129,7 +130,7 @@ func TestRedisClusterSocketChannels(t *testing.T) {
 	masters := map[string]bool{}
 	for i, id := range ids {
 		fanouttest.WaitClosed(t, chans[i], 10*time.Second, id)
-		m := rc.MasterOf(keySlot(ch.Socket(id)))
+		m := rc.MasterOf(keyslot.Of(ch.Socket(id)))
 		masters[m] = true
 		if n := shardNumSubAt(t, m, ch.Socket(id)); n != 1 {
 			t.Fatalf("SHARDNUMSUB %s on its master = %d, want 1", ch.Socket(id), n)
@@ -151,7 +152,7 @@ func TestRedisClusterSocketChannels(t *testing.T) {
 	// Migrate the first socket's slot: resubscribed on the new master, and
 	// a resync for that socket only.
 	id := ids[0]
-	slot := keySlot(ch.Socket(id))
+	slot := keyslot.Of(ch.Socket(id))
 	to := otherMaster(t, rc, rc.MasterOf(slot))
 	rc.MigrateSlot(slot, to)
 	testenv.Eventually(t, 10*time.Second, func() error {
@@ -168,7 +169,7 @@ func TestRedisClusterSocketChannels(t *testing.T) {
 	}
 	rec.WaitFor(t, publish.Socket(id), "after-migration")
 	for _, other := range ids[1:] {
-		if keySlot(ch.Socket(other)) != slot && rec.Has(publish.Socket(other), resyncPayload) {
+		if keyslot.Of(ch.Socket(other)) != slot && rec.Has(publish.Socket(other), resyncPayload) {
 			t.Errorf("socket %s, whose slot did not move, got a resync", other)
 		}
 	}
@@ -194,9 +195,9 @@ func TestRedisClusterSocketChannels(t *testing.T) {
 func sameSlotSockets(n int) []string {
 	ch := publish.NewShardedChannels("")
 	ids := []string{"n1.0"}
-	slot := keySlot(ch.Socket(ids[0]))
+	slot := keyslot.Of(ch.Socket(ids[0]))
 	for i := 1; len(ids) < n; i++ {
-		if id := "n1." + strconv.Itoa(i); keySlot(ch.Socket(id)) == slot {
+		if id := "n1." + strconv.Itoa(i); keyslot.Of(ch.Socket(id)) == slot {
 			ids = append(ids, id)
 		}
 	}
@@ -208,7 +209,7 @@ func sameSlotSockets(n int) []string {
 func clusterShardOf(b *Cluster, channel string) string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if c := b.chans[keySlot(channel)][channel]; c != nil && c.shard != nil {
+	if c := b.chans[keyslot.Of(channel)][channel]; c != nil && c.shard != nil {
 		return c.shard.addr
 	}
 	return ""
@@ -238,7 +239,7 @@ func TestRedisClusterMoveSurvivesDroppedChannel(t *testing.T) {
 			dropped = append(dropped, id)
 		}
 	}
-	slot := keySlot(ch.Socket(trigger))
+	slot := keyslot.Of(ch.Socket(trigger))
 	to := otherMaster(t, rc, rc.MasterOf(slot))
 	rc.MigrateSlot(slot, to)
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/herald-gw/herald/fanout/fanouttest"
 	"github.com/herald-gw/herald/fanout/publish"
+	"github.com/herald-gw/herald/internal/keyslot"
 	"github.com/herald-gw/herald/internal/testenv"
 )
 
@@ -29,8 +30,8 @@ func TestKeySlotMatchesRedis(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := keySlot(k); got != int(want) {
-			t.Errorf("keySlot(%q) = %d, CLUSTER KEYSLOT says %d", k, got, want)
+		if got := keyslot.Of(k); got != int(want) {
+			t.Errorf("keyslot.Of(%q) = %d, CLUSTER KEYSLOT says %d", k, got, want)
 		}
 	}
 }
@@ -174,8 +175,8 @@ func TestRedisClusterResubscribesDroppedChannel(t *testing.T) {
 	fanouttest.WaitClosed(t, b.Subscribe("43"), 10*time.Second, "43")
 	admin := srv.Client()
 	ctx := context.Background()
-	slot := keySlot("user:{42}")
-	if keySlot("user:{43}") == slot {
+	slot := keyslot.Of("user:{42}")
+	if keyslot.Of("user:{43}") == slot {
 		t.Fatal("test users share a slot")
 	}
 	numsub := func(ch string) int64 { return admin.PubSubShardNumSub(ctx, ch).Val()[ch] }
@@ -226,7 +227,7 @@ func TestRedisClusterAfterMoveIndependent(t *testing.T) {
 	r := &Cluster{ctx: ctx, ch: publish.NewShardedChannels(""), h: rec, chans: map[int]map[string]*clusterChan{}}
 	mk := func(name string, resync bool) (movedChan, chan struct{}) {
 		c := &clusterChan{refs: 1}
-		r.chans[keySlot(name)] = map[string]*clusterChan{name: c}
+		r.chans[keyslot.Of(name)] = map[string]*clusterChan{name: c}
 		ready := make(chan struct{})
 		return movedChan{channel: name, c: c, ready: ready, resync: resync, waiting: make(chan struct{})}, ready
 	}
@@ -235,7 +236,7 @@ func TestRedisClusterAfterMoveIndependent(t *testing.T) {
 	later, laterReady := mk("user:{later}", true)
 	gone, goneReady := mk("socket:{n1.gone}", true)
 	fresh, freshReady := mk("socket:{n1.fresh}", false)
-	delete(r.chans, keySlot(gone.channel)) // unsubscribed: its ready closed by the drop
+	delete(r.chans, keyslot.Of(gone.channel)) // unsubscribed: its ready closed by the drop
 	close(firstReady)
 	close(goneReady)
 	close(freshReady)

@@ -4,6 +4,7 @@ import (
 	"sort"
 
 	"github.com/herald-gw/herald/fanout/publish"
+	"github.com/herald-gw/herald/internal/keyslot"
 )
 
 // mode is what a session subscribes, and how: a value fixed when the
@@ -50,7 +51,7 @@ func (m mode) batches(keys []string, size int) [][]string {
 	if m.sharded {
 		slots = make([]int, len(keys))
 		for i, k := range keys {
-			slots[i] = keySlot(k)
+			slots[i] = keyslot.Of(k)
 		}
 		sort.Sort(bySlot{keys, slots})
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/herald-gw/herald/fanout"
 	"github.com/herald-gw/herald/fanout/publish"
+	"github.com/herald-gw/herald/internal/keyslot"
 	"github.com/herald-gw/herald/internal/lockorder"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
@@ -395,7 +396,7 @@ func (r *session) onMoved(slot int, addr string) {
 	r.mu.Lock()
 	n := 0
 	for ch, e := range r.subs.users {
-		if e.pending == 0 || keySlot(ch) != slot {
+		if e.pending == 0 || keyslot.Of(ch) != slot {
 			continue
 		}
 		wanted := e.wanted()
@@ -429,7 +430,7 @@ func movedText(msg string) (slot int, addr string, ok bool) {
 		return 0, "", false
 	}
 	slot, perr := strconv.Atoi(f[1])
-	if perr != nil || slot < 0 || slot >= clusterSlots {
+	if perr != nil || slot < 0 || slot >= keyslot.Slots {
 		return 0, "", false
 	}
 	return slot, f[2], true

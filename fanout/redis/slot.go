@@ -1,35 +1,36 @@
 package redis
 
-import "strings"
-
-// clusterSlots is the number of hash slots of a Redis Cluster.
-const clusterSlots = 16384
-
-// keySlot returns the Redis Cluster hash slot of key (or channel): CRC16
-// (XMODEM) of the key's hash tag, the part between the first '{' and the
-// next '}' when that part is not empty, else of the whole key; modulo 16384.
-func keySlot(key string) int {
-	if i := strings.IndexByte(key, '{'); i >= 0 {
-		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
-			key = key[i+1 : i+1+j]
-		}
-	}
-	return int(crc16(key)) % clusterSlots
+// slotRange is one line of CLUSTER SLOTS: slots start..end are served by
+// the master at addr.
+type slotRange struct {
+	start, end int
+	addr       string
 }
 
-// crc16 is CRC-16/XMODEM (polynomial 0x1021, initial value 0), the checksum
-// Redis Cluster hashes keys with.
-func crc16(s string) uint16 {
-	var crc uint16
-	for i := 0; i < len(s); i++ {
-		crc ^= uint16(s[i]) << 8
-		for range 8 {
-			if crc&0x8000 != 0 {
-				crc = crc<<1 ^ 0x1021
-			} else {
-				crc <<= 1
+// withOwner returns a copy of slots in which the master at addr serves slot.
+func withOwner(slots []slotRange, slot int, addr string) []slotRange {
+	out := make([]slotRange, 0, len(slots)+2)
+	placed := false
+	for _, s := range slots {
+		switch {
+		case s.start <= slot && slot <= s.end:
+			if s.start < slot {
+				out = append(out, slotRange{s.start, slot - 1, s.addr})
 			}
+			out = append(out, slotRange{slot, slot, addr})
+			if slot < s.end {
+				out = append(out, slotRange{slot + 1, s.end, s.addr})
+			}
+			placed = true
+			continue
+		case !placed && s.start > slot:
+			out = append(out, slotRange{slot, slot, addr})
+			placed = true
 		}
+		out = append(out, s)
 	}
-	return crc
+	if !placed {
+		out = append(out, slotRange{slot, slot, addr})
+	}
+	return out
 }
