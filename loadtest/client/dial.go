@@ -75,22 +75,12 @@ func newDialer(pl *Plan) *dialer {
 	if len(srcs) == 0 {
 		srcs = []string{""}
 	}
-	// The token POSTs' connections are kept for the next ones. A closed
-	// loop has at most Concurrency of them at once; an open loop has as
-	// many as are in flight, and closing all but Concurrency of them
-	// after one request each made nearly every token POST a new TCP
-	// connection (the tester's connect and herald's accept, and a port of
-	// the source address), which the closed loop does not pay.
-	idle := max(pl.Concurrency/len(srcs), 4)
-	if pl.ArrivalRate > 0 {
-		idle = max(len(pl.Sockets)/len(srcs), 4)
-	}
 	for _, ip := range srcs {
 		nd := netDialer(ip, 0)
 		tr := &http.Transport{
 			Proxy:               nil,
 			DialContext:         nd.DialContext,
-			MaxIdleConnsPerHost: idle,
+			MaxIdleConnsPerHost: max(pl.Concurrency/len(srcs), 4),
 			IdleConnTimeout:     30 * time.Second,
 			DisableCompression:  true,
 		}
